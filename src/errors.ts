@@ -1,0 +1,71 @@
+// Domain errors: one class, stable codes. Only src/grpc/status_mapping.ts turns
+// them into gRPC statuses; everything else throws or returns these.
+
+export type ErrorCode =
+  | "INVALID_ARGUMENT"
+  | "NOT_FOUND"
+  | "ALREADY_EXISTS"
+  | "INSUFFICIENT_STOCK"
+  | "ILLEGAL_TRANSITION"
+  | "FAILED_PRECONDITION"
+  | "LIMIT_EXCEEDED"
+  | "OVERLOADED"
+  | "UNAVAILABLE"
+  | "NOT_OWNER"
+  | "FENCED"
+  | "DEADLINE_EXCEEDED"
+  | "INTERNAL";
+
+export interface FieldViolation {
+  /** Path of the offending field in the request, e.g. `lines[3].quantity`. */
+  readonly field: string;
+  readonly description: string;
+}
+
+export class QmError extends Error {
+  override readonly name = "QmError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Machine-readable facts a caller may act on (current state, available units...). */
+    readonly metadata: Readonly<Record<string, string>> = {},
+    readonly violations: readonly FieldViolation[] = [],
+  ) {
+    super(message);
+  }
+
+  /** The plain form that crosses actor and process boundaries. */
+  toJSON(): QmErrorData {
+    return { code: this.code, message: this.message, metadata: this.metadata, violations: this.violations };
+  }
+
+  static fromJSON(data: QmErrorData): QmError {
+    return new QmError(data.code, data.message, data.metadata, data.violations);
+  }
+}
+
+export interface QmErrorData {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly violations: readonly FieldViolation[];
+}
+
+export function invalidArgument(violations: readonly FieldViolation[]): QmError {
+  const first = violations[0];
+  const message = first ? `${first.field}: ${first.description}` : "invalid argument";
+  return new QmError("INVALID_ARGUMENT", message, {}, violations);
+}
+
+export function notFound(what: string, id: string): QmError {
+  return new QmError("NOT_FOUND", `${what} ${id} not found`, { [what]: id });
+}
+
+export function illegalTransition(entity: string, state: string, action: string): QmError {
+  return new QmError("ILLEGAL_TRANSITION", `cannot ${action}: ${entity} is ${state}`, { state, action });
+}
+
+/** Invariants are checked in production too: a broken one is a bug, and fails the request that found it. */
+export function assert(condition: unknown, what: string): asserts condition {
+  if (!condition) throw new QmError("INTERNAL", `invariant violated: ${what}`);
+}

@@ -1,0 +1,62 @@
+// Every fixed limit of the service, named, with the reason it exists.
+// A limit that traffic can reach is enforced where the traffic enters and
+// answered with a clear status (INVALID_ARGUMENT or RESOURCE_EXHAUSTED).
+
+/** Identifiers: long enough for UUIDs and composite keys, short enough to index cheaply. */
+export const ID_LENGTH_MAX = 128;
+/** Identifiers are restricted to characters that are safe in keys, subjects and URLs. */
+export const ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
+/** One request moves at most a billion units; sums of such stay far below 2^53. */
+export const QUANTITY_MAX = 1_000_000_000;
+/** on_hand of one location; bounds the sums kept per SKU well inside a double's exact range. */
+export const ON_HAND_MAX = 1_000_000_000_000;
+/** Lines per order: bounds the saga's fan-out and the order actor's state. */
+export const ORDER_LINES_MAX = 200;
+/** SKUs per GetAvailability call: bounds the fan-out of one request. */
+export const AVAILABILITY_SKUS_MAX = 1000;
+/** Stock locations per SKU: the SKU actor scans its levels on every reservation. */
+export const LOCATIONS_PER_SKU_MAX = 100;
+/** Live (reserved or committed) reservations per SKU: bounds the SKU actor's memory and snapshot. */
+export const LIVE_RESERVATIONS_PER_SKU_MAX = 200_000;
+/** Ended reservations a SKU remembers so that a retried id returns the same reservation. */
+export const ENDED_RESERVATIONS_PER_SKU_MAX = 10_000;
+/** Adjustment idempotency keys a SKU remembers. */
+export const ADJUSTMENT_KEYS_PER_SKU_MAX = 10_000;
+/** Backorder SKUs may reserve this many units beyond on-hand stock. */
+export const BACKORDER_UNITS_MAX = 1_000_000;
+/** Shipments per order, returns per order, and tracking events per shipment. */
+export const SHIPMENTS_PER_ORDER_MAX = 100;
+export const RETURNS_PER_ORDER_MAX = 100;
+export const TRACKING_EVENTS_PER_SHIPMENT_MAX = 200;
+/** Free text (titles, notes, reasons, descriptions). */
+export const TEXT_LENGTH_MAX = 1024;
+/** Attributes per SKU, and the length of each key and value. */
+export const ATTRIBUTES_MAX = 64;
+export const ATTRIBUTE_LENGTH_MAX = 256;
+/** Page sizes of list calls. */
+export const PAGE_SIZE_DEFAULT = 100;
+export const PAGE_SIZE_MAX = 500;
+/** Reservation and payment time-to-live: at least a second, at most 30 days. */
+export const TTL_MS_MIN = 1_000;
+export const TTL_MS_MAX = 30 * 24 * 3600 * 1000;
+export const RESERVATION_TTL_MS_DEFAULT = 15 * 60 * 1000;
+export const PAYMENT_TIMEOUT_MS_DEFAULT = 30 * 60 * 1000;
+/** An order's reservations outlive its payment deadline by this much, so payment never races the hold's expiry. */
+export const ORDER_RESERVATION_GRACE_MS = 5 * 60 * 1000;
+
+/** Messages waiting in one actor's mailbox; beyond it callers get RESOURCE_EXHAUSTED. */
+export const MAILBOX_DEPTH_MAX = 4096;
+/** Messages one actor turn takes from its mailbox and persists in one write. */
+export const TURN_BATCH_MAX = 512;
+/** Appends the journal folds into one durable write (one fsync). */
+export const JOURNAL_BATCH_APPENDS_MAX = 4096;
+/** Encoded size of one append (events plus snapshot). */
+export const JOURNAL_APPEND_BYTES_MAX = 64 * 1024 * 1024;
+/** Snapshot once the events since the last snapshot reach this many, or the live state's size if larger (amortised O(1) per event). */
+export const SNAPSHOT_EVENTS_MIN = 500;
+/** Actors kept in memory; beyond it the least recently used idle ones are passivated. */
+export const ACTIVE_ACTORS_MAX = 20_000;
+/** Actor wake-ups the timer scheduler dispatches per tick. */
+export const WAKEUPS_PER_TICK_MAX = 1000;
+/** Largest gRPC message accepted. */
+export const GRPC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024;
