@@ -1,0 +1,164 @@
+// The SKU actor: one per SKU, the only writer of that SKU's stock. It turns
+// messages into domain decisions (src/domain/sku.ts), emits the events, and
+// replies with views once the turn is durable.
+
+import { illegalTransition } from "../../errors";
+import type { AuditRecord } from "../../journal/journal";
+import {
+  type AdjustCommand,
+  type AdjustmentReason,
+  applySkuEvent,
+  type AvailabilityView,
+  decideAdjust,
+  decideCommit,
+  decideDefine,
+  decideExpiries,
+  decideFulfil,
+  decideRelease,
+  decideReserve,
+  decideUnfulfil,
+  type LevelView,
+  newSkuState,
+  nextExpiryMs,
+  type ReservationView,
+  type ReserveCommand,
+  type SkuDefinition,
+  type SkuEvent,
+  skuFromSnapshot,
+  type SkuSnapshot,
+  type SkuState,
+  skuToSnapshot,
+  type SkuView,
+  skuWeight,
+  viewAvailability,
+  viewLevel,
+  viewReservation,
+  viewSku,
+} from "../../domain/sku";
+import type { ActorBehavior, TurnContext } from "../runtime/behavior";
+
+export const SKU_KIND = "sku";
+
+export function skuActorId(skuId: string): string {
+  return `${SKU_KIND}/${skuId}`;
+}
+
+/** Expiries handled per turn; the rest wait for the next turn, which the wake-up time brings at once. */
+const EXPIRIES_PER_TURN_MAX = 10_000;
+
+export type SkuMessage =
+  | { readonly op: "define"; readonly def: SkuDefinition }
+  | { readonly op: "get" }
+  | { readonly op: "availability" }
+  | { readonly op: "adjust"; readonly cmd: AdjustCommand; readonly note: string }
+  | { readonly op: "listAdjustments"; readonly afterSeq: number; readonly limit: number }
+  | { readonly op: "reserve"; readonly cmd: ReserveCommand }
+  | { readonly op: "getReservation"; readonly id: string }
+  | { readonly op: "commit"; readonly id: string }
+  | { readonly op: "release"; readonly id: string }
+  | { readonly op: "fulfil"; readonly id: string; readonly shipmentId: string; readonly quantity: number }
+  | { readonly op: "unfulfil"; readonly id: string; readonly shipmentId: string };
+
+/** One entry of the adjustment audit log, as the journal keeps it. */
+export interface AdjustmentRecord {
+  readonly locationId: string;
+  readonly delta: number;
+  readonly reason: AdjustmentReason;
+  readonly note: string;
+  readonly key: string;
+  readonly onHandAfter: number;
+}
+
+export interface AdjustmentPage {
+  readonly records: readonly AuditRecord[];
+  /** 0 when there are no more. */
+  readonly nextAfterSeq: number;
+}
+
+type Ctx = TurnContext<SkuState>;
+
+function emitAll(ctx: Ctx, events: readonly SkuEvent[]): void {
+  for (const e of events) ctx.emit(e);
+}
+
+export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
+  kind: SKU_KIND,
+  initialState: newSkuState,
+  applyEvent: (state, event) => applySkuEvent(state, event as SkuEvent),
+  toSnapshot: skuToSnapshot,
+  fromSnapshot: (key, snapshot) => skuFromSnapshot(key, snapshot as SkuSnapshot),
+  snapshotWeight: skuWeight,
+  wakeAtMs: nextExpiryMs,
+
+  onTurnStart(ctx) {
+    // Holds past their time are released before anything reads or reserves,
+    // so no answer ever counts an expired hold.
+    emitAll(ctx, decideExpiries(ctx.state, ctx.nowMs, EXPIRIES_PER_TURN_MAX));
+  },
+
+  handle(ctx, m): unknown {
+    const state = ctx.state;
+    switch (m.op) {
+      case "define":
+        emitAll(ctx, decideDefine(state, m.def, ctx.nowMs));
+        return viewSku(state);
+      case "get":
+        return viewSku(state);
+      case "availability":
+        return viewAvailability(state);
+      case "adjust":
+        return adjust(ctx, m.cmd, m.note);
+      case "listAdjustments":
+        return listAdjustments(ctx, m.afterSeq, m.limit);
+      case "reserve":
+        emitAll(ctx, decideReserve(state, m.cmd, ctx.nowMs));
+        return viewReservation(state, m.cmd.id);
+      case "getReservation":
+        return viewReservation(state, m.id);
+      case "commit": {
+        emitAll(ctx, decideCommit(state, m.id, ctx.nowMs));
+        const view = viewReservation(state, m.id);
+        // The hold had lapsed: the expiry is recorded, and the commit fails.
+        if (view.state === "EXPIRED") return illegalTransition("reservation", view.state, "commit");
+        return view;
+      }
+      case "release":
+        emitAll(ctx, decideRelease(state, m.id, ctx.nowMs));
+        return viewReservation(state, m.id);
+      case "fulfil":
+        emitAll(ctx, decideFulfil(state, m.id, m.shipmentId, m.quantity, ctx.nowMs));
+        return viewReservation(state, m.id);
+      case "unfulfil":
+        emitAll(ctx, decideUnfulfil(state, m.id, m.shipmentId, ctx.nowMs));
+        return viewReservation(state, m.id);
+    }
+  },
+};
+
+function adjust(ctx: Ctx, cmd: AdjustCommand, note: string): LevelView {
+  const { events, replay } = decideAdjust(ctx.state, cmd, ctx.nowMs);
+  if (replay !== undefined) return replay;
+  emitAll(ctx, events);
+  const level = viewLevel(ctx.state, cmd.locationId);
+  const record: AdjustmentRecord = {
+    locationId: cmd.locationId,
+    delta: cmd.delta,
+    reason: cmd.reason,
+    note,
+    key: cmd.key,
+    onHandAfter: level.onHand,
+  };
+  ctx.audit({ seq: ctx.state.adjustmentSeq, atMs: ctx.nowMs, data: record });
+  return level;
+}
+
+async function listAdjustments(ctx: Ctx, afterSeq: number, limit: number): Promise<AdjustmentPage> {
+  viewSku(ctx.state); // NOT_FOUND for an unknown SKU
+  const records = await ctx.readAudit(afterSeq, limit + 1);
+  const more = records.length > limit;
+  const page = more ? records.slice(0, limit) : records;
+  const last = page[page.length - 1];
+  return { records: page, nextAfterSeq: more && last !== undefined ? last.seq : 0 };
+}
+
+export type { AvailabilityView, LevelView, ReservationView, SkuView };

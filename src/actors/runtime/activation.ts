@@ -1,0 +1,283 @@
+// One live actor: its state, its mailbox and its turn loop.
+//
+// A turn takes everything queued (up to TURN_BATCH_MAX), handles each message
+// against the in-memory state, persists all the events of the turn in ONE
+// journal append, and only then replies. While that append is in flight new
+// messages queue up and form the next turn's batch: that is group commit, and
+// it is why a hot actor is not limited by one fsync per request.
+
+import type { Clock } from "../../clock";
+import { QmError } from "../../errors";
+import type { AuditRecord, Journal } from "../../journal/journal";
+import { MAILBOX_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
+import type { ActorBehavior, ActorRouter, TurnContext } from "./behavior";
+import { type Envelope, Mailbox } from "./mailbox";
+
+export interface ActivationHost {
+  readonly journal: Journal;
+  readonly clock: Clock;
+  readonly router: ActorRouter;
+  /** The activation is done (idle-passivated or rebuilt after a fault); `leftover` must be delivered to a fresh one. */
+  retire(activation: Activation<unknown, unknown>, leftover: Envelope[]): void;
+  reportBug(actorId: string, error: unknown): void;
+  observeTurn(kind: string, messages: number, events: number): void;
+}
+
+type Phase = "loading" | "ready" | "retired";
+
+interface Reply {
+  readonly envelope: Envelope;
+  readonly value: unknown;
+  readonly failed: boolean;
+}
+
+export class Activation<S, M> implements TurnContext<S> {
+  readonly key: string;
+  private phase: Phase = "loading";
+  private readonly mailbox = new Mailbox(MAILBOX_DEPTH_MAX);
+  private running = false;
+  private wakeRequested = false;
+  private current!: S;
+  private lastSeq = 0;
+  private storedWakeAtMs: number | null = null;
+  private eventsSinceSnapshot = 0;
+  private pendingEvents: unknown[] = [];
+  private pendingAudit: AuditRecord[] = [];
+  /** Bumped by every persist, so a handler that persisted midway is known to have made part of its work durable. */
+  private persistCount = 0;
+  private persistFailed = false;
+  private idleWaiters: (() => void)[] = [];
+  nowMs = 0;
+  lastUsedMs = 0;
+
+  constructor(
+    private readonly host: ActivationHost,
+    private readonly behavior: ActorBehavior<S, M>,
+    readonly actorId: string,
+  ) {
+    this.key = actorId.slice(behavior.kind.length + 1);
+  }
+
+  get state(): S {
+    return this.current;
+  }
+
+  /** Busy actors are never passivated: they hold queued work or a turn in flight. */
+  get busy(): boolean {
+    return this.phase === "loading" || this.running || this.mailbox.length > 0;
+  }
+
+  async load(): Promise<void> {
+    try {
+      const recovered = await this.host.journal.recover(this.actorId);
+      const state =
+        recovered.snapshot === undefined
+          ? this.behavior.initialState(this.key)
+          : this.behavior.fromSnapshot(this.key, recovered.snapshot.state);
+      for (const event of recovered.events) this.behavior.applyEvent(state, event);
+      this.current = state;
+      this.lastSeq = recovered.lastSeq;
+      this.storedWakeAtMs = recovered.wakeAtMs;
+      this.eventsSinceSnapshot = recovered.events.length;
+      this.phase = "ready";
+      this.schedule();
+    } catch (error) {
+      this.host.reportBug(this.actorId, error);
+      this.phase = "retired";
+      const failure = asQmError(error, "UNAVAILABLE", `actor ${this.actorId} could not be recovered`);
+      for (const envelope of this.mailbox.drain()) envelope.reject(failure);
+      this.host.retire(this as Activation<unknown, unknown>, []);
+    }
+  }
+
+  enqueue(envelope: Envelope): void {
+    this.mailbox.push(envelope, this.actorId);
+    this.schedule();
+  }
+
+  requestWake(): void {
+    this.wakeRequested = true;
+    this.schedule();
+  }
+
+  /** Resolves when no turn is running and nothing is queued. */
+  whenIdle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  // ---- TurnContext ------------------------------------------------------------
+
+  emit(event: unknown): void {
+    this.behavior.applyEvent(this.current, event);
+    this.pendingEvents.push(event);
+  }
+
+  audit(record: AuditRecord): void {
+    this.pendingAudit.push(record);
+  }
+
+  ask<R>(actorId: string, message: unknown): Promise<R> {
+    return this.host.router.ask<R>(actorId, message);
+  }
+
+  readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]> {
+    return this.host.journal.readAudit(this.actorId, afterSeq, limit);
+  }
+
+  async persist(): Promise<void> {
+    const events = this.pendingEvents;
+    const audit = this.pendingAudit;
+    const wakeAtMs = this.behavior.wakeAtMs(this.current);
+    if (events.length === 0 && audit.length === 0 && wakeAtMs === this.storedWakeAtMs) return;
+    this.pendingEvents = [];
+    this.pendingAudit = [];
+    this.persistCount++;
+    const expectedLastSeq = this.lastSeq;
+    const lastSeq = expectedLastSeq + events.length;
+    const sinceSnapshot = this.eventsSinceSnapshot + events.length;
+    // Snapshot spacing grows with the state, so snapshotting costs O(1) per
+    // event however large the state is, and recovery replays at most that many.
+    const snapshot =
+      sinceSnapshot >= Math.max(SNAPSHOT_EVENTS_MIN, this.behavior.snapshotWeight(this.current))
+        ? { seq: lastSeq, state: this.behavior.toSnapshot(this.current) }
+        : undefined;
+    try {
+      await this.host.journal.append({
+        actorId: this.actorId,
+        expectedLastSeq,
+        events,
+        ...(snapshot === undefined ? {} : { snapshot }),
+        ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
+        ...(audit.length === 0 ? {} : { audit }),
+      });
+    } catch (error) {
+      // The state now runs ahead of the journal: this activation must not serve again.
+      this.persistFailed = true;
+      throw asQmError(error, "UNAVAILABLE", `journal append for ${this.actorId} failed`);
+    }
+    this.lastSeq = lastSeq;
+    this.storedWakeAtMs = wakeAtMs;
+    this.eventsSinceSnapshot = snapshot === undefined ? sinceSnapshot : 0;
+  }
+
+  // ---- Turn loop ----------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.running || this.phase !== "ready") return;
+    if (this.mailbox.length === 0 && !this.wakeRequested) return;
+    this.running = true;
+    void this.run();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.phase === "ready" && (this.mailbox.length > 0 || this.wakeRequested)) {
+        this.wakeRequested = false;
+        await this.turn(this.mailbox.take(TURN_BATCH_MAX));
+      }
+    } finally {
+      this.running = false;
+      this.lastUsedMs = this.host.clock.monotonicMs();
+      if (!this.busy) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    }
+  }
+
+  private async turn(batch: Envelope[]): Promise<void> {
+    const replies: Reply[] = [];
+    let faulted = false;
+    let unhandled: Envelope[] = [];
+    this.persistFailed = false;
+    try {
+      this.nowMs = this.host.clock.nowMs();
+      const started = this.behavior.onTurnStart?.(this);
+      if (started instanceof Promise) await started;
+    } catch (error) {
+      // Without its turn-start work (expiries, saga resumption) the state is not
+      // fit to serve. Fail this batch (not retried: the fault may repeat) and
+      // rebuild from the journal on the next message.
+      if (!this.persistFailed) this.host.reportBug(this.actorId, error);
+      const failure = asQmError(error, "INTERNAL", "internal error");
+      for (const envelope of batch) envelope.reject(failure);
+      this.pendingEvents = [];
+      this.pendingAudit = [];
+      this.retire([]);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const envelope = batch[i] as Envelope;
+      this.nowMs = this.host.clock.nowMs();
+      if (envelope.deadlineMs !== undefined && this.nowMs > envelope.deadlineMs) {
+        replies.push({ envelope, value: new QmError("DEADLINE_EXCEEDED", "deadline passed while queued"), failed: true });
+        continue;
+      }
+      const mark = this.pendingEvents.length;
+      const persistsBefore = this.persistCount;
+      try {
+        let value = this.behavior.handle(this, envelope.message as M);
+        if (value instanceof Promise) value = await value;
+        replies.push({ envelope, value, failed: value instanceof QmError });
+      } catch (error) {
+        const clean =
+          error instanceof QmError &&
+          error.code !== "INTERNAL" &&
+          !this.persistFailed &&
+          this.persistCount === persistsBefore &&
+          this.pendingEvents.length === mark;
+        if (clean) {
+          replies.push({ envelope, value: error, failed: true });
+          continue;
+        }
+        // A bug, or a failed write midway: the state may hold part of this
+        // message's work. Keep what earlier messages did, fail this one, and
+        // hand the rest of the batch to a fresh activation.
+        if (!this.persistFailed) this.host.reportBug(this.actorId, error);
+        replies.push({ envelope, value: asQmError(error, "INTERNAL", "internal error"), failed: true });
+        if (this.persistCount === persistsBefore) this.pendingEvents.length = mark;
+        else this.pendingEvents = [];
+        unhandled = batch.slice(i + 1);
+        faulted = true;
+        break;
+      }
+    }
+    let eventCount = this.pendingEvents.length;
+    if (!this.persistFailed) {
+      try {
+        await this.persist();
+      } catch (error) {
+        faulted = true;
+        eventCount = 0;
+        const failure = asQmError(error, "UNAVAILABLE", "write failed");
+        for (let i = 0; i < replies.length; i++) {
+          const reply = replies[i] as Reply;
+          if (!reply.failed) replies[i] = { envelope: reply.envelope, value: failure, failed: true };
+        }
+      }
+    }
+    this.host.observeTurn(this.behavior.kind, batch.length, eventCount);
+    for (const reply of replies) {
+      if (reply.failed) reply.envelope.reject(reply.value as Error);
+      else reply.envelope.resolve(reply.value);
+    }
+    if (faulted) this.retire(unhandled);
+  }
+
+  private retire(leftover: Envelope[]): void {
+    this.phase = "retired";
+    this.host.retire(this as Activation<unknown, unknown>, [...leftover, ...this.mailbox.drain()]);
+  }
+
+  markRetired(): void {
+    this.phase = "retired";
+  }
+}
+
+function asQmError(error: unknown, code: QmError["code"], message: string): QmError {
+  if (error instanceof QmError) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new QmError(code, `${message}: ${detail}`);
+}

@@ -1,0 +1,58 @@
+// What the runtime needs from an actor kind. The runtime knows nothing of SKUs
+// or orders: it activates state from the journal, runs one turn at a time,
+// persists what a turn emitted in one append, and only then replies.
+
+import type { AuditRecord } from "../../journal/journal";
+
+export interface AskOptions {
+  /** Absolute wall-clock deadline; a message still queued after it is dropped unprocessed. */
+  readonly deadlineMs?: number;
+  /** W3C traceparent of the caller, carried across actor and node hops. */
+  readonly traceparent?: string;
+}
+
+/** How an actor reaches other actors, wherever they live. */
+export interface ActorRouter {
+  ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R>;
+}
+
+export interface TurnContext<S> {
+  readonly actorId: string;
+  readonly key: string;
+  readonly state: S;
+  /** Wall-clock time at the start of this message; one value per message so a decision is consistent. */
+  readonly nowMs: number;
+  /** Applies the event to the state now and queues it for the turn's durable append. */
+  emit(event: unknown): void;
+  /** Queues an audit record for the same append as the events. */
+  audit(record: AuditRecord): void;
+  /** Makes everything emitted so far durable before going on (a saga records intent before acting). */
+  persist(): Promise<void>;
+  ask<R>(actorId: string, message: unknown): Promise<R>;
+  readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]>;
+}
+
+export interface ActorBehavior<S, M> {
+  /** The first segment of the actor id: `${kind}/${key}`. */
+  readonly kind: string;
+  initialState(key: string): S;
+  applyEvent(state: S, event: unknown): void;
+  /** A plain value for the journal; encoded at once, so it may share structure with the state. */
+  toSnapshot(state: S): unknown;
+  fromSnapshot(key: string, snapshot: unknown): S;
+  /** Roughly how many events' worth a snapshot costs to write; snapshots are spaced at least this far apart. */
+  snapshotWeight(state: S): number;
+  /** When the actor must run next without a message (expiry, a saga step to resume), or null. */
+  wakeAtMs(state: S): number | null;
+  /** Runs at the start of every turn, before its messages, and on wake-ups: expiries, saga resumption. */
+  onTurnStart?(ctx: TurnContext<S>): void | Promise<void>;
+  /**
+   * Handles one message and returns the reply. Throwing a QmError before
+   * emitting anything fails only this message. Returning a QmError fails the
+   * message after the turn's events are durable (for a decision whose events
+   * must be kept, such as an expiry found while committing). Anything else
+   * thrown is a bug: the message fails with INTERNAL and the activation is
+   * rebuilt from the journal.
+   */
+  handle(ctx: TurnContext<S>, message: M): unknown;
+}

@@ -1,0 +1,591 @@
+// The order state machine. Pure: no I/O, no timers; time is an argument.
+//
+// An order drives a saga over SKU actors. Every step that touches SKUs is
+// first recorded as durable intent (`saga`), then carried out with idempotent
+// SKU commands, then closed by an outcome event. After a crash the order actor
+// finds the open step in its state and carries it out again, so a step is
+// never half-done. Every legal transition is in TRANSITIONS below.
+
+import { assert, illegalTransition, QmError } from "../errors";
+import { RETURNS_PER_ORDER_MAX, SHIPMENTS_PER_ORDER_MAX, TRACKING_EVENTS_PER_SHIPMENT_MAX } from "../limits";
+
+/** RESERVING is internal: the order's turn is still running its first saga step. */
+export type OrderStatus =
+  | "RESERVING"
+  | "AWAITING_PAYMENT"
+  | "REJECTED"
+  | "PAID"
+  | "PARTIALLY_SHIPPED"
+  | "SHIPPED"
+  | "DELIVERED"
+  | "CANCELLED"
+  | "EXPIRED"
+  | "RETURNED";
+
+export type TrackingStatus = "IN_TRANSIT" | "OUT_FOR_DELIVERY" | "DELIVERED" | "EXCEPTION";
+
+export type OrderAction = "pay" | "cancel" | "expire" | "ship" | "track" | "return";
+
+/** Where each action may start. Retries of a finished action are answered before this check. */
+export const TRANSITIONS: Readonly<Record<OrderAction, readonly OrderStatus[]>> = {
+  pay: ["AWAITING_PAYMENT"], // -> PAID
+  cancel: ["AWAITING_PAYMENT", "PAID"], // -> CANCELLED (no shipment yet)
+  expire: ["AWAITING_PAYMENT"], // -> EXPIRED, by the payment timer
+  ship: ["PAID", "PARTIALLY_SHIPPED"], // -> PARTIALLY_SHIPPED | SHIPPED
+  track: ["PARTIALLY_SHIPPED", "SHIPPED", "DELIVERED", "RETURNED"], // SHIPPED -> DELIVERED
+  return: ["PARTIALLY_SHIPPED", "SHIPPED", "DELIVERED"], // SHIPPED|DELIVERED -> RETURNED
+};
+
+export interface LineQuantity {
+  readonly skuId: string;
+  readonly quantity: number;
+}
+
+export interface OrderLineState {
+  readonly skuId: string;
+  readonly quantity: number;
+  readonly reservationId: string;
+  locationId: string;
+  shipped: number;
+  returned: number;
+}
+
+export interface TrackingEventRecord {
+  readonly eventId: string;
+  readonly status: TrackingStatus;
+  readonly location: string;
+  readonly description: string;
+  readonly occurredAtMs: number;
+  readonly recordedAtMs: number;
+}
+
+export interface ShipmentState {
+  readonly shipmentId: string;
+  readonly carrier: string;
+  readonly trackingNumber: string;
+  readonly lines: readonly LineQuantity[];
+  readonly createdAtMs: number;
+  /** False while the shipment's saga step is open. */
+  done: boolean;
+  status: TrackingStatus | null;
+  events: TrackingEventRecord[];
+}
+
+export interface ReturnState {
+  readonly returnId: string;
+  readonly lines: readonly LineQuantity[];
+  readonly restock: boolean;
+  readonly createdAtMs: number;
+}
+
+export interface LineRejection {
+  readonly skuId: string;
+  readonly reason: string;
+  readonly message: string;
+}
+
+export type Saga =
+  | { readonly kind: "reserve" }
+  | { readonly kind: "commit" }
+  | { readonly kind: "release"; readonly outcome: "REJECTED" | "CANCELLED" | "EXPIRED" }
+  | { readonly kind: "ship"; readonly shipmentId: string }
+  | { readonly kind: "unship"; readonly shipmentId: string }
+  | { readonly kind: "restock"; readonly returnId: string };
+
+export interface OrderState {
+  readonly orderId: string;
+  exists: boolean;
+  customerId: string;
+  status: OrderStatus;
+  lines: OrderLineState[];
+  shipments: ShipmentState[];
+  returns: ReturnState[];
+  rejections: LineRejection[];
+  paymentReference: string;
+  cancelReason: string;
+  paymentDeadlineMs: number;
+  reservationTtlMs: number;
+  createdAtMs: number;
+  updatedAtMs: number;
+  version: number;
+  /** The saga step recorded but not yet finished; resumed after a crash. */
+  saga: Saga | null;
+  /** Why the last saga step failed, for the reply of the request that started it. */
+  failure: LineRejection | null;
+}
+
+export type OrderEvent =
+  | {
+      readonly t: "placed";
+      readonly customerId: string;
+      readonly lines: readonly { readonly skuId: string; readonly quantity: number; readonly reservationId: string }[];
+      readonly paymentDeadlineMs: number;
+      readonly reservationTtlMs: number;
+      readonly atMs: number;
+    }
+  | { readonly t: "reserved"; readonly locations: readonly string[]; readonly atMs: number }
+  | { readonly t: "reserveFailed"; readonly rejections: readonly LineRejection[]; readonly atMs: number }
+  | { readonly t: "payStarted"; readonly paymentReference: string; readonly atMs: number }
+  | { readonly t: "paid"; readonly atMs: number }
+  | { readonly t: "payFailed"; readonly failure: LineRejection; readonly atMs: number }
+  | { readonly t: "cancelStarted"; readonly reason: string; readonly atMs: number }
+  | { readonly t: "expireStarted"; readonly atMs: number }
+  | { readonly t: "released"; readonly atMs: number }
+  | {
+      readonly t: "shipStarted";
+      readonly shipmentId: string;
+      readonly carrier: string;
+      readonly trackingNumber: string;
+      readonly lines: readonly LineQuantity[];
+      readonly atMs: number;
+    }
+  | { readonly t: "shipped"; readonly shipmentId: string; readonly atMs: number }
+  | { readonly t: "shipFailed"; readonly shipmentId: string; readonly failure: LineRejection; readonly atMs: number }
+  | { readonly t: "unshipped"; readonly shipmentId: string; readonly atMs: number }
+  | { readonly t: "tracked"; readonly shipmentId: string; readonly event: TrackingEventRecord; readonly atMs: number }
+  | {
+      readonly t: "returnStarted";
+      readonly returnId: string;
+      readonly lines: readonly LineQuantity[];
+      readonly restock: boolean;
+      readonly atMs: number;
+    }
+  | { readonly t: "returned"; readonly returnId: string; readonly atMs: number };
+
+export function newOrderState(orderId: string): OrderState {
+  return {
+    orderId,
+    exists: false,
+    customerId: "",
+    status: "RESERVING",
+    lines: [],
+    shipments: [],
+    returns: [],
+    rejections: [],
+    paymentReference: "",
+    cancelReason: "",
+    paymentDeadlineMs: 0,
+    reservationTtlMs: 0,
+    createdAtMs: 0,
+    updatedAtMs: 0,
+    version: 0,
+    saga: null,
+    failure: null,
+  };
+}
+
+/** The id of the reservation that holds an order line's units on its SKU. */
+export function lineReservationId(orderId: string, lineIndex: number): string {
+  // "/" is not allowed in client-chosen ids, so these can never collide with
+  // a client's own reservations, nor be committed or released behind the order's back.
+  return `order/${orderId}/${lineIndex}`;
+}
+
+function requireExists(state: OrderState): void {
+  if (!state.exists) throw new QmError("NOT_FOUND", `order ${state.orderId} not found`, { order: state.orderId });
+}
+
+function requireAllowed(state: OrderState, action: OrderAction): void {
+  if (!TRANSITIONS[action].includes(state.status)) throw illegalTransition("order", state.status, action);
+}
+
+// ---- Decisions ------------------------------------------------------------------
+
+export interface PlaceCommand {
+  readonly customerId: string;
+  readonly lines: readonly LineQuantity[];
+  readonly paymentTimeoutMs: number;
+  readonly reservationGraceMs: number;
+}
+
+/** No events when the order exists with the same content (an idempotent retry). */
+export function decidePlace(state: OrderState, cmd: PlaceCommand, nowMs: number): OrderEvent[] {
+  if (state.exists) {
+    const same =
+      state.customerId === cmd.customerId &&
+      state.lines.length === cmd.lines.length &&
+      state.lines.every((l, i) => l.skuId === cmd.lines[i]?.skuId && l.quantity === cmd.lines[i]?.quantity);
+    if (!same) {
+      throw new QmError("ALREADY_EXISTS", `order ${state.orderId} exists with different content`, {
+        reason: "IDEMPOTENCY_KEY_REUSED",
+      });
+    }
+    return [];
+  }
+  const reservationTtlMs = cmd.paymentTimeoutMs + cmd.reservationGraceMs;
+  return [
+    {
+      t: "placed",
+      customerId: cmd.customerId,
+      lines: cmd.lines.map((l, i) => ({ skuId: l.skuId, quantity: l.quantity, reservationId: lineReservationId(state.orderId, i) })),
+      paymentDeadlineMs: nowMs + cmd.paymentTimeoutMs,
+      reservationTtlMs,
+      atMs: nowMs,
+    },
+  ];
+}
+
+export function decidePay(state: OrderState, paymentReference: string, nowMs: number): OrderEvent[] {
+  requireExists(state);
+  if (state.status === "PAID" || (state.saga?.kind === "commit" && state.paymentReference === paymentReference)) {
+    if (state.paymentReference !== paymentReference) {
+      throw new QmError("FAILED_PRECONDITION", `order ${state.orderId} is already paid with another payment reference`, {
+        reason: "ALREADY_PAID",
+        state: state.status,
+      });
+    }
+    return [];
+  }
+  if (state.status === "AWAITING_PAYMENT" && nowMs >= state.paymentDeadlineMs) {
+    // The deadline has passed even if the timer has not fired yet: expire now.
+    return [{ t: "expireStarted", atMs: nowMs }];
+  }
+  requireAllowed(state, "pay");
+  return [{ t: "payStarted", paymentReference, atMs: nowMs }];
+}
+
+export function decideCancel(state: OrderState, reason: string, nowMs: number): OrderEvent[] {
+  requireExists(state);
+  if (state.status === "CANCELLED") return [];
+  requireAllowed(state, "cancel");
+  return [{ t: "cancelStarted", reason, atMs: nowMs }];
+}
+
+export function decideExpire(state: OrderState, nowMs: number): OrderEvent[] {
+  if (!state.exists || state.saga !== null || state.status !== "AWAITING_PAYMENT" || nowMs < state.paymentDeadlineMs) {
+    return [];
+  }
+  return [{ t: "expireStarted", atMs: nowMs }];
+}
+
+export interface ShipCommand {
+  readonly shipmentId: string;
+  readonly carrier: string;
+  readonly trackingNumber: string;
+  /** Empty: everything not yet shipped. */
+  readonly lines: readonly LineQuantity[];
+}
+
+export function decideShip(state: OrderState, cmd: ShipCommand, nowMs: number): OrderEvent[] {
+  requireExists(state);
+  const existing = state.shipments.find((s) => s.shipmentId === cmd.shipmentId);
+  if (existing !== undefined) {
+    if (cmd.lines.length > 0 && !sameLines(existing.lines, cmd.lines)) {
+      throw new QmError("ALREADY_EXISTS", `shipment ${cmd.shipmentId} exists with different lines`, {
+        reason: "IDEMPOTENCY_KEY_REUSED",
+      });
+    }
+    return [];
+  }
+  requireAllowed(state, "ship");
+  if (state.shipments.length >= SHIPMENTS_PER_ORDER_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `order ${state.orderId} already has ${SHIPMENTS_PER_ORDER_MAX} shipments`);
+  }
+  const lines =
+    cmd.lines.length > 0
+      ? cmd.lines
+      : state.lines.filter((l) => l.shipped < l.quantity).map((l) => ({ skuId: l.skuId, quantity: l.quantity - l.shipped }));
+  checkLines(state, lines, "lines", (l) => l.quantity - l.shipped, "left to ship");
+  return [
+    { t: "shipStarted", shipmentId: cmd.shipmentId, carrier: cmd.carrier, trackingNumber: cmd.trackingNumber, lines, atMs: nowMs },
+  ];
+}
+
+export interface TrackCommand {
+  readonly shipmentId: string;
+  readonly eventId: string;
+  readonly status: TrackingStatus;
+  readonly location: string;
+  readonly description: string;
+  readonly occurredAtMs: number;
+}
+
+export function decideTrack(state: OrderState, cmd: TrackCommand, nowMs: number): OrderEvent[] {
+  requireExists(state);
+  const shipment = state.shipments.find((s) => s.shipmentId === cmd.shipmentId && s.done);
+  if (shipment === undefined) {
+    throw new QmError("NOT_FOUND", `shipment ${cmd.shipmentId} not found on order ${state.orderId}`, {
+      shipment: cmd.shipmentId,
+    });
+  }
+  if (shipment.events.some((e) => e.eventId === cmd.eventId)) return [];
+  requireAllowed(state, "track");
+  if (shipment.events.length >= TRACKING_EVENTS_PER_SHIPMENT_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `shipment ${cmd.shipmentId} already has ${TRACKING_EVENTS_PER_SHIPMENT_MAX} events`);
+  }
+  const event: TrackingEventRecord = {
+    eventId: cmd.eventId,
+    status: cmd.status,
+    location: cmd.location,
+    description: cmd.description,
+    occurredAtMs: cmd.occurredAtMs,
+    recordedAtMs: nowMs,
+  };
+  return [{ t: "tracked", shipmentId: cmd.shipmentId, event, atMs: nowMs }];
+}
+
+export interface ReturnCommand {
+  readonly returnId: string;
+  readonly lines: readonly LineQuantity[];
+  readonly restock: boolean;
+}
+
+export function decideReturn(state: OrderState, cmd: ReturnCommand, nowMs: number): OrderEvent[] {
+  requireExists(state);
+  const existing = state.returns.find((r) => r.returnId === cmd.returnId);
+  if (existing !== undefined) {
+    if (!sameLines(existing.lines, cmd.lines) || existing.restock !== cmd.restock) {
+      throw new QmError("ALREADY_EXISTS", `return ${cmd.returnId} exists with different content`, {
+        reason: "IDEMPOTENCY_KEY_REUSED",
+      });
+    }
+    return [];
+  }
+  requireAllowed(state, "return");
+  if (state.returns.length >= RETURNS_PER_ORDER_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `order ${state.orderId} already has ${RETURNS_PER_ORDER_MAX} returns`);
+  }
+  checkLines(state, cmd.lines, "lines", (l) => l.shipped - l.returned, "shipped and not yet returned");
+  return [{ t: "returnStarted", returnId: cmd.returnId, lines: cmd.lines, restock: cmd.restock, atMs: nowMs }];
+}
+
+function sameLines(a: readonly LineQuantity[], b: readonly LineQuantity[]): boolean {
+  return a.length === b.length && a.every((l, i) => l.skuId === b[i]?.skuId && l.quantity === b[i]?.quantity);
+}
+
+/** Every line names a SKU of the order, once, within what `room` leaves. */
+function checkLines(
+  state: OrderState,
+  lines: readonly LineQuantity[],
+  field: string,
+  room: (line: OrderLineState) => number,
+  what: string,
+): void {
+  if (lines.length === 0) {
+    throw new QmError("FAILED_PRECONDITION", `order ${state.orderId} has nothing ${what}`, { state: state.status });
+  }
+  const seen = new Set<string>();
+  lines.forEach((l, i) => {
+    const line = state.lines.find((x) => x.skuId === l.skuId);
+    if (line === undefined) {
+      throw new QmError("INVALID_ARGUMENT", `${field}[${i}].sku_id: ${l.skuId} is not on order ${state.orderId}`, {}, [
+        { field: `${field}[${i}].sku_id`, description: `${l.skuId} is not on the order` },
+      ]);
+    }
+    if (seen.has(l.skuId)) {
+      throw new QmError("INVALID_ARGUMENT", `${field}[${i}].sku_id: ${l.skuId} appears twice`, {}, [
+        { field: `${field}[${i}].sku_id`, description: "appears twice" },
+      ]);
+    }
+    seen.add(l.skuId);
+    if (l.quantity > room(line)) {
+      throw new QmError(
+        "FAILED_PRECONDITION",
+        `${field}[${i}].quantity: ${l.quantity} exceeds the ${room(line)} units ${what} of ${l.skuId}`,
+        { sku_id: l.skuId, state: state.status },
+      );
+    }
+  });
+}
+
+// ---- Applying events ----------------------------------------------------------
+
+export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
+  switch (e.t) {
+    case "placed":
+      state.exists = true;
+      state.customerId = e.customerId;
+      state.status = "RESERVING";
+      state.lines = e.lines.map((l) => ({ ...l, locationId: "", shipped: 0, returned: 0 }));
+      state.paymentDeadlineMs = e.paymentDeadlineMs;
+      state.reservationTtlMs = e.reservationTtlMs;
+      state.createdAtMs = e.atMs;
+      state.saga = { kind: "reserve" };
+      break;
+    case "reserved":
+      e.locations.forEach((loc, i) => {
+        const line = state.lines[i];
+        if (line !== undefined) line.locationId = loc;
+      });
+      state.status = "AWAITING_PAYMENT";
+      state.saga = null;
+      break;
+    case "reserveFailed":
+      state.rejections = [...e.rejections];
+      state.saga = { kind: "release", outcome: "REJECTED" };
+      break;
+    case "payStarted":
+      state.paymentReference = e.paymentReference;
+      state.saga = { kind: "commit" };
+      break;
+    case "paid":
+      state.status = "PAID";
+      state.saga = null;
+      break;
+    case "payFailed":
+      state.failure = e.failure;
+      state.saga = { kind: "release", outcome: "EXPIRED" };
+      break;
+    case "cancelStarted":
+      state.cancelReason = e.reason;
+      state.saga = { kind: "release", outcome: "CANCELLED" };
+      break;
+    case "expireStarted":
+      state.saga = { kind: "release", outcome: "EXPIRED" };
+      break;
+    case "released":
+      assert(state.saga?.kind === "release", `released without a release step on order ${state.orderId}`);
+      state.status = state.saga.outcome;
+      state.saga = null;
+      break;
+    case "shipStarted":
+      state.shipments.push({
+        shipmentId: e.shipmentId,
+        carrier: e.carrier,
+        trackingNumber: e.trackingNumber,
+        lines: e.lines,
+        createdAtMs: e.atMs,
+        done: false,
+        status: null,
+        events: [],
+      });
+      state.saga = { kind: "ship", shipmentId: e.shipmentId };
+      break;
+    case "shipped": {
+      const shipment = findShipment(state, e.shipmentId);
+      shipment.done = true;
+      for (const l of shipment.lines) {
+        const line = findLine(state, l.skuId);
+        line.shipped += l.quantity;
+        assert(line.shipped <= line.quantity, `order ${state.orderId}: shipped more than ordered of ${l.skuId}`);
+      }
+      state.status = state.lines.every((l) => l.shipped === l.quantity) ? "SHIPPED" : "PARTIALLY_SHIPPED";
+      state.saga = null;
+      break;
+    }
+    case "shipFailed":
+      state.failure = e.failure;
+      state.saga = { kind: "unship", shipmentId: e.shipmentId };
+      break;
+    case "unshipped":
+      state.shipments = state.shipments.filter((s) => s.shipmentId !== e.shipmentId);
+      state.saga = null;
+      break;
+    case "tracked": {
+      const shipment = findShipment(state, e.shipmentId);
+      const events = shipment.events;
+      let at = events.length;
+      while (at > 0 && (events[at - 1] as TrackingEventRecord).occurredAtMs > e.event.occurredAtMs) at--;
+      events.splice(at, 0, e.event);
+      // Carriers report out of order: the latest event by occurrence wins,
+      // except that a delivery is final.
+      shipment.status = events.some((x) => x.status === "DELIVERED")
+        ? "DELIVERED"
+        : (events[events.length - 1] as TrackingEventRecord).status;
+      if (state.status === "SHIPPED" && state.shipments.every((s) => s.status === "DELIVERED")) {
+        state.status = "DELIVERED";
+      }
+      break;
+    }
+    case "returnStarted":
+      state.returns.push({ returnId: e.returnId, lines: e.lines, restock: e.restock, createdAtMs: e.atMs });
+      for (const l of e.lines) {
+        const line = findLine(state, l.skuId);
+        line.returned += l.quantity;
+        assert(line.returned <= line.shipped, `order ${state.orderId}: returned more than shipped of ${l.skuId}`);
+      }
+      state.saga = { kind: "restock", returnId: e.returnId };
+      break;
+    case "returned":
+      if ((state.status === "SHIPPED" || state.status === "DELIVERED") && state.lines.every((l) => l.returned === l.shipped)) {
+        state.status = "RETURNED";
+      }
+      state.saga = null;
+      break;
+  }
+  if (e.t !== "payFailed" && e.t !== "shipFailed" && e.t !== "released" && e.t !== "unshipped") state.failure = null;
+  state.version += 1;
+  state.updatedAtMs = e.atMs;
+}
+
+function findShipment(state: OrderState, shipmentId: string): ShipmentState {
+  const s = state.shipments.find((x) => x.shipmentId === shipmentId);
+  assert(s !== undefined, `order ${state.orderId}: unknown shipment ${shipmentId}`);
+  return s;
+}
+
+function findLine(state: OrderState, skuId: string): OrderLineState {
+  const line = state.lines.find((l) => l.skuId === skuId);
+  assert(line !== undefined, `order ${state.orderId}: no line for ${skuId}`);
+  return line;
+}
+
+/** When the order actor must next run without being asked: an open saga step now, or the payment deadline. */
+export function orderWakeAtMs(state: OrderState): number | null {
+  if (!state.exists) return null;
+  // The step's own time: already due, and stable, so it is stored once per step.
+  if (state.saga !== null) return state.updatedAtMs;
+  if (state.status === "AWAITING_PAYMENT") return state.paymentDeadlineMs;
+  return null;
+}
+
+export function orderWeight(state: OrderState): number {
+  return state.lines.length + state.shipments.reduce((n, s) => n + s.events.length + 1, 0) + state.returns.length;
+}
+
+// ---- View ----------------------------------------------------------------------------
+
+/** What a reply carries: a copy, so later turns cannot change an answer already given. */
+export interface OrderView {
+  readonly orderId: string;
+  readonly customerId: string;
+  /** RESERVING is never shown: it only exists inside the order's first turn, or before a crashed one resumes. */
+  readonly state: Exclude<OrderStatus, "RESERVING">;
+  readonly lines: readonly Readonly<OrderLineState>[];
+  readonly shipments: readonly {
+    readonly shipmentId: string;
+    readonly carrier: string;
+    readonly trackingNumber: string;
+    readonly lines: readonly LineQuantity[];
+    readonly status: TrackingStatus | null;
+    readonly events: readonly TrackingEventRecord[];
+    readonly createdAtMs: number;
+  }[];
+  readonly returns: readonly ReturnState[];
+  readonly rejections: readonly LineRejection[];
+  readonly paymentReference: string;
+  readonly cancelReason: string;
+  readonly paymentDeadlineMs: number;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+  readonly version: number;
+}
+
+export function viewOrder(state: OrderState): OrderView {
+  requireExists(state);
+  return {
+    orderId: state.orderId,
+    customerId: state.customerId,
+    state: state.status === "RESERVING" ? "AWAITING_PAYMENT" : state.status,
+    lines: state.lines.map((l) => ({ ...l })),
+    shipments: state.shipments
+      .filter((s) => s.done)
+      .map((s) => ({
+        shipmentId: s.shipmentId,
+        carrier: s.carrier,
+        trackingNumber: s.trackingNumber,
+        lines: s.lines,
+        status: s.status,
+        events: [...s.events],
+        createdAtMs: s.createdAtMs,
+      })),
+    returns: [...state.returns],
+    rejections: state.rejections,
+    paymentReference: state.paymentReference,
+    cancelReason: state.cancelReason,
+    paymentDeadlineMs: state.paymentDeadlineMs,
+    createdAtMs: state.createdAtMs,
+    updatedAtMs: state.updatedAtMs,
+    version: state.version,
+  };
+}

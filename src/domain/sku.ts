@@ -1,0 +1,723 @@
+// The SKU state machine: stock levels per location, reservations and the
+// adjustment audit trail. Pure: no I/O, no timers; time is an argument.
+//
+// Each command is decided against the current state (decide* functions check
+// every rule and return the events, or throw a QmError before any change);
+// applySkuEvent folds an event into the state. The actor persists the events,
+// so the state after recovery is exactly the fold of the journal.
+//
+// Quantities, per location:  available = on_hand - reserved - committed (shown >= 0)
+//            per SKU:        available = on_hand - reserved - committed - safety_stock
+// Invariant (asserted after every event):
+//   reserved + committed <= on_hand + backorder allowance, at SKU level,
+//   and every counter >= 0.
+
+import { assert, illegalTransition, notFound, QmError } from "../errors";
+import {
+  ADJUSTMENT_KEYS_PER_SKU_MAX,
+  BACKORDER_UNITS_MAX,
+  ENDED_RESERVATIONS_PER_SKU_MAX,
+  LIVE_RESERVATIONS_PER_SKU_MAX,
+  LOCATIONS_PER_SKU_MAX,
+  ON_HAND_MAX,
+} from "../limits";
+import { MinHeap } from "../util/min_heap";
+
+export type AdjustmentReason = "RECEIVED" | "CORRECTION" | "DAMAGED" | "CYCLE_COUNT" | "RETURNED";
+export type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "EXPIRED" | "FULFILLED";
+
+export interface SkuDefinition {
+  readonly title: string;
+  readonly priceMinor: number;
+  readonly currency: string;
+  readonly safetyStock: number;
+  readonly lowStockThreshold: number;
+  readonly allowBackorder: boolean;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+interface Level {
+  onHand: number;
+  reserved: number;
+  committed: number;
+}
+
+interface ReservationRecord {
+  readonly id: string;
+  readonly locationId: string;
+  readonly quantity: number;
+  status: ReservationStatus;
+  /** Set while RESERVED; null once committed or ended. */
+  expiresAtMs: number | null;
+  readonly createdAtMs: number;
+  updatedAtMs: number;
+  /** Units shipped so far, per shipment id: makes fulfil and its undo idempotent. */
+  shipped: Record<string, number>;
+  fulfilled: number;
+}
+
+interface AdjustmentOutcome {
+  readonly locationId: string;
+  readonly delta: number;
+  readonly reason: AdjustmentReason;
+  readonly level: LevelView;
+}
+
+export interface SkuState {
+  readonly skuId: string;
+  def: SkuDefinition | null;
+  createdAtMs: number;
+  updatedAtMs: number;
+  /** Number of events applied: the journal sequence, so it grows with every change. */
+  version: number;
+  levels: Map<string, Level>;
+  onHand: number;
+  reserved: number;
+  committed: number;
+  /** RESERVED and COMMITTED reservations. */
+  live: Map<string, ReservationRecord>;
+  /** Ended reservations, oldest first, kept so that a retried id gets the same answer. */
+  ended: Map<string, ReservationRecord>;
+  adjustmentSeq: number;
+  /** Adjustment idempotency keys, oldest first. */
+  adjustmentKeys: Map<string, AdjustmentOutcome>;
+  /** Expiry times of RESERVED reservations; entries of reservations that have moved on are skipped lazily. */
+  expiries: MinHeap<string>;
+}
+
+// ---- Events -----------------------------------------------------------------
+
+export type SkuEvent =
+  | { readonly t: "defined"; readonly def: SkuDefinition; readonly atMs: number }
+  | {
+      readonly t: "adjusted";
+      readonly seq: number;
+      readonly locationId: string;
+      readonly delta: number;
+      readonly reason: AdjustmentReason;
+      readonly key: string;
+      readonly atMs: number;
+    }
+  | {
+      readonly t: "reserved";
+      readonly id: string;
+      readonly locationId: string;
+      readonly quantity: number;
+      readonly expiresAtMs: number;
+      readonly atMs: number;
+    }
+  | { readonly t: "committed"; readonly id: string; readonly atMs: number }
+  | { readonly t: "released"; readonly id: string; readonly atMs: number }
+  | { readonly t: "expired"; readonly id: string; readonly atMs: number }
+  | { readonly t: "fulfilled"; readonly id: string; readonly shipmentId: string; readonly quantity: number; readonly atMs: number }
+  | { readonly t: "unfulfilled"; readonly id: string; readonly shipmentId: string; readonly atMs: number };
+
+// ---- Views (what replies carry) ----------------------------------------------
+
+export interface LevelView {
+  readonly locationId: string;
+  readonly onHand: number;
+  readonly reserved: number;
+  readonly committed: number;
+  readonly available: number;
+}
+
+export interface SkuView {
+  readonly skuId: string;
+  readonly def: SkuDefinition;
+  readonly levels: LevelView[];
+  readonly onHand: number;
+  readonly reserved: number;
+  readonly committed: number;
+  readonly available: number;
+  readonly lowStock: boolean;
+  readonly version: number;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+}
+
+export interface AvailabilityView {
+  readonly skuId: string;
+  readonly found: boolean;
+  readonly onHand: number;
+  readonly reserved: number;
+  readonly committed: number;
+  readonly available: number;
+  readonly version: number;
+}
+
+export interface ReservationView {
+  readonly reservationId: string;
+  readonly skuId: string;
+  readonly locationId: string;
+  readonly quantity: number;
+  readonly state: ReservationStatus;
+  readonly expiresAtMs: number | null;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+  readonly fulfilledQuantity: number;
+}
+
+// ---- Commands -----------------------------------------------------------------
+
+export interface AdjustCommand {
+  readonly locationId: string;
+  readonly delta: number;
+  readonly reason: AdjustmentReason;
+  /** Empty: not idempotent. */
+  readonly key: string;
+}
+
+export interface ReserveCommand {
+  readonly id: string;
+  readonly quantity: number;
+  /** Empty: the location with the most available units. */
+  readonly locationId: string;
+  readonly ttlMs: number;
+}
+
+// ---- State ----------------------------------------------------------------------
+
+export function newSkuState(skuId: string): SkuState {
+  return {
+    skuId,
+    def: null,
+    createdAtMs: 0,
+    updatedAtMs: 0,
+    version: 0,
+    levels: new Map(),
+    onHand: 0,
+    reserved: 0,
+    committed: 0,
+    live: new Map(),
+    ended: new Map(),
+    adjustmentSeq: 0,
+    adjustmentKeys: new Map(),
+    expiries: new MinHeap(),
+  };
+}
+
+function backorderAllowance(state: SkuState): number {
+  return state.def?.allowBackorder ? BACKORDER_UNITS_MAX : 0;
+}
+
+function levelAvailable(level: Level): number {
+  return Math.max(0, level.onHand - level.reserved - level.committed);
+}
+
+/** Units that can still be reserved, allowing for safety stock and backorders; may be negative. */
+function reservable(state: SkuState): number {
+  const safety = state.def?.safetyStock ?? 0;
+  return state.onHand + backorderAllowance(state) - state.reserved - state.committed - safety;
+}
+
+export function skuAvailable(state: SkuState): number {
+  const safety = state.def?.safetyStock ?? 0;
+  return Math.max(0, state.onHand - state.reserved - state.committed - safety);
+}
+
+function requireDefined(state: SkuState): SkuDefinition {
+  if (state.def === null) throw notFound("sku", state.skuId);
+  return state.def;
+}
+
+function findReservation(state: SkuState, id: string): ReservationRecord | undefined {
+  return state.live.get(id) ?? state.ended.get(id);
+}
+
+function requireReservation(state: SkuState, id: string): ReservationRecord {
+  const r = findReservation(state, id);
+  if (r === undefined) throw notFound("reservation", id);
+  return r;
+}
+
+// ---- Decisions ------------------------------------------------------------------
+
+export function decideDefine(state: SkuState, def: SkuDefinition, nowMs: number): SkuEvent[] {
+  if (state.def !== null && sameDefinition(state.def, def)) return [];
+  return [{ t: "defined", def, atMs: nowMs }];
+}
+
+function sameDefinition(a: SkuDefinition, b: SkuDefinition): boolean {
+  if (
+    a.title !== b.title ||
+    a.priceMinor !== b.priceMinor ||
+    a.currency !== b.currency ||
+    a.safetyStock !== b.safetyStock ||
+    a.lowStockThreshold !== b.lowStockThreshold ||
+    a.allowBackorder !== b.allowBackorder
+  ) {
+    return false;
+  }
+  const ak = Object.keys(a.attributes);
+  const bk = Object.keys(b.attributes);
+  return ak.length === bk.length && ak.every((k) => a.attributes[k] === b.attributes[k]);
+}
+
+/** Returns the events, or the earlier outcome of the same idempotency key (no events). */
+export function decideAdjust(
+  state: SkuState,
+  cmd: AdjustCommand,
+  nowMs: number,
+): { events: SkuEvent[]; replay: LevelView | undefined } {
+  requireDefined(state);
+  if (cmd.key !== "") {
+    const earlier = state.adjustmentKeys.get(cmd.key);
+    if (earlier !== undefined) {
+      if (earlier.locationId !== cmd.locationId || earlier.delta !== cmd.delta || earlier.reason !== cmd.reason) {
+        throw new QmError("ALREADY_EXISTS", `idempotency_key ${cmd.key} was used for a different adjustment`, {
+          reason: "IDEMPOTENCY_KEY_REUSED",
+        });
+      }
+      return { events: [], replay: earlier.level };
+    }
+  }
+  const level = state.levels.get(cmd.locationId);
+  if (level === undefined && state.levels.size >= LOCATIONS_PER_SKU_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} already has ${LOCATIONS_PER_SKU_MAX} locations`);
+  }
+  const onHand = level?.onHand ?? 0;
+  const held = (level?.reserved ?? 0) + (level?.committed ?? 0);
+  const after = onHand + cmd.delta;
+  if (after > ON_HAND_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `on_hand at ${cmd.locationId} would exceed ${ON_HAND_MAX}`);
+  }
+  // Stock that is held for customers cannot be written off. A backorder SKU
+  // may already hold more than it has, so there the rule is: never below zero,
+  // and never further beyond the SKU-wide allowance.
+  const floor = state.def?.allowBackorder ? 0 : held;
+  const skuHeldBeyondAllowance = state.reserved + state.committed - backorderAllowance(state);
+  if (after < floor || state.onHand + cmd.delta < skuHeldBeyondAllowance) {
+    throw new QmError(
+      "FAILED_PRECONDITION",
+      `on_hand at ${cmd.locationId} would drop to ${after}, below the ${held} units reserved or committed there`,
+      { reason: "STOCK_HELD", on_hand: String(onHand), held: String(held) },
+    );
+  }
+  return {
+    events: [
+      {
+        t: "adjusted",
+        seq: state.adjustmentSeq + 1,
+        locationId: cmd.locationId,
+        delta: cmd.delta,
+        reason: cmd.reason,
+        key: cmd.key,
+        atMs: nowMs,
+      },
+    ],
+    replay: undefined,
+  };
+}
+
+/**
+ * Returns the events, or none when the id is already known with the same
+ * request (the retry gets the reservation as it is now).
+ */
+export function decideReserve(state: SkuState, cmd: ReserveCommand, nowMs: number): SkuEvent[] {
+  requireDefined(state);
+  const existing = findReservation(state, cmd.id);
+  if (existing !== undefined) {
+    if (existing.quantity !== cmd.quantity || (cmd.locationId !== "" && cmd.locationId !== existing.locationId)) {
+      throw new QmError("ALREADY_EXISTS", `reservation ${cmd.id} exists with a different quantity or location`, {
+        reason: "IDEMPOTENCY_KEY_REUSED",
+      });
+    }
+    return [];
+  }
+  if (state.live.size >= LIVE_RESERVATIONS_PER_SKU_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} holds ${LIVE_RESERVATIONS_PER_SKU_MAX} live reservations`);
+  }
+  const skuRoom = reservable(state);
+  const locationId = cmd.locationId === "" ? pickLocation(state, cmd.quantity) : cmd.locationId;
+  const level = locationId === undefined ? undefined : state.levels.get(locationId);
+  // A backorder SKU's allowance is SKU-wide, so only the SKU total limits it.
+  const levelRoom =
+    level === undefined ? 0 : state.def?.allowBackorder ? Number.MAX_SAFE_INTEGER : level.onHand - level.reserved - level.committed;
+  if (locationId === undefined || level === undefined || cmd.quantity > skuRoom || cmd.quantity > levelRoom) {
+    throw new QmError(
+      "INSUFFICIENT_STOCK",
+      `sku ${state.skuId}: ${cmd.quantity} requested, ${Math.max(0, Math.min(skuRoom, levelRoom))} available` +
+        (cmd.locationId === "" ? "" : ` at ${cmd.locationId}`),
+      {
+        sku_id: state.skuId,
+        requested: String(cmd.quantity),
+        available: String(Math.max(0, Math.min(skuRoom, levelRoom))),
+      },
+    );
+  }
+  return [
+    { t: "reserved", id: cmd.id, locationId, quantity: cmd.quantity, expiresAtMs: nowMs + cmd.ttlMs, atMs: nowMs },
+  ];
+}
+
+/** The location with the most free units (ties: the smallest id), for a request without one. */
+function pickLocation(state: SkuState, quantity: number): string | undefined {
+  let best: string | undefined;
+  let bestFree = -Infinity;
+  for (const [id, level] of state.levels) {
+    const free = level.onHand - level.reserved - level.committed;
+    if (free > bestFree || (free === bestFree && best !== undefined && id < best)) {
+      best = id;
+      bestFree = free;
+    }
+  }
+  if (best !== undefined && bestFree < quantity && !state.def?.allowBackorder) return undefined;
+  return best;
+}
+
+export function decideCommit(state: SkuState, id: string, nowMs: number): SkuEvent[] {
+  requireDefined(state);
+  const r = requireReservation(state, id);
+  if (r.status === "COMMITTED" || r.status === "FULFILLED") return [];
+  if (r.status === "RESERVED") {
+    // A hold past its expiry is gone even if the expiry turn has not run yet.
+    if (r.expiresAtMs !== null && r.expiresAtMs <= nowMs) {
+      return [{ t: "expired", id, atMs: nowMs }];
+    }
+    return [{ t: "committed", id, atMs: nowMs }];
+  }
+  throw illegalTransition("reservation", r.status, "commit");
+}
+
+export function decideRelease(state: SkuState, id: string, nowMs: number): SkuEvent[] {
+  requireDefined(state);
+  const r = requireReservation(state, id);
+  if (r.status === "RELEASED" || r.status === "EXPIRED") return [];
+  if (r.status === "FULFILLED" || r.fulfilled > 0) throw illegalTransition("reservation", r.status, "release (units shipped)");
+  return [{ t: "released", id, atMs: nowMs }];
+}
+
+/** Ships units of a committed reservation: on_hand and committed both drop. */
+export function decideFulfil(state: SkuState, id: string, shipmentId: string, quantity: number, nowMs: number): SkuEvent[] {
+  requireDefined(state);
+  const r = requireReservation(state, id);
+  if (r.shipped[shipmentId] !== undefined) return [];
+  if (r.status !== "COMMITTED") throw illegalTransition("reservation", r.status, "fulfil");
+  if (quantity > r.quantity - r.fulfilled) {
+    throw new QmError("FAILED_PRECONDITION", `reservation ${id}: ${quantity} to ship, ${r.quantity - r.fulfilled} left`);
+  }
+  const level = state.levels.get(r.locationId);
+  if (level === undefined || level.onHand < quantity) {
+    throw new QmError("INSUFFICIENT_STOCK", `sku ${state.skuId}: ${quantity} to ship, ${level?.onHand ?? 0} on hand at ${r.locationId}`, {
+      sku_id: state.skuId,
+      requested: String(quantity),
+      available: String(level?.onHand ?? 0),
+    });
+  }
+  return [{ t: "fulfilled", id, shipmentId, quantity, atMs: nowMs }];
+}
+
+/** Undoes one shipment's fulfilment: the compensation of a shipment that failed on another SKU. */
+export function decideUnfulfil(state: SkuState, id: string, shipmentId: string, nowMs: number): SkuEvent[] {
+  requireDefined(state);
+  const r = requireReservation(state, id);
+  if (r.shipped[shipmentId] === undefined) return [];
+  return [{ t: "unfulfilled", id, shipmentId, atMs: nowMs }];
+}
+
+/** Expiry events for every hold whose time has come, earliest first, at most `max`. */
+export function decideExpiries(state: SkuState, nowMs: number, max: number): SkuEvent[] {
+  const events: SkuEvent[] = [];
+  const seen = new Set<string>();
+  const heap = state.expiries;
+  while (events.length < max) {
+    const at = heap.peekKey();
+    if (at === undefined || at > nowMs) break;
+    const id = heap.pop() as string;
+    const r = state.live.get(id);
+    if (r === undefined || r.status !== "RESERVED" || r.expiresAtMs !== at || seen.has(id)) continue;
+    seen.add(id);
+    events.push({ t: "expired", id, atMs: nowMs });
+  }
+  return events;
+}
+
+/** When the next hold expires, or null. Drops stale heap entries on the way. */
+export function nextExpiryMs(state: SkuState): number | null {
+  const heap = state.expiries;
+  for (;;) {
+    const at = heap.peekKey();
+    if (at === undefined) return null;
+    const r = state.live.get(heap.peekValue() as string);
+    if (r !== undefined && r.status === "RESERVED" && r.expiresAtMs === at) return at;
+    heap.pop();
+  }
+}
+
+// ---- Applying events ----------------------------------------------------------
+
+export function applySkuEvent(state: SkuState, e: SkuEvent): void {
+  switch (e.t) {
+    case "defined":
+      if (state.def === null) state.createdAtMs = e.atMs;
+      state.def = e.def;
+      break;
+    case "adjusted": {
+      let level = state.levels.get(e.locationId);
+      if (level === undefined) {
+        level = { onHand: 0, reserved: 0, committed: 0 };
+        state.levels.set(e.locationId, level);
+      }
+      level.onHand += e.delta;
+      state.onHand += e.delta;
+      state.adjustmentSeq = e.seq;
+      if (e.key !== "") {
+        remember(state.adjustmentKeys, e.key, {
+          locationId: e.locationId,
+          delta: e.delta,
+          reason: e.reason,
+          level: levelView(e.locationId, level),
+        }, ADJUSTMENT_KEYS_PER_SKU_MAX);
+      }
+      break;
+    }
+    case "reserved": {
+      const r: ReservationRecord = {
+        id: e.id,
+        locationId: e.locationId,
+        quantity: e.quantity,
+        status: "RESERVED",
+        expiresAtMs: e.expiresAtMs,
+        createdAtMs: e.atMs,
+        updatedAtMs: e.atMs,
+        shipped: {},
+        fulfilled: 0,
+      };
+      state.live.set(e.id, r);
+      state.expiries.push(e.expiresAtMs, e.id);
+      levelOf(state, e.locationId).reserved += e.quantity;
+      state.reserved += e.quantity;
+      break;
+    }
+    case "committed": {
+      const r = liveReservation(state, e.id);
+      assert(r.status === "RESERVED", `commit of ${r.status} reservation ${e.id}`);
+      r.status = "COMMITTED";
+      r.expiresAtMs = null;
+      r.updatedAtMs = e.atMs;
+      const level = levelOf(state, r.locationId);
+      level.reserved -= r.quantity;
+      level.committed += r.quantity;
+      state.reserved -= r.quantity;
+      state.committed += r.quantity;
+      break;
+    }
+    case "released":
+    case "expired": {
+      const r = liveReservation(state, e.id);
+      const level = levelOf(state, r.locationId);
+      if (r.status === "RESERVED") {
+        level.reserved -= r.quantity;
+        state.reserved -= r.quantity;
+      } else {
+        const open = r.quantity - r.fulfilled;
+        level.committed -= open;
+        state.committed -= open;
+      }
+      r.status = e.t === "released" ? "RELEASED" : "EXPIRED";
+      r.expiresAtMs = null;
+      r.updatedAtMs = e.atMs;
+      endReservation(state, r);
+      break;
+    }
+    case "fulfilled": {
+      const r = liveReservation(state, e.id);
+      const level = levelOf(state, r.locationId);
+      r.shipped[e.shipmentId] = e.quantity;
+      r.fulfilled += e.quantity;
+      r.updatedAtMs = e.atMs;
+      level.onHand -= e.quantity;
+      level.committed -= e.quantity;
+      state.onHand -= e.quantity;
+      state.committed -= e.quantity;
+      if (r.fulfilled === r.quantity) {
+        r.status = "FULFILLED";
+        endReservation(state, r);
+      }
+      break;
+    }
+    case "unfulfilled": {
+      const r = state.live.get(e.id) ?? state.ended.get(e.id);
+      assert(r !== undefined, `unfulfil of unknown reservation ${e.id}`);
+      const quantity = r.shipped[e.shipmentId] ?? 0;
+      delete r.shipped[e.shipmentId];
+      r.fulfilled -= quantity;
+      r.updatedAtMs = e.atMs;
+      const level = levelOf(state, r.locationId);
+      level.onHand += quantity;
+      level.committed += quantity;
+      state.onHand += quantity;
+      state.committed += quantity;
+      if (r.status === "FULFILLED") {
+        r.status = "COMMITTED";
+        state.ended.delete(r.id);
+        state.live.set(r.id, r);
+      }
+      break;
+    }
+  }
+  state.version += 1;
+  state.updatedAtMs = e.atMs;
+  assertSkuInvariants(state);
+}
+
+function endReservation(state: SkuState, r: ReservationRecord): void {
+  state.live.delete(r.id);
+  remember(state.ended, r.id, r, ENDED_RESERVATIONS_PER_SKU_MAX);
+}
+
+/** Inserts into an insertion-ordered map used as a bounded FIFO. */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) {
+    const oldest = map.keys().next();
+    if (!oldest.done) map.delete(oldest.value);
+  }
+}
+
+function liveReservation(state: SkuState, id: string): ReservationRecord {
+  const r = state.live.get(id);
+  assert(r !== undefined, `event for reservation ${id} that is not live`);
+  return r;
+}
+
+function levelOf(state: SkuState, locationId: string): Level {
+  const level = state.levels.get(locationId);
+  assert(level !== undefined, `event for unknown location ${locationId}`);
+  return level;
+}
+
+function assertSkuInvariants(state: SkuState): void {
+  assert(state.reserved >= 0 && state.committed >= 0, `sku ${state.skuId}: negative reserved or committed`);
+  assert(
+    state.reserved + state.committed <= state.onHand + backorderAllowance(state),
+    `sku ${state.skuId}: reserved ${state.reserved} + committed ${state.committed} exceed on_hand ${state.onHand}`,
+  );
+}
+
+// ---- Views ------------------------------------------------------------------------
+
+function levelView(locationId: string, level: Level): LevelView {
+  return {
+    locationId,
+    onHand: level.onHand,
+    reserved: level.reserved,
+    committed: level.committed,
+    available: levelAvailable(level),
+  };
+}
+
+export function viewLevel(state: SkuState, locationId: string): LevelView {
+  const level = state.levels.get(locationId) ?? { onHand: 0, reserved: 0, committed: 0 };
+  return levelView(locationId, level);
+}
+
+export function viewSku(state: SkuState): SkuView {
+  const def = requireDefined(state);
+  const levels: LevelView[] = [];
+  for (const [id, level] of state.levels) levels.push(levelView(id, level));
+  levels.sort((a, b) => (a.locationId < b.locationId ? -1 : a.locationId > b.locationId ? 1 : 0));
+  const available = skuAvailable(state);
+  return {
+    skuId: state.skuId,
+    def,
+    levels,
+    onHand: state.onHand,
+    reserved: state.reserved,
+    committed: state.committed,
+    available,
+    lowStock: available <= def.lowStockThreshold,
+    version: state.version,
+    createdAtMs: state.createdAtMs,
+    updatedAtMs: state.updatedAtMs,
+  };
+}
+
+export function viewAvailability(state: SkuState): AvailabilityView {
+  if (state.def === null) {
+    return { skuId: state.skuId, found: false, onHand: 0, reserved: 0, committed: 0, available: 0, version: 0 };
+  }
+  return {
+    skuId: state.skuId,
+    found: true,
+    onHand: state.onHand,
+    reserved: state.reserved,
+    committed: state.committed,
+    available: skuAvailable(state),
+    version: state.version,
+  };
+}
+
+export function viewReservation(state: SkuState, id: string): ReservationView {
+  const r = requireReservation(state, id);
+  return {
+    reservationId: r.id,
+    skuId: state.skuId,
+    locationId: r.locationId,
+    quantity: r.quantity,
+    state: r.status,
+    expiresAtMs: r.expiresAtMs,
+    createdAtMs: r.createdAtMs,
+    updatedAtMs: r.updatedAtMs,
+    fulfilledQuantity: r.fulfilled,
+  };
+}
+
+// ---- Snapshots ---------------------------------------------------------------------
+
+/** The plain form a snapshot stores; Maps become entry arrays, the heap is rebuilt. */
+export interface SkuSnapshot {
+  readonly def: SkuDefinition | null;
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+  readonly version: number;
+  readonly levels: [string, Level][];
+  readonly live: ReservationRecord[];
+  readonly ended: ReservationRecord[];
+  readonly adjustmentSeq: number;
+  readonly adjustmentKeys: [string, AdjustmentOutcome][];
+}
+
+export function skuToSnapshot(state: SkuState): SkuSnapshot {
+  return {
+    def: state.def,
+    createdAtMs: state.createdAtMs,
+    updatedAtMs: state.updatedAtMs,
+    version: state.version,
+    levels: [...state.levels],
+    live: [...state.live.values()],
+    ended: [...state.ended.values()],
+    adjustmentSeq: state.adjustmentSeq,
+    adjustmentKeys: [...state.adjustmentKeys],
+  };
+}
+
+export function skuFromSnapshot(skuId: string, s: SkuSnapshot): SkuState {
+  const state = newSkuState(skuId);
+  state.def = s.def;
+  state.createdAtMs = s.createdAtMs;
+  state.updatedAtMs = s.updatedAtMs;
+  state.version = s.version;
+  for (const [id, level] of s.levels) {
+    state.levels.set(id, { onHand: level.onHand, reserved: level.reserved, committed: level.committed });
+    state.onHand += level.onHand;
+    state.reserved += level.reserved;
+    state.committed += level.committed;
+  }
+  for (const r of s.live) {
+    state.live.set(r.id, { ...r, shipped: { ...r.shipped } });
+    if (r.status === "RESERVED" && r.expiresAtMs !== null) state.expiries.push(r.expiresAtMs, r.id);
+  }
+  for (const r of s.ended) state.ended.set(r.id, { ...r, shipped: { ...r.shipped } });
+  state.adjustmentSeq = s.adjustmentSeq;
+  for (const [k, v] of s.adjustmentKeys) state.adjustmentKeys.set(k, v);
+  assertSkuInvariants(state);
+  return state;
+}
+
+/** How much a snapshot of this state costs to write, in events' worth. */
+export function skuWeight(state: SkuState): number {
+  return state.live.size + state.ended.size + state.adjustmentKeys.size;
+}
