@@ -1,0 +1,80 @@
+// Every environment variable the service reads, parsed and validated once at
+// start. A bad value stops the process with a message naming the variable.
+
+import { ORDER_RESERVATION_GRACE_MS } from "./limits";
+
+export interface Config {
+  /** host:port of the gRPC server. */
+  readonly listen: string;
+  readonly dataDir: string;
+  /** host:port of the Prometheus /metrics endpoint; empty disables it. */
+  readonly metricsListen: string;
+  readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+  readonly actorIdleMs: number;
+  readonly activeActorsMax: number;
+  readonly timerTickMs: number;
+  readonly auditRetentionMs: number;
+  readonly auditMaxPerSku: number;
+  readonly shutdownGraceMs: number;
+  readonly orderReservationGraceMs: number;
+}
+
+/** The table the README documents: name, default, meaning. */
+export const CONFIG_VARIABLES = {
+  QM_LISTEN: ["127.0.0.1:50051", "gRPC listen address (host:port; port 0 picks a free one)"],
+  QM_DATA_DIR: ["./data", "data directory (journal); one process per directory"],
+  QM_METRICS_LISTEN: ["127.0.0.1:9464", "Prometheus /metrics address; empty turns it off"],
+  QM_LOG_LEVEL: ["info", "fatal, error, warn, info, debug or trace"],
+  QM_ACTOR_IDLE_MS: ["60000", "an actor idle this long is passivated (dropped from memory)"],
+  QM_ACTIVE_ACTORS_MAX: ["20000", "actors kept in memory at most; least recently used idle ones go first"],
+  QM_TIMER_TICK_MS: ["250", "how often due expiries and saga resumptions are polled"],
+  QM_AUDIT_RETENTION_DAYS: ["365", "adjustment audit records older than this are dropped"],
+  QM_AUDIT_MAX_PER_SKU: ["100000", "adjustment audit records kept per SKU at most (oldest dropped)"],
+  QM_SHUTDOWN_GRACE_MS: ["10000", "on SIGTERM, how long calls in flight may take to finish"],
+  QM_ORDER_RESERVATION_GRACE_MS: [String(ORDER_RESERVATION_GRACE_MS), "an order's holds outlive its payment deadline by this much"],
+} as const;
+
+type VariableName = keyof typeof CONFIG_VARIABLES;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const get = (name: VariableName): string => env[name] ?? CONFIG_VARIABLES[name][0];
+  const int = (name: VariableName, min: number, max: number): number => {
+    const raw = get(name);
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      throw new ConfigError(`${name}=${raw}: expected a whole number from ${min} to ${max}`);
+    }
+    return value;
+  };
+  const address = (name: VariableName, allowEmpty: boolean): string => {
+    const raw = get(name);
+    if (allowEmpty && raw === "") return raw;
+    if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(raw) || Number(raw.slice(raw.lastIndexOf(":") + 1)) > 65535) {
+      throw new ConfigError(`${name}=${raw}: expected host:port`);
+    }
+    return raw;
+  };
+  const logLevel = get("QM_LOG_LEVEL");
+  if (!["fatal", "error", "warn", "info", "debug", "trace"].includes(logLevel)) {
+    throw new ConfigError(`QM_LOG_LEVEL=${logLevel}: expected fatal, error, warn, info, debug or trace`);
+  }
+  const dataDir = get("QM_DATA_DIR");
+  if (dataDir === "") throw new ConfigError("QM_DATA_DIR must not be empty");
+  return {
+    listen: address("QM_LISTEN", false),
+    dataDir,
+    metricsListen: address("QM_METRICS_LISTEN", true),
+    logLevel: logLevel as Config["logLevel"],
+    actorIdleMs: int("QM_ACTOR_IDLE_MS", 100, 24 * 3600 * 1000),
+    activeActorsMax: int("QM_ACTIVE_ACTORS_MAX", 100, 10_000_000),
+    timerTickMs: int("QM_TIMER_TICK_MS", 10, 60_000),
+    auditRetentionMs: int("QM_AUDIT_RETENTION_DAYS", 1, 36500) * 24 * 3600 * 1000,
+    auditMaxPerSku: int("QM_AUDIT_MAX_PER_SKU", 1, 100_000_000),
+    shutdownGraceMs: int("QM_SHUTDOWN_GRACE_MS", 0, 600_000),
+    orderReservationGraceMs: int("QM_ORDER_RESERVATION_GRACE_MS", 0, 24 * 3600 * 1000),
+  };
+}

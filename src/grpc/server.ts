@@ -1,0 +1,92 @@
+// The gRPC server: both services, standard health checking (NOT_SERVING until
+// recovery is done) and server reflection, so grpcurl and grpc_health_probe work.
+
+import path from "node:path";
+import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import type { Logger } from "pino";
+import type { ActorRouter } from "../actors/runtime/behavior";
+import { InventoryServiceService } from "../gen/quartermaster/v1/inventory";
+import { OrderServiceService } from "../gen/quartermaster/v1/order";
+import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
+import { inventoryService } from "./inventory_service";
+import { orderService } from "./order_service";
+import { asImplementation, type CallObserver, unaryFactory, withSafeDecoding } from "./unary";
+
+/** proto/ at the repository root, from src/grpc or dist/src/grpc. */
+const PROTO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../../../proto" : "../../proto");
+
+const SERVICE_NAMES = ["", "quartermaster.v1.InventoryService", "quartermaster.v1.OrderService"];
+
+export interface GrpcServerOptions {
+  readonly listen: string;
+  readonly router: ActorRouter;
+  readonly logger: Logger;
+  readonly observe: CallObserver;
+  readonly reservationGraceMs: number;
+}
+
+export class GrpcServer {
+  private readonly server: Server;
+  private readonly health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING" as const])));
+  private ready = false;
+  private stopped = false;
+
+  constructor(private readonly options: GrpcServerOptions) {
+    const channelOptions: ChannelOptions = {
+      "grpc.max_receive_message_length": GRPC_MESSAGE_BYTES_MAX,
+      "grpc.max_send_message_length": GRPC_MESSAGE_BYTES_MAX,
+      // Bounds the requests one connection can have in flight.
+      "grpc.max_concurrent_streams": 1000,
+    };
+    this.server = new Server(channelOptions);
+    const unary = unaryFactory(options.logger, options.observe, () => this.ready);
+    this.server.addService(withSafeDecoding(InventoryServiceService), asImplementation(inventoryService(options.router, unary)));
+    this.server.addService(
+      withSafeDecoding(OrderServiceService),
+      asImplementation(orderService(options.router, unary, options.reservationGraceMs)),
+    );
+    this.health.addToServer(this.server);
+    const definitions = loadSync(
+      [path.join(PROTO_ROOT, "quartermaster/v1/inventory.proto"), path.join(PROTO_ROOT, "quartermaster/v1/order.proto")],
+      { includeDirs: [PROTO_ROOT] },
+    );
+    new ReflectionService(definitions).addToServer(this.server);
+  }
+
+  /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
+  start(): Promise<string> {
+    const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(":"));
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(this.options.listen, ServerCredentials.createInsecure(), (error, port) => {
+        if (error) reject(error);
+        else resolve(`${host}:${port}`);
+      });
+    });
+  }
+
+  /** Health turns SERVING and requests are accepted. */
+  setReady(ready: boolean): void {
+    this.ready = ready;
+    for (const s of SERVICE_NAMES) this.health.setStatus(s, ready ? "SERVING" : "NOT_SERVING");
+  }
+
+  /** Stops accepting calls and lets calls in flight finish, up to graceMs. Idempotent. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.setReady(false);
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,63 @@
+// The only place that knows gRPC status codes. Domain errors become a status,
+// a message, and google.rpc details in `grpc-status-details-bin`: an ErrorInfo
+// always (reason = the stable domain code), a BadRequest for invalid input.
+
+import { Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+import { type ErrorCode, QmError } from "../errors";
+import { Any } from "../gen/google/protobuf/any";
+import { BadRequest, ErrorInfo } from "../gen/google/rpc/error_details";
+import { Status } from "../gen/google/rpc/status";
+
+export const ERROR_DOMAIN = "quartermaster.v1";
+
+const CODES: Readonly<Record<ErrorCode, GrpcStatus>> = {
+  INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
+  NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
+  INSUFFICIENT_STOCK: GrpcStatus.FAILED_PRECONDITION,
+  ILLEGAL_TRANSITION: GrpcStatus.FAILED_PRECONDITION,
+  FAILED_PRECONDITION: GrpcStatus.FAILED_PRECONDITION,
+  LIMIT_EXCEEDED: GrpcStatus.RESOURCE_EXHAUSTED,
+  OVERLOADED: GrpcStatus.RESOURCE_EXHAUSTED,
+  UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  NOT_OWNER: GrpcStatus.UNAVAILABLE,
+  FENCED: GrpcStatus.ABORTED,
+  DEADLINE_EXCEEDED: GrpcStatus.DEADLINE_EXCEEDED,
+  INTERNAL: GrpcStatus.INTERNAL,
+};
+
+/** Codes a client may retry as they are (the operation did not happen, or is idempotent). */
+export const RETRYABLE_STATUS_CODES: ReadonlySet<GrpcStatus> = new Set([
+  GrpcStatus.UNAVAILABLE,
+  GrpcStatus.RESOURCE_EXHAUSTED,
+  GrpcStatus.ABORTED,
+  GrpcStatus.DEADLINE_EXCEEDED,
+]);
+
+export function grpcCodeOf(code: ErrorCode): GrpcStatus {
+  return CODES[code];
+}
+
+/** Turns anything thrown by a handler into the error grpc-js sends. Unknown errors become INTERNAL without internals. */
+export function toServiceError(error: unknown): Partial<ServiceError> {
+  const qm = error instanceof QmError ? error : new QmError("INTERNAL", "internal error");
+  const code = CODES[qm.code];
+  const { reason, ...rest } = qm.metadata;
+  const details: Any[] = [
+    Any.fromPartial({
+      typeUrl: "type.googleapis.com/google.rpc.ErrorInfo",
+      value: Buffer.from(ErrorInfo.encode({ reason: reason ?? qm.code, domain: ERROR_DOMAIN, metadata: { code: qm.code, ...rest } }).finish()),
+    }),
+  ];
+  if (qm.violations.length > 0) {
+    details.push(
+      Any.fromPartial({
+        typeUrl: "type.googleapis.com/google.rpc.BadRequest",
+        value: Buffer.from(BadRequest.encode({ fieldViolations: qm.violations.map((v) => ({ ...v })) }).finish()),
+      }),
+    );
+  }
+  const metadata = new Metadata();
+  metadata.set("grpc-status-details-bin", Buffer.from(Status.encode({ code, message: qm.message, details }).finish()));
+  return { code, details: qm.message, metadata };
+}

@@ -1,0 +1,93 @@
+// Wraps each RPC: decodes safely, passes the caller's deadline to the actors,
+// maps every failure through status_mapping, and records the call's metrics.
+
+import { type handleUnaryCall, type ServerUnaryCall, status as GrpcStatus, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { AskOptions } from "../actors/runtime/behavior";
+import { invalidArgument, QmError } from "../errors";
+import { toServiceError } from "./status_mapping";
+
+/** What a request decodes to when its bytes are not a valid message: answered with INVALID_ARGUMENT. */
+export class DecodeFailure {
+  constructor(readonly reason: string) {}
+}
+
+export interface CallObserver {
+  (method: string, code: GrpcStatus, seconds: number): void;
+}
+
+interface MethodDefinitionLike {
+  readonly path: string;
+  readonly requestDeserialize: (bytes: Buffer) => unknown;
+}
+
+/** A copy of a generated service definition whose request decoders never throw. */
+export function withSafeDecoding<D extends Record<string, MethodDefinitionLike>>(definition: D): D {
+  const out: Record<string, MethodDefinitionLike> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const decode = method.requestDeserialize;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (error) {
+          return new DecodeFailure(error instanceof Error ? error.message : String(error));
+        }
+      },
+    };
+  }
+  return out as D;
+}
+
+export type Handler<Req, Res> = (request: Req, options: AskOptions) => Promise<Res>;
+
+export interface UnaryFactory {
+  <Req, Res>(method: string, handler: Handler<Req, Res>): handleUnaryCall<Req, Res>;
+}
+
+export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () => boolean): UnaryFactory {
+  return <Req, Res>(method: string, handler: Handler<Req, Res>): handleUnaryCall<Req, Res> =>
+    (call: ServerUnaryCall<Req, Res>, callback) => {
+      const started = performance.now();
+      const finish = (error: unknown, response?: Res): void => {
+        const seconds = (performance.now() - started) / 1000;
+        if (error === null) {
+          observe(method, GrpcStatus.OK, seconds);
+          callback(null, response);
+          return;
+        }
+        if (!(error instanceof QmError)) logger.error({ err: error, method }, "unexpected error in handler");
+        const serviceError = toServiceError(error);
+        observe(method, serviceError.code ?? GrpcStatus.INTERNAL, seconds);
+        callback(serviceError);
+      };
+      const request = call.request as unknown;
+      if (request instanceof DecodeFailure) {
+        finish(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));
+        return;
+      }
+      if (!isReady()) {
+        finish(new QmError("UNAVAILABLE", "recovery is not finished"));
+        return;
+      }
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
+      let pending: Promise<Res>;
+      try {
+        pending = handler(request as Req, deadlineMs === undefined ? {} : { deadlineMs });
+      } catch (error) {
+        finish(error);
+        return;
+      }
+      pending.then(
+        (response) => finish(null, response),
+        (error: unknown) => finish(error),
+      );
+    };
+}
+
+export function asImplementation<T>(impl: T): UntypedServiceImplementation {
+  return impl as unknown as UntypedServiceImplementation;
+}
+

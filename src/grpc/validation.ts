@@ -1,0 +1,319 @@
+// Every request is checked here, at the edge, before any actor sees it. Each
+// function returns the normalised command or throws INVALID_ARGUMENT listing
+// every violated field (google.rpc.BadRequest), so bad input changes nothing.
+
+import type { AdjustCommand, AdjustmentReason as DomainReason, ReserveCommand, SkuDefinition } from "../domain/sku";
+import type { LineQuantity, PlaceCommand, ReturnCommand, ShipCommand, TrackCommand, TrackingStatus as DomainTracking } from "../domain/order";
+import { type FieldViolation, invalidArgument } from "../errors";
+import type { Duration } from "../gen/google/protobuf/duration";
+import {
+  AdjustmentReason,
+  type AdjustStockRequest,
+  type GetAvailabilityRequest,
+  type ListAdjustmentsRequest,
+  type ReserveRequest,
+  type UpsertSkuRequest,
+} from "../gen/quartermaster/v1/inventory";
+import {
+  type CreateOrderRequest,
+  type CreateShipmentRequest,
+  type LineItem,
+  type RecordTrackingEventRequest,
+  type ReturnItemsRequest,
+  TrackingStatus,
+} from "../gen/quartermaster/v1/order";
+import {
+  ATTRIBUTE_LENGTH_MAX,
+  ATTRIBUTES_MAX,
+  AVAILABILITY_SKUS_MAX,
+  ID_LENGTH_MAX,
+  ID_PATTERN,
+  ORDER_LINES_MAX,
+  PAGE_SIZE_DEFAULT,
+  PAGE_SIZE_MAX,
+  PAYMENT_TIMEOUT_MS_DEFAULT,
+  QUANTITY_MAX,
+  RESERVATION_TTL_MS_DEFAULT,
+  TEXT_LENGTH_MAX,
+  TTL_MS_MAX,
+  TTL_MS_MIN,
+} from "../limits";
+
+/** Collects violations for one request; `done()` throws if there were any. */
+class Check {
+  readonly violations: FieldViolation[] = [];
+
+  fail(field: string, description: string): void {
+    this.violations.push({ field, description });
+  }
+
+  id(field: string, value: string): string {
+    if (value.length === 0) this.fail(field, "is required");
+    else if (value.length > ID_LENGTH_MAX) this.fail(field, `must be at most ${ID_LENGTH_MAX} characters`);
+    else if (!ID_PATTERN.test(value)) this.fail(field, "may contain only letters, digits and . _ : -");
+    return value;
+  }
+
+  optionalId(field: string, value: string): string {
+    return value === "" ? "" : this.id(field, value);
+  }
+
+  text(field: string, value: string, required = false, max = TEXT_LENGTH_MAX): string {
+    if (required && value.trim().length === 0) this.fail(field, "is required");
+    else if (value.length > max) this.fail(field, `must be at most ${max} characters`);
+    return value;
+  }
+
+  quantity(field: string, value: number): number {
+    if (!Number.isInteger(value) || value < 1 || value > QUANTITY_MAX) this.fail(field, `must be between 1 and ${QUANTITY_MAX}`);
+    return value;
+  }
+
+  nonNegative(field: string, value: number, max = QUANTITY_MAX): number {
+    if (!Number.isInteger(value) || value < 0 || value > max) this.fail(field, `must be between 0 and ${max}`);
+    return value;
+  }
+
+  enumValue<E extends number>(field: string, value: E, known: Readonly<Record<number, string>>): E {
+    if (value === 0) this.fail(field, "is required (UNSPECIFIED is not a value)");
+    else if (known[value] === undefined || value < 0) this.fail(field, `unknown value ${value}`);
+    return value;
+  }
+
+  durationMs(field: string, value: Duration | undefined, fallbackMs: number): number {
+    if (value === undefined) return fallbackMs;
+    const ms = value.seconds * 1000 + Math.trunc(value.nanos / 1e6);
+    if (!Number.isFinite(ms) || value.nanos < 0 || value.nanos > 999_999_999 || value.seconds < 0) {
+      this.fail(field, "is not a valid duration");
+    } else if (ms < TTL_MS_MIN || ms > TTL_MS_MAX) {
+      this.fail(field, `must be between ${TTL_MS_MIN / 1000}s and ${TTL_MS_MAX / 1000}s`);
+    }
+    return ms;
+  }
+
+  done(): void {
+    if (this.violations.length > 0) throw invalidArgument(this.violations);
+  }
+}
+
+const ADJUSTMENT_REASONS: Readonly<Record<number, DomainReason>> = {
+  [AdjustmentReason.ADJUSTMENT_REASON_RECEIVED]: "RECEIVED",
+  [AdjustmentReason.ADJUSTMENT_REASON_CORRECTION]: "CORRECTION",
+  [AdjustmentReason.ADJUSTMENT_REASON_DAMAGED]: "DAMAGED",
+  [AdjustmentReason.ADJUSTMENT_REASON_CYCLE_COUNT]: "CYCLE_COUNT",
+  [AdjustmentReason.ADJUSTMENT_REASON_RETURNED]: "RETURNED",
+};
+
+const TRACKING_STATUSES: Readonly<Record<number, DomainTracking>> = {
+  [TrackingStatus.TRACKING_STATUS_IN_TRANSIT]: "IN_TRANSIT",
+  [TrackingStatus.TRACKING_STATUS_OUT_FOR_DELIVERY]: "OUT_FOR_DELIVERY",
+  [TrackingStatus.TRACKING_STATUS_DELIVERED]: "DELIVERED",
+  [TrackingStatus.TRACKING_STATUS_EXCEPTION]: "EXCEPTION",
+};
+
+// ---- Inventory ------------------------------------------------------------------
+
+export function validateSkuId(skuId: string): string {
+  const c = new Check();
+  c.id("sku_id", skuId);
+  c.done();
+  return skuId;
+}
+
+export function validateUpsertSku(r: UpsertSkuRequest): { skuId: string; def: SkuDefinition } {
+  const c = new Check();
+  c.id("sku_id", r.skuId);
+  c.text("title", r.title, true);
+  c.nonNegative("price_minor", r.priceMinor, Number.MAX_SAFE_INTEGER);
+  if (!/^[A-Z]{3}$/.test(r.currency)) c.fail("currency", "must be an ISO 4217 code of three upper-case letters");
+  c.nonNegative("safety_stock", r.safetyStock);
+  c.nonNegative("low_stock_threshold", r.lowStockThreshold);
+  const keys = Object.keys(r.attributes);
+  if (keys.length > ATTRIBUTES_MAX) c.fail("attributes", `at most ${ATTRIBUTES_MAX} entries`);
+  for (const k of keys) {
+    if (k.length === 0 || k.length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `key must be 1-${ATTRIBUTE_LENGTH_MAX} characters`);
+    if ((r.attributes[k] ?? "").length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `value must be at most ${ATTRIBUTE_LENGTH_MAX} characters`);
+  }
+  c.done();
+  return {
+    skuId: r.skuId,
+    def: {
+      title: r.title,
+      priceMinor: r.priceMinor,
+      currency: r.currency,
+      safetyStock: r.safetyStock,
+      lowStockThreshold: r.lowStockThreshold,
+      allowBackorder: r.allowBackorder,
+      attributes: { ...r.attributes },
+    },
+  };
+}
+
+export function validateAdjustStock(r: AdjustStockRequest): { skuId: string; cmd: AdjustCommand; note: string } {
+  const c = new Check();
+  c.id("sku_id", r.skuId);
+  c.id("location_id", r.locationId);
+  if (!Number.isInteger(r.delta) || r.delta === 0 || Math.abs(r.delta) > QUANTITY_MAX) {
+    c.fail("delta", `must be a non-zero integer between -${QUANTITY_MAX} and ${QUANTITY_MAX}`);
+  }
+  c.enumValue("reason", r.reason, ADJUSTMENT_REASONS);
+  const reason = ADJUSTMENT_REASONS[r.reason];
+  // The reason says which way stock moves; a contradiction is a caller's bug.
+  if ((reason === "RECEIVED" || reason === "RETURNED") && r.delta < 0) c.fail("delta", `must be positive for ${reason}`);
+  if (reason === "DAMAGED" && r.delta > 0) c.fail("delta", "must be negative for DAMAGED");
+  c.text("note", r.note);
+  c.optionalId("idempotency_key", r.idempotencyKey);
+  c.done();
+  return {
+    skuId: r.skuId,
+    cmd: { locationId: r.locationId, delta: r.delta, reason: reason as DomainReason, key: r.idempotencyKey },
+    note: r.note,
+  };
+}
+
+export function validateListAdjustments(r: ListAdjustmentsRequest): { skuId: string; afterSeq: number; limit: number } {
+  const c = new Check();
+  c.id("sku_id", r.skuId);
+  if (!Number.isInteger(r.pageSize) || r.pageSize < 0 || r.pageSize > PAGE_SIZE_MAX) c.fail("page_size", `must be between 0 and ${PAGE_SIZE_MAX}`);
+  let afterSeq = 0;
+  if (r.pageToken !== "") {
+    afterSeq = decodePageToken(r.pageToken);
+    if (afterSeq <= 0) c.fail("page_token", "is not a token this service issued");
+  }
+  c.done();
+  return { skuId: r.skuId, afterSeq, limit: r.pageSize === 0 ? PAGE_SIZE_DEFAULT : r.pageSize };
+}
+
+/** Page tokens are opaque to callers; inside, the sequence of the last record served. */
+export function encodePageToken(afterSeq: number): string {
+  return afterSeq === 0 ? "" : Buffer.from(`adj:${afterSeq}`).toString("base64url");
+}
+
+function decodePageToken(token: string): number {
+  const m = /^adj:([1-9][0-9]{0,15})$/.exec(Buffer.from(token, "base64url").toString());
+  return m ? Number(m[1]) : -1;
+}
+
+export function validateGetAvailability(r: GetAvailabilityRequest): string[] {
+  const c = new Check();
+  if (r.skuIds.length === 0) c.fail("sku_ids", "at least one sku_id is required");
+  if (r.skuIds.length > AVAILABILITY_SKUS_MAX) c.fail("sku_ids", `at most ${AVAILABILITY_SKUS_MAX} per call`);
+  else r.skuIds.forEach((id, i) => c.id(`sku_ids[${i}]`, id));
+  c.done();
+  return r.skuIds;
+}
+
+export function validateReserve(r: ReserveRequest): { skuId: string; cmd: ReserveCommand } {
+  const c = new Check();
+  c.id("reservation_id", r.reservationId);
+  c.id("sku_id", r.skuId);
+  c.quantity("quantity", r.quantity);
+  c.optionalId("location_id", r.locationId);
+  const ttlMs = c.durationMs("ttl", r.ttl, RESERVATION_TTL_MS_DEFAULT);
+  c.done();
+  return { skuId: r.skuId, cmd: { id: r.reservationId, quantity: r.quantity, locationId: r.locationId, ttlMs } };
+}
+
+export function validateReservationRef(r: { reservationId: string; skuId: string }): { skuId: string; id: string } {
+  const c = new Check();
+  c.id("reservation_id", r.reservationId);
+  c.id("sku_id", r.skuId);
+  c.done();
+  return { skuId: r.skuId, id: r.reservationId };
+}
+
+// ---- Orders ----------------------------------------------------------------------
+
+function lines(c: Check, field: string, items: readonly LineItem[], allowEmpty: boolean): LineQuantity[] {
+  if (!allowEmpty && items.length === 0) c.fail(field, "at least one line is required");
+  if (items.length > ORDER_LINES_MAX) {
+    c.fail(field, `at most ${ORDER_LINES_MAX} lines`);
+    return [];
+  }
+  const seen = new Set<string>();
+  items.forEach((l, i) => {
+    c.id(`${field}[${i}].sku_id`, l.skuId);
+    c.quantity(`${field}[${i}].quantity`, l.quantity);
+    if (seen.has(l.skuId)) c.fail(`${field}[${i}].sku_id`, `${l.skuId} appears on more than one line`);
+    seen.add(l.skuId);
+  });
+  return items.map((l) => ({ skuId: l.skuId, quantity: l.quantity }));
+}
+
+export function validateOrderId(orderId: string): string {
+  const c = new Check();
+  c.id("order_id", orderId);
+  c.done();
+  return orderId;
+}
+
+export function validateCreateOrder(r: CreateOrderRequest, reservationGraceMs: number): { orderId: string; cmd: PlaceCommand } {
+  const c = new Check();
+  c.id("order_id", r.orderId);
+  c.id("customer_id", r.customerId);
+  const ls = lines(c, "lines", r.lines, false);
+  const paymentTimeoutMs = c.durationMs("payment_timeout", r.paymentTimeout, PAYMENT_TIMEOUT_MS_DEFAULT);
+  c.done();
+  return { orderId: r.orderId, cmd: { customerId: r.customerId, lines: ls, paymentTimeoutMs, reservationGraceMs } };
+}
+
+export function validateConfirmPayment(r: { orderId: string; paymentReference: string }): { orderId: string; paymentReference: string } {
+  const c = new Check();
+  c.id("order_id", r.orderId);
+  c.id("payment_reference", r.paymentReference);
+  c.done();
+  return r;
+}
+
+export function validateCancelOrder(r: { orderId: string; reason: string }): { orderId: string; reason: string } {
+  const c = new Check();
+  c.id("order_id", r.orderId);
+  c.text("reason", r.reason);
+  c.done();
+  return r;
+}
+
+export function validateCreateShipment(r: CreateShipmentRequest): { orderId: string; cmd: ShipCommand } {
+  const c = new Check();
+  c.id("order_id", r.orderId);
+  c.id("shipment_id", r.shipmentId);
+  const ls = lines(c, "lines", r.lines, true);
+  c.text("carrier", r.carrier, true, ID_LENGTH_MAX);
+  c.text("tracking_number", r.trackingNumber, false, ID_LENGTH_MAX);
+  c.done();
+  return { orderId: r.orderId, cmd: { shipmentId: r.shipmentId, carrier: r.carrier, trackingNumber: r.trackingNumber, lines: ls } };
+}
+
+export function validateRecordTrackingEvent(r: RecordTrackingEventRequest): { orderId: string; cmd: TrackCommand } {
+  const c = new Check();
+  c.id("order_id", r.orderId);
+  c.id("shipment_id", r.shipmentId);
+  c.id("event_id", r.eventId);
+  c.enumValue("status", r.status, TRACKING_STATUSES);
+  c.text("location", r.location);
+  c.text("description", r.description);
+  const occurredAtMs = r.occurredAt?.getTime() ?? Number.NaN;
+  if (r.occurredAt === undefined) c.fail("occurred_at", "is required");
+  else if (!Number.isFinite(occurredAtMs)) c.fail("occurred_at", "is not a valid time");
+  c.done();
+  return {
+    orderId: r.orderId,
+    cmd: {
+      shipmentId: r.shipmentId,
+      eventId: r.eventId,
+      status: TRACKING_STATUSES[r.status] as DomainTracking,
+      location: r.location,
+      description: r.description,
+      occurredAtMs,
+    },
+  };
+}
+
+export function validateReturnItems(r: ReturnItemsRequest): { orderId: string; cmd: ReturnCommand } {
+  const c = new Check();
+  c.id("order_id", r.orderId);
+  c.id("return_id", r.returnId);
+  const ls = lines(c, "lines", r.lines, false);
+  c.done();
+  return { orderId: r.orderId, cmd: { returnId: r.returnId, lines: ls, restock: r.restock } };
+}
