@@ -27,6 +27,7 @@ import {
   viewOrder,
 } from "../../domain/order";
 import { illegalTransition, QmError } from "../../errors";
+import { crashPoint } from "../../fault/crash_points";
 import { TTL_MS_MIN } from "../../limits";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
 import { skuActorId, type ReservationView, type SkuMessage } from "../inventory/sku_actor";
@@ -126,6 +127,7 @@ async function runSaga(ctx: Ctx): Promise<QmError | undefined> {
   for (let guard = 0; ctx.state.saga !== null; guard++) {
     if (guard > 8) throw new QmError("INTERNAL", `order ${ctx.state.orderId}: saga does not settle`);
     await ctx.persist(); // intent is durable before any SKU hears of it
+    crashPoint("order.saga.intent");
     const saga = ctx.state.saga;
     const state = ctx.state;
     switch (saga.kind) {
@@ -252,6 +254,7 @@ async function askAll(
   requests: readonly (readonly [string, SkuMessage])[],
 ): Promise<(ReservationView | QmError)[]> {
   const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask<ReservationView>(skuActorId(skuId), message)));
+  crashPoint("order.saga.outcome");
   return settled.map((s) =>
     s.status === "fulfilled"
       ? s.value

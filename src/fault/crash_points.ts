@@ -1,0 +1,18 @@
+// Named points where the process can be told to die at once (SIGKILL on
+// itself), so that tests can crash it at an exact step of a saga instead of
+// hoping a timed kill lands there. Off unless QM_FAULT_CRASH_POINTS names
+// the point; read once at start.
+
+export type CrashPointName =
+  /** The order's saga step is durable, no SKU has been asked yet. */
+  | "order.saga.intent"
+  /** Every SKU has answered the step, its outcome is not yet recorded. */
+  | "order.saga.outcome";
+
+const armed = new Set((process.env.QM_FAULT_CRASH_POINTS ?? "").split(",").filter((s) => s !== ""));
+
+export function crashPoint(name: CrashPointName): void {
+  if (armed.size === 0 || !armed.has(name)) return;
+  process.stderr.write(`crash point ${name}: killing the process\n`);
+  process.kill(process.pid, "SIGKILL");
+}
