@@ -172,12 +172,13 @@ const RESERVATION_ID_OPTIONS: Readonly<Record<string, OptionSpec>> = {
 const COMMANDS: readonly CommandSpec[] = [
   {
     name: "sku upsert",
-    summary: "create or replace a SKU's definition (stock levels are untouched)",
+    // Upsert replaces the whole definition: a flag left out is sent as its zero value, not "unchanged".
+    summary: "create or replace a SKU's definition (flags left out become 0/empty; stock is untouched)",
     args: ["<sku-id>"],
     options: {
-      title: { type: "string", value: "TEXT", help: "title" },
+      title: { type: "string", value: "TEXT", required: true, help: "title" },
       "price-minor": { type: "string", value: "N", help: "price in the currency's minor unit (cents)" },
-      currency: { type: "string", value: "CODE", help: "ISO 4217 code, e.g. USD" },
+      currency: { type: "string", value: "CODE", required: true, help: "ISO 4217 code, e.g. USD" },
       "safety-stock": { type: "string", value: "N", help: "units held back from availability" },
       "low-stock-threshold": { type: "string", value: "N", help: "low_stock is set when available <= N" },
       backorder: { type: "boolean", help: "allow reserving beyond on-hand stock" },
@@ -186,9 +187,9 @@ const COMMANDS: readonly CommandSpec[] = [
     build(f) {
       const request: UpsertSkuRequest = {
         skuId: f.positional(0),
-        title: f.string("title") ?? "",
+        title: f.required("title"),
         priceMinor: f.integer("price-minor") ?? 0,
-        currency: f.string("currency") ?? "",
+        currency: f.required("currency"),
         safetyStock: f.integer("safety-stock") ?? 0,
         lowStockThreshold: f.integer("low-stock-threshold") ?? 0,
         allowBackorder: f.boolean("backorder"),
@@ -385,9 +386,9 @@ const COMMANDS: readonly CommandSpec[] = [
     name: "order pay",
     summary: "confirm payment, committing the order's reservations",
     args: ["<order-id>"],
-    options: { reference: { type: "string", value: "REF", help: "payment reference" } },
+    options: { reference: { type: "string", value: "REF", required: true, help: "payment reference, e.g. the payment provider's id" } },
     build(f) {
-      const request: ConfirmPaymentRequest = { orderId: f.positional(0), paymentReference: f.string("reference") ?? "" };
+      const request: ConfirmPaymentRequest = { orderId: f.positional(0), paymentReference: f.required("reference") };
       return orderCall("OrderService/ConfirmPayment", request, (c, r, o) => call(c.order, "confirmPayment", r, o));
     },
   },
@@ -407,7 +408,7 @@ const COMMANDS: readonly CommandSpec[] = [
     args: ["<order-id>"],
     options: {
       shipment: { type: "string", value: "ID", required: true, help: "shipment id" },
-      carrier: { type: "string", value: "NAME", help: "carrier, e.g. ups" },
+      carrier: { type: "string", value: "NAME", required: true, help: "carrier, e.g. ups" },
       tracking: { type: "string", value: "NUMBER", help: "carrier's tracking number" },
       line: { type: "string", multiple: true, value: "SKU:QTY", help: "units to ship (default: everything not yet shipped)" },
     },
@@ -416,7 +417,7 @@ const COMMANDS: readonly CommandSpec[] = [
         orderId: f.positional(0),
         shipmentId: f.required("shipment"),
         lines: lines(f, "line"),
-        carrier: f.string("carrier") ?? "",
+        carrier: f.required("carrier"),
         trackingNumber: f.string("tracking") ?? "",
       };
       return orderCall("OrderService/CreateShipment", request, (c, r, o) => call(c.order, "createShipment", r, o));

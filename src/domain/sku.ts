@@ -329,7 +329,7 @@ export function decideReserve(state: SkuState, cmd: ReserveCommand, nowMs: numbe
     throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} holds ${LIVE_RESERVATIONS_PER_SKU_MAX} live reservations`);
   }
   const skuRoom = reservable(state);
-  const locationId = cmd.locationId === "" ? pickLocation(state, cmd.quantity) : cmd.locationId;
+  const locationId = cmd.locationId === "" ? pickLocation(state) : cmd.locationId;
   const level = locationId === undefined ? undefined : state.levels.get(locationId);
   // A backorder SKU's allowance is SKU-wide, so only the SKU total limits it.
   const levelRoom =
@@ -351,8 +351,8 @@ export function decideReserve(state: SkuState, cmd: ReserveCommand, nowMs: numbe
   ];
 }
 
-/** The location with the most free units (ties: the smallest id), for a request without one. */
-function pickLocation(state: SkuState, quantity: number): string | undefined {
+/** The location with the most free units (ties: the smallest id), for a request without one. A hold never spans locations. */
+function pickLocation(state: SkuState): string | undefined {
   let best: string | undefined;
   let bestFree = -Infinity;
   for (const [id, level] of state.levels) {
@@ -362,7 +362,6 @@ function pickLocation(state: SkuState, quantity: number): string | undefined {
       bestFree = free;
     }
   }
-  if (best !== undefined && bestFree < quantity && !state.def?.allowBackorder) return undefined;
   return best;
 }
 

@@ -1,0 +1,314 @@
+// qmctl end to end: a real server process, and the CLI run as its own process
+// through bin/qmctl.js, the way an operator or a script runs it. Numbers are
+// read back through --json and the generated fromJSON, so that zero values
+// (which proto JSON leaves out) come back as 0 rather than undefined.
+
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { expect } from "chai";
+import { GetAvailabilityResponse, ListAdjustmentsResponse, Reservation, ReservationState, Sku, StockLevel } from "../../src/gen/quartermaster/v1/inventory";
+import { Order, OrderState, TrackingStatus } from "../../src/gen/quartermaster/v1/order";
+import { REPO_ROOT, type ServerProcess, freePort, startServer } from "../support/server_process";
+
+const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
+/** One CLI run: process start, one call, exit. Generous, because CI machines stall. */
+const QMCTL_RUN_DEADLINE_MS = 20_000;
+/** Output kept per run; qmctl prints one response, far below this. */
+const QMCTL_OUTPUT_CHARS_MAX = 1024 * 1024;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runQmctl(args: readonly string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [QMCTL, ...args], {
+      cwd: REPO_ROOT,
+      // QM_ADDR is unset so that only the --addr given here can apply.
+      env: { ...process.env, QM_ADDR: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      if (stdout.length < QMCTL_OUTPUT_CHARS_MAX) stdout += c;
+    });
+    child.stderr.setEncoding("utf8").on("data", (c: string) => {
+      if (stderr.length < QMCTL_OUTPUT_CHARS_MAX) stderr += c;
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`qmctl ${args.join(" ")} did not exit within ${QMCTL_RUN_DEADLINE_MS} ms`));
+    }, QMCTL_RUN_DEADLINE_MS);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("qmctl against a real server", function () {
+  this.timeout(180_000);
+  let server: ServerProcess | undefined;
+
+  before(async () => {
+    server = await startServer();
+  });
+
+  after(async () => {
+    if (server === undefined) return;
+    const code = await server.stop();
+    // SIGTERM drains and exits 0: anything else is a shutdown bug worth failing on.
+    expect(code, server.logs()).to.equal(0);
+  });
+
+  function addr(): string {
+    if (server === undefined) throw new Error("server not started");
+    return server.addr;
+  }
+
+  async function qm(...args: string[]): Promise<Run> {
+    return runQmctl([...args, "--addr", addr()]);
+  }
+
+  /** Runs a command that must succeed with --json and returns its parsed output. */
+  async function qmJson(...args: string[]): Promise<unknown> {
+    const run = await qm(...args, "--json");
+    expect(run.code, `qmctl ${args.join(" ")}\nstderr: ${run.stderr}\nlogs:\n${server?.logs() ?? ""}`).to.equal(0);
+    expect(run.stdout.trim().split("\n"), "one JSON object on one line").to.have.length(1);
+    return JSON.parse(run.stdout) as unknown;
+  }
+
+  async function order(...args: string[]): Promise<Order> {
+    return Order.fromJSON(await qmJson("order", ...args));
+  }
+
+  async function stock(skuId: string): Promise<{ onHand: number; reserved: number; committed: number; available: number }> {
+    const response = GetAvailabilityResponse.fromJSON(await qmJson("availability", skuId));
+    const item = response.items[0];
+    expect(response.items).to.have.length(1);
+    expect(item?.found, `${skuId} found`).to.equal(true);
+    return { onHand: item?.onHand ?? -1, reserved: item?.reserved ?? -1, committed: item?.committed ?? -1, available: item?.available ?? -1 };
+  }
+
+  async function createSku(skuId: string, units: number): Promise<void> {
+    const sku = Sku.fromJSON(await qmJson("sku", "upsert", skuId, "--title", `Widget ${skuId}`, "--price-minor", "1250", "--currency", "USD"));
+    expect(sku.skuId).to.equal(skuId);
+    expect(sku.title).to.equal(`Widget ${skuId}`);
+    expect(sku.priceMinor).to.equal(1250);
+    const level = StockLevel.fromJSON(
+      await qmJson("sku", "adjust", skuId, "--location", "WH1", "--delta", String(units), "--reason", "received", "--key", `recv-${skuId}`),
+    );
+    expect(level).to.deep.include({ locationId: "WH1", onHand: units, reserved: 0, committed: 0, available: units });
+  }
+
+  it("walks an order from creation through payment, two shipments, delivery and returns", async () => {
+    await createSku("SKU-A", 10);
+    await createSku("SKU-B", 10);
+
+    const both = GetAvailabilityResponse.fromJSON(await qmJson("availability", "SKU-A", "SKU-B"));
+    expect(both.items.map((i) => [i.skuId, i.onHand, i.reserved, i.committed, i.available])).to.deep.equal([
+      ["SKU-A", 10, 0, 0, 10],
+      ["SKU-B", 10, 0, 0, 10],
+    ]);
+    const table = await qm("availability", "SKU-A", "SKU-B");
+    expect(table.code, table.stderr).to.equal(0);
+    expect(table.stdout).to.match(/^SKU +FOUND +ON_HAND +RESERVED +COMMITTED +AVAILABLE +VERSION$/m);
+    expect(table.stdout).to.match(/^SKU-A +yes +10 +0 +0 +10 +\d+$/m);
+
+    const created = await order("create", "o1", "--customer", "c1", "--line", "SKU-A:3", "--line", "SKU-B:2", "--payment-timeout", "30m");
+    expect(created.state).to.equal(OrderState.ORDER_STATE_AWAITING_PAYMENT);
+    expect(created.customerId).to.equal("c1");
+    expect(created.lines.map((l) => [l.skuId, l.quantity, l.locationId])).to.deep.equal([
+      ["SKU-A", 3, "WH1"],
+      ["SKU-B", 2, "WH1"],
+    ]);
+    expect(created.paymentDeadline?.getTime()).to.be.within(Date.now() + 29 * 60_000, Date.now() + 31 * 60_000);
+    expect(await stock("SKU-A")).to.deep.equal({ onHand: 10, reserved: 3, committed: 0, available: 7 });
+    expect(await stock("SKU-B")).to.deep.equal({ onHand: 10, reserved: 2, committed: 0, available: 8 });
+
+    const paid = await order("pay", "o1", "--reference", "pay-1");
+    expect(paid.state).to.equal(OrderState.ORDER_STATE_PAID);
+    expect(paid.paymentReference).to.equal("pay-1");
+    expect(await stock("SKU-A")).to.deep.equal({ onHand: 10, reserved: 0, committed: 3, available: 7 });
+
+    const partial = await order("ship", "o1", "--shipment", "s1", "--carrier", "ups", "--tracking", "1Z001", "--line", "SKU-A:1");
+    expect(partial.state).to.equal(OrderState.ORDER_STATE_PARTIALLY_SHIPPED);
+    expect(partial.lines.map((l) => [l.skuId, l.shippedQuantity])).to.deep.equal([
+      ["SKU-A", 1],
+      ["SKU-B", 0],
+    ]);
+
+    // No --line: everything not yet shipped.
+    const shipped = await order("ship", "o1", "--shipment", "s2", "--carrier", "ups", "--tracking", "1Z002");
+    expect(shipped.state).to.equal(OrderState.ORDER_STATE_SHIPPED);
+    expect(shipped.lines.map((l) => [l.skuId, l.shippedQuantity])).to.deep.equal([
+      ["SKU-A", 3],
+      ["SKU-B", 2],
+    ]);
+    expect(shipped.shipments.map((s) => [s.shipmentId, s.lines.map((l) => `${l.skuId}:${l.quantity}`)])).to.deep.equal([
+      ["s1", ["SKU-A:1"]],
+      ["s2", ["SKU-A:2", "SKU-B:2"]],
+    ]);
+    // Shipped units leave the building: off on_hand and off committed, so available does not move.
+    expect(await stock("SKU-A")).to.deep.equal({ onHand: 7, reserved: 0, committed: 0, available: 7 });
+    expect(await stock("SKU-B")).to.deep.equal({ onHand: 8, reserved: 0, committed: 0, available: 8 });
+
+    const hourAgo = new Date(Date.now() - 3600_000).toISOString();
+    await order("track", "o1", "--shipment", "s1", "--event", "e1", "--status", "in_transit", "--location", "Memphis", "--occurred-at", hourAgo);
+    const oneDelivered = await order("track", "o1", "--shipment", "s1", "--event", "e2", "--status", "delivered", "--description", "front door");
+    // One of two shipments delivered is not a delivered order.
+    expect(oneDelivered.state).to.equal(OrderState.ORDER_STATE_SHIPPED);
+    expect(oneDelivered.shipments[0]?.status).to.equal(TrackingStatus.TRACKING_STATUS_DELIVERED);
+    expect(oneDelivered.shipments[0]?.events.map((e) => [e.eventId, e.status, e.location])).to.deep.equal([
+      ["e1", TrackingStatus.TRACKING_STATUS_IN_TRANSIT, "Memphis"],
+      ["e2", TrackingStatus.TRACKING_STATUS_DELIVERED, ""],
+    ]);
+    const delivered = await order("track", "o1", "--shipment", "s2", "--event", "e3", "--status", "delivered");
+    expect(delivered.state).to.equal(OrderState.ORDER_STATE_DELIVERED);
+
+    const shown = await qm("order", "get", "o1");
+    expect(shown.code, shown.stderr).to.equal(0);
+    expect(shown.stdout).to.match(/^state +delivered$/m);
+    expect(shown.stdout).to.match(/^SKU-A +3 +3 +0 +WH1\b/m);
+    expect(shown.stdout).to.match(/^shipment +s1$/m);
+    expect(shown.stdout).to.match(/^tracking +1Z001$/m);
+    expect(shown.stdout).to.match(/^ +e1 +in_transit +\S+ +Memphis$/m);
+    expect(shown.stdout).to.match(/^ +e2 +delivered +\S+ +front door$/m);
+
+    const restocked = await order("return", "o1", "--return", "r1", "--line", "SKU-A:1", "--restock");
+    expect(restocked.state).to.equal(OrderState.ORDER_STATE_DELIVERED);
+    expect(restocked.lines.map((l) => [l.skuId, l.returnedQuantity])).to.deep.equal([
+      ["SKU-A", 1],
+      ["SKU-B", 0],
+    ]);
+    expect(await stock("SKU-A")).to.deep.equal({ onHand: 8, reserved: 0, committed: 0, available: 8 });
+
+    // The rest comes back without restocking (e.g. damaged): the order is RETURNED, stock does not move.
+    const returned = await order("return", "o1", "--return", "r2", "--line", "SKU-A:2", "--line", "SKU-B:2");
+    expect(returned.state).to.equal(OrderState.ORDER_STATE_RETURNED);
+    expect(returned.returns.map((r) => [r.returnId, r.restock])).to.deep.equal([
+      ["r1", true],
+      ["r2", false],
+    ]);
+    expect(await stock("SKU-A")).to.deep.equal({ onHand: 8, reserved: 0, committed: 0, available: 8 });
+    expect(await stock("SKU-B")).to.deep.equal({ onHand: 8, reserved: 0, committed: 0, available: 8 });
+
+    const log = ListAdjustmentsResponse.fromJSON(await qmJson("adjustments", "SKU-A", "--page-size", "1"));
+    expect(log.adjustments).to.have.length(1);
+    expect(log.adjustments[0]).to.deep.include({ delta: 10, onHandAfter: 10, idempotencyKey: "recv-SKU-A", locationId: "WH1" });
+  });
+
+  it("applies an adjustment once however often its idempotency key is retried", async () => {
+    await createSku("SKU-IDEM", 4);
+    const again = StockLevel.fromJSON(
+      await qmJson("sku", "adjust", "SKU-IDEM", "--location", "WH1", "--delta", "4", "--reason", "received", "--key", "recv-SKU-IDEM"),
+    );
+    expect(again.onHand).to.equal(4);
+    const writeOff = StockLevel.fromJSON(
+      await qmJson("sku", "adjust", "SKU-IDEM", "--location", "WH1", "--delta", "-1", "--reason", "damaged", "--note", "dropped"),
+    );
+    expect(writeOff.onHand).to.equal(3);
+    const sku = await qm("sku", "get", "SKU-IDEM");
+    expect(sku.code, sku.stderr).to.equal(0);
+    expect(sku.stdout).to.match(/^LOCATION +ON_HAND +RESERVED +COMMITTED +AVAILABLE$/m);
+    expect(sku.stdout).to.match(/^WH1 +3 +0 +0 +3$/m);
+  });
+
+  it("holds, commits and releases a reservation", async () => {
+    await createSku("SKU-R", 5);
+    const held = Reservation.fromJSON(await qmJson("reserve", "--sku", "SKU-R", "--id", "res-1", "--qty", "2", "--ttl", "15m"));
+    expect(held).to.deep.include({ reservationId: "res-1", skuId: "SKU-R", quantity: 2, state: ReservationState.RESERVATION_STATE_RESERVED });
+    expect(held.expiresAt?.getTime()).to.be.within(Date.now() + 14 * 60_000, Date.now() + 16 * 60_000);
+    expect(await stock("SKU-R")).to.deep.equal({ onHand: 5, reserved: 2, committed: 0, available: 3 });
+
+    const committed = Reservation.fromJSON(await qmJson("commit", "--sku", "SKU-R", "--id", "res-1"));
+    expect(committed.state).to.equal(ReservationState.RESERVATION_STATE_COMMITTED);
+    expect(await stock("SKU-R")).to.deep.equal({ onHand: 5, reserved: 0, committed: 2, available: 3 });
+
+    const shown = await qm("reservation", "get", "--sku", "SKU-R", "--id", "res-1");
+    expect(shown.code, shown.stderr).to.equal(0);
+    expect(shown.stdout).to.match(/^state +committed$/m);
+
+    const released = Reservation.fromJSON(await qmJson("release", "--sku", "SKU-R", "--id", "res-1"));
+    expect(released.state).to.equal(ReservationState.RESERVATION_STATE_RELEASED);
+    expect(await stock("SKU-R")).to.deep.equal({ onHand: 5, reserved: 0, committed: 0, available: 5 });
+  });
+
+  it("exits 5 naming INSUFFICIENT_STOCK when a reservation exceeds the stock, and holds nothing", async () => {
+    await createSku("SKU-C", 5);
+    const run = await qm("reserve", "--sku", "SKU-C", "--id", "too-many", "--qty", "6");
+    expect(run.code, run.stderr).to.equal(5);
+    expect(run.stdout).to.equal("");
+    expect(run.stderr).to.match(/^error: FAILED_PRECONDITION: /);
+    expect(run.stderr).to.match(/^ {2}reason: INSUFFICIENT_STOCK\b/m);
+    expect(await stock("SKU-C")).to.deep.equal({ onHand: 5, reserved: 0, committed: 0, available: 5 });
+  });
+
+  it("exits 3 naming the field when the quantity is zero", async () => {
+    const run = await qm("reserve", "--sku", "SKU-C", "--id", "zero", "--qty", "0");
+    expect(run.code, run.stderr).to.equal(3);
+    expect(run.stderr).to.match(/^error: INVALID_ARGUMENT: /);
+    // The BadRequest field violation, printed as "  field: description".
+    expect(run.stderr).to.match(/^ {2}quantity: \S/m);
+  });
+
+  it("exits 4 for an unknown order, and prints the error as JSON with --json", async () => {
+    const text = await qm("order", "get", "no-such-order");
+    expect(text.code, text.stderr).to.equal(4);
+    expect(text.stderr).to.match(/^error: NOT_FOUND: /);
+
+    const json = await qm("order", "get", "no-such-order", "--json");
+    expect(json.code).to.equal(4);
+    expect(json.stdout).to.equal("");
+    const parsed = JSON.parse(json.stderr) as { error?: { code?: unknown; codeNumber?: unknown } };
+    expect(parsed.error).to.deep.include({ code: "NOT_FOUND", codeNumber: 5 });
+  });
+
+  it("cancels an unpaid order, freeing its units, and then refuses to take payment with exit 5", async () => {
+    await createSku("SKU-X", 4);
+    const created = await order("create", "o-cancel", "--customer", "c2", "--line", "SKU-X:3");
+    expect(created.state).to.equal(OrderState.ORDER_STATE_AWAITING_PAYMENT);
+    expect(await stock("SKU-X")).to.deep.equal({ onHand: 4, reserved: 3, committed: 0, available: 1 });
+
+    const cancelled = await order("cancel", "o-cancel", "--reason", "changed mind");
+    expect(cancelled.state).to.equal(OrderState.ORDER_STATE_CANCELLED);
+    expect(cancelled.cancelReason).to.equal("changed mind");
+    expect(await stock("SKU-X")).to.deep.equal({ onHand: 4, reserved: 0, committed: 0, available: 4 });
+
+    const pay = await qm("order", "pay", "o-cancel", "--reference", "pay-late");
+    expect(pay.code, pay.stderr).to.equal(5);
+    expect(pay.stderr).to.match(/^error: FAILED_PRECONDITION: /);
+    expect(pay.stderr).to.contain("ILLEGAL_TRANSITION");
+  });
+});
+
+describe("qmctl without a server", function () {
+  this.timeout(30_000);
+
+  it("exits 6 with UNAVAILABLE when nothing listens at --addr", async () => {
+    const port = await freePort();
+    const run = await runQmctl(["sku", "get", "SKU-A", "--addr", `127.0.0.1:${port}`, "--timeout", "5000"]);
+    expect(run.code, run.stderr).to.equal(6);
+    expect(run.stderr).to.match(/^error: UNAVAILABLE: /);
+  });
+
+  it("exits 2 and prints the usage for a malformed command line", async () => {
+    const run = await runQmctl(["order", "create", "o1", "--customer", "c1", "--line", "SKU-A"]);
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.contain('error: --line: "SKU-A" is not SKU:QTY');
+    expect(run.stderr).to.contain("Usage: qmctl order create <order-id> --customer ID --line SKU:QTY...");
+  });
+
+  it("exits 0 for --help and documents the exit codes", async () => {
+    const run = await runQmctl(["--help"]);
+    expect(run.code).to.equal(0);
+    expect(run.stdout).to.match(/^ {2}4 +NOT_FOUND$/m);
+  });
+});
