@@ -235,6 +235,16 @@ function requireReservation(state: SkuState, id: string): ReservationRecord {
 
 export function decideDefine(state: SkuState, def: SkuDefinition, nowMs: number): SkuEvent[] {
   if (state.def !== null && sameDefinition(state.def, def)) return [];
+  // Units held beyond on-hand stock are legal only while backorders are allowed:
+  // turning them off then would break the invariant that applying the event asserts.
+  const held = state.reserved + state.committed;
+  if (!def.allowBackorder && held > state.onHand) {
+    throw new QmError(
+      "FAILED_PRECONDITION",
+      `sku ${state.skuId} holds ${held} units with ${state.onHand} on hand: backorders cannot be turned off yet`,
+      { reason: "STOCK_HELD", on_hand: String(state.onHand), held: String(held) },
+    );
+  }
   return [{ t: "defined", def, atMs: nowMs }];
 }
 
@@ -284,10 +294,11 @@ export function decideAdjust(
   }
   // Stock that is held for customers cannot be written off. A backorder SKU
   // may already hold more than it has, so there the rule is: never below zero,
-  // and never further beyond the SKU-wide allowance.
+  // and never further beyond the SKU-wide allowance. A receipt only adds, so held
+  // stock never refuses it: a level may hold more than it has (left by a former backorder SKU).
   const floor = state.def?.allowBackorder ? 0 : held;
   const skuHeldBeyondAllowance = state.reserved + state.committed - backorderAllowance(state);
-  if (after < floor || state.onHand + cmd.delta < skuHeldBeyondAllowance) {
+  if (cmd.delta < 0 && (after < floor || state.onHand + cmd.delta < skuHeldBeyondAllowance)) {
     throw new QmError(
       "FAILED_PRECONDITION",
       `on_hand at ${cmd.locationId} would drop to ${after}, below the ${held} units reserved or committed there`,
@@ -417,9 +428,11 @@ export function decideUnfulfil(state: SkuState, id: string, shipmentId: string, 
 
 /** Expiry events for every hold whose time has come, earliest first, at most `max`. */
 export function decideExpiries(state: SkuState, nowMs: number, max: number): SkuEvent[] {
+  const heap = state.expiries;
+  const first = heap.peekKey();
+  if (first === undefined || first > nowMs) return []; // the common case: nothing due
   const events: SkuEvent[] = [];
   const seen = new Set<string>();
-  const heap = state.expiries;
   while (events.length < max) {
     const at = heap.peekKey();
     if (at === undefined || at > nowMs) break;
