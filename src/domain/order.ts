@@ -189,6 +189,20 @@ function requireAllowed(state: OrderState, action: OrderAction): void {
   if (!TRANSITIONS[action].includes(state.status)) throw illegalTransition("order", state.status, action);
 }
 
+/**
+ * A step left open (its SKU calls stalled) is resumed by the order's wake-up;
+ * a new step would replace it, so one that starts another step waits until then.
+ */
+function requireNoOpenStep(state: OrderState, action: OrderAction): void {
+  if (state.saga !== null) {
+    throw new QmError("UNAVAILABLE", `cannot ${action} yet: order ${state.orderId} is finishing its ${state.saga.kind} step`, {
+      reason: "STEP_IN_PROGRESS",
+      state: state.status,
+      step: state.saga.kind,
+    });
+  }
+}
+
 // ---- Decisions ------------------------------------------------------------------
 
 export interface PlaceCommand {
@@ -225,9 +239,12 @@ export function decidePlace(state: OrderState, cmd: PlaceCommand, nowMs: number)
   ];
 }
 
+/** States an order reaches only after payment: a retried payment with the same reference is answered as done. */
+const PAID_STATES: readonly OrderStatus[] = ["PAID", "PARTIALLY_SHIPPED", "SHIPPED", "DELIVERED", "RETURNED"];
+
 export function decidePay(state: OrderState, paymentReference: string, nowMs: number): OrderEvent[] {
   requireExists(state);
-  if (state.status === "PAID" || (state.saga?.kind === "commit" && state.paymentReference === paymentReference)) {
+  if (PAID_STATES.includes(state.status) || (state.saga?.kind === "commit" && state.paymentReference === paymentReference)) {
     if (state.paymentReference !== paymentReference) {
       throw new QmError("FAILED_PRECONDITION", `order ${state.orderId} is already paid with another payment reference`, {
         reason: "ALREADY_PAID",
@@ -236,18 +253,21 @@ export function decidePay(state: OrderState, paymentReference: string, nowMs: nu
     }
     return [];
   }
+  requireAllowed(state, "pay");
+  requireNoOpenStep(state, "pay");
   if (state.status === "AWAITING_PAYMENT" && nowMs >= state.paymentDeadlineMs) {
     // The deadline has passed even if the timer has not fired yet: expire now.
     return [{ t: "expireStarted", atMs: nowMs }];
   }
-  requireAllowed(state, "pay");
   return [{ t: "payStarted", paymentReference, atMs: nowMs }];
 }
 
 export function decideCancel(state: OrderState, reason: string, nowMs: number): OrderEvent[] {
   requireExists(state);
   if (state.status === "CANCELLED") return [];
+  if (state.saga?.kind === "release" && state.saga.outcome === "CANCELLED") return []; // a retry: its step is resumed
   requireAllowed(state, "cancel");
+  requireNoOpenStep(state, "cancel");
   return [{ t: "cancelStarted", reason, atMs: nowMs }];
 }
 
@@ -278,6 +298,7 @@ export function decideShip(state: OrderState, cmd: ShipCommand, nowMs: number): 
     return [];
   }
   requireAllowed(state, "ship");
+  requireNoOpenStep(state, "ship");
   if (state.shipments.length >= SHIPMENTS_PER_ORDER_MAX) {
     throw new QmError("LIMIT_EXCEEDED", `order ${state.orderId} already has ${SHIPMENTS_PER_ORDER_MAX} shipments`);
   }
@@ -342,6 +363,7 @@ export function decideReturn(state: OrderState, cmd: ReturnCommand, nowMs: numbe
     return [];
   }
   requireAllowed(state, "return");
+  requireNoOpenStep(state, "return");
   if (state.returns.length >= RETURNS_PER_ORDER_MAX) {
     throw new QmError("LIMIT_EXCEEDED", `order ${state.orderId} already has ${RETURNS_PER_ORDER_MAX} returns`);
   }

@@ -81,7 +81,8 @@ export const orderBehavior: ActorBehavior<OrderState, OrderMessage> = {
         return step(ctx, decidePlace(state, m.cmd, ctx.nowMs));
       case "pay": {
         const reply = await step(ctx, decidePay(state, m.paymentReference, ctx.nowMs));
-        if (!(reply instanceof QmError) && state.status !== "PAID") return illegalTransition("order", state.status, "pay");
+        // A pay that found the deadline passed expired the order instead.
+        if (!(reply instanceof QmError) && state.status === "EXPIRED") return illegalTransition("order", state.status, "pay");
         return reply;
       }
       case "cancel":
