@@ -191,7 +191,11 @@ export function encodePageToken(afterSeq: number): string {
 
 function decodePageToken(token: string): number {
   const m = /^adj:([1-9][0-9]{0,15})$/.exec(Buffer.from(token, "base64url").toString());
-  return m ? Number(m[1]) : -1;
+  const seq = m ? Number(m[1]) : -1;
+  // Base64 decoding skips characters it does not know and padding, so only the
+  // exact text encodePageToken gives is a token this service issued; and no
+  // sequence beyond 2^53 was ever issued (it would not survive as a number).
+  return Number.isSafeInteger(seq) && seq > 0 && encodePageToken(seq) === token ? seq : -1;
 }
 
 export function validateGetAvailability(r: GetAvailabilityRequest): string[] {
