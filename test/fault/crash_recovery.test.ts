@@ -4,8 +4,9 @@
 import { spawn } from "node:child_process";
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { expect } from "chai";
-import { AdjustmentReason, ReservationState } from "../../src/gen/quartermaster/v1/inventory";
+import { ReservationState } from "../../src/gen/quartermaster/v1/inventory";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
+import { seedSku, sleep } from "../support/fixtures";
 import {
   call,
   type Clients,
@@ -16,31 +17,6 @@ import {
   type ServerProcess,
   startServer,
 } from "../support/server_process";
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function seedSku(c: Clients, skuId: string, onHand: number): Promise<void> {
-  await call(c.inventory, "upsertSku", {
-    skuId,
-    title: skuId,
-    priceMinor: 100,
-    currency: "EUR",
-    safetyStock: 0,
-    lowStockThreshold: 0,
-    allowBackorder: false,
-    attributes: {},
-  });
-  await call(c.inventory, "adjustStock", {
-    skuId,
-    locationId: "wh-1",
-    delta: onHand,
-    reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED,
-    note: "",
-    idempotencyKey: "",
-  });
-}
 
 describe("crash recovery (fault)", function () {
   this.timeout(120_000);

@@ -3,22 +3,8 @@
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { AdjustmentReason, ReservationState } from "../../src/gen/quartermaster/v1/inventory";
+import { expectFailure, seedSku, type SkuOptions, sleep } from "../support/fixtures";
 import { call, type Clients, createClients, decodeStatusDetails, type ServerProcess, startServer } from "../support/server_process";
-
-async function expectFailure(promise: Promise<unknown>, code: GrpcStatus): Promise<ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as ServiceError;
-    expect(e.code, e.details).to.equal(code);
-    return e;
-  }
-  throw new Error(`expected status ${GrpcStatus[code]}, the call succeeded`);
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 describe("InventoryService (integration)", function () {
   let server: ServerProcess;
@@ -35,28 +21,7 @@ describe("InventoryService (integration)", function () {
     await server?.stop();
   });
 
-  async function sku(skuId: string, onHand: number, extra: { safetyStock?: number; allowBackorder?: boolean } = {}): Promise<void> {
-    await call(c.inventory, "upsertSku", {
-      skuId,
-      title: `Item ${skuId}`,
-      priceMinor: 1299,
-      currency: "EUR",
-      safetyStock: extra.safetyStock ?? 0,
-      lowStockThreshold: 5,
-      allowBackorder: extra.allowBackorder ?? false,
-      attributes: { colour: "blue" },
-    });
-    if (onHand > 0) {
-      await call(c.inventory, "adjustStock", {
-        skuId,
-        locationId: "wh-1",
-        delta: onHand,
-        reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED,
-        note: "initial",
-        idempotencyKey: "",
-      });
-    }
-  }
+  const sku = (skuId: string, onHand: number, options?: SkuOptions): Promise<void> => seedSku(c, skuId, onHand, options);
 
   it("upserts a SKU and returns it with levels, totals and a growing version", async () => {
     await sku("inv-1", 0);
