@@ -48,6 +48,8 @@ export const ORDER_RESERVATION_GRACE_MS = 5 * 60 * 1000;
 export const MAILBOX_DEPTH_MAX = 4096;
 /** Messages one actor turn takes from its mailbox and persists in one write. */
 export const TURN_BATCH_MAX = 512;
+/** Turns of one actor whose appends may be in flight at once: the next batch is ready when a sync ends. */
+export const PIPELINE_DEPTH_MAX = 4;
 /** Appends the journal folds into one durable write (one fsync). */
 export const JOURNAL_BATCH_APPENDS_MAX = 4096;
 /** Encoded size of one append (events plus snapshot). */

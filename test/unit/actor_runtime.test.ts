@@ -10,6 +10,7 @@ import { ActorSystem } from "../../src/actors/runtime/actor_system";
 import type { ActorBehavior } from "../../src/actors/runtime/behavior";
 import { systemClock } from "../../src/clock";
 import { QmError } from "../../src/errors";
+import type { AppendRequest, Journal } from "../../src/journal/journal";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { MAILBOX_DEPTH_MAX } from "../../src/limits";
 
@@ -76,15 +77,18 @@ describe("actor runtime", () => {
   let system: ActorSystem;
   const turns: number[] = [];
 
-  async function boot(opts: { idleMs?: number; activeMax?: number } = {}): Promise<void> {
+  let gated: GatedJournal | undefined;
+
+  async function boot(opts: { idleMs?: number; activeMax?: number; gate?: boolean } = {}): Promise<void> {
     journal = new LmdbJournal({
       path: path.join(dir, "journal"),
       auditRetention: { maxAgeMs: 1e12, maxPerActor: 1000 },
       clock: systemClock,
     });
     await journal.open();
+    gated = opts.gate ? new GatedJournal(journal) : undefined;
     system = new ActorSystem({
-      journal,
+      journal: gated ?? journal,
       clock: systemClock,
       logger: pino({ level: "silent" }),
       behaviors: [counterBehavior as ActorBehavior<unknown, unknown>],
@@ -102,6 +106,7 @@ describe("actor runtime", () => {
   }
 
   beforeEach(async () => {
+    gated = undefined;
     dir = await mkdtemp(path.join(tmpdir(), "qm-runtime-"));
     turns.length = 0;
   });
@@ -179,6 +184,41 @@ describe("actor runtime", () => {
     expect(await system.ask<number>("counter/e7", { op: "get" })).to.equal(7);
   });
 
+  it("runs the next turn while an append is in flight, but answers nothing before its own append is durable", async () => {
+    await boot({ gate: true });
+    const gate = gated as GatedJournal;
+    let added: number | undefined;
+    let read: number | undefined;
+    const add = system.ask<number>("counter/p", { op: "add", n: 4 }).then((v) => (added = v));
+    while (gate.heldCount < 1) await new Promise((r) => setTimeout(r, 5));
+    // A second turn (a read) runs while the first append is held: it sees the
+    // new state but must not answer from it until that state is durable.
+    const get = system.ask<number>("counter/p", { op: "get" }).then((v) => (read = v));
+    const add2 = system.ask<number>("counter/p", { op: "add", n: 1 });
+    while (gate.heldCount < 2) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    expect([added, read]).to.deep.equal([undefined, undefined]);
+    await gate.release();
+    await Promise.all([add, get]);
+    expect([added, read, await add2]).to.deep.equal([4, 4, 5]);
+  });
+
+  it("fails every turn after an append that failed, and rebuilds the actor from what is durable", async () => {
+    await boot({ gate: true });
+    const gate = gated as GatedJournal;
+    const first = system.ask<number>("counter/q", { op: "add", n: 1 });
+    while (gate.heldCount < 1) await new Promise((r) => setTimeout(r, 5));
+    const second = system.ask<number>("counter/q", { op: "add", n: 10 });
+    const read = system.ask<number>("counter/q", { op: "get" });
+    while (gate.heldCount < 2) await new Promise((r) => setTimeout(r, 5));
+    const settled = Promise.allSettled([first, second, read]);
+    await gate.failFirst();
+    const outcomes = await settled;
+    expect(outcomes.map((o) => o.status)).to.deep.equal(["rejected", "rejected", "rejected"]);
+    const after = system.ask<number>("counter/q", { op: "get" });
+    expect(await after).to.equal(0);
+  });
+
   it("wakes an actor at its stored time even after it was passivated and the node restarted", async () => {
     await boot();
     await system.ask("counter/f", { op: "wakeAt", atMs: Date.now() + 300 });
@@ -198,3 +238,46 @@ describe("actor runtime", () => {
     expect(state).to.equal(2);
   });
 });
+
+/**
+ * The real journal behind a gate that holds appends until the test releases
+ * them (or fails them), to observe what the runtime does while a write is in flight.
+ */
+class GatedJournal implements Journal {
+  private held: { request: AppendRequest; resolve: () => void; reject: (e: Error) => void }[] = [];
+  constructor(private readonly inner: LmdbJournal) {}
+  open(): Promise<void> {
+    return this.inner.open();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  recover(actorId: string) {
+    return this.inner.recover(actorId);
+  }
+  append(request: AppendRequest): Promise<void> {
+    return new Promise((resolve, reject) => this.held.push({ request, resolve, reject }));
+  }
+  dueWakeups(nowMs: number, limit: number) {
+    return this.inner.dueWakeups(nowMs, limit);
+  }
+  readAudit(actorId: string, afterSeq: number, limit: number) {
+    return this.inner.readAudit(actorId, afterSeq, limit);
+  }
+  stats() {
+    return this.inner.stats();
+  }
+  get heldCount(): number {
+    return this.held.length;
+  }
+  /** Writes the held appends in order through the real journal. */
+  async release(): Promise<void> {
+    for (const h of this.held.splice(0)) await this.inner.append(h.request).then(h.resolve, h.reject);
+  }
+  /** Fails the first held append as a disk error would; later ones go to the real journal (and fail its compare-and-set). */
+  async failFirst(): Promise<void> {
+    const [first, ...rest] = this.held.splice(0);
+    first?.reject(new QmError("UNAVAILABLE", "disk on fire"));
+    for (const h of rest) await this.inner.append(h.request).then(h.resolve, h.reject);
+  }
+}

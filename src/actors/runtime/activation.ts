@@ -5,11 +5,19 @@
 // journal append, and only then replies. While that append is in flight new
 // messages queue up and form the next turn's batch: that is group commit, and
 // it is why a hot actor is not limited by one fsync per request.
+//
+// Turns are pipelined: the next turn may run while earlier turns' appends are
+// still in flight (at most PIPELINE_DEPTH_MAX of them), so the journal always
+// has the next batch ready when a sync finishes. Replies still wait for their
+// own turn's append, appends of one actor complete in order, and a turn that
+// wrote nothing (a read) waits for the appends before it, so nothing is ever
+// answered from state that is not yet durable. If an append fails, every later
+// one fails its compare-and-set too, and the activation is rebuilt.
 
 import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
 import type { AuditRecord, Journal } from "../../journal/journal";
-import { MAILBOX_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
+import { MAILBOX_DEPTH_MAX, PIPELINE_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
 import type { ActorBehavior, ActorRouter, TurnContext } from "./behavior";
 import { type Envelope, Mailbox } from "./mailbox";
 
@@ -46,6 +54,10 @@ export class Activation<S, M> implements TurnContext<S> {
   /** Bumped by every persist, so a handler that persisted midway is known to have made part of its work durable. */
   private persistCount = 0;
   private persistFailed = false;
+  /** Resolves when the latest append issued is durable (appends of one actor complete in order). */
+  private lastAppend: Promise<void> = Promise.resolve();
+  /** Turns whose append is in flight, oldest first; each settles after its replies are sent. */
+  private inflight: Promise<void>[] = [];
   private idleWaiters: (() => void)[] = [];
   nowMs = 0;
   lastUsedMs = 0;
@@ -64,7 +76,7 @@ export class Activation<S, M> implements TurnContext<S> {
 
   /** Busy actors are never passivated: they hold queued work or a turn in flight. */
   get busy(): boolean {
-    return this.phase === "loading" || this.running || this.mailbox.length > 0;
+    return this.phase === "loading" || this.running || this.mailbox.length > 0 || this.inflight.length > 0;
   }
 
   async load(): Promise<void> {
@@ -125,11 +137,16 @@ export class Activation<S, M> implements TurnContext<S> {
     return this.host.journal.readAudit(this.actorId, afterSeq, limit);
   }
 
-  async persist(): Promise<void> {
+  /**
+   * Issues one append with everything emitted since the last one and returns
+   * when it is durable. With nothing to write it returns when the appends
+   * already in flight are durable, so a reply never reports undurable state.
+   */
+  persist(): Promise<void> {
     const events = this.pendingEvents;
     const audit = this.pendingAudit;
     const wakeAtMs = this.behavior.wakeAtMs(this.current);
-    if (events.length === 0 && audit.length === 0 && wakeAtMs === this.storedWakeAtMs) return;
+    if (events.length === 0 && audit.length === 0 && wakeAtMs === this.storedWakeAtMs) return this.lastAppend;
     this.pendingEvents = [];
     this.pendingAudit = [];
     this.persistCount++;
@@ -142,23 +159,25 @@ export class Activation<S, M> implements TurnContext<S> {
       sinceSnapshot >= Math.max(SNAPSHOT_EVENTS_MIN, this.behavior.snapshotWeight(this.current))
         ? { seq: lastSeq, state: this.behavior.toSnapshot(this.current) }
         : undefined;
-    try {
-      await this.host.journal.append({
-        actorId: this.actorId,
-        expectedLastSeq,
-        events,
-        ...(snapshot === undefined ? {} : { snapshot }),
-        ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
-        ...(audit.length === 0 ? {} : { audit }),
-      });
-    } catch (error) {
-      // The state now runs ahead of the journal: this activation must not serve again.
-      this.persistFailed = true;
-      throw asQmError(error, "UNAVAILABLE", `journal append for ${this.actorId} failed`);
-    }
+    const append = this.host.journal.append({
+      actorId: this.actorId,
+      expectedLastSeq,
+      events,
+      ...(snapshot === undefined ? {} : { snapshot }),
+      ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
+      ...(audit.length === 0 ? {} : { audit }),
+    });
+    // Later appends chain on these numbers at once; should this append fail,
+    // theirs fail its compare-and-set and the activation is rebuilt.
     this.lastSeq = lastSeq;
     this.storedWakeAtMs = wakeAtMs;
     this.eventsSinceSnapshot = snapshot === undefined ? sinceSnapshot : 0;
+    this.lastAppend = append.catch((error: unknown) => {
+      // The state now runs ahead of the journal: this activation must not serve again.
+      this.persistFailed = true;
+      throw asQmError(error, "UNAVAILABLE", `journal append for ${this.actorId} failed`);
+    });
+    return this.lastAppend;
   }
 
   // ---- Turn loop ----------------------------------------------------------------
@@ -172,26 +191,32 @@ export class Activation<S, M> implements TurnContext<S> {
 
   private async run(): Promise<void> {
     try {
-      while (this.phase === "ready" && (this.mailbox.length > 0 || this.wakeRequested)) {
+      while (this.phase === "ready" && !this.persistFailed && (this.mailbox.length > 0 || this.wakeRequested)) {
+        if (this.inflight.length >= PIPELINE_DEPTH_MAX) {
+          await this.inflight[0];
+          continue;
+        }
         this.wakeRequested = false;
         await this.turn(this.mailbox.take(TURN_BATCH_MAX));
       }
     } finally {
       this.running = false;
       this.lastUsedMs = this.host.clock.monotonicMs();
-      if (!this.busy) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const resolve of waiters) resolve();
-      }
+      this.notifyIfIdle();
     }
+  }
+
+  private notifyIfIdle(): void {
+    if (this.busy) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   private async turn(batch: Envelope[]): Promise<void> {
     const replies: Reply[] = [];
     let faulted = false;
     let unhandled: Envelope[] = [];
-    this.persistFailed = false;
     try {
       this.nowMs = this.host.clock.nowMs();
       const started = this.behavior.onTurnStart?.(this);
@@ -205,6 +230,8 @@ export class Activation<S, M> implements TurnContext<S> {
       for (const envelope of batch) envelope.reject(failure);
       this.pendingEvents = [];
       this.pendingAudit = [];
+      // Earlier turns' appends land first, so that the fresh activation recovers them.
+      await this.lastAppend.catch(() => undefined);
       this.retire([]);
       return;
     }
@@ -244,26 +271,37 @@ export class Activation<S, M> implements TurnContext<S> {
         break;
       }
     }
-    let eventCount = this.pendingEvents.length;
-    if (!this.persistFailed) {
-      try {
-        await this.persist();
-      } catch (error) {
-        faulted = true;
-        eventCount = 0;
-        const failure = asQmError(error, "UNAVAILABLE", "write failed");
-        for (let i = 0; i < replies.length; i++) {
-          const reply = replies[i] as Reply;
-          if (!reply.failed) replies[i] = { envelope: reply.envelope, value: failure, failed: true };
-        }
-      }
+    this.host.observeTurn(this.behavior.kind, batch.length, this.pendingEvents.length);
+    const durable = this.persistFailed ? this.lastAppend : this.persist();
+    if (faulted) {
+      // A fresh activation must recover what this turn kept, so wait for it before handing over.
+      await this.settle(durable, replies);
+      this.retire(unhandled);
+      return;
     }
-    this.host.observeTurn(this.behavior.kind, batch.length, eventCount);
+    const settled = this.settle(durable, replies).then(() => {
+      this.inflight.shift();
+      if (this.persistFailed && this.phase === "ready") this.retire([]);
+      else this.schedule();
+      this.lastUsedMs = this.host.clock.monotonicMs();
+      this.notifyIfIdle();
+    });
+    this.inflight.push(settled);
+  }
+
+  /** Sends the turn's replies once its append is durable, or fails them all if it is not. */
+  private async settle(durable: Promise<void>, replies: readonly Reply[]): Promise<void> {
+    let failure: QmError | undefined;
+    try {
+      await durable;
+    } catch (error) {
+      failure = asQmError(error, "UNAVAILABLE", "write failed");
+    }
     for (const reply of replies) {
-      if (reply.failed) reply.envelope.reject(reply.value as Error);
+      if (failure !== undefined && !reply.failed) reply.envelope.reject(failure);
+      else if (reply.failed) reply.envelope.reject(reply.value as Error);
       else reply.envelope.resolve(reply.value);
     }
-    if (faulted) this.retire(unhandled);
   }
 
   private retire(leftover: Envelope[]): void {
