@@ -1,7 +1,7 @@
 // Every environment variable the service reads, parsed and validated once at
 // start. A bad value stops the process with a message naming the variable.
 
-import { ORDER_RESERVATION_GRACE_MS } from "./limits";
+import { ACTIVE_ACTORS_MAX, ORDER_RESERVATION_GRACE_MS } from "./limits";
 
 export interface Config {
   /** host:port of the gRPC server. */
@@ -26,7 +26,7 @@ export const CONFIG_VARIABLES = {
   QM_METRICS_LISTEN: ["127.0.0.1:9464", "Prometheus /metrics address; empty turns it off"],
   QM_LOG_LEVEL: ["info", "fatal, error, warn, info, debug or trace"],
   QM_ACTOR_IDLE_MS: ["60000", "an actor idle this long is passivated (dropped from memory)"],
-  QM_ACTIVE_ACTORS_MAX: ["20000", "actors kept in memory at most; least recently used idle ones go first"],
+  QM_ACTIVE_ACTORS_MAX: [String(ACTIVE_ACTORS_MAX), "actors kept in memory at most; least recently used idle ones go first"],
   QM_TIMER_TICK_MS: ["250", "how often due expiries and saga resumptions are polled"],
   QM_AUDIT_RETENTION_DAYS: ["365", "adjustment audit records older than this are dropped"],
   QM_AUDIT_MAX_PER_SKU: ["100000", "adjustment audit records kept per SKU at most (oldest dropped)"],

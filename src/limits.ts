@@ -56,8 +56,14 @@ export const JOURNAL_BATCH_APPENDS_MAX = 4096;
 export const JOURNAL_APPEND_BYTES_MAX = 64 * 1024 * 1024;
 /** Snapshot once the events since the last snapshot reach this many, or the live state's size if larger (amortised O(1) per event). */
 export const SNAPSHOT_EVENTS_MIN = 500;
-/** Actors kept in memory; beyond it the least recently used idle ones are passivated. */
-export const ACTIVE_ACTORS_MAX = 20_000;
+/**
+ * Actors kept in memory by default (QM_ACTIVE_ACTORS_MAX); beyond it the least
+ * recently used idle ones are passivated. Sized so that a catalogue touched at
+ * random stays well under 512 MiB resident.
+ */
+export const ACTIVE_ACTORS_MAX = 10_000;
+/** Appends waiting for the journal's next write; beyond it appends get OVERLOADED instead of memory growth. */
+export const JOURNAL_QUEUE_APPENDS_MAX = 100_000;
 /** Actor wake-ups the timer scheduler dispatches per tick. */
 export const WAKEUPS_PER_TICK_MAX = 1000;
 /** Largest gRPC message accepted. */

@@ -51,10 +51,10 @@ import { pack, unpack } from "msgpackr";
 import type { Clock } from "../clock";
 import { QmError, assert } from "../errors";
 import {
-  ACTIVE_ACTORS_MAX,
   ID_LENGTH_MAX,
   JOURNAL_APPEND_BYTES_MAX,
   JOURNAL_BATCH_APPENDS_MAX,
+  JOURNAL_QUEUE_APPENDS_MAX,
   PAGE_SIZE_MAX,
   WAKEUPS_PER_TICK_MAX,
 } from "../limits";
@@ -71,12 +71,6 @@ import type {
 /** `kind/key`: the kind is short; the key is an id of at most ID_LENGTH_MAX. */
 const ACTOR_ID_LENGTH_MAX = 2 * ID_LENGTH_MAX + 1;
 const ACTOR_ID_PATTERN = /^[A-Za-z0-9._:-]+\/[A-Za-z0-9._:-]+$/;
-/**
- * Appends waiting for a write. The runtime has at most one append in flight
- * per active actor (one await per turn), so a longer queue means a caller that
- * does not wait for its appends; it gets OVERLOADED instead of memory growth.
- */
-const QUEUE_APPENDS_MAX = ACTIVE_ACTORS_MAX;
 /**
  * Audit records one append may delete beyond those it adds. Adding the
  * append's own records keeps the per-actor count from ever growing past
@@ -168,7 +162,7 @@ export class LmdbJournal implements Journal {
   private root: RootDatabase<Buffer, string> | undefined;
   private stores: Stores | undefined;
 
-  /** Bounded by QUEUE_APPENDS_MAX. */
+  /** Bounded by JOURNAL_QUEUE_APPENDS_MAX. */
   private queue: PendingAppend[] = [];
   /** The write loop, while one runs; at most one at a time. */
   private writing: Promise<void> | null = null;
@@ -323,8 +317,8 @@ export class LmdbJournal implements Journal {
     if (this.state !== "open") {
       return Promise.reject(new QmError("UNAVAILABLE", `journal ${this.path} is ${this.state === "new" ? "not open" : "closed"}`));
     }
-    if (this.queue.length >= QUEUE_APPENDS_MAX) {
-      return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${QUEUE_APPENDS_MAX} appends waiting)`));
+    if (this.queue.length >= JOURNAL_QUEUE_APPENDS_MAX) {
+      return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${JOURNAL_QUEUE_APPENDS_MAX} appends waiting)`));
     }
     let encoded: Omit<PendingAppend, "resolve" | "reject">;
     try {
