@@ -39,6 +39,14 @@ import {
   TTL_MS_MIN,
 } from "../limits";
 
+/**
+ * The protobuf decoder turns invalid UTF-8 into U+FFFD instead of failing, so
+ * its presence is how a string field that was not valid UTF-8 shows here.
+ * (Stored text is never allowed to carry it, which costs the rare title that
+ * means to contain the character itself.)
+ */
+const REPLACEMENT_CHARACTER = "\uFFFD";
+
 /** Collects violations for one request; `done()` throws if there were any. */
 class Check {
   readonly violations: FieldViolation[] = [];
@@ -61,6 +69,7 @@ class Check {
   text(field: string, value: string, required = false, max = TEXT_LENGTH_MAX): string {
     if (required && value.trim().length === 0) this.fail(field, "is required");
     else if (value.length > max) this.fail(field, `must be at most ${max} characters`);
+    else if (value.includes(REPLACEMENT_CHARACTER)) this.fail(field, "is not valid UTF-8");
     return value;
   }
 
@@ -133,6 +142,9 @@ export function validateUpsertSku(r: UpsertSkuRequest): { skuId: string; def: Sk
   for (const k of keys) {
     if (k.length === 0 || k.length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `key must be 1-${ATTRIBUTE_LENGTH_MAX} characters`);
     if ((r.attributes[k] ?? "").length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `value must be at most ${ATTRIBUTE_LENGTH_MAX} characters`);
+    if (k.includes(REPLACEMENT_CHARACTER) || (r.attributes[k] ?? "").includes(REPLACEMENT_CHARACTER)) {
+      c.fail(`attributes[${k}]`, "is not valid UTF-8");
+    }
   }
   c.done();
   return {

@@ -982,6 +982,19 @@ describe("Request validation (integration)", function () {
       });
     });
 
+    it("rejects an UpsertSku whose title is not valid UTF-8 with INVALID_ARGUMENT naming title, and does not create the SKU", async () => {
+      const w = new BinaryWriter();
+      w.uint32((1 << 3) | 2).string(ABSENT_SKU);
+      w.uint32((2 << 3) | 2).bytes(Uint8Array.from([0x41, 0xff, 0xfe, 0x42]));
+      w.uint32((4 << 3) | 2).string("EUR");
+      await runCase({
+        name: "utf8",
+        send: () => rawCall("/quartermaster.v1.InventoryService/UpsertSku", w.finish()),
+        fields: ["title"],
+        watch: [sku(ABSENT_SKU, true)],
+      });
+    });
+
     it("accepts a hand-encoded Reserve of 1 unit on the same raw channel, so the raw path itself is sound", async () => {
       const reply = await rawCall(RESERVE, reserveWithQuantity("1"));
       expect(reply.length).to.be.greaterThan(0);
