@@ -8,7 +8,6 @@ import {
   type AdjustCommand,
   type AdjustmentReason,
   applySkuEvent,
-  type AvailabilityView,
   decideAdjust,
   decideCommit,
   decideDefine,
@@ -20,7 +19,6 @@ import {
   type LevelView,
   newSkuState,
   nextExpiryMs,
-  type ReservationView,
   type ReserveCommand,
   type SkuDefinition,
   type SkuEvent,
@@ -28,7 +26,6 @@ import {
   type SkuSnapshot,
   type SkuState,
   skuToSnapshot,
-  type SkuView,
   skuWeight,
   viewAvailability,
   viewLevel,
@@ -161,4 +158,3 @@ async function listAdjustments(ctx: Ctx, afterSeq: number, limit: number): Promi
   return { records: page, nextAfterSeq: more && last !== undefined ? last.seq : 0 };
 }
 
-export type { AvailabilityView, LevelView, ReservationView, SkuView };

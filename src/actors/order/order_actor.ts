@@ -30,7 +30,8 @@ import { illegalTransition, QmError } from "../../errors";
 import { crashPoint } from "../../fault/crash_points";
 import { TTL_MS_MIN } from "../../limits";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
-import { skuActorId, type ReservationView, type SkuMessage } from "../inventory/sku_actor";
+import type { ReservationView } from "../../domain/sku";
+import { skuActorId, type SkuMessage } from "../inventory/sku_actor";
 
 export const ORDER_KIND = "order";
 
