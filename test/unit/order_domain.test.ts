@@ -1,5 +1,4 @@
 import { expect } from "chai";
-import { QmError } from "../../src/errors";
 import { ORDER_RESERVATION_GRACE_MS, PAYMENT_TIMEOUT_MS_DEFAULT, RETURNS_PER_ORDER_MAX, SHIPMENTS_PER_ORDER_MAX, TRACKING_EVENTS_PER_SHIPMENT_MAX } from "../../src/limits";
 import {
   applyOrderEvent,
@@ -22,6 +21,7 @@ import {
   TRANSITIONS,
   viewOrder,
 } from "../../src/domain/order";
+import { qmErrorOf } from "../support/qm_error";
 
 const T0 = 1_700_000_000_000;
 const PAY_MS = PAYMENT_TIMEOUT_MS_DEFAULT;
@@ -38,16 +38,6 @@ function apply(state: OrderState, events: readonly OrderEvent[]): OrderEvent[] {
   return [...events];
 }
 
-/** The QmError `fn` throws; fails the test if it throws nothing or something else. */
-function qmErrorOf(fn: () => unknown): QmError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).to.be.instanceOf(QmError);
-    return error as QmError;
-  }
-  return expect.fail("expected a QmError, but nothing was thrown");
-}
 
 // ---- Building orders in every status, through the events the actor would emit ----------
 

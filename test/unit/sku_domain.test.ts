@@ -33,6 +33,7 @@ import {
   viewReservation,
   viewSku,
 } from "../../src/domain/sku";
+import { qmErrorOf } from "../support/qm_error";
 
 const T0 = 1_700_000_000_000;
 const TTL_MS = 60_000;
@@ -72,16 +73,6 @@ function reserve(state: SkuState, id: string, quantity: number, locationId = "",
   return apply(state, decideReserve(state, { id, quantity, locationId, ttlMs }, nowMs));
 }
 
-/** The QmError `fn` throws; fails the test if it throws nothing or something else. */
-function qmErrorOf(fn: () => unknown): QmError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).to.be.instanceOf(QmError);
-    return error as QmError;
-  }
-  return expect.fail("expected a QmError, but nothing was thrown");
-}
 
 /** Everything a reply could show about the SKU, to check that a refused command changed nothing. */
 function fingerprint(state: SkuState, reservationIds: readonly string[] = []): unknown {
