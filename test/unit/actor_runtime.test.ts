@@ -167,6 +167,21 @@ describe("actor runtime", () => {
     expect(await system.ask<number>("counter/c", { op: "get" })).to.equal(8);
   });
 
+  it("never snapshots a state that holds a failed message's events", async () => {
+    await boot();
+    // 499 events, so that the next append reaches the snapshot threshold (500).
+    await Promise.all(Array.from({ length: 499 }, () => system.ask("counter/s", { op: "add", n: 1 })));
+    // The slow message holds the turn, so add and crash share the next one.
+    const slow = system.ask("counter/s", { op: "slow", ms: 30 });
+    const outcomes = await Promise.allSettled([slow, system.ask("counter/s", { op: "add", n: 1 }), system.ask("counter/s", { op: "crash" })]);
+    expect(outcomes.map((o) => o.status)).to.deep.equal(["fulfilled", "fulfilled", "rejected"]);
+    await shutdown();
+    await boot();
+    const recovered = await journal.recover("counter/s");
+    expect(recovered.lastSeq).to.equal(500);
+    expect(await system.ask<number>("counter/s", { op: "get" })).to.equal(500);
+  });
+
   it("passivates idle actors and rebuilds them from the journal on the next message", async () => {
     await boot({ idleMs: 100 });
     await system.ask("counter/d", { op: "add", n: 3 });

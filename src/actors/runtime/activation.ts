@@ -25,8 +25,11 @@ export interface ActivationHost {
   readonly journal: Journal;
   readonly clock: Clock;
   readonly router: ActorRouter;
-  /** The activation is done (idle-passivated or rebuilt after a fault); `leftover` must be delivered to a fresh one. */
-  retire(activation: Activation<unknown, unknown>, leftover: Envelope[]): void;
+  /**
+   * The activation is done (rebuilt after a fault): `leftover` goes to a fresh
+   * activation, which with `wakeSuccessor` also runs a turn of its own.
+   */
+  retire(activation: Activation<unknown, unknown>, leftover: Envelope[], wakeSuccessor: boolean): void;
   reportBug(actorId: string, error: unknown): void;
   observeTurn(kind: string, messages: number, events: number): void;
 }
@@ -54,6 +57,12 @@ export class Activation<S, M> implements TurnContext<S> {
   /** Bumped by every persist, so a handler that persisted midway is known to have made part of its work durable. */
   private persistCount = 0;
   private persistFailed = false;
+  /**
+   * Set when a message failed half way: its events are dropped from the
+   * append, but the in-memory state still holds them, so nothing derived
+   * from that state (a snapshot, the wake-up time) may be written.
+   */
+  private tainted = false;
   /** Resolves when the latest append issued is durable (appends of one actor complete in order). */
   private lastAppend: Promise<void> = Promise.resolve();
   /** Turns whose append is in flight, oldest first; each settles after its replies are sent. */
@@ -98,7 +107,7 @@ export class Activation<S, M> implements TurnContext<S> {
       this.phase = "retired";
       const failure = asQmError(error, "UNAVAILABLE", `actor ${this.actorId} could not be recovered`);
       for (const envelope of this.mailbox.drain()) envelope.reject(failure);
-      this.host.retire(this as Activation<unknown, unknown>, []);
+      this.host.retire(this as Activation<unknown, unknown>, [], false);
     }
   }
 
@@ -145,7 +154,7 @@ export class Activation<S, M> implements TurnContext<S> {
   persist(): Promise<void> {
     const events = this.pendingEvents;
     const audit = this.pendingAudit;
-    const wakeAtMs = this.behavior.wakeAtMs(this.current);
+    const wakeAtMs = this.tainted ? this.storedWakeAtMs : this.behavior.wakeAtMs(this.current);
     if (events.length === 0 && audit.length === 0 && wakeAtMs === this.storedWakeAtMs) return this.lastAppend;
     this.pendingEvents = [];
     this.pendingAudit = [];
@@ -156,7 +165,7 @@ export class Activation<S, M> implements TurnContext<S> {
     // Snapshot spacing grows with the state, so snapshotting costs O(1) per
     // event however large the state is, and recovery replays at most that many.
     const snapshot =
-      sinceSnapshot >= Math.max(SNAPSHOT_EVENTS_MIN, this.behavior.snapshotWeight(this.current))
+      !this.tainted && sinceSnapshot >= Math.max(SNAPSHOT_EVENTS_MIN, this.behavior.snapshotWeight(this.current))
         ? { seq: lastSeq, state: this.behavior.toSnapshot(this.current) }
         : undefined;
     const append = this.host.journal.append({
@@ -266,6 +275,7 @@ export class Activation<S, M> implements TurnContext<S> {
         replies.push({ envelope, value: asQmError(error, "INTERNAL", "internal error"), failed: true });
         if (this.persistCount === persistsBefore) this.pendingEvents.length = mark;
         else this.pendingEvents = [];
+        this.tainted = true;
         unhandled = batch.slice(i + 1);
         faulted = true;
         break;
@@ -276,7 +286,9 @@ export class Activation<S, M> implements TurnContext<S> {
     if (faulted) {
       // A fresh activation must recover what this turn kept, so wait for it before handing over.
       await this.settle(durable, replies);
-      this.retire(unhandled);
+      // The fresh activation runs a turn at once, which recomputes and stores
+      // the wake-up time this one could not trust.
+      this.retire(unhandled, true);
       return;
     }
     const settled = this.settle(durable, replies).then(() => {
@@ -304,9 +316,9 @@ export class Activation<S, M> implements TurnContext<S> {
     }
   }
 
-  private retire(leftover: Envelope[]): void {
+  private retire(leftover: Envelope[], wakeSuccessor = false): void {
     this.phase = "retired";
-    this.host.retire(this as Activation<unknown, unknown>, [...leftover, ...this.mailbox.drain()]);
+    this.host.retire(this as Activation<unknown, unknown>, [...leftover, ...this.mailbox.drain()], wakeSuccessor);
   }
 
   markRetired(): void {

@@ -112,10 +112,11 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   // ---- ActivationHost -------------------------------------------------------
 
-  retire(activation: AnyActivation, leftover: Envelope[]): void {
+  retire(activation: AnyActivation, leftover: Envelope[], wakeSuccessor: boolean): void {
     if (this.active.get(activation.actorId) === activation) this.active.delete(activation.actorId);
-    if (leftover.length === 0) return;
+    if (leftover.length === 0 && !wakeSuccessor) return;
     const fresh = this.activation(activation.actorId);
+    if (wakeSuccessor) fresh.requestWake();
     for (const envelope of leftover) {
       try {
         fresh.enqueue(envelope);
