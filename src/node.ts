@@ -10,6 +10,8 @@ import { skuBehavior } from "./actors/inventory/sku_actor";
 import { ActorSystem } from "./actors/runtime/actor_system";
 import type { ActorBehavior } from "./actors/runtime/behavior";
 import { type Clock, systemClock } from "./clock";
+import { SingleNodePlacement } from "./cluster/placement";
+import { PlacementRouter } from "./cluster/placement_router";
 import type { Config } from "./config";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
@@ -60,6 +62,10 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       timerTickMs: config.timerTickMs,
       onTurn: (kind, messages) => metrics?.observeTurn(kind, messages),
     });
+    // Every ask, from a handler or from an actor, goes through placement; on
+    // one node it always answers "here".
+    const router = new PlacementRouter(new SingleNodePlacement(), system);
+    system.router = router;
     metrics = new Metrics({
       journalStats: () => journal.stats(),
       activeActors: () => system.activeCount,
@@ -68,7 +74,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
 
     const server = new GrpcServer({
       listen: config.listen,
-      router: system,
+      router,
       logger,
       observe: (method, code, seconds) => metrics?.observeCall(method, code, seconds),
       reservationGraceMs: config.orderReservationGraceMs,

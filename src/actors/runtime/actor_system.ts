@@ -4,8 +4,9 @@
 // when they are not in memory at all).
 //
 // Whether an actor lives on this node is the Placement's decision; in a
-// single-node process every actor is local. The cluster puts a router in front
-// of this class that forwards the others over the transport.
+// single-node process every actor is local. A PlacementRouter (src/cluster/)
+// stands in front of this class and forwards asks for other nodes' actors
+// over the transport; `router` is what this node's actors ask through.
 
 import type { Logger } from "pino";
 import type { Clock } from "../../clock";

@@ -1,0 +1,157 @@
+// The seam the cluster plugs into: two actor systems, each with its own real
+// LMDB journal, where orders live on node A and SKUs on node B. The transport
+// is an in-process stand-in for NATS that round-trips every message and reply
+// through msgpack, so anything that would not survive the wire fails here.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { pack, unpack } from "msgpackr";
+import pino from "pino";
+import { orderActorId, orderBehavior } from "../../src/actors/order/order_actor";
+import { skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
+import { ActorSystem } from "../../src/actors/runtime/actor_system";
+import type { ActorBehavior, AskOptions } from "../../src/actors/runtime/behavior";
+import { systemClock } from "../../src/clock";
+import { type NodeId, partitionOf, type Placement, SingleNodePlacement } from "../../src/cluster/placement";
+import { PlacementRouter, type Transport } from "../../src/cluster/placement_router";
+import type { OrderView } from "../../src/domain/order";
+import type { SkuView } from "../../src/domain/sku";
+import { QmError, type QmErrorData } from "../../src/errors";
+import { LmdbJournal } from "../../src/journal/lmdb_journal";
+import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
+
+/** Orders on A, SKUs on B. */
+class ByKindPlacement implements Placement {
+  constructor(readonly self: NodeId) {}
+  ownerOf(actorId: string): NodeId | undefined {
+    if (actorId.startsWith("order/")) return "A";
+    if (actorId.startsWith("sku/")) return "B";
+    return undefined;
+  }
+}
+
+interface Node {
+  router: PlacementRouter;
+  system: ActorSystem;
+  journal: LmdbJournal;
+}
+
+class WireTransport implements Transport {
+  readonly nodes = new Map<NodeId, Node>();
+  hops = 0;
+
+  async ask<R>(node: NodeId, actorId: string, message: unknown, options?: AskOptions): Promise<R> {
+    const target = this.nodes.get(node);
+    if (target === undefined) throw new QmError("UNAVAILABLE", `node ${node} unreachable`);
+    this.hops++;
+    try {
+      // The receiving node serves only what it owns, through its own router.
+      const reply = await target.router.ask<unknown>(actorId, unpack(pack(message)), options);
+      return unpack(pack(reply)) as R;
+    } catch (error) {
+      if (error instanceof QmError) throw QmError.fromJSON(unpack(pack(error.toJSON())) as QmErrorData);
+      throw error;
+    }
+  }
+}
+
+describe("placement router (cluster seam)", () => {
+  const dirs: string[] = [];
+  const transport = new WireTransport();
+
+  async function node(id: NodeId): Promise<Node> {
+    const dir = await mkdtemp(path.join(tmpdir(), `qm-node-${id}-`));
+    dirs.push(dir);
+    const journal = new LmdbJournal({ path: dir, auditRetention: { maxAgeMs: 1e12, maxPerActor: 100 }, clock: systemClock });
+    await journal.open();
+    const system = new ActorSystem({
+      journal,
+      clock: systemClock,
+      logger: pino({ level: "silent" }),
+      behaviors: [skuBehavior, orderBehavior] as ActorBehavior<unknown, unknown>[],
+      idleMs: 60_000,
+      timerTickMs: 50,
+    });
+    const router = new PlacementRouter(new ByKindPlacement(id), system, transport);
+    system.router = router;
+    await system.start();
+    const n = { router, system, journal };
+    transport.nodes.set(id, n);
+    return n;
+  }
+
+  let a: Node;
+  let b: Node;
+
+  before(async () => {
+    a = await node("A");
+    b = await node("B");
+  });
+
+  after(async () => {
+    for (const n of [a, b]) {
+      await n?.system.stop();
+      await n?.journal.close();
+    }
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("runs an order on node A whose saga reserves on node B, and keeps each actor's events on its owner", async () => {
+    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: {} };
+    await a.router.ask(skuActorId("m-1"), { op: "define", def });
+    await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
+    const hopsBefore = transport.hops;
+    const order = await a.router.ask<OrderView>(orderActorId("o-1"), {
+      op: "place",
+      cmd: { customerId: "c", lines: [{ skuId: "m-1", quantity: 2 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 },
+    });
+    expect(order.state).to.equal("AWAITING_PAYMENT");
+    expect(transport.hops - hopsBefore, "the saga's reserve crossed to B").to.equal(1);
+    const sku = await b.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
+    expect([sku.onHand, sku.reserved]).to.deep.equal([5, 2]);
+    expect((await a.journal.recover(orderActorId("o-1"))).lastSeq).to.be.greaterThan(0);
+    expect((await b.journal.recover(orderActorId("o-1"))).lastSeq).to.equal(0);
+    expect((await a.journal.recover(skuActorId("m-1"))).lastSeq).to.equal(0);
+  });
+
+  it("carries a domain error back across the transport with its code and metadata", async () => {
+    const order = await a.router.ask<OrderView>(orderActorId("o-2"), {
+      op: "place",
+      cmd: { customerId: "c", lines: [{ skuId: "m-1", quantity: 99 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 },
+    });
+    expect(order.state).to.equal("REJECTED");
+    expect(order.rejections.map((r) => r.reason)).to.deep.equal(["INSUFFICIENT_STOCK"]);
+    let error: unknown;
+    try {
+      await a.router.ask(skuActorId("m-1"), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).to.be.instanceOf(QmError);
+    expect((error as QmError).code).to.equal("INSUFFICIENT_STOCK");
+    expect((error as QmError).metadata.available).to.equal("3");
+  });
+
+  it("answers NOT_OWNER for an actor whose partition has no owner", async () => {
+    let error: unknown;
+    try {
+      await a.router.ask("ghost/x", { op: "get" });
+    } catch (e) {
+      error = e;
+    }
+    expect((error as QmError).code).to.equal("NOT_OWNER");
+  });
+
+  it("maps actor ids to partitions stably and evenly", () => {
+    // Pinned values: ownership and journal streams are keyed by them.
+    expect(partitionOf("sku/ABC-1", 256)).to.equal(143);
+    expect(partitionOf("order/o-17", 256)).to.equal(148);
+    const counts = new Array<number>(16).fill(0);
+    for (let i = 0; i < 16_000; i++) counts[partitionOf(`sku/item-${i}`, 16)]! += 1;
+    expect(Math.min(...counts)).to.be.above(800);
+    expect(Math.max(...counts)).to.be.below(1200);
+    expect(new SingleNodePlacement().ownerOf()).to.equal("local");
+  });
+});
