@@ -30,7 +30,7 @@ import { illegalTransition, QmError } from "../../errors";
 import { crashPoint } from "../../fault/crash_points";
 import { TTL_MS_MIN } from "../../limits";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
-import type { ReservationView } from "../../domain/sku";
+import type { LevelView, ReservationView } from "../../domain/sku";
 import { skuActorId, type SkuMessage } from "../inventory/sku_actor";
 
 export const ORDER_KIND = "order";
@@ -213,7 +213,7 @@ async function runSaga(ctx: Ctx): Promise<QmError | undefined> {
         const ret = state.returns.find((r) => r.returnId === saga.returnId);
         if (ret === undefined) throw new QmError("INTERNAL", `restock step for unknown return ${saga.returnId}`);
         if (ret.restock) {
-          const results = await askAll(
+          const results = await askAll<LevelView>(
             ctx,
             ret.lines.map((rl) => [
               rl.skuId,
@@ -251,11 +251,11 @@ function reservationOf(state: OrderState, skuId: string): string {
 }
 
 /** Asks every SKU at once; each result is the reply or the QmError it failed with. */
-async function askAll(
+async function askAll<R = ReservationView>(
   ctx: Ctx,
   requests: readonly (readonly [string, SkuMessage])[],
-): Promise<(ReservationView | QmError)[]> {
-  const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask<ReservationView>(skuActorId(skuId), message)));
+): Promise<(R | QmError)[]> {
+  const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask<R>(skuActorId(skuId), message)));
   crashPoint("order.saga.outcome");
   return settled.map((s) =>
     s.status === "fulfilled"
@@ -266,7 +266,7 @@ async function askAll(
   );
 }
 
-function firstTransient(results: readonly (ReservationView | QmError)[]): QmError | undefined {
+function firstTransient(results: readonly unknown[]): QmError | undefined {
   return results.find((r): r is QmError => r instanceof QmError && TRANSIENT.has(r.code));
 }
 

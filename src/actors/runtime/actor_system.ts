@@ -27,8 +27,6 @@ export interface ActorSystemOptions {
   /** How often due wake-ups are polled from the journal. */
   readonly timerTickMs: number;
   readonly activeMax?: number;
-  /** Sends asks for actors that are not local; defaults to this system itself. */
-  readonly router?: ActorRouter;
   readonly onTurn?: (kind: string, messages: number, events: number) => void;
 }
 
@@ -37,7 +35,8 @@ type AnyActivation = Activation<unknown, unknown>;
 export class ActorSystem implements ActorRouter, ActivationHost {
   readonly journal: Journal;
   readonly clock: Clock;
-  router: ActorRouter;
+  /** What this node's actors ask through: the PlacementRouter in front of this system, or the system itself. */
+  router: ActorRouter = this;
   private readonly logger: Logger;
   private readonly behaviors = new Map<string, ActorBehavior<unknown, unknown>>();
   /** Insertion order is recency order: every use moves an actor to the end (LRU). */
@@ -52,7 +51,6 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     this.journal = options.journal;
     this.clock = options.clock;
     this.logger = options.logger;
-    this.router = options.router ?? this;
     this.activeMax = options.activeMax ?? ACTIVE_ACTORS_MAX;
     for (const b of options.behaviors) this.behaviors.set(b.kind, b);
   }
