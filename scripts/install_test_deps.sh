@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the real engines the tests run against, from Debian's packages,
+# when they are missing: etcd (membership and leases) and nats-server
+# (transport and JetStream). Run by `npm test` before anything else, so a
+# fresh machine needs nothing but `npm ci && npm test`. A binary that cannot
+# be installed is a clear error here, never a skipped test later.
+set -euo pipefail
+
+# binary -> Debian package
+declare -A PACKAGES=(
+  [etcd]=etcd-server
+  [nats-server]=nats-server
+)
+
+missing=()
+for binary in "${!PACKAGES[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ] || missing+=("${PACKAGES[$binary]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install_test_deps: missing ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "install_test_deps: installing ${missing[*]} from Debian's packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be absent on a fresh machine; one update is enough.
+apt-get update -q >&2 || { echo "install_test_deps: apt-get update failed" >&2; exit 1; }
+apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || {
+  echo "install_test_deps: apt-get install ${missing[*]} failed" >&2
+  exit 1
+}
+# Debian's packages enable services; the tests start their own processes on
+# free ports, so a packaged etcd left running would only hold port 2379.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd >&2 || true
+fi

@@ -1,0 +1,189 @@
+// Starts the real engines cluster mode runs on — etcd and nats-server with
+// JetStream — as child processes on free loopback ports in temp dirs, for
+// integration and fault tests. The binaries come from Debian's packages,
+// installed by scripts/install_test_deps.sh (run by `npm test`); a missing one
+// is an error, never a skipped test. Readiness is polled against a deadline:
+// etcd answers a range request, nats-server's monitoring port answers
+// /healthz?js-enabled-only=true once JetStream is up.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { request } from "node:http";
+import { Etcd3 } from "etcd3";
+import { freePort, makeTempDir } from "./server_process";
+
+/** How long an engine may take to answer its first request. */
+export const ENGINE_READY_DEADLINE_MS = 20_000;
+/** How long stop() waits after SIGTERM before it SIGKILLs. */
+const ENGINE_STOP_DEADLINE_MS = 10_000;
+const READY_POLL_INTERVAL_MS = 50;
+/** Output kept per engine for failure reports. */
+const ENGINE_LOG_CHARS_MAX = 64 * 1024;
+
+export interface EngineProcess {
+  readonly pid: number;
+  readonly dataDir: string;
+  /** SIGTERM, then SIGKILL after a deadline; resolves once the process is gone. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL; resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT, for pause (zombie) tests. */
+  pause(): void;
+  resume(): void;
+  logs(): string;
+}
+
+export interface EtcdProcess extends EngineProcess {
+  /** http://127.0.0.1:PORT, for QM_ETCD_ENDPOINTS and etcd3 clients. */
+  readonly endpoint: string;
+}
+
+export interface NatsProcess extends EngineProcess {
+  /** nats://127.0.0.1:PORT, for QM_NATS_URL and nats clients. */
+  readonly url: string;
+}
+
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+export async function startEtcd(opts: { dataDir?: string } = {}): Promise<EtcdProcess> {
+  const binary = requireBinary("etcd", ["/usr/bin/etcd"]);
+  const dataDir = opts.dataDir ?? (await makeTempDir("qm-etcd-"));
+  const clientPort = await freePort();
+  const peerPort = await distinctPort(clientPort);
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const engine = spawnEngine(binary, [
+    "--name", "qm-test",
+    "--data-dir", dataDir,
+    "--listen-client-urls", endpoint,
+    "--advertise-client-urls", endpoint,
+    "--listen-peer-urls", peer,
+    "--initial-advertise-peer-urls", peer,
+    "--initial-cluster", `qm-test=${peer}`,
+    "--log-level", "error",
+    "--logger", "zap",
+  ], dataDir);
+  await waitReady(engine, `etcd at ${endpoint}`, async () => {
+    const client = new Etcd3({ hosts: endpoint, dialTimeout: 1_000 });
+    try {
+      await client.get("/quartermaster/ready-probe").string();
+    } finally {
+      client.close();
+    }
+  });
+  return { ...engine, endpoint };
+}
+
+export async function startNats(opts: { dataDir?: string } = {}): Promise<NatsProcess> {
+  const binary = requireBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
+  const dataDir = opts.dataDir ?? (await makeTempDir("qm-nats-"));
+  const port = await freePort();
+  const monitorPort = await distinctPort(port);
+  const url = `nats://127.0.0.1:${port}`;
+  const engine = spawnEngine(binary, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir], dataDir);
+  await waitReady(engine, `nats-server at ${url}`, () => httpOk(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`));
+  return { ...engine, url };
+}
+
+function requireBinary(name: string, candidates: readonly string[]): string {
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) {
+    throw new Error(`${name} is not installed (looked in ${candidates.join(", ")}); run scripts/install_test_deps.sh as root`);
+  }
+  return found;
+}
+
+async function distinctPort(other: number): Promise<number> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const port = await freePort();
+    if (port !== other) return port;
+  }
+  throw new Error("could not find two distinct free ports");
+}
+
+interface Spawned extends EngineProcess {
+  readonly exited: Promise<void>;
+  readonly hasExited: () => boolean;
+}
+
+function spawnEngine(binary: string, args: readonly string[], dataDir: string): Spawned {
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  live.add(child);
+  let output = "";
+  const keep = (chunk: string): void => {
+    output = (output + chunk).slice(-ENGINE_LOG_CHARS_MAX);
+  };
+  child.stdout?.setEncoding("utf8").on("data", keep);
+  child.stderr?.setEncoding("utf8").on("data", keep);
+  let done = false;
+  const exited = new Promise<void>((resolve) => {
+    const finish = (): void => {
+      done = true;
+      live.delete(child);
+      resolve();
+    };
+    child.once("exit", finish);
+    child.once("error", (err) => {
+      keep(`[spawn error] ${err.message}\n`);
+      finish();
+    });
+  });
+  const signal = (name: NodeJS.Signals): void => {
+    if (!done) child.kill(name);
+  };
+  let stopping: Promise<void> | undefined;
+  return {
+    pid: child.pid ?? -1,
+    dataDir,
+    exited,
+    hasExited: () => done,
+    stop: () =>
+      (stopping ??= (async () => {
+        signal("SIGCONT");
+        signal("SIGTERM");
+        const timer = setTimeout(() => signal("SIGKILL"), ENGINE_STOP_DEADLINE_MS);
+        await exited;
+        clearTimeout(timer);
+      })()),
+    kill: async () => {
+      signal("SIGKILL");
+      await exited;
+    },
+    pause: () => signal("SIGSTOP"),
+    resume: () => signal("SIGCONT"),
+    logs: () => output,
+  };
+}
+
+async function waitReady(engine: Spawned, what: string, probe: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + ENGINE_READY_DEADLINE_MS;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    if (engine.hasExited()) throw new Error(`${what} exited before it was ready; output:\n${engine.logs()}`);
+    try {
+      await probe();
+      return;
+    } catch (error) {
+      last = error instanceof Error ? error.message : String(error);
+    }
+    await new Promise((resolve) => setTimeout(resolve, READY_POLL_INTERVAL_MS));
+  }
+  await engine.kill();
+  throw new Error(`${what} not ready within ${ENGINE_READY_DEADLINE_MS} ms (last: ${last}); output:\n${engine.logs()}`);
+}
+
+function httpOk(url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { timeout: 1_000 }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new Error(`${url}: HTTP ${res.statusCode}`));
+    });
+    req.once("timeout", () => req.destroy(new Error(`${url}: timed out`)));
+    req.once("error", reject);
+    req.end();
+  });
+}
