@@ -1,11 +1,13 @@
 // Every environment variable the service reads, parsed and validated once at
 // start. A bad value stops the process with a message naming the variable.
 
-import { ACTIVE_ACTORS_MAX, ORDER_RESERVATION_GRACE_MS } from "./limits";
+import { ACTIVE_ACTORS_MAX, ID_LENGTH_MAX, ID_PATTERN, ORDER_RESERVATION_GRACE_MS } from "./limits";
 
 export interface Config {
   /** host:port of the gRPC server. */
   readonly listen: string;
+  /** This node's name among the cluster's members; `local` for the embedded node unless set. */
+  readonly nodeId: string;
   readonly dataDir: string;
   /** host:port of the Prometheus /metrics endpoint; empty disables it. */
   readonly metricsListen: string;
@@ -22,6 +24,7 @@ export interface Config {
 /** The table the README documents: name, default, meaning. */
 export const CONFIG_VARIABLES = {
   QM_LISTEN: ["127.0.0.1:50051", "gRPC listen address (host:port; port 0 picks a free one)"],
+  QM_NODE_ID: ["local", "this node's id among the cluster's members (letters, digits, . _ : -)"],
   QM_DATA_DIR: ["./data", "data directory (journal); one process per directory"],
   QM_METRICS_LISTEN: ["127.0.0.1:9464", "Prometheus /metrics address; empty turns it off"],
   QM_LOG_LEVEL: ["info", "fatal, error, warn, info, debug or trace"],
@@ -62,10 +65,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!["fatal", "error", "warn", "info", "debug", "trace"].includes(logLevel)) {
     throw new ConfigError(`QM_LOG_LEVEL=${logLevel}: expected fatal, error, warn, info, debug or trace`);
   }
+  const nodeId = get("QM_NODE_ID");
+  if (!(nodeId.length >= 1 && nodeId.length <= ID_LENGTH_MAX && ID_PATTERN.test(nodeId))) {
+    throw new ConfigError(`QM_NODE_ID=${nodeId}: expected 1-${ID_LENGTH_MAX} characters of letters, digits and . _ : -`);
+  }
   const dataDir = get("QM_DATA_DIR");
   if (dataDir === "") throw new ConfigError("QM_DATA_DIR must not be empty");
   return {
     listen: address("QM_LISTEN", false),
+    nodeId,
     dataDir,
     metricsListen: address("QM_METRICS_LISTEN", true),
     logLevel: logLevel as Config["logLevel"],

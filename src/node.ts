@@ -10,7 +10,7 @@ import { skuBehavior } from "./actors/inventory/sku_actor";
 import { ActorSystem } from "./actors/runtime/actor_system";
 import type { ActorBehavior } from "./actors/runtime/behavior";
 import { type Clock, systemClock } from "./clock";
-import { SingleNodePlacement } from "./cluster/placement";
+import { SingleNodeCluster } from "./cluster/cluster_view";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { Config } from "./config";
 import { GrpcServer } from "./grpc/server";
@@ -64,7 +64,9 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     });
     // Every ask, from a handler or from an actor, goes through placement; on
     // one node it always answers "here".
-    const router = new PlacementRouter(new SingleNodePlacement(), system);
+    let boundAddress = config.listen;
+    const cluster = new SingleNodeCluster(config.nodeId, () => boundAddress, clock.nowMs());
+    const router = new PlacementRouter(cluster, system);
     system.router = router;
     metrics = new Metrics({
       journalStats: () => journal.stats(),
@@ -75,11 +77,13 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     const server = new GrpcServer({
       listen: config.listen,
       router,
+      cluster,
       logger,
       observe: (method, code, seconds) => metrics?.observeCall(method, code, seconds),
       reservationGraceMs: config.orderReservationGraceMs,
     });
     const grpcAddress = await server.start();
+    boundAddress = grpcAddress;
     stack.push(() => system.stop());
     stack.push(() => server.stop(config.shutdownGraceMs));
 

@@ -10,6 +10,7 @@ import {
   type ServiceError,
   status as GrpcStatus,
 } from "@grpc/grpc-js";
+import { ClusterServiceClient } from "../gen/quartermaster/v1/cluster";
 import { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
 import { OrderServiceClient } from "../gen/quartermaster/v1/order";
 
@@ -19,7 +20,8 @@ export const CALL_DEADLINE_MS_DEFAULT = 10_000;
 export interface Clients {
   readonly inventory: InventoryServiceClient;
   readonly order: OrderServiceClient;
-  /** Closes both channels; idempotent. */
+  readonly cluster: ClusterServiceClient;
+  /** Closes every channel; idempotent. */
   close(): void;
 }
 
@@ -27,15 +29,18 @@ export interface Clients {
 export function createClients(addr: string): Clients {
   const inventory = new InventoryServiceClient(addr, credentials.createInsecure());
   const order = new OrderServiceClient(addr, credentials.createInsecure());
+  const cluster = new ClusterServiceClient(addr, credentials.createInsecure());
   let closed = false;
   return {
     inventory,
     order,
+    cluster,
     close(): void {
       if (closed) return;
       closed = true;
       inventory.close();
       order.close();
+      cluster.close();
     },
   };
 }

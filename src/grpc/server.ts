@@ -10,6 +10,9 @@ import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
 import { InventoryServiceService } from "../gen/quartermaster/v1/inventory";
 import { OrderServiceService } from "../gen/quartermaster/v1/order";
+import { ClusterServiceService } from "../gen/quartermaster/v1/cluster";
+import type { ClusterView } from "../cluster/cluster_view";
+import { clusterService } from "./cluster_service";
 import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
@@ -18,11 +21,12 @@ import { asImplementation, type CallObserver, unaryFactory, withSafeDecoding } f
 /** proto/ at the repository root, from src/grpc or dist/src/grpc. */
 const PROTO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../../../proto" : "../../proto");
 
-const SERVICE_NAMES = ["", "quartermaster.v1.InventoryService", "quartermaster.v1.OrderService"];
+const SERVICE_NAMES = ["", "quartermaster.v1.InventoryService", "quartermaster.v1.OrderService", "quartermaster.v1.ClusterService"];
 
 export interface GrpcServerOptions {
   readonly listen: string;
   readonly router: ActorRouter;
+  readonly cluster: ClusterView;
   readonly logger: Logger;
   readonly observe: CallObserver;
   readonly reservationGraceMs: number;
@@ -48,9 +52,10 @@ export class GrpcServer {
       withSafeDecoding(OrderServiceService),
       asImplementation(orderService(options.router, unary, options.reservationGraceMs)),
     );
+    this.server.addService(withSafeDecoding(ClusterServiceService), asImplementation(clusterService(options.cluster, unary)));
     this.health.addToServer(this.server);
     const definitions = loadSync(
-      [path.join(PROTO_ROOT, "quartermaster/v1/inventory.proto"), path.join(PROTO_ROOT, "quartermaster/v1/order.proto")],
+      ["inventory", "order", "cluster"].map((name) => path.join(PROTO_ROOT, `quartermaster/v1/${name}.proto`)),
       { includeDirs: [PROTO_ROOT] },
     );
     new ReflectionService(definitions).addToServer(this.server);

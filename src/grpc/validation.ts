@@ -6,6 +6,7 @@ import type { AdjustCommand, AdjustmentReason as DomainReason, ReserveCommand, S
 import type { LineQuantity, PlaceCommand, ReturnCommand, ShipCommand, TrackCommand, TrackingStatus as DomainTracking } from "../domain/order";
 import { type FieldViolation, invalidArgument } from "../errors";
 import type { Duration } from "../gen/google/protobuf/duration";
+import { ActorKind, type LocateKeyRequest } from "../gen/quartermaster/v1/cluster";
 import {
   AdjustmentReason,
   type AdjustStockRequest,
@@ -332,4 +333,26 @@ export function validateReturnItems(r: ReturnItemsRequest): { orderId: string; c
   const ls = lines(c, "lines", r.lines, false);
   c.done();
   return { orderId: r.orderId, cmd: { returnId: r.returnId, lines: ls, restock: r.restock } };
+}
+
+// ---- Cluster ----------------------------------------------------------------------
+
+const ACTOR_KINDS: Readonly<Record<number, "sku" | "order">> = {
+  [ActorKind.ACTOR_KIND_SKU]: "sku",
+  [ActorKind.ACTOR_KIND_ORDER]: "order",
+};
+
+export function validateLocateKey(r: LocateKeyRequest): { kind: "sku" | "order"; id: string } {
+  const c = new Check();
+  const kind = c.enumValue("kind", r.kind, ACTOR_KINDS);
+  c.id("id", r.id);
+  c.done();
+  return { kind: ACTOR_KINDS[kind] as "sku" | "order", id: r.id };
+}
+
+export function validateNodeId(nodeId: string): string {
+  const c = new Check();
+  c.id("node_id", nodeId);
+  c.done();
+  return nodeId;
 }
