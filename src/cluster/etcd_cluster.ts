@@ -1,0 +1,500 @@
+// Cluster membership and partition ownership on etcd.
+//
+// Membership. The node holds ONE lease (TTL QM_LEASE_TTL_S, kept alive by
+// etcd3) and registers members/<node> under it; the member list is the live
+// keys under members/, watched. A node id whose key exists and keeps being
+// renewed is another live process with the same id: refused at start.
+//
+// Ownership. Every node computes the same desired table (rendezvous hashing
+// over live members that are not drained). A node claims a partition it is
+// desired for only while the partition key is absent (a transaction
+// "create_revision == 0 → put under my lease"), so at most one node holds a
+// key at any revision; the key's create revision is the partition's epoch,
+// which only grows. A node gives up a partition it is no longer desired for
+// by first stopping to serve it (the handoff hook), then deleting the key if
+// it is still its own (same create revision). A dead node's keys vanish with
+// its lease, and the desired owners then claim them.
+//
+// Fencing. A node serves a partition only while its lease is valid by its own
+// monotonic clock: validUntil = (when the last successful keepalive was sent)
+// + TTL − safety margin. Past that, it stops serving every partition at once,
+// before etcd can expire the lease and let another node claim them. The
+// journal's per-append compare-and-set with the epoch closes the remaining
+// window for a process paused mid-write.
+
+import type { Etcd3, Lease, Watcher } from "etcd3";
+import type { Logger } from "pino";
+import type { Clock } from "../clock";
+import { QmError } from "../errors";
+import type { ClusterView, MemberInfo, PartitionOwnership } from "./cluster_view";
+import { ClusterKeys } from "./etcd_keys";
+import { type NodeId, partitionOf } from "./placement";
+import { rendezvousOwner } from "./rendezvous";
+
+/**
+ * A node stops serving this long before its lease could expire on etcd: covers
+ * clock-rate drift and a slow stop. At most a quarter of the TTL, so a short
+ * TTL (tests) still leaves most of each keepalive period (TTL/3) usable.
+ */
+export const LEASE_SAFETY_MARGIN_MS = 2_000;
+
+export function leaseSafetyMarginMs(leaseTtlS: number): number {
+  return Math.min(LEASE_SAFETY_MARGIN_MS, (leaseTtlS * 1000) / 4);
+}
+/** How often the local lease deadline is checked. */
+const LEASE_CHECK_INTERVAL_MS = 100;
+/** A drain waits this long at most for the node's partitions to be taken by others. */
+export const DRAIN_WAIT_MS_MAX = 60_000;
+/** Pause between attempts to re-establish a lost lease. */
+const LEASE_RETRY_MS = 500;
+
+export interface EtcdClusterOptions {
+  readonly client: Etcd3;
+  readonly cluster: string;
+  readonly self: NodeId;
+  /** The address other nodes and clients use for this node. */
+  readonly address: string;
+  readonly version: string;
+  readonly leaseTtlS: number;
+  /** Used when the cluster is created; a node with another value is refused. */
+  readonly partitions: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /**
+   * Called after this node stopped serving a partition and before its key is
+   * deleted: finish the partition's turns so the next owner reads everything.
+   */
+  readonly beforeRelease?: (partition: number) => Promise<void>;
+}
+
+interface MemberRecord {
+  readonly address: string;
+  readonly version: string;
+  readonly startedAtMs: number;
+}
+
+interface OwnerRecord {
+  readonly owner: NodeId;
+  readonly epoch: number;
+}
+
+export type ClusterChange = { readonly kind: "gained" | "lost"; readonly partition: number; readonly epoch: number };
+
+export class EtcdCluster implements ClusterView {
+  readonly self: NodeId;
+  private readonly keys: ClusterKeys;
+  private readonly client: Etcd3;
+  private readonly logger: Logger;
+  private readonly startedAtMs: number;
+  private partitionTotal: number;
+
+  private lease: Lease | undefined;
+  /** Monotonic ms until which this node may serve its partitions. */
+  private leaseValidUntilMs = 0;
+  private watcher: Watcher | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  private readonly memberRecords = new Map<NodeId, MemberRecord>();
+  private readonly drained = new Set<NodeId>();
+  /** Every partition's key holder as etcd shows it (index = partition). */
+  private owners: (OwnerRecord | undefined)[] = [];
+  /** Partitions this node serves now, with their epoch: held keys while the lease is valid. */
+  private readonly serving = new Map<number, number>();
+  private readonly listeners = new Set<(change: ClusterChange) => void>();
+
+  private reconciling: Promise<void> | null = null;
+  private reconcileAgain = false;
+  private stopped = false;
+
+  constructor(private readonly options: EtcdClusterOptions) {
+    this.self = options.self;
+    this.keys = new ClusterKeys(options.cluster);
+    this.client = options.client;
+    this.logger = options.logger;
+    this.startedAtMs = options.clock.nowMs();
+    this.partitionTotal = options.partitions;
+  }
+
+  get partitionCount(): number {
+    return this.partitionTotal;
+  }
+
+  // ---- Lifecycle --------------------------------------------------------------
+
+  async start(): Promise<void> {
+    this.partitionTotal = await this.ensureClusterConfig();
+    this.owners = new Array<OwnerRecord | undefined>(this.partitionTotal);
+    await this.acquireLease();
+    await this.loadAndWatch();
+    this.leaseTimer = setInterval(() => this.checkLease(), LEASE_CHECK_INTERVAL_MS);
+    this.leaseTimer.unref();
+    this.scheduleReconcile();
+    await this.reconciling;
+  }
+
+  /** Stops serving, hands nothing off (the lease's revocation frees every key at once), leaves the member list. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.leaseTimer);
+    while (this.reconciling !== null) await this.reconciling;
+    this.dropAll("stopping");
+    await this.watcher?.cancel().catch(() => undefined);
+    const lease = this.lease;
+    this.lease = undefined;
+    await lease?.revoke().catch((error: unknown) => this.logger.warn({ err: error }, "lease revoke failed; it expires by itself"));
+  }
+
+  onChange(listener: (change: ClusterChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- ClusterView ----------------------------------------------------------------
+
+  ownerOf(actorId: string): NodeId | undefined {
+    const partition = partitionOf(actorId, this.partitionTotal);
+    if (this.serving.has(partition)) return this.self;
+    const owner = this.owners[partition]?.owner;
+    // A key of ours that we do not serve (lease past its local deadline, or a
+    // handoff under way) has no owner right now: callers retry.
+    return owner === this.self ? undefined : owner;
+  }
+
+  /** The epoch under which this node serves the partition, or undefined if it does not serve it. */
+  epochOf(partition: number): number | undefined {
+    return this.serving.get(partition);
+  }
+
+  members(): readonly MemberInfo[] {
+    const counts = new Map<NodeId, number>();
+    for (const record of this.owners) if (record !== undefined) counts.set(record.owner, (counts.get(record.owner) ?? 0) + 1);
+    return [...this.memberRecords.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([nodeId, m]) => ({
+        nodeId,
+        address: m.address,
+        startedAtMs: m.startedAtMs,
+        partitionCount: counts.get(nodeId) ?? 0,
+        draining: this.drained.has(nodeId),
+      }));
+  }
+
+  partitions(): readonly PartitionOwnership[] {
+    return Array.from({ length: this.partitionTotal }, (_, partition) => this.ownership(partition));
+  }
+
+  locate(actorId: string): PartitionOwnership {
+    return this.ownership(partitionOf(actorId, this.partitionTotal));
+  }
+
+  async drain(nodeId: NodeId): Promise<number> {
+    this.checkMember(nodeId);
+    const others = [...this.memberRecords.keys()].filter((n) => n !== nodeId && !this.drained.has(n));
+    if (others.length === 0) {
+      throw new QmError("FAILED_PRECONDITION", `node ${nodeId} is the only undrained member: no other node can take its partitions`, {
+        reason: "NO_OTHER_MEMBER",
+        node_id: nodeId,
+      });
+    }
+    const owned = this.owners.filter((o) => o?.owner === nodeId).length;
+    await this.client.put(this.keys.drain(nodeId)).value(new Date(this.options.clock.nowMs()).toISOString());
+    await this.waitFor(() => this.owners.every((o) => o?.owner !== nodeId), DRAIN_WAIT_MS_MAX, `node ${nodeId} to hand off its partitions`);
+    return owned;
+  }
+
+  async undrain(nodeId: NodeId): Promise<void> {
+    this.checkMember(nodeId);
+    await this.client.delete().key(this.keys.drain(nodeId));
+  }
+
+  // ---- Start-up ---------------------------------------------------------------------
+
+  /** Creates the cluster's config on first start; later nodes must agree on the partition count. */
+  private async ensureClusterConfig(): Promise<number> {
+    const wanted = JSON.stringify({ partitions: this.options.partitions, created_at: new Date(this.options.clock.nowMs()).toISOString() });
+    const created = await this.client.if(this.keys.config, "Create", "==", 0).then(this.client.put(this.keys.config).value(wanted)).commit();
+    if (created.succeeded) return this.options.partitions;
+    const stored = await this.client.get(this.keys.config).string();
+    const partitions = parsePartitions(stored);
+    if (partitions !== this.options.partitions) {
+      throw new QmError(
+        "FAILED_PRECONDITION",
+        `cluster ${this.options.cluster} was created with ${partitions} partitions; QM_PARTITIONS=${this.options.partitions} does not match`,
+        { reason: "PARTITIONS_MISMATCH" },
+      );
+    }
+    return partitions;
+  }
+
+  /**
+   * Grants the node's lease and registers the member key under it. A member
+   * key left by a crashed process with our id vanishes within the TTL, so we
+   * wait that long before calling the id taken.
+   */
+  private async acquireLease(): Promise<void> {
+    const lease = this.client.lease(this.options.leaseTtlS);
+    let firedAtMs = this.options.clock.monotonicMs();
+    lease.on("keepaliveFired", () => {
+      firedAtMs = this.options.clock.monotonicMs();
+    });
+    lease.on("keepaliveSucceeded", () => {
+      if (this.lease !== lease) return;
+      const wasValid = this.options.clock.monotonicMs() < this.leaseValidUntilMs;
+      this.leaseValidUntilMs = firedAtMs + this.options.leaseTtlS * 1000 - leaseSafetyMarginMs(this.options.leaseTtlS);
+      // Back from a lapse: take the partitions up again (under new epochs).
+      if (!wasValid) this.scheduleReconcile();
+    });
+    lease.on("lost", (error) => {
+      if (this.lease !== lease || this.stopped) return;
+      this.logger.error({ err: error }, "etcd lease lost: stopped serving every partition; re-registering");
+      this.lease = undefined;
+      this.dropAll("lease lost");
+      void this.reacquire();
+    });
+    const grantedAtMs = this.options.clock.monotonicMs();
+    await lease.grant();
+    this.lease = lease;
+    this.leaseValidUntilMs = grantedAtMs + this.options.leaseTtlS * 1000 - leaseSafetyMarginMs(this.options.leaseTtlS);
+
+    const record = JSON.stringify({ address: this.options.address, version: this.options.version, started_at: new Date(this.startedAtMs).toISOString() });
+    const deadline = this.options.clock.monotonicMs() + this.options.leaseTtlS * 1000 + LEASE_SAFETY_MARGIN_MS;
+    for (;;) {
+      const claimed = await this.client.if(this.keys.member(this.self), "Create", "==", 0).then(lease.put(this.keys.member(this.self)).value(record)).commit();
+      if (claimed.succeeded) return;
+      if (this.options.clock.monotonicMs() > deadline) {
+        await lease.revoke().catch(() => undefined);
+        this.lease = undefined;
+        throw new QmError("ALREADY_EXISTS", `node id ${this.self} is already a live member of cluster ${this.options.cluster}; set a distinct QM_NODE_ID`, {
+          reason: "DUPLICATE_NODE_ID",
+        });
+      }
+      await sleep(LEASE_RETRY_MS);
+    }
+  }
+
+  private async reacquire(): Promise<void> {
+    while (!this.stopped && this.lease === undefined) {
+      try {
+        await this.acquireLease();
+        this.logger.warn("etcd lease re-established: claiming partitions again");
+        this.scheduleReconcile();
+      } catch (error) {
+        this.logger.warn({ err: error }, "cannot re-establish the etcd lease yet");
+        await sleep(LEASE_RETRY_MS);
+      }
+    }
+  }
+
+  private async loadAndWatch(): Promise<void> {
+    const snapshot = await this.client.getAll().prefix(this.keys.root).exec();
+    for (const kv of snapshot.kvs) this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
+    const watcher = await this.client.watch().prefix(this.keys.root).startRevision(String(Number(snapshot.header.revision) + 1)).create();
+    watcher.on("put", (kv) => {
+      this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
+      this.scheduleReconcile();
+    });
+    watcher.on("delete", (kv) => {
+      this.applyDelete(kv.key.toString());
+      this.scheduleReconcile();
+    });
+    watcher.on("error", (error) => this.logger.warn({ err: error }, "etcd watch error; etcd3 reconnects it"));
+    this.watcher = watcher;
+  }
+
+  // ---- The view, from etcd's keys -------------------------------------------------------
+
+  private applyPut(key: string, value: string, createRevision: number): void {
+    const parsed = this.keys.parse(key);
+    if (parsed === undefined) return;
+    switch (parsed.kind) {
+      case "member": {
+        const record = parseMember(value);
+        if (record !== undefined) this.memberRecords.set(parsed.node, record);
+        return;
+      }
+      case "drain":
+        this.drained.add(parsed.node);
+        return;
+      case "partition": {
+        if (parsed.partition >= this.partitionTotal) return;
+        const owner = parseOwner(value);
+        if (owner !== undefined) this.owners[parsed.partition] = { owner, epoch: createRevision };
+        return;
+      }
+      case "config":
+        return;
+    }
+  }
+
+  private applyDelete(key: string): void {
+    const parsed = this.keys.parse(key);
+    if (parsed === undefined) return;
+    if (parsed.kind === "member") this.memberRecords.delete(parsed.node);
+    else if (parsed.kind === "drain") this.drained.delete(parsed.node);
+    else if (parsed.kind === "partition" && parsed.partition < this.partitionTotal) {
+      this.owners[parsed.partition] = undefined;
+      // Our key gone behind our back (an operator, or the lease): stop serving it.
+      const epoch = this.serving.get(parsed.partition);
+      if (epoch !== undefined) this.lose(parsed.partition, epoch, "partition key deleted");
+    }
+  }
+
+  private ownership(partition: number): PartitionOwnership {
+    const record = this.owners[partition];
+    return record === undefined ? { partition, owner: undefined, epoch: 0 } : { partition, owner: record.owner, epoch: record.epoch };
+  }
+
+  // ---- Reconciliation: claim what is ours, hand off what is not ----------------------------
+
+  private scheduleReconcile(): void {
+    if (this.stopped) return;
+    if (this.reconciling !== null) {
+      this.reconcileAgain = true;
+      return;
+    }
+    this.reconciling = (async () => {
+      try {
+        do {
+          this.reconcileAgain = false;
+          await this.reconcileOnce();
+        } while (this.reconcileAgain && !this.stopped);
+      } catch (error) {
+        this.logger.warn({ err: error }, "partition reconciliation failed; retrying on the next change");
+        setTimeout(() => this.scheduleReconcile(), LEASE_RETRY_MS).unref();
+      } finally {
+        this.reconciling = null;
+      }
+    })();
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const live = [...this.memberRecords.keys()].filter((n) => !this.drained.has(n));
+    const leaseValid = this.lease !== undefined && this.options.clock.monotonicMs() < this.leaseValidUntilMs;
+    const claims: Promise<void>[] = [];
+    const releases: Promise<void>[] = [];
+    for (let p = 0; p < this.partitionTotal; p++) {
+      const desired = rendezvousOwner(live, p);
+      const held = this.owners[p];
+      if (desired === this.self && held === undefined && leaseValid) claims.push(this.claim(p));
+      else if (desired !== this.self && this.serving.has(p)) releases.push(this.release(p));
+      else if (held?.owner === this.self && !this.serving.has(p) && leaseValid) releases.push(this.dropStaleKey(p, held.epoch));
+    }
+    await Promise.all([...releases, ...claims]);
+  }
+
+  private async claim(partition: number): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    const key = this.keys.partition(partition);
+    const result = await this.client.if(key, "Create", "==", 0).then(lease.put(key).value(JSON.stringify({ node_id: this.self }))).commit();
+    if (!result.succeeded) return; // Someone else holds it; the watch will tell whom.
+    // The put ran at the transaction's revision, so that is the key's create revision: the epoch.
+    const epoch = Number(result.header.revision);
+    this.owners[partition] = { owner: this.self, epoch };
+    this.serving.set(partition, epoch);
+    this.logger.info({ partition, epoch }, "partition claimed");
+    this.emit({ kind: "gained", partition, epoch });
+  }
+
+  private async release(partition: number): Promise<void> {
+    const epoch = this.serving.get(partition);
+    if (epoch === undefined) return;
+    this.lose(partition, epoch, "handoff");
+    await this.options.beforeRelease?.(partition);
+    // Delete only our own key: if it is already gone (lease) or re-created by another node, leave it.
+    const key = this.keys.partition(partition);
+    await this.client.if(key, "Create", "==", epoch).then(this.client.delete().key(key)).commit();
+    this.logger.info({ partition, epoch }, "partition handed off");
+  }
+
+  /**
+   * Our key for a partition we stopped serving (the lease lapsed locally but
+   * not on etcd). Serving it again under the same epoch could let writes of the
+   * lapsed period's turns interleave with new ones, so the key is deleted and
+   * the partition claimed afresh: the new epoch fences everything before it.
+   */
+  private async dropStaleKey(partition: number, epoch: number): Promise<void> {
+    const key = this.keys.partition(partition);
+    await this.client.if(key, "Create", "==", epoch).then(this.client.delete().key(key)).commit();
+  }
+
+  private lose(partition: number, epoch: number, why: string): void {
+    if (!this.serving.delete(partition)) return;
+    this.logger.info({ partition, epoch, why }, "partition no longer served here");
+    this.emit({ kind: "lost", partition, epoch });
+  }
+
+  private dropAll(why: string): void {
+    for (const [partition, epoch] of [...this.serving]) this.lose(partition, epoch, why);
+  }
+
+  private checkLease(): void {
+    if (this.serving.size === 0 || this.options.clock.monotonicMs() < this.leaseValidUntilMs) return;
+    this.logger.error(
+      { partitions: this.serving.size, ttlS: this.options.leaseTtlS },
+      "etcd lease not renewed within its TTL minus the safety margin: stopped serving every partition",
+    );
+    this.dropAll("lease deadline passed");
+  }
+
+  private emit(change: ClusterChange): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.logger.error({ err: error }, "cluster change listener failed");
+      }
+    }
+  }
+
+  private checkMember(nodeId: NodeId): void {
+    if (!this.memberRecords.has(nodeId)) throw new QmError("NOT_FOUND", `node ${nodeId} is not a member of cluster ${this.options.cluster}`, { node_id: nodeId });
+  }
+
+  private async waitFor(condition: () => boolean, deadlineMs: number, what: string): Promise<void> {
+    const until = this.options.clock.monotonicMs() + deadlineMs;
+    while (!condition()) {
+      if (this.options.clock.monotonicMs() > until) throw new QmError("DEADLINE_EXCEEDED", `timed out waiting for ${what}`);
+      await sleep(50);
+    }
+  }
+}
+
+function parsePartitions(stored: string | null): number {
+  try {
+    const value: unknown = JSON.parse(stored ?? "");
+    if (typeof value === "object" && value !== null && "partitions" in value && Number.isSafeInteger(value.partitions)) return value.partitions as number;
+  } catch {
+    // fall through
+  }
+  throw new QmError("FAILED_PRECONDITION", `the cluster's config key holds ${JSON.stringify(stored)}, not {"partitions": N}`);
+}
+
+function parseMember(value: string): MemberRecord | undefined {
+  try {
+    const v: unknown = JSON.parse(value);
+    if (typeof v !== "object" || v === null) return undefined;
+    const r = v as Record<string, unknown>;
+    return {
+      address: typeof r.address === "string" ? r.address : "",
+      version: typeof r.version === "string" ? r.version : "",
+      startedAtMs: typeof r.started_at === "string" ? Date.parse(r.started_at) || 0 : 0,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseOwner(value: string): NodeId | undefined {
+  try {
+    const v: unknown = JSON.parse(value);
+    return typeof v === "object" && v !== null && "node_id" in v && typeof v.node_id === "string" ? v.node_id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
