@@ -1,0 +1,156 @@
+// Asks between two nodes over a real nats-server: orders live on node A,
+// SKUs on node B, each node with its own actor system and LMDB journal.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { connect, type NatsConnection } from "nats";
+import pino from "pino";
+import { orderActorId, orderBehavior } from "../../src/actors/order/order_actor";
+import { skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
+import { ActorSystem } from "../../src/actors/runtime/actor_system";
+import type { ActorBehavior, ActorRouter } from "../../src/actors/runtime/behavior";
+import { systemClock } from "../../src/clock";
+import { askSubject, NatsTransport } from "../../src/cluster/nats_transport";
+import type { NodeId, Placement } from "../../src/cluster/placement";
+import { PlacementRouter } from "../../src/cluster/placement_router";
+import type { OrderView } from "../../src/domain/order";
+import type { SkuView } from "../../src/domain/sku";
+import { QmError } from "../../src/errors";
+import { LmdbJournal } from "../../src/journal/lmdb_journal";
+import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
+import { type NatsProcess, startNats } from "../support/engines";
+
+/** Orders on A, SKUs on B, anything else nowhere. */
+class ByKindPlacement implements Placement {
+  constructor(readonly self: NodeId) {}
+  ownerOf(actorId: string): NodeId | undefined {
+    if (actorId.startsWith("order/")) return "A";
+    if (actorId.startsWith("sku/")) return "B";
+    return undefined;
+  }
+}
+
+interface TestNode {
+  readonly router: PlacementRouter;
+  readonly system: ActorSystem;
+  readonly journal: LmdbJournal;
+  readonly transport: NatsTransport;
+  readonly nc: NatsConnection;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<QmError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof QmError) return error;
+    throw error;
+  }
+  throw new Error("expected a QmError, the ask succeeded");
+}
+
+describe("NATS transport between nodes (integration, real nats-server)", function () {
+  this.timeout(60_000);
+  let nats: NatsProcess;
+  const dirs: string[] = [];
+  const nodes: TestNode[] = [];
+  let a: TestNode;
+  let b: TestNode;
+
+  async function node(id: NodeId, local?: ActorRouter, placement: Placement = new ByKindPlacement(id)): Promise<TestNode> {
+    const dir = await mkdtemp(path.join(tmpdir(), `qm-nats-node-${id}-`));
+    dirs.push(dir);
+    const journal = new LmdbJournal({ path: dir, auditRetention: { maxAgeMs: 1e12, maxPerActor: 100 }, clock: systemClock });
+    await journal.open();
+    const system = new ActorSystem({
+      journal,
+      clock: systemClock,
+      logger: pino({ level: "silent" }),
+      behaviors: [skuBehavior, orderBehavior] as ActorBehavior<unknown, unknown>[],
+      idleMs: 60_000,
+      timerTickMs: 50,
+    });
+    const nc = await connect({ servers: nats.url });
+    const transport = new NatsTransport({ nc, cluster: "test", self: id, placement, local: local ?? system, clock: systemClock, logger: pino({ level: "silent" }) });
+    const router = new PlacementRouter(placement, system, transport);
+    system.router = router;
+    await system.start();
+    await transport.start();
+    const n = { router, system, journal, transport, nc };
+    nodes.push(n);
+    return n;
+  }
+
+  before(async () => {
+    nats = await startNats();
+    a = await node("A");
+    b = await node("B");
+  });
+
+  after(async () => {
+    for (const n of nodes) {
+      await n.transport.stop();
+      await n.system.stop();
+      await n.journal.close();
+      await n.nc.close().catch(() => undefined);
+    }
+    await nats?.stop();
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("runs an order on node A whose saga reserves on node B over NATS, each actor's events on its owner", async () => {
+    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: {} };
+    await a.router.ask(skuActorId("m-1"), { op: "define", def });
+    await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
+    const order = await b.router.ask<OrderView>(orderActorId("o-1"), {
+      op: "place",
+      cmd: { customerId: "c", lines: [{ skuId: "m-1", quantity: 2 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 },
+    });
+    expect(order.state).to.equal("AWAITING_PAYMENT");
+    const sku = await a.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
+    expect([sku.onHand, sku.reserved]).to.deep.equal([5, 2]);
+    expect((await a.journal.recover(orderActorId("o-1"))).lastSeq).to.be.greaterThan(0);
+    expect((await b.journal.recover(orderActorId("o-1"))).lastSeq).to.equal(0);
+    expect((await b.journal.recover(skuActorId("m-1"))).lastSeq).to.be.greaterThan(0);
+    expect((await a.journal.recover(skuActorId("m-1"))).lastSeq).to.equal(0);
+  });
+
+  it("carries a domain error back with its code and metadata", async () => {
+    const error = await rejection(a.router.ask(skuActorId("m-1"), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } }));
+    expect(error.code).to.equal("INSUFFICIENT_STOCK");
+    expect(error.metadata.available).to.equal("3");
+  });
+
+  it("answers NOT_OWNER from a node asked for an actor it does not own, instead of forwarding it", async () => {
+    const error = await rejection(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
+    expect(error.code).to.equal("NOT_OWNER");
+  });
+
+  it("answers NOT_OWNER at once for a node nobody serves (no responders)", async () => {
+    const started = Date.now();
+    const error = await rejection(a.transport.ask("Z", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
+    expect(error.code).to.equal("NOT_OWNER");
+    expect(Date.now() - started).to.be.below(4_000);
+  });
+
+  it("gives up at the caller's deadline with DEADLINE_EXCEEDED (an unknown outcome) when the owner never answers", async () => {
+    const silent: ActorRouter = { ask: () => new Promise<never>(() => undefined) };
+    const ownsEverything: Placement = { self: "C", ownerOf: () => "C" };
+    await node("C", silent, ownsEverything);
+    const started = Date.now();
+    const error = await rejection(a.transport.ask("C", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
+    expect(error.code).to.equal("DEADLINE_EXCEEDED");
+    expect(Date.now() - started).to.be.within(250, 3_000);
+  });
+
+  it("refuses at once an ask whose deadline has already passed", async () => {
+    const error = await rejection(a.transport.ask("B", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() - 1 }));
+    expect(error.code).to.equal("DEADLINE_EXCEEDED");
+  });
+
+  it("escapes dots of node ids in subjects, so node a.b and node a_b never share one", async () => {
+    expect(askSubject("c", "a.b")).to.equal("qm.c.ask.a%2Eb");
+    expect(askSubject("c", "a.b")).to.not.equal(askSubject("c", "a_b"));
+  });
+});
