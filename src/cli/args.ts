@@ -95,6 +95,7 @@ export function parseTime(text: string, flag: string): Date {
 export class EnumNames<E extends number> {
   private readonly byShort = new Map<string, E>();
   private readonly byValue = new Map<number, string>();
+  private readonly protoByValue = new Map<number, string>();
   private readonly prefixLower: string;
 
   constructor(
@@ -105,7 +106,9 @@ export class EnumNames<E extends number> {
     this.prefixLower = prefix.toLowerCase();
     for (const [key, value] of Object.entries(values)) {
       // A TypeScript numeric enum maps names to numbers and numbers back to names; keep the first kind.
-      if (typeof value !== "number" || value <= 0 || !key.startsWith(prefix)) continue;
+      if (typeof value !== "number" || value < 0 || !key.startsWith(prefix)) continue;
+      this.protoByValue.set(value, key);
+      if (value === 0) continue;
       const short = key.slice(prefix.length).toLowerCase();
       this.byShort.set(short, value as E);
       this.byValue.set(value, short);
@@ -127,6 +130,15 @@ export class EnumNames<E extends number> {
   format(value: number): string {
     if (value === 0) return "-";
     return this.byValue.get(value) ?? String(value);
+  }
+
+  /**
+   * The full proto name (`ORDER_STATE_PAID`), as protobuf's JSON mapping
+   * prints enums; a number this build does not know stays a number, as the
+   * mapping also says.
+   */
+  protoName(value: number): string | number {
+    return this.protoByValue.get(value) ?? value;
   }
 
   names(): string[] {

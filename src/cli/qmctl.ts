@@ -1,20 +1,20 @@
 // qmctl: the command-line client of Quartermaster. One invocation is one API
 // call. The exit code tells scripts what kind of failure happened, without
-// their having to parse the error text (see EXIT_CODES_HELP).
+// their having to parse the error text (exit_codes.ts).
 
-import { type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
-import { CommandUsageError, type ParsedCommandLine, parseCommandLine } from "./commands";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import type { ServiceError } from "@grpc/grpc-js";
+import { type ServerAddress, settingName } from "./address";
 import { UsageError } from "./args";
-import { type Clients, createClients, isServiceError, statusName } from "./rpc";
+import { Connection, connectionFailureCause } from "./connection";
+import { EXIT_OK, EXIT_OTHER, EXIT_UNAVAILABLE, EXIT_USAGE, exitCodeForStatus } from "./exit_codes";
+import { ADDR_DEFAULT, CommandUsageError, type ParsedCommandLine, parseCommandLine } from "./parse";
+import { isServiceError, statusName } from "./rpc";
 import { decodeStatusDetails } from "./status_details";
 
-export const EXIT_OK = 0;
-export const EXIT_OTHER = 1;
-export const EXIT_USAGE = 2;
-export const EXIT_INVALID_ARGUMENT = 3;
-export const EXIT_NOT_FOUND = 4;
-export const EXIT_PRECONDITION = 5;
-export const EXIT_UNAVAILABLE = 6;
+// Re-exported so that callers and tests have one module to import the contract from.
+export { EXIT_OK, EXIT_OTHER, EXIT_USAGE, exitCodeForStatus };
 
 /** Where output goes; the process's streams in production, buffers in tests. */
 export interface Io {
@@ -22,21 +22,11 @@ export interface Io {
   stderr(text: string): void;
 }
 
-export function exitCodeForStatus(code: number): number {
-  switch (code) {
-    case GrpcStatus.INVALID_ARGUMENT:
-      return EXIT_INVALID_ARGUMENT;
-    case GrpcStatus.NOT_FOUND:
-      return EXIT_NOT_FOUND;
-    case GrpcStatus.FAILED_PRECONDITION:
-    case GrpcStatus.ALREADY_EXISTS:
-      return EXIT_PRECONDITION;
-    case GrpcStatus.UNAVAILABLE:
-    case GrpcStatus.DEADLINE_EXCEEDED:
-      return EXIT_UNAVAILABLE;
-    default:
-      return EXIT_OTHER;
-  }
+/** package.json's version; this file runs as dist/src/cli/qmctl.js, three levels below the package root. */
+export function packageVersion(): string {
+  const file = path.join(__dirname, "../../../package.json");
+  const parsed = JSON.parse(readFileSync(file, "utf8")) as { version?: unknown };
+  return typeof parsed.version === "string" ? parsed.version : "unknown";
 }
 
 export function formatServiceError(err: ServiceError, json: boolean): string {
@@ -60,14 +50,32 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
   return out.join("\n");
 }
 
-/** Runs one command line to its exit code. Never throws: every failure becomes a message and a code. */
-export async function run(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io): Promise<number> {
-  let parsed: ParsedCommandLine;
+/**
+ * A call that never reached a server. grpc-js's own text ("No connection
+ * established. Last error: … Resolution note: ") names neither the setting to
+ * fix nor the likely causes; this does both.
+ */
+export function formatConnectionFailure(err: ServiceError, addr: ServerAddress, deadlineMs: number, json: boolean): string {
+  const cause = connectionFailureCause(err, deadlineMs);
+  const message = `cannot reach a server at ${addr.target} (${settingName(addr.source)}): ${cause}`;
+  if (json) {
+    return JSON.stringify({
+      error: { code: statusName(err.code), codeNumber: err.code, message, addr: addr.target, addrSource: addr.source },
+    });
+  }
+  const check =
+    addr.source === "default"
+      ? `Is the server running? qmctl used ${ADDR_DEFAULT} because neither --addr nor QM_ADDR is set.`
+      : `Is the server running there, and is ${addr.source} right?`;
+  return `error: ${message}\n  ${check}`;
+}
+
+function parse(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io): ParsedCommandLine | number {
   try {
-    parsed = parseCommandLine(argv, env);
+    return parseCommandLine(argv, env);
   } catch (err) {
     if (err instanceof CommandUsageError) {
-      io.stderr(`error: ${err.message}\n\n${err.usage}\n`);
+      io.stderr(`error: ${err.message}\n${err.hint}\n`);
       return EXIT_USAGE;
     }
     if (err instanceof UsageError) {
@@ -77,25 +85,32 @@ export async function run(argv: readonly string[], env: Readonly<Record<string, 
     io.stderr(`error: ${errorMessage(err)}\n`);
     return EXIT_OTHER;
   }
+}
+
+/** Runs one command line to its exit code. Never throws: every failure becomes a message and a code. */
+export async function run(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io): Promise<number> {
+  const parsed = parse(argv, env, io);
+  if (typeof parsed === "number") return parsed;
   if (parsed.kind === "help") {
     io.stdout(`${parsed.text}\n`);
     return EXIT_OK;
   }
+  if (parsed.kind === "version") {
+    io.stdout(`qmctl ${packageVersion()}\n`);
+    return EXIT_OK;
+  }
 
   const { global } = parsed;
-  let clients: Clients;
+  const connection = new Connection(global.addr);
   try {
-    clients = createClients(global.addr);
-  } catch (err) {
-    // grpc-js throws here only for a target it cannot parse: the --addr the user typed.
-    io.stderr(`error: --addr "${global.addr}": ${errorMessage(err)}\n`);
-    return EXIT_USAGE;
-  }
-  try {
-    const output = await parsed.call.execute(clients, { deadlineMs: global.timeoutMs });
+    const output = await parsed.call.execute(connection, { deadlineMs: global.timeoutMs });
     io.stdout(global.json ? `${JSON.stringify(output.json)}\n` : `${output.text}\n`);
     return EXIT_OK;
   } catch (err) {
+    if (isServiceError(err) && connection.neverReached(err)) {
+      io.stderr(`${formatConnectionFailure(err, global.addr, global.timeoutMs, global.json)}\n`);
+      return EXIT_UNAVAILABLE;
+    }
     if (isServiceError(err)) {
       io.stderr(`${formatServiceError(err, global.json)}\n`);
       return exitCodeForStatus(err.code);
@@ -103,7 +118,7 @@ export async function run(argv: readonly string[], env: Readonly<Record<string, 
     io.stderr(`error: ${errorMessage(err)}\n`);
     return EXIT_OTHER;
   } finally {
-    clients.close();
+    connection.close();
   }
 }
 

@@ -1,9 +1,10 @@
 // qmctl end to end: a real server process, and the CLI run as its own process
-// through bin/qmctl.js, the way an operator or a script runs it. Numbers are
-// read back through --json and the generated fromJSON, so that zero values
-// (which proto JSON leaves out) come back as 0 rather than undefined.
+// through bin/qmctl.js, the way an operator or a script runs it. Responses are
+// read back through --json and the generated fromJSON.
 
 import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { GetAvailabilityResponse, ListAdjustmentsResponse, Reservation, ReservationState, Sku, StockLevel } from "../../src/gen/quartermaster/v1/inventory";
@@ -22,12 +23,17 @@ interface Run {
   stderr: string;
 }
 
-function runQmctl(args: readonly string[]): Promise<Run> {
+/**
+ * Runs a program to its exit with a deadline: `node bin/qmctl.js args` unless
+ * `command` says otherwise. QM_ADDR is unset unless `env` sets it, so that only
+ * the address the test gives can apply.
+ */
+function runQmctl(args: readonly string[], env: Record<string, string> = {}, command: readonly string[] = [process.execPath, QMCTL]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QMCTL, ...args], {
+    const [program = "", ...programArgs] = command;
+    const child = spawn(program, [...programArgs, ...args], {
       cwd: REPO_ROOT,
-      // QM_ADDR is unset so that only the --addr given here can apply.
-      env: { ...process.env, QM_ADDR: "" },
+      env: { ...process.env, QM_ADDR: "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -289,26 +295,156 @@ describe("qmctl against a real server", function () {
   });
 });
 
-describe("qmctl without a server", function () {
-  this.timeout(30_000);
+describe("qmctl against a real server: addresses, JSON and mistakes", function () {
+  this.timeout(180_000);
+  let server: ServerProcess | undefined;
 
-  it("exits 6 with UNAVAILABLE when nothing listens at --addr", async () => {
+  before(async () => {
+    server = await startServer();
+  });
+
+  after(async () => {
+    if (server === undefined) return;
+    const code = await server.stop();
+    expect(code, server.logs()).to.equal(0);
+  });
+
+  function addr(): string {
+    if (server === undefined) throw new Error("server not started");
+    return server.addr;
+  }
+
+  function port(): string {
+    return addr().slice(addr().lastIndexOf(":") + 1);
+  }
+
+  it("reaches the server through a bare port, :port, http:// and dns: forms of --addr, and through QM_ADDR", async () => {
+    for (const form of [port(), `:${port()}`, `http://127.0.0.1:${port()}`, `dns:127.0.0.1:${port()}`, `dns:///127.0.0.1:${port()}`]) {
+      const run = await runQmctl(["availability", "NOPE", "--addr", form]);
+      expect(run.code, `${form}: ${run.stderr}`).to.equal(0);
+      // No Node deprecation warning, no grpc-js noise: a clean stderr.
+      expect(run.stderr, form).to.equal("");
+      expect(run.stdout, form).to.match(/^NOPE +no +- +- +- +- +-$/m);
+    }
+    const fromEnv = await runQmctl(["availability", "NOPE"], { QM_ADDR: `:${port()}` });
+    expect(fromEnv.code, fromEnv.stderr).to.equal(0);
+  });
+
+  it("tries [::1]:port as IPv6, and says so when nothing listens there", async () => {
+    // The server listens on 127.0.0.1 only, so the IPv6 loopback refuses: the form was read, the address is wrong.
+    const run = await runQmctl(["availability", "NOPE", "--addr", `[::1]:${port()}`]);
+    expect(run.code, run.stderr).to.equal(6);
+    expect(run.stderr.split("\n")[0]).to.match(new RegExp(`^error: cannot reach a server at \\[::1\\]:${port()} \\(--addr\\): `));
+  });
+
+  it("prints every field with --json: found false and zeros for an unknown SKU, reserved 0 for an untouched one", async () => {
+    const unknown = await runQmctl(["availability", "NOPE", "--json", "--addr", addr()]);
+    expect(unknown.code, unknown.stderr).to.equal(0);
+    expect(unknown.stdout).to.equal(
+      '{"items":[{"skuId":"NOPE","found":false,"onHand":0,"reserved":0,"committed":0,"available":0,"version":0}]}\n',
+    );
+    const upsert = await runQmctl(["sku", "upsert", "SKU-J", "--title", "Mug", "--currency", "eur", "--json", "--addr", addr()]);
+    expect(upsert.code, upsert.stderr).to.equal(0);
+    const sku = JSON.parse(upsert.stdout) as Record<string, unknown>;
+    // The currency went in lower case and qmctl upper-cased it, so the server accepted it. 0 available <= threshold 0 is low stock.
+    expect(sku).to.deep.include({ skuId: "SKU-J", currency: "EUR", reserved: 0, onHand: 0, allowBackorder: false, lowStock: true, levels: [] });
+    expect(Object.keys(sku)).to.have.length(17);
+  });
+
+  it("spells order states as proto names in --json and short names in text", async () => {
+    const run = (...args: string[]): Promise<Run> => runQmctl([...args, "--addr", addr()]);
+    expect((await run("sku", "upsert", "SKU-E", "--title", "Mug", "--currency", "USD")).code).to.equal(0);
+    expect((await run("sku", "adjust", "SKU-E", "--location", "WH1", "--delta", "5", "--reason", "received")).code).to.equal(0);
+    expect((await run("order", "create", "o-e", "--customer", "c", "--line", "SKU-E:1")).code).to.equal(0);
+    const paid = await run("order", "pay", "o-e", "--reference", "p", "--json");
+    expect(paid.code, paid.stderr).to.equal(0);
+    const order = JSON.parse(paid.stdout) as { state?: unknown; lines?: { shippedQuantity?: unknown }[]; cancelReason?: unknown };
+    expect(order.state).to.equal("ORDER_STATE_PAID");
+    expect(order.lines?.[0]?.shippedQuantity).to.equal(0);
+    expect(order.cancelReason).to.equal("");
+    const text = await run("order", "get", "o-e");
+    expect(text.stdout).to.match(/^state +paid$/m);
+  });
+
+  it("names an unknown flag in two lines with a suggestion, exit 2, and calls nothing", async () => {
+    const run = await runQmctl(["reserve", "--sku", "SKU-E", "--id", "r-typo", "--qyt", "1", "--addr", addr()]);
+    expect(run.code).to.equal(2);
+    expect(run.stdout).to.equal("");
+    expect(run.stderr).to.equal('error: unknown flag --qyt for "reserve"; did you mean --qty?\nRun "qmctl reserve --help" for its flags.\n');
+  });
+});
+
+describe("qmctl without a server", function () {
+  this.timeout(60_000);
+
+  it("exits 6 naming the address and the setting when nothing listens at --addr", async () => {
     const port = await freePort();
     const run = await runQmctl(["sku", "get", "SKU-A", "--addr", `127.0.0.1:${port}`, "--timeout", "5000"]);
     expect(run.code, run.stderr).to.equal(6);
-    expect(run.stderr).to.match(/^error: UNAVAILABLE: /);
+    expect(run.stderr).to.equal(
+      `error: cannot reach a server at 127.0.0.1:${port} (--addr): connection refused\n  Is the server running there, and is --addr right?\n`,
+    );
+    const json = await runQmctl(["sku", "get", "SKU-A", "--json"], { QM_ADDR: `127.0.0.1:${port}` });
+    expect(json.code).to.equal(6);
+    expect(JSON.parse(json.stderr)).to.deep.include({
+      error: {
+        code: "UNAVAILABLE",
+        codeNumber: 14,
+        message: `cannot reach a server at 127.0.0.1:${port} (QM_ADDR): connection refused`,
+        addr: `127.0.0.1:${port}`,
+        addrSource: "QM_ADDR",
+      },
+    });
   });
 
-  it("exits 2 and prints the usage for a malformed command line", async () => {
+  it("exits 2 for a malformed address, before any connection attempt", async () => {
+    const run = await runQmctl(["sku", "get", "SKU-A", "--addr", "https://localhost:1"]);
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.match(/^error: --addr "https:\/\/localhost:1": the server speaks plaintext gRPC, not TLS/);
+    const env = await runQmctl(["sku", "get", "SKU-A"], { QM_ADDR: "localhost" });
+    expect(env.code).to.equal(2);
+    expect(env.stderr).to.equal(
+      'error: QM_ADDR="localhost": no port; expected HOST:PORT, e.g. localhost:50051 ' +
+        "(accepted: HOST:PORT, :PORT, PORT, [IPv6]:PORT, http://HOST:PORT or dns:HOST:PORT)\n" +
+        'Run "qmctl sku get --help" for its flags.\n',
+    );
+  });
+
+  it("exits 2 and prints the synopsis for a malformed command line", async () => {
     const run = await runQmctl(["order", "create", "o1", "--customer", "c1", "--line", "SKU-A"]);
     expect(run.code).to.equal(2);
-    expect(run.stderr).to.contain('error: --line: "SKU-A" is not SKU:QTY');
-    expect(run.stderr).to.contain("Usage: qmctl order create <order-id> --customer ID --line SKU:QTY...");
+    expect(run.stderr).to.equal(
+      'error: --line: "SKU-A" is not SKU:QTY\n' +
+        "Usage: qmctl order create <order-id> --customer ID --line SKU:QTY... [flags]\n" +
+        'Run "qmctl order create --help" for its flags.\n',
+    );
   });
 
   it("exits 0 for --help and documents the exit codes", async () => {
     const run = await runQmctl(["--help"]);
     expect(run.code).to.equal(0);
     expect(run.stdout).to.match(/^ {2}4 +NOT_FOUND$/m);
+    expect(run.stdout).to.match(/^ {2}8 +PERMISSION_DENIED$/m);
+  });
+
+  it("prints the package version for --version", async () => {
+    const pkg = JSON.parse(await readFile(path.join(REPO_ROOT, "package.json"), "utf8")) as { version: string };
+    const run = await runQmctl(["--version"]);
+    expect(run).to.deep.equal({ code: 0, stdout: `qmctl ${pkg.version}\n`, stderr: "" });
+  });
+
+  it("runs as plain `qmctl` on the PATH after `npm install -g .` from the clone, as the README says", async () => {
+    const prefix = await mkdtemp(path.join(tmpdir(), "qmctl-prefix-"));
+    try {
+      // --offline: installing the clone itself needs nothing from a registry, and must not fetch a package called qmctl.
+      const install = await runQmctl(["install", "-g", "--prefix", prefix, ".", "--offline", "--no-audit", "--no-fund"], {}, ["npm"]);
+      expect(install.code, install.stderr).to.equal(0);
+      const pathEnv = [path.join(prefix, "bin"), path.dirname(process.execPath), process.env["PATH"] ?? ""].join(path.delimiter);
+      const version = await runQmctl(["--version"], { PATH: pathEnv }, ["qmctl"]);
+      expect(version.code, version.stderr).to.equal(0);
+      expect(version.stdout).to.match(/^qmctl \d+\.\d+\.\d+\n$/);
+    } finally {
+      await rm(prefix, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { expect } from "chai";
 import { Metadata, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
 import { Any } from "../../src/gen/google/protobuf/any";
@@ -16,7 +18,7 @@ import {
   parseLine,
   parseTime,
 } from "../../src/cli/args";
-import { ADDR_DEFAULT, type ParsedCommandLine, TIMEOUT_MS_DEFAULT, parseCommandLine } from "../../src/cli/commands";
+import { ADDR_DEFAULT, type ParsedCommandLine, TIMEOUT_MS_DEFAULT, parseCommandLine } from "../../src/cli/parse";
 import { EXIT_USAGE, exitCodeForStatus, formatServiceError, run } from "../../src/cli/qmctl";
 import { renderTable } from "../../src/cli/table";
 import { BAD_REQUEST_TYPE_URL, ERROR_INFO_TYPE_URL, decodeStatusDetails } from "../../src/cli/status_details";
@@ -25,7 +27,7 @@ const NO_ENV: Readonly<Record<string, string | undefined>> = {};
 
 function parseCall(argv: string[], env = NO_ENV): Extract<ParsedCommandLine, { kind: "call" }> {
   const parsed = parseCommandLine(argv, env);
-  if (parsed.kind !== "call") throw new Error(`expected a call, got help:\n${parsed.text}`);
+  if (parsed.kind !== "call") throw new Error(`expected a call, got ${parsed.kind === "help" ? `help:\n${parsed.text}` : parsed.kind}`);
   return parsed;
 }
 
@@ -230,12 +232,14 @@ describe("qmctl argument parsing", () => {
 
     it("reads global flags before or after the command, then QM_ADDR, then the default", () => {
       const defaults = parseCall(["sku", "get", "A"]);
-      expect(defaults.global).to.deep.equal({ addr: ADDR_DEFAULT, json: false, timeoutMs: TIMEOUT_MS_DEFAULT });
-      expect(parseCall(["sku", "get", "A"], { QM_ADDR: "qm:1" }).global.addr).to.equal("qm:1");
+      expect(ADDR_DEFAULT).to.equal("127.0.0.1:50051");
+      expect(defaults.global).to.deep.equal({ addr: { target: "127.0.0.1:50051", source: "default" }, json: false, timeoutMs: TIMEOUT_MS_DEFAULT });
+      expect(parseCall(["sku", "get", "A"], { QM_ADDR: "qm:1" }).global.addr).to.deep.equal({ target: "qm:1", source: "QM_ADDR" });
+      expect(parseCall(["sku", "get", "A"], { QM_ADDR: "" }).global.addr.source).to.equal("default");
       const before = parseCall(["--addr", "h:1", "--json", "--timeout", "2500", "sku", "get", "A"], { QM_ADDR: "qm:1" });
-      expect(before.global).to.deep.equal({ addr: "h:1", json: true, timeoutMs: 2500 });
+      expect(before.global).to.deep.equal({ addr: { target: "h:1", source: "--addr" }, json: true, timeoutMs: 2500 });
       const after = parseCall(["sku", "get", "A", "--addr=h:2", "--timeout", "5s", "--json"]);
-      expect(after.global).to.deep.equal({ addr: "h:2", json: true, timeoutMs: 5000 });
+      expect(after.global).to.deep.equal({ addr: { target: "h:2", source: "--addr" }, json: true, timeoutMs: 5000 });
     });
 
     it("answers --help with the command's usage, and the general help with the exit codes", () => {
@@ -259,7 +263,7 @@ describe("qmctl argument parsing", () => {
         [["sku", "get", "A", "--verbose"], "--verbose"],
         [["availability"], "missing <sku-id>..."],
         [["reserve", "--sku", "A", "--qty", "1"], "--id is required"],
-        [["reserve", "--sku", "A", "--id", "r", "--qty"], "--qty"],
+        [["reserve", "--sku", "A", "--id", "r", "--qty"], "--qty needs a value (N)"],
         [["reserve", "--sku", "A", "--id", "r", "--qty", "two"], '--qty: "two" is not an integer'],
         [["reserve", "--sku", "A", "--id", "r", "--qty", "1", "--ttl", "15"], "--ttl"],
         [["sku", "adjust", "A", "--location", "W", "--delta", "1", "--reason", "lost"], 'unknown reason "lost"'],
@@ -268,7 +272,10 @@ describe("qmctl argument parsing", () => {
         [["sku", "upsert", "A", "--title", "Widget"], "--currency is required"],
         [["order", "create", "o1", "--customer", "c", "--line", "A"], '--line: "A" is not SKU:QTY'],
         [["order", "track", "o1", "--shipment", "s", "--event", "e", "--status", "lost"], 'unknown tracking status "lost"'],
-        [["sku", "get", "A", "--json=yes"], "--json"],
+        [["sku", "get", "A", "--json=yes"], "--json takes no value"],
+        [["reserve", "--sku", "A", "--id", "r", "--qty", "1", "--qty", "2"], "--qty given more than once"],
+        [["order", "cancel", "o1", "--reason", "--json"], "--reason needs a value (TEXT)"],
+        [["sku", "get", "A", "--addr", "17051x"], '--addr "17051x"'],
         [["sku", "get", "A", "--timeout", "0"], "--timeout"],
         [["--bogus", "sku", "get", "A"], "--bogus"],
       ];
@@ -286,9 +293,96 @@ describe("qmctl argument parsing", () => {
       });
       expect(code).to.equal(EXIT_USAGE);
       expect(stdout).to.equal("");
-      expect(stderr).to.match(/^error: --ttl: "soon" is not a duration/);
-      expect(stderr).to.contain("Usage: qmctl reserve --sku SKU --id ID --qty N");
+      expect(stderr.split("\n")).to.deep.equal([
+        'error: --ttl: "soon" is not a duration (e.g. 30s, 15m, 2h, 1h30m)',
+        "Usage: qmctl reserve --sku SKU --id ID --qty N [flags]",
+        'Run "qmctl reserve --help" for its flags.',
+        "",
+      ]);
     });
+  });
+});
+
+describe("qmctl flag mistakes", () => {
+  async function runCli(argv: string[], env = NO_ENV): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = "";
+    let stderr = "";
+    const code = await run(argv, env, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+    return { code, stdout, stderr };
+  }
+
+  it("names an unknown flag in one line with the closest known flag, and points at --help", async () => {
+    const result = await runCli(["sku", "get", "A", "--jsno"]);
+    expect(result.code).to.equal(EXIT_USAGE);
+    expect(result.stdout).to.equal("");
+    expect(result.stderr).to.equal(
+      'error: unknown flag --jsno for "sku get"; did you mean --json?\nRun "qmctl sku get --help" for its flags.\n',
+    );
+  });
+
+  it("offers a command's own flags, several when equally close, and none when nothing is close", async () => {
+    const qty = await runCli(["reserve", "--sku", "A", "--id", "r", "--qyt", "1"]);
+    expect(qty.stderr.split("\n")[0]).to.equal('error: unknown flag --qyt for "reserve"; did you mean --qty?');
+    const page = await runCli(["adjustments", "A", "--page-sise", "2"]);
+    expect(page.stderr.split("\n")[0]).to.equal('error: unknown flag --page-sise for "adjustments"; did you mean --page-size?');
+    const far = await runCli(["sku", "get", "A", "--frobnicate=1"]);
+    expect(far.stderr).to.equal('error: unknown flag --frobnicate for "sku get"\nRun "qmctl sku get --help" for its flags.\n');
+    const short = await runCli(["sku", "get", "A", "-x"]);
+    expect(short.stderr.split("\n")[0]).to.equal('error: unknown flag -x for "sku get"');
+  });
+
+  it("suggests a global flag for a mistyped one before the command", async () => {
+    const result = await runCli(["--adr", "h:1", "sku", "get", "A"]);
+    expect(result.code).to.equal(EXIT_USAGE);
+    expect(result.stderr).to.equal(
+      'error: unknown flag --adr before the command; did you mean --addr?\nRun "qmctl --help" for the commands.\n',
+    );
+  });
+
+  it("suggests the closest command for an unknown one, within its group when the group word is right", async () => {
+    const single = await runCli(["reserv", "--sku", "A"]);
+    expect(single.code).to.equal(EXIT_USAGE);
+    expect(single.stderr).to.equal('error: unknown command "reserv"; did you mean "reserve"?\nRun "qmctl --help" for the commands.\n');
+    const grouped = await runCli(["order", "shp", "o1"]);
+    expect(grouped.stderr).to.equal(
+      'error: unknown command "order shp"; did you mean "order ship"?\nRun "qmctl order --help" for its commands.\n',
+    );
+    const group = await runCli(["ordr", "get", "o1"]);
+    expect(group.stderr.split("\n")[0]).to.equal('error: unknown command "ordr"; did you mean "order"?');
+  });
+
+  it("reads values that start with '-': negative numbers, --flag=value and words after --", () => {
+    const negative = parseCall(["sku", "adjust", "A", "--location", "W", "--delta", "-5", "--reason", "damaged", "--note=--json"]);
+    expect(negative.call.request).to.deep.include({ delta: -5, note: "--json" });
+    expect(negative.global.json).to.equal(false);
+    expect(parseCall(["availability", "--", "-odd-id"]).call.request).to.deep.equal({ skuIds: ["-odd-id"] });
+  });
+
+  it("prints the package version for --version, before or after a command", async () => {
+    const pkg = JSON.parse(readFileSync(path.join(__dirname, "../../../package.json"), "utf8")) as { version: string };
+    const before = await runCli(["--version"]);
+    expect(before).to.deep.equal({ code: 0, stdout: `qmctl ${pkg.version}\n`, stderr: "" });
+    const after = await runCli(["sku", "get", "A", "--version"]);
+    expect(after.stdout).to.equal(`qmctl ${pkg.version}\n`);
+  });
+
+  it("upper-cases the currency, since ISO 4217 codes are upper case", () => {
+    const parsed = parseCall(["sku", "upsert", "A", "--title", "Mug", "--currency", "eur"]);
+    expect(parsed.call.request).to.deep.include({ currency: "EUR" });
+  });
+
+  it("documents --page-size as the range the server accepts, 0 meaning its default", () => {
+    const help = parseCommandLine(["adjustments", "--help"], NO_ENV);
+    expect(help.kind === "help" ? help.text : "").to.match(/--page-size N +0-500; 0 or absent: the server default, 100$/m);
+    expect(parseCall(["adjustments", "A", "--page-size", "0"]).call.request).to.deep.include({ pageSize: 0 });
+  });
+
+  it("lists exit codes 7 and 8 for UNAUTHENTICATED and PERMISSION_DENIED in the help", () => {
+    const general = parseCommandLine(["--help"], NO_ENV);
+    const text = general.kind === "help" ? general.text : "";
+    expect(text).to.match(/^ {2}7 {2}UNAUTHENTICATED$/m);
+    expect(text).to.match(/^ {2}8 {2}PERMISSION_DENIED$/m);
+    expect(text).to.match(/^ {2}--version +print qmctl's version$/m);
   });
 });
 
@@ -329,7 +423,10 @@ describe("qmctl errors from the server", () => {
     expect(exitCodeForStatus(GrpcStatus.ALREADY_EXISTS)).to.equal(5);
     expect(exitCodeForStatus(GrpcStatus.UNAVAILABLE)).to.equal(6);
     expect(exitCodeForStatus(GrpcStatus.DEADLINE_EXCEEDED)).to.equal(6);
+    expect(exitCodeForStatus(GrpcStatus.UNAUTHENTICATED)).to.equal(7);
+    expect(exitCodeForStatus(GrpcStatus.PERMISSION_DENIED)).to.equal(8);
     expect(exitCodeForStatus(GrpcStatus.INTERNAL)).to.equal(1);
+    expect(exitCodeForStatus(GrpcStatus.UNIMPLEMENTED)).to.equal(1);
     expect(exitCodeForStatus(GrpcStatus.RESOURCE_EXHAUSTED)).to.equal(1);
   });
 

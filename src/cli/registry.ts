@@ -1,0 +1,8 @@
+// Every qmctl command, in the order the help lists them. To add commands,
+// write a table of CommandSpec in a new file under src/cli/ and add it here:
+// parsing, --help, "did you mean" and the README's grammar all read this list.
+
+import type { CommandSpec } from "./command_spec";
+import { API_COMMANDS } from "./commands";
+
+export const COMMANDS: readonly CommandSpec[] = [...API_COMMANDS];
