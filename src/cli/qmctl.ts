@@ -39,7 +39,9 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
   if (details.errorInfo !== undefined) {
     const { reason, domain, metadata } = details.errorInfo;
     out.push(`  reason: ${reason}${domain === "" ? "" : ` (${domain})`}`);
+    // The server repeats the reason as metadata `code`; printed twice it is only noise.
     const pairs = Object.keys(metadata)
+      .filter((k) => !(k === "code" && metadata[k] === reason))
       .sort()
       .map((k) => `${k}=${metadata[k] ?? ""}`);
     if (pairs.length > 0) out.push(`  metadata: ${pairs.join(" ")}`);

@@ -461,6 +461,27 @@ describe("qmctl errors from the server", () => {
     ]);
   });
 
+  it("leaves out the metadata code that only repeats the reason", () => {
+    const repeated: Status = {
+      code: GrpcStatus.FAILED_PRECONDITION,
+      message: "short",
+      details: [
+        Any.fromPartial({
+          typeUrl: ERROR_INFO_TYPE_URL,
+          value: Buffer.from(
+            ErrorInfo.encode({ reason: "INSUFFICIENT_STOCK", domain: "quartermaster.v1", metadata: { code: "INSUFFICIENT_STOCK", available: "95" } }).finish(),
+          ),
+        }),
+      ],
+    };
+    const text = formatServiceError(serviceError(GrpcStatus.FAILED_PRECONDITION, "short", repeated), false);
+    expect(text.split("\n")).to.deep.equal([
+      "error: FAILED_PRECONDITION: short",
+      "  reason: INSUFFICIENT_STOCK (quartermaster.v1)",
+      "  metadata: available=95",
+    ]);
+  });
+
   it("prints the error as one JSON object with --json", () => {
     const json = JSON.parse(formatServiceError(serviceError(GrpcStatus.NOT_FOUND, "order o9 not found"), true)) as unknown;
     expect(json).to.deep.equal({ error: { code: "NOT_FOUND", codeNumber: 5, message: "order o9 not found" } });
