@@ -195,7 +195,13 @@ function leadingGlobals(argv: readonly string[]): number {
     if (arg === "--") break;
     const found = lookup(arg, GLOBAL_OPTIONS);
     if (found === undefined) throw new CommandUsageError(unknownFlag(arg, GLOBAL_OPTIONS, " before the command").message, GENERAL_POINTER);
-    i += found[1].type === "string" && !arg.includes("=") && !looksLikeFlag(argv[i + 1] ?? "-x") ? 2 : 1;
+    const [name, option] = found;
+    const takesNext = option.type === "string" && !arg.includes("=");
+    const next = argv[i + 1];
+    if (takesNext && (next === undefined || looksLikeFlag(next))) {
+      throw new CommandUsageError(`--${name} needs a value (${option.value ?? "VALUE"})`, GENERAL_POINTER);
+    }
+    i += takesNext ? 2 : 1;
   }
   return Math.min(i, argv.length);
 }

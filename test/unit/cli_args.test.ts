@@ -339,6 +339,11 @@ describe("qmctl flag mistakes", () => {
     );
   });
 
+  it("says a global flag before the command lacks its value, rather than that the command is missing", async () => {
+    expect((await runCli(["--timeout"])).stderr).to.equal('error: --timeout needs a value (MS)\nRun "qmctl --help" for the commands.\n');
+    expect((await runCli(["--addr", "--json", "sku", "get", "A"])).stderr.split("\n")[0]).to.equal("error: --addr needs a value (HOST:PORT)");
+  });
+
   it("suggests the closest command for an unknown one, within its group when the group word is right", async () => {
     const single = await runCli(["reserv", "--sku", "A"]);
     expect(single.code).to.equal(EXIT_USAGE);
