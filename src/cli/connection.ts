@@ -57,6 +57,15 @@ export class Connection implements Clients {
     return this.channel === undefined || this.channel.getConnectivityState(false) !== connectivityState.READY;
   }
 
+  /**
+   * True when whatever answered at the address is not a gRPC server: grpc-js
+   * turns a plain HTTP reply (a web server, a proxy) into UNIMPLEMENTED with
+   * "Received HTTP status code 404", which reads like a missing method.
+   */
+  static answeredNotGrpc(err: ServiceError): boolean {
+    return err.code === GrpcStatus.UNIMPLEMENTED && /Received HTTP status code \d+/.test(err.details);
+  }
+
   /** Idempotent. */
   close(): void {
     if (this.closed) return;
@@ -68,6 +77,8 @@ export class Connection implements Clients {
 /** grpc-js's text for a failed connection, shortened to the cause a user can act on. */
 export function connectionFailureCause(err: ServiceError, deadlineMs: number): string {
   const text = err.details;
+  const httpStatus = /Received HTTP status code (\d+)/.exec(text)?.[1];
+  if (err.code === GrpcStatus.UNIMPLEMENTED && httpStatus !== undefined) return `it answers HTTP ${httpStatus}, not gRPC`;
   if (/ECONNREFUSED/.test(text)) return "connection refused";
   if (/Name resolution failed|ENOTFOUND|EAI_AGAIN/.test(text)) return "the host name does not resolve";
   if (/EHOSTUNREACH|ENETUNREACH/.test(text)) return "no route to the host";

@@ -59,7 +59,7 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
  */
 export function formatConnectionFailure(err: ServiceError, addr: ServerAddress, deadlineMs: number, json: boolean): string {
   const cause = connectionFailureCause(err, deadlineMs);
-  const message = `cannot reach a server at ${addr.target} (${settingName(addr.source)}): ${cause}`;
+  const message = `cannot reach a Quartermaster server at ${addr.target} (${settingName(addr.source)}): ${cause}`;
   if (json) {
     return JSON.stringify({
       error: { code: statusName(err.code), codeNumber: err.code, message, addr: addr.target, addrSource: addr.source },
@@ -109,7 +109,7 @@ export async function run(argv: readonly string[], env: Readonly<Record<string, 
     io.stdout(global.json ? `${JSON.stringify(output.json)}\n` : `${output.text}\n`);
     return EXIT_OK;
   } catch (err) {
-    if (isServiceError(err) && connection.neverReached(err)) {
+    if (isServiceError(err) && (connection.neverReached(err) || Connection.answeredNotGrpc(err))) {
       io.stderr(`${formatConnectionFailure(err, global.addr, global.timeoutMs, global.json)}\n`);
       return EXIT_UNAVAILABLE;
     }

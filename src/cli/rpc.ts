@@ -1,6 +1,7 @@
-// The client side of the API as qmctl and the integration tests use it: one
-// pair of generated clients per address, and a promise around unary calls
-// that always carries a deadline.
+// The client side of the API as qmctl and the integration tests use it: a
+// promise around unary calls that always carries a deadline, and (for tests)
+// one pair of generated clients per address. qmctl itself connects through
+// connection.ts, whose clients share one channel.
 
 import {
   type CallOptions,

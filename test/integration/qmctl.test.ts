@@ -4,6 +4,7 @@
 
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer as createHttp2Server } from "node:http2";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
@@ -334,7 +335,7 @@ describe("qmctl against a real server: addresses, JSON and mistakes", function (
     // The server listens on 127.0.0.1 only, so the IPv6 loopback refuses: the form was read, the address is wrong.
     const run = await runQmctl(["availability", "NOPE", "--addr", `[::1]:${port()}`]);
     expect(run.code, run.stderr).to.equal(6);
-    expect(run.stderr.split("\n")[0]).to.match(new RegExp(`^error: cannot reach a server at \\[::1\\]:${port()} \\(--addr\\): `));
+    expect(run.stderr.split("\n")[0]).to.match(new RegExp(`^error: cannot reach a Quartermaster server at \\[::1\\]:${port()} \\(--addr\\): `));
   });
 
   it("prints every field with --json: found false and zeros for an unknown SKU, reserved 0 for an untouched one", async () => {
@@ -382,7 +383,7 @@ describe("qmctl without a server", function () {
     const run = await runQmctl(["sku", "get", "SKU-A", "--addr", `127.0.0.1:${port}`, "--timeout", "5000"]);
     expect(run.code, run.stderr).to.equal(6);
     expect(run.stderr).to.equal(
-      `error: cannot reach a server at 127.0.0.1:${port} (--addr): connection refused\n  Is the server running there, and is --addr right?\n`,
+      `error: cannot reach a Quartermaster server at 127.0.0.1:${port} (--addr): connection refused\n  Is the server running there, and is --addr right?\n`,
     );
     const json = await runQmctl(["sku", "get", "SKU-A", "--json"], { QM_ADDR: `127.0.0.1:${port}` });
     expect(json.code).to.equal(6);
@@ -390,11 +391,31 @@ describe("qmctl without a server", function () {
       error: {
         code: "UNAVAILABLE",
         codeNumber: 14,
-        message: `cannot reach a server at 127.0.0.1:${port} (QM_ADDR): connection refused`,
+        message: `cannot reach a Quartermaster server at 127.0.0.1:${port} (QM_ADDR): connection refused`,
         addr: `127.0.0.1:${port}`,
         addrSource: "QM_ADDR",
       },
     });
+  });
+
+  it("exits 6 saying the address answers HTTP, not gRPC, when a plain HTTP/2 server listens there", async () => {
+    // grpc-js reports such a reply as UNIMPLEMENTED, as if one method were missing; the address is what is wrong.
+    const web = createHttp2Server((_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", resolve));
+    try {
+      const address = web.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      const run = await runQmctl(["availability", "A", "--addr", `127.0.0.1:${port}`]);
+      expect(run.code, run.stderr).to.equal(6);
+      expect(run.stderr).to.equal(
+        `error: cannot reach a Quartermaster server at 127.0.0.1:${port} (--addr): it answers HTTP 404, not gRPC\n  Is the server running there, and is --addr right?\n`,
+      );
+    } finally {
+      await new Promise<void>((resolve) => web.close(() => resolve()));
+    }
   });
 
   it("exits 2 for a malformed address, before any connection attempt", async () => {

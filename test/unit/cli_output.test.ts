@@ -218,12 +218,12 @@ describe("qmctl connection failures", () => {
 
   it("names the address, the setting it came from and the likely causes", () => {
     expect(formatConnectionFailure(refused, { target: "127.0.0.1:17052", source: "--addr" }, 10_000, false).split("\n")).to.deep.equal([
-      "error: cannot reach a server at 127.0.0.1:17052 (--addr): connection refused",
+      "error: cannot reach a Quartermaster server at 127.0.0.1:17052 (--addr): connection refused",
       "  Is the server running there, and is --addr right?",
     ]);
     expect(formatConnectionFailure(refused, { target: "qm:1", source: "QM_ADDR" }, 10_000, false)).to.contain("(QM_ADDR)").and.contain("is QM_ADDR right?");
     expect(formatConnectionFailure(refused, { target: "127.0.0.1:50051", source: "default" }, 10_000, false).split("\n")).to.deep.equal([
-      "error: cannot reach a server at 127.0.0.1:50051 (the default address): connection refused",
+      "error: cannot reach a Quartermaster server at 127.0.0.1:50051 (the default address): connection refused",
       "  Is the server running? qmctl used 127.0.0.1:50051 because neither --addr nor QM_ADDR is set.",
     ]);
   });
@@ -234,7 +234,7 @@ describe("qmctl connection failures", () => {
       error: {
         code: "UNAVAILABLE",
         codeNumber: 14,
-        message: "cannot reach a server at 127.0.0.1:17052 (--addr): connection refused",
+        message: "cannot reach a Quartermaster server at 127.0.0.1:17052 (--addr): connection refused",
         addr: "127.0.0.1:17052",
         addrSource: "--addr",
       },
@@ -248,6 +248,7 @@ describe("qmctl connection failures", () => {
     expect(connectionFailureCause(failure(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded after 2.001s,Waiting for LB pick"), 2000)).to.equal(
       "no connection within the 2000 ms deadline",
     );
+    expect(connectionFailureCause(failure(GrpcStatus.UNIMPLEMENTED, "Received HTTP status code 404"), 1000)).to.equal("it answers HTTP 404, not gRPC");
     expect(connectionFailureCause(failure(GrpcStatus.UNAVAILABLE, "No connection established. Last error: Error: socket hang up. Resolution note: "), 1000)).to.equal(
       "No connection established. Last error: Error: socket hang up",
     );
