@@ -134,14 +134,17 @@ describe("placement router (cluster seam)", () => {
     expect((error as QmError).metadata.available).to.equal("3");
   });
 
-  it("answers NOT_OWNER for an actor whose partition has no owner", async () => {
+  it("answers UNAVAILABLE (NO_OWNER) once the deadline passes for an actor whose partition has no owner", async () => {
     let error: unknown;
+    const started = Date.now();
     try {
-      await a.router.ask("ghost/x", { op: "get" });
+      await a.router.ask("ghost/x", { op: "get" }, { deadlineMs: Date.now() + 200 });
     } catch (e) {
       error = e;
     }
-    expect((error as QmError).code).to.equal("NOT_OWNER");
+    expect((error as QmError).code).to.equal("UNAVAILABLE");
+    expect((error as QmError).metadata.reason).to.equal("NO_OWNER");
+    expect(Date.now() - started).to.be.within(150, 2_000);
   });
 
   it("maps actor ids to partitions stably and evenly", () => {
@@ -153,5 +156,73 @@ describe("placement router (cluster seam)", () => {
     expect(Math.min(...counts)).to.be.above(800);
     expect(Math.max(...counts)).to.be.below(1200);
     expect(new SingleNodePlacement().ownerOf()).to.equal("local");
+  });
+});
+
+describe("placement router re-routing and breakers (pure logic)", () => {
+  const local = { ask: async <R>(actorId: string): Promise<R> => `local:${actorId}` as R };
+
+  it("retries while a partition has no owner and delivers once one appears, within the deadline", async () => {
+    let lookups = 0;
+    const placement: Placement = { self: "A", ownerOf: () => (++lookups < 4 ? undefined : "B") };
+    const transport: Transport = { ask: async <R>(node: NodeId, actorId: string): Promise<R> => `${node}:${actorId}` as R };
+    const router = new PlacementRouter(placement, local, transport);
+    expect(await router.ask("sku/x", {}, { deadlineMs: Date.now() + 5_000 })).to.equal("B:sku/x");
+    expect(lookups).to.equal(4);
+  });
+
+  it("re-routes when the owner it asked answers NOT_OWNER (the view moved), and never re-sends after a domain error", async () => {
+    let owner = "B";
+    const sent: string[] = [];
+    const placement: Placement = { self: "A", ownerOf: () => owner };
+    const transport: Transport = {
+      ask: async <R>(node: NodeId): Promise<R> => {
+        sent.push(node);
+        if (node === "B") {
+          owner = "C";
+          throw new QmError("NOT_OWNER", "moved");
+        }
+        if (sent.length === 2) return "done" as R;
+        throw new QmError("INSUFFICIENT_STOCK", "short");
+      },
+    };
+    const router = new PlacementRouter(placement, local, transport);
+    expect(await router.ask("sku/x", {}, { deadlineMs: Date.now() + 5_000 })).to.equal("done");
+    expect(sent).to.deep.equal(["B", "C"]);
+    let error: unknown;
+    try {
+      await router.ask("sku/y", {}, { deadlineMs: Date.now() + 5_000 });
+    } catch (e) {
+      error = e;
+    }
+    expect((error as QmError).code).to.equal("INSUFFICIENT_STOCK");
+    expect(sent).to.deep.equal(["B", "C", "C"]);
+  });
+
+  it("opens a node's breaker after 5 transport failures in a row and then fails at once with BREAKER_OPEN", async () => {
+    let calls = 0;
+    const placement: Placement = { self: "A", ownerOf: () => "B" };
+    const transport: Transport = {
+      ask: async <R>(): Promise<R> => {
+        calls++;
+        throw new QmError("UNAVAILABLE", "nats is down");
+      },
+    };
+    const router = new PlacementRouter(placement, local, transport);
+    const reasons: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      try {
+        await router.ask("sku/x", {}, { deadlineMs: Date.now() + 5_000 });
+      } catch (e) {
+        reasons.push((e as QmError).metadata.reason ?? (e as QmError).code);
+      }
+    }
+    expect(calls).to.equal(5);
+    expect(reasons).to.deep.equal(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "BREAKER_OPEN", "BREAKER_OPEN"]);
+  });
+
+  it("asks the local system directly when there is no transport (the single node)", async () => {
+    const router = new PlacementRouter(new SingleNodePlacement(), local);
+    expect(await router.ask("sku/x", {})).to.equal("local:sku/x");
   });
 });
