@@ -3,6 +3,7 @@
 // parsing, --help, "did you mean" and the README's grammar all read this list.
 
 import type { CommandSpec } from "./command_spec";
+import { CLUSTER_COMMANDS } from "./cluster_commands";
 import { API_COMMANDS } from "./commands";
 
-export const COMMANDS: readonly CommandSpec[] = [...API_COMMANDS];
+export const COMMANDS: readonly CommandSpec[] = [...API_COMMANDS, ...CLUSTER_COMMANDS];

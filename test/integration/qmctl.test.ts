@@ -294,6 +294,21 @@ describe("qmctl against a real server", function () {
     expect(pay.stderr).to.match(/^error: FAILED_PRECONDITION: /);
     expect(pay.stderr).to.contain("ILLEGAL_TRANSITION");
   });
+
+  it("shows the cluster (one member owning every partition), locates keys, and refuses to drain the only member with exit 5", async () => {
+    const status = (await qmJson("cluster", "status")) as { members: { nodeId: string; partitionCount: number; draining: boolean }[]; partitionCount: number };
+    expect(status.partitionCount).to.equal(256);
+    expect(status.members.map((m) => [m.nodeId, m.partitionCount, m.draining])).to.deep.equal([["local", 256, false]]);
+    const text = await qm("cluster", "status");
+    expect(text.stdout).to.match(/^NODE\s+ADDRESS\s+STARTED\s+PARTITIONS\s+DRAINING\nlocal\s/);
+    expect(await qmJson("cluster", "locate", "sku", "ABC-1")).to.deep.equal({ partition: 143, ownerNodeId: "local", epoch: 1 });
+    const badKind = await qm("cluster", "locate", "widget", "x");
+    expect(badKind.code, badKind.stderr).to.equal(2);
+    const drain = await qm("cluster", "drain", "local");
+    expect(drain.code, drain.stderr).to.equal(5);
+    expect(drain.stderr).to.contain("NO_OTHER_MEMBER");
+    expect((await qm("cluster", "undrain", "local")).code).to.equal(0);
+  });
 });
 
 describe("qmctl against a real server: addresses, JSON and mistakes", function () {
