@@ -19,6 +19,28 @@ export type ErrorCode =
   | "DEADLINE_EXCEEDED"
   | "INTERNAL";
 
+/**
+ * Codes after which the same request may succeed if simply tried again: the
+ * operation did not happen (or is idempotent) and the cause is passing (a
+ * busy or moving actor, a full table or disk, a deadline). The one set the
+ * saga's retry policies and clients share. INTERNAL is not in it: a bug is
+ * not fixed by repeating the request, and a step that hits one is decided or
+ * parked instead of retried forever.
+ */
+const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "UNAVAILABLE",
+  "OVERLOADED",
+  "ACTORS_EXHAUSTED",
+  "DISK_FULL",
+  "NOT_OWNER",
+  "FENCED",
+  "DEADLINE_EXCEEDED",
+]);
+
+export function isRetryable(code: ErrorCode): boolean {
+  return RETRYABLE_CODES.has(code);
+}
+
 export interface FieldViolation {
   /** Path of the offending field in the request, e.g. `lines[3].quantity`. */
   readonly field: string;

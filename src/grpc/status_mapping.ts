@@ -29,14 +29,6 @@ const CODES: Readonly<Record<ErrorCode, GrpcStatus>> = {
   INTERNAL: GrpcStatus.INTERNAL,
 };
 
-/** Codes a client may retry as they are (the operation did not happen, or is idempotent). */
-export const RETRYABLE_STATUS_CODES: ReadonlySet<GrpcStatus> = new Set([
-  GrpcStatus.UNAVAILABLE,
-  GrpcStatus.RESOURCE_EXHAUSTED,
-  GrpcStatus.ABORTED,
-  GrpcStatus.DEADLINE_EXCEEDED,
-]);
-
 export function grpcCodeOf(code: ErrorCode): GrpcStatus {
   return CODES[code];
 }
