@@ -66,5 +66,16 @@ export const ACTIVE_ACTORS_MAX = 10_000;
 export const JOURNAL_QUEUE_APPENDS_MAX = 100_000;
 /** Actor wake-ups the timer scheduler dispatches per tick. */
 export const WAKEUPS_PER_TICK_MAX = 1000;
+/**
+ * How deep into the due list the scheduler pages (one page per tick) before
+ * it starts again from the earliest; bounds the entries one tick skips over.
+ */
+export const WAKEUPS_SCAN_DEPTH_MAX = 100_000;
+/**
+ * Actors that other actors' asks (a saga reaching its SKUs) may activate
+ * beyond the active-actor bound, in percent of it: outside callers are
+ * refused at the bound, so busy order actors filling it can still finish.
+ */
+export const ACTIVE_ACTORS_HEADROOM_PERCENT = 10;
 /** Largest gRPC message accepted. */
 export const GRPC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024;

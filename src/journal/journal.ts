@@ -74,8 +74,12 @@ export interface Journal {
    * or fails on its own: a failed compare-and-set rejects only that append.
    */
   append(request: AppendRequest): Promise<void>;
-  /** Actors whose wake-up time is at or before nowMs, earliest first, at most limit. */
-  dueWakeups(nowMs: number, limit: number): Promise<ActorId[]>;
+  /**
+   * Actors whose wake-up time is at or before nowMs, earliest first, at most
+   * limit, after skipping the first `offset` due ones (so that a scheduler can
+   * page past actors that stay due).
+   */
+  dueWakeups(nowMs: number, limit: number, offset?: number): Promise<ActorId[]>;
   /** Audit records with seq > afterSeq, oldest first, at most limit. */
   readAudit(actorId: ActorId, afterSeq: number, limit: number): Promise<AuditRecord[]>;
   stats(): JournalStats;

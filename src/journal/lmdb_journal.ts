@@ -57,6 +57,7 @@ import {
   JOURNAL_QUEUE_APPENDS_MAX,
   PAGE_SIZE_MAX,
   WAKEUPS_PER_TICK_MAX,
+  WAKEUPS_SCAN_DEPTH_MAX,
 } from "../limits";
 import type {
   ActorId,
@@ -271,14 +272,17 @@ export class LmdbJournal implements Journal {
     return { snapshot, events: recovered, lastSeq: meta.lastSeq, wakeAtMs: meta.wakeAtMs };
   }
 
-  async dueWakeups(nowMs: number, limit: number): Promise<ActorId[]> {
+  async dueWakeups(nowMs: number, limit: number, offset = 0): Promise<ActorId[]> {
     if (!Number.isFinite(nowMs)) throw new QmError("INVALID_ARGUMENT", "nowMs must be a finite number");
     checkLimit("limit", limit, WAKEUPS_PER_TICK_MAX);
+    if (!(Number.isSafeInteger(offset) && offset >= 0 && offset <= WAKEUPS_SCAN_DEPTH_MAX)) {
+      throw new QmError("INVALID_ARGUMENT", `offset must be an integer from 0 to ${WAKEUPS_SCAN_DEPTH_MAX}`);
+    }
     const { wakeups } = this.openStores();
     const due: ActorId[] = [];
     // A cursor walk from the earliest entry that stops at the first one not
     // yet due: it reads at most limit + 1 keys however many actors wait.
-    for (const [wakeAtMs, actorId] of wakeups.getKeys({ limit: limit + 1 })) {
+    for (const [wakeAtMs, actorId] of wakeups.getKeys({ offset, limit: limit + 1 })) {
       if (wakeAtMs > nowMs || due.length === limit) break;
       due.push(actorId);
     }

@@ -273,8 +273,8 @@ class GatedJournal implements Journal {
   append(request: AppendRequest): Promise<void> {
     return new Promise((resolve, reject) => this.held.push({ request, resolve, reject }));
   }
-  dueWakeups(nowMs: number, limit: number) {
-    return this.inner.dueWakeups(nowMs, limit);
+  dueWakeups(nowMs: number, limit: number, offset?: number) {
+    return this.inner.dueWakeups(nowMs, limit, offset);
   }
   readAudit(actorId: string, afterSeq: number, limit: number) {
     return this.inner.readAudit(actorId, afterSeq, limit);

@@ -18,7 +18,7 @@ import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
 import type { AuditRecord, Journal } from "../../journal/journal";
 import { MAILBOX_DEPTH_MAX, PIPELINE_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
-import type { ActorBehavior, ActorRouter, TurnContext } from "./behavior";
+import type { ActorBehavior, ActorRouter, AskOptions, TurnContext } from "./behavior";
 import { type Envelope, Mailbox } from "./mailbox";
 
 export interface ActivationHost {
@@ -68,6 +68,10 @@ export class Activation<S, M> implements TurnContext<S> {
   /** Turns whose append is in flight, oldest first; each settles after its replies are sent. */
   private inflight: Promise<void>[] = [];
   private idleWaiters: (() => void)[] = [];
+  /** The messages whose handlers the running turn is executing; swept for passed deadlines like the mailbox. */
+  private turnBatch: readonly Envelope[] = [];
+  /** No envelope of turnBatch has a deadline before this (a lower bound). */
+  private turnDeadlineMs = Number.POSITIVE_INFINITY;
   nowMs = 0;
   lastUsedMs = 0;
 
@@ -138,8 +142,10 @@ export class Activation<S, M> implements TurnContext<S> {
     this.pendingAudit.push(record);
   }
 
-  ask<R>(actorId: string, message: unknown): Promise<R> {
-    return this.host.router.ask<R>(actorId, message);
+  ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R> {
+    // The runtime lets an actor's asks activate actors beyond the bound that
+    // refuses outside callers (see ActorSystem): it needs to know who asks.
+    return this.host.router.ask<R>(actorId, message, { ...options, fromActorId: this.actorId });
   }
 
   readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]> {
@@ -189,6 +195,32 @@ export class Activation<S, M> implements TurnContext<S> {
     return this.lastAppend;
   }
 
+  /**
+   * Answers DEADLINE_EXCEEDED to every envelope whose deadline passed before
+   * nowMs and that is still queued, or whose handler is still running: its
+   * caller has given up, and an actor stuck on a slow turn must not hold the
+   * callers queued behind it past their deadlines. A late reply to an
+   * envelope answered here is dropped (a promise settles once).
+   */
+  expireDeadlines(nowMs: number): number {
+    const queued = this.mailbox.removeExpired(nowMs);
+    for (const envelope of queued) envelope.reject(deadlineExceeded());
+    let answered = queued.length;
+    if (this.turnDeadlineMs < nowMs) {
+      let earliest = Number.POSITIVE_INFINITY;
+      for (const envelope of this.turnBatch) {
+        const deadlineMs = envelope.deadlineMs;
+        if (deadlineMs === undefined) continue;
+        if (nowMs > deadlineMs) {
+          envelope.reject(deadlineExceeded());
+          answered++;
+        } else if (deadlineMs < earliest) earliest = deadlineMs;
+      }
+      this.turnDeadlineMs = earliest;
+    }
+    return answered;
+  }
+
   // ---- Turn loop ----------------------------------------------------------------
 
   private schedule(): void {
@@ -234,6 +266,9 @@ export class Activation<S, M> implements TurnContext<S> {
     const replies: Reply[] = [];
     let faulted = false;
     let unhandled: Envelope[] = [];
+    // Swept from now on: turn-start work (a saga step) may wait on other actors.
+    this.turnBatch = batch;
+    this.turnDeadlineMs = Number.NEGATIVE_INFINITY;
     try {
       this.nowMs = this.host.clock.nowMs();
       const started = this.behavior.onTurnStart?.(this);
@@ -245,6 +280,7 @@ export class Activation<S, M> implements TurnContext<S> {
       if (!this.persistFailed) this.host.reportBug(this.actorId, error);
       const failure = asQmError(error, "INTERNAL", "internal error");
       for (const envelope of batch) envelope.reject(failure);
+      this.turnBatch = [];
       this.pendingEvents = [];
       this.pendingAudit = [];
       // Earlier turns' appends land first, so that the fresh activation recovers them.
@@ -256,7 +292,7 @@ export class Activation<S, M> implements TurnContext<S> {
       const envelope = batch[i] as Envelope;
       this.nowMs = this.host.clock.nowMs();
       if (envelope.deadlineMs !== undefined && this.nowMs > envelope.deadlineMs) {
-        replies.push({ envelope, value: new QmError("DEADLINE_EXCEEDED", "deadline passed while queued"), failed: true });
+        replies.push({ envelope, value: deadlineExceeded(), failed: true });
         continue;
       }
       const mark = this.pendingEvents.length;
@@ -289,6 +325,8 @@ export class Activation<S, M> implements TurnContext<S> {
         break;
       }
     }
+    this.turnBatch = [];
+    this.turnDeadlineMs = Number.POSITIVE_INFINITY;
     this.host.observeTurn(this.behavior.kind, batch.length, this.pendingEvents.length);
     const durable = this.persistFailed ? this.lastAppend : this.persist();
     if (faulted) {
@@ -332,6 +370,10 @@ export class Activation<S, M> implements TurnContext<S> {
   markRetired(): void {
     this.phase = "retired";
   }
+}
+
+function deadlineExceeded(): QmError {
+  return new QmError("DEADLINE_EXCEEDED", "deadline passed before the actor answered");
 }
 
 function asQmError(error: unknown, code: QmError["code"], message: string): QmError {

@@ -3,6 +3,23 @@
 // that wakes actors whose durable wake-up time has come (also after a restart,
 // when they are not in memory at all).
 //
+// The number of live actors is a real bound. At the bound, idle actors are
+// passivated to make room; when every actor is busy, an outside caller is
+// refused with ACTORS_EXHAUSTED (RESOURCE_EXHAUSTED) at once rather than
+// queued. Asks from actors (an order's saga asking its SKUs) may use a
+// headroom above the bound, so a table full of busy order actors can still
+// reach their SKUs and finish; past the headroom they are refused too, and
+// since nobody waits on the bound, nothing can deadlock on it: the saga
+// counts the refusal as retryable, ends its turn and backs off.
+//
+// Each timer tick answers DEADLINE_EXCEEDED to envelopes whose deadline has
+// passed, then dispatches one page of due wake-ups. Pages rotate through the
+// due list (the journal returns at most WAKEUPS_PER_TICK_MAX per call), so
+// actors that stay due without clearing their time (a wake turn still
+// running, an actor that cannot be activated) cannot keep others' timers
+// from being served: every due actor is reached within a few ticks however
+// many others are stuck ahead of it.
+//
 // Whether an actor lives on this node is the Placement's decision; in a
 // single-node process every actor is local. A PlacementRouter (src/cluster/)
 // stands in front of this class and forwards asks for other nodes' actors
@@ -12,7 +29,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
 import type { Journal } from "../../journal/journal";
-import { ACTIVE_ACTORS_MAX, WAKEUPS_PER_TICK_MAX } from "../../limits";
+import { ACTIVE_ACTORS_HEADROOM_PERCENT, ACTIVE_ACTORS_MAX, WAKEUPS_PER_TICK_MAX, WAKEUPS_SCAN_DEPTH_MAX } from "../../limits";
 import { Activation, type ActivationHost } from "./activation";
 import type { ActorBehavior, ActorRouter, AskOptions } from "./behavior";
 import type { Envelope } from "./mailbox";
@@ -24,13 +41,19 @@ export interface ActorSystemOptions {
   readonly behaviors: readonly ActorBehavior<unknown, unknown>[];
   /** An actor untouched this long is passivated (its state dropped from memory). */
   readonly idleMs: number;
-  /** How often due wake-ups are polled from the journal. */
+  /**
+   * How often due wake-ups are polled from the journal and passed deadlines
+   * answered. 0: only when tick() is called (a test driving a manual clock).
+   */
   readonly timerTickMs: number;
   readonly activeMax?: number;
   readonly onTurn?: (kind: string, messages: number, events: number) => void;
 }
 
 type AnyActivation = Activation<unknown, unknown>;
+
+/** Who wants an actor activated; it decides how far past the bound it may go. */
+type Admission = "outside" | "actor" | "replacement";
 
 export class ActorSystem implements ActorRouter, ActivationHost {
   readonly journal: Journal;
@@ -42,6 +65,9 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   /** Insertion order is recency order: every use moves an actor to the end (LRU). */
   private readonly active = new Map<string, AnyActivation>();
   private readonly activeMax: number;
+  private readonly headroom: number;
+  /** Where in the due list the next tick's page starts. */
+  private wakeOffset = 0;
   private timers: NodeJS.Timeout[] = [];
   private ticking = false;
   private accepting = false;
@@ -52,6 +78,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     this.clock = options.clock;
     this.logger = options.logger;
     this.activeMax = options.activeMax ?? ACTIVE_ACTORS_MAX;
+    this.headroom = Math.max(1, Math.ceil((this.activeMax * ACTIVE_ACTORS_HEADROOM_PERCENT) / 100));
     for (const b of options.behaviors) this.behaviors.set(b.kind, b);
   }
 
@@ -67,7 +94,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   async start(): Promise<void> {
     this.accepting = true;
     await this.dispatchDueWakeups();
-    this.timers.push(setInterval(() => void this.dispatchDueWakeups(), this.options.timerTickMs));
+    if (this.options.timerTickMs > 0) this.timers.push(setInterval(() => void this.tick(), this.options.timerTickMs));
     this.timers.push(setInterval(() => this.passivateIdle(), Math.max(100, Math.min(1000, this.options.idleMs / 2))));
     for (const t of this.timers) t.unref();
   }
@@ -80,11 +107,26 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     await Promise.all([...this.active.values()].map((a) => a.whenIdle()));
   }
 
+  /** Resolves when every actor in memory is idle (tests that drive tick() by hand). */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      const busy = [...this.active.values()].filter((a) => a.busy);
+      if (busy.length === 0) return;
+      await Promise.all(busy.map((a) => a.whenIdle()));
+    }
+  }
+
+  /** One timer tick: answers passed deadlines, then dispatches a page of due wake-ups. */
+  async tick(): Promise<void> {
+    this.expireDeadlines();
+    await this.dispatchDueWakeups();
+  }
+
   ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R> {
     if (!this.accepting) return Promise.reject(new QmError("UNAVAILABLE", "node is not serving"));
     let activation: AnyActivation;
     try {
-      activation = this.activation(actorId);
+      activation = this.activation(actorId, options?.fromActorId === undefined ? "outside" : "actor");
     } catch (error) {
       return Promise.reject(error);
     }
@@ -102,10 +144,16 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   /** Runs a turn on the actor without a message (its timer is due). */
   wake(actorId: string): void {
+    // A busy actor runs its turn-start work (where timers are served) in the
+    // turn it has coming; if that turn has already started, the time stays
+    // due and a later page brings the actor round again.
+    if (this.active.get(actorId)?.busy === true) return;
     try {
-      this.activation(actorId).requestWake();
+      this.activation(actorId, "outside").requestWake();
     } catch (error) {
-      this.logger.warn({ err: error, actorId }, "wake-up for an actor that cannot be activated");
+      // At the bound the time simply stays due: not worth a warning per actor per tick.
+      const exhausted = error instanceof QmError && error.code === "ACTORS_EXHAUSTED";
+      this.logger[exhausted ? "debug" : "warn"]({ err: error, actorId }, "wake-up for an actor that cannot be activated");
     }
   }
 
@@ -114,7 +162,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   retire(activation: AnyActivation, leftover: Envelope[], wakeSuccessor: boolean): void {
     if (this.active.get(activation.actorId) === activation) this.active.delete(activation.actorId);
     if (leftover.length === 0 && !wakeSuccessor) return;
-    const fresh = this.activation(activation.actorId);
+    const fresh = this.activation(activation.actorId, "replacement");
     if (wakeSuccessor) fresh.requestWake();
     for (const envelope of leftover) {
       try {
@@ -136,7 +184,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   // ---- Internals -------------------------------------------------------------
 
-  private activation(actorId: string): AnyActivation {
+  private activation(actorId: string, admission: Admission): AnyActivation {
     let activation = this.active.get(actorId);
     if (activation !== undefined) {
       this.active.delete(actorId);
@@ -147,6 +195,14 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     const behavior = slash > 0 ? this.behaviors.get(actorId.slice(0, slash)) : undefined;
     if (behavior === undefined) throw new QmError("INTERNAL", `no actor kind for ${actorId}`);
     if (this.active.size >= this.activeMax) this.evictLeastRecent(2);
+    // A replacement takes the place of the activation it rebuilds, so it never counts against the bound.
+    const bound = admission === "actor" ? this.activeMax + this.headroom : this.activeMax;
+    if (admission !== "replacement" && this.active.size >= bound) {
+      throw new QmError("ACTORS_EXHAUSTED", `all ${this.active.size} actors in memory are busy; try again shortly`, {
+        actor: actorId,
+        active_max: String(this.activeMax),
+      });
+    }
     activation = new Activation(this, behavior, actorId);
     activation.lastUsedMs = this.clock.monotonicMs();
     this.active.set(actorId, activation);
@@ -177,11 +233,22 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     }
   }
 
+  private expireDeadlines(): void {
+    const nowMs = this.clock.nowMs();
+    for (const activation of this.active.values()) activation.expireDeadlines(nowMs);
+  }
+
   private async dispatchDueWakeups(): Promise<void> {
     if (this.ticking || !this.accepting) return;
     this.ticking = true;
     try {
-      const due = await this.journal.dueWakeups(this.clock.nowMs(), WAKEUPS_PER_TICK_MAX);
+      const offset = this.wakeOffset;
+      const due = await this.journal.dueWakeups(this.clock.nowMs(), WAKEUPS_PER_TICK_MAX, offset);
+      // A full page means more may be due behind it: the next tick reads on
+      // from there instead of the same earliest entries, and a short page
+      // (the end of the due list) starts the round again.
+      const next = offset + due.length;
+      this.wakeOffset = due.length === WAKEUPS_PER_TICK_MAX && next < WAKEUPS_SCAN_DEPTH_MAX ? next : 0;
       for (const actorId of due) this.wake(actorId);
     } catch (error) {
       this.logger.error({ err: error }, "reading due wake-ups failed");

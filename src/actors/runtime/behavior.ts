@@ -5,10 +5,16 @@
 import type { AuditRecord } from "../../journal/journal";
 
 export interface AskOptions {
-  /** Absolute wall-clock deadline; a message still queued after it is dropped unprocessed. */
+  /**
+   * Absolute wall-clock deadline. Once it passes, the runtime answers
+   * DEADLINE_EXCEEDED (within one timer tick): a message still queued is
+   * dropped unprocessed; one being handled may still take effect.
+   */
   readonly deadlineMs?: number;
   /** W3C traceparent of the caller, carried across actor and node hops. */
   readonly traceparent?: string;
+  /** The asking actor, set by the runtime on an actor's asks; absent for outside callers. */
+  readonly fromActorId?: string;
 }
 
 /** How an actor reaches other actors, wherever they live. */
@@ -28,7 +34,8 @@ export interface TurnContext<S> {
   audit(record: AuditRecord): void;
   /** Makes everything emitted so far durable before going on (a saga records intent before acting). */
   persist(): Promise<void>;
-  ask<R>(actorId: string, message: unknown): Promise<R>;
+  /** Give every ask a deadline: a reply that never comes would otherwise hold this actor's turn forever. */
+  ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R>;
   readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]>;
 }
 

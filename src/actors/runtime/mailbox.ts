@@ -14,6 +14,12 @@ export interface Envelope {
 export class Mailbox {
   private items: (Envelope | undefined)[] = [];
   private head = 0;
+  /**
+   * No queued envelope's deadline is earlier than this (a lower bound: taking
+   * envelopes does not raise it), so the deadline sweep skips a mailbox in
+   * O(1) until one may have passed.
+   */
+  earliestDeadlineMs = Number.POSITIVE_INFINITY;
 
   constructor(private readonly depthMax: number) {}
 
@@ -26,6 +32,30 @@ export class Mailbox {
       throw new QmError("OVERLOADED", `actor ${actorId} has ${this.depthMax} requests queued`, { actor: actorId });
     }
     this.items.push(envelope);
+    if (envelope.deadlineMs !== undefined && envelope.deadlineMs < this.earliestDeadlineMs) {
+      this.earliestDeadlineMs = envelope.deadlineMs;
+    }
+  }
+
+  /** Takes out every queued envelope whose deadline is before nowMs, keeping the others in order. */
+  removeExpired(nowMs: number): Envelope[] {
+    if (this.earliestDeadlineMs >= nowMs) return [];
+    const expired: Envelope[] = [];
+    const kept: Envelope[] = [];
+    let earliest = Number.POSITIVE_INFINITY;
+    for (let i = this.head; i < this.items.length; i++) {
+      const envelope = this.items[i] as Envelope;
+      const deadlineMs = envelope.deadlineMs;
+      if (deadlineMs !== undefined && nowMs > deadlineMs) expired.push(envelope);
+      else {
+        kept.push(envelope);
+        if (deadlineMs !== undefined && deadlineMs < earliest) earliest = deadlineMs;
+      }
+    }
+    this.items = kept;
+    this.head = 0;
+    this.earliestDeadlineMs = earliest;
+    return expired;
   }
 
   /** Puts envelopes back at the front, in order (a turn that stopped early). */
@@ -54,6 +84,7 @@ export class Mailbox {
     if (this.head === this.items.length) {
       this.items = [];
       this.head = 0;
+      this.earliestDeadlineMs = Number.POSITIVE_INFINITY;
     } else if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
