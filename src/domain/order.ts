@@ -24,17 +24,54 @@ export type OrderStatus =
 
 export type TrackingStatus = "IN_TRANSIT" | "OUT_FOR_DELIVERY" | "DELIVERED" | "EXCEPTION";
 
-export type OrderAction = "pay" | "cancel" | "expire" | "ship" | "track" | "return";
+/** `reserve` is the order's own first step (placing the order), never a caller's action on an existing order. */
+export type OrderAction = "reserve" | "pay" | "cancel" | "expire" | "ship" | "track" | "return";
 
-/** Where each action may start. Retries of a finished action are answered before this check. */
-export const TRANSITIONS: Readonly<Record<OrderAction, readonly OrderStatus[]>> = {
-  pay: ["AWAITING_PAYMENT"], // -> PAID
-  cancel: ["AWAITING_PAYMENT", "PAID"], // -> CANCELLED (no shipment yet)
-  expire: ["AWAITING_PAYMENT"], // -> EXPIRED, by the payment timer
-  ship: ["PAID", "PARTIALLY_SHIPPED"], // -> PARTIALLY_SHIPPED | SHIPPED
-  track: ["PARTIALLY_SHIPPED", "SHIPPED", "DELIVERED", "RETURNED"], // SHIPPED -> DELIVERED
-  return: ["PARTIALLY_SHIPPED", "SHIPPED", "DELIVERED"], // SHIPPED|DELIVERED -> RETURNED
+/** For one action: each state it may start from, and the states it may end in from there. */
+export type ActionTransitions = Partial<Readonly<Record<OrderStatus, readonly OrderStatus[]>>>;
+
+/**
+ * Every legal order transition: action -> from -> the possible targets. A
+ * state absent under an action refuses it (ILLEGAL_TRANSITION). Retries of a
+ * finished action are answered before this check. A target equal to its
+ * source means the action may leave the status as it is (a partial shipment
+ * or return, a tracking event before delivery). A payment whose commit is
+ * refused (a hold already gone) ends through `expire`.
+ */
+export const TRANSITIONS: Readonly<Record<OrderAction, ActionTransitions>> = {
+  reserve: { RESERVING: ["AWAITING_PAYMENT", "REJECTED"] },
+  pay: { AWAITING_PAYMENT: ["PAID"] },
+  cancel: { AWAITING_PAYMENT: ["CANCELLED"], PAID: ["CANCELLED"] }, // no shipment yet
+  expire: { AWAITING_PAYMENT: ["EXPIRED"] }, // by the payment timer, or a payment refused
+  ship: { PAID: ["PARTIALLY_SHIPPED", "SHIPPED"], PARTIALLY_SHIPPED: ["PARTIALLY_SHIPPED", "SHIPPED"] },
+  track: {
+    PARTIALLY_SHIPPED: ["PARTIALLY_SHIPPED"],
+    SHIPPED: ["SHIPPED", "DELIVERED"],
+    DELIVERED: ["DELIVERED"],
+    RETURNED: ["RETURNED"],
+  },
+  return: {
+    PARTIALLY_SHIPPED: ["PARTIALLY_SHIPPED"],
+    SHIPPED: ["SHIPPED", "RETURNED"],
+    DELIVERED: ["DELIVERED", "RETURNED"],
+  },
 };
+
+/** Moves the order to `target` by `action`, which the table must allow from where the order is. */
+function enter(state: OrderState, action: OrderAction, target: OrderStatus): void {
+  assert(
+    TRANSITIONS[action][state.status]?.includes(target) === true,
+    `order ${state.orderId}: ${action} cannot lead from ${state.status} to ${target}`,
+  );
+  state.status = target;
+}
+
+/** The one target the table gives `action` from where the order is. */
+function onlyTarget(state: OrderState, action: OrderAction): OrderStatus {
+  const targets = TRANSITIONS[action][state.status];
+  assert(targets?.length === 1, `order ${state.orderId}: ${action} from ${state.status} has no single target`);
+  return targets[0] as OrderStatus;
+}
 
 export interface LineQuantity {
   readonly skuId: string;
@@ -92,6 +129,21 @@ export type Saga =
   | { readonly kind: "unship"; readonly shipmentId: string }
   | { readonly kind: "restock"; readonly returnId: string };
 
+/**
+ * The failed attempts of the open saga step: when it is tried next, or that
+ * it is parked (no attempt is made until a request to the order resumes it).
+ * Durable, so backoff survives a restart; cleared when the step ends.
+ */
+export interface StepRetry {
+  /** Attempts made so far, all failed. */
+  readonly attempts: number;
+  /** The last attempt's error code and message. */
+  readonly code: string;
+  readonly message: string;
+  /** null: parked. */
+  readonly nextAttemptAtMs: number | null;
+}
+
 export interface OrderState {
   readonly orderId: string;
   exists: boolean;
@@ -110,6 +162,8 @@ export interface OrderState {
   version: number;
   /** The saga step recorded but not yet finished; resumed after a crash. */
   saga: Saga | null;
+  /** Failed attempts of the open step; null while it has not failed (or none is open). */
+  stepRetry: StepRetry | null;
   /** Why the last saga step failed, for the reply of the request that started it. */
   failure: LineRejection | null;
 }
@@ -150,7 +204,17 @@ export type OrderEvent =
       readonly restock: boolean;
       readonly atMs: number;
     }
-  | { readonly t: "returned"; readonly returnId: string; readonly atMs: number };
+  | { readonly t: "returned"; readonly returnId: string; readonly atMs: number }
+  | {
+      readonly t: "stepStalled";
+      readonly attempts: number;
+      readonly code: string;
+      readonly message: string;
+      /** null: the step is parked. */
+      readonly nextAttemptAtMs: number | null;
+      readonly atMs: number;
+    }
+  | { readonly t: "stepResumed"; readonly atMs: number };
 
 export function newOrderState(orderId: string): OrderState {
   return {
@@ -170,6 +234,7 @@ export function newOrderState(orderId: string): OrderState {
     updatedAtMs: 0,
     version: 0,
     saga: null,
+    stepRetry: null,
     failure: null,
   };
 }
@@ -186,7 +251,7 @@ function requireExists(state: OrderState): void {
 }
 
 function requireAllowed(state: OrderState, action: OrderAction): void {
-  if (!TRANSITIONS[action].includes(state.status)) throw illegalTransition("order", state.status, action);
+  if (TRANSITIONS[action][state.status] === undefined) throw illegalTransition("order", state.status, action);
 }
 
 /**
@@ -412,7 +477,58 @@ function checkLines(
 
 // ---- Applying events ----------------------------------------------------------
 
+/** Events that keep the failure of the step before them: it is still the answer of the request that started that step. */
+const KEEPS_FAILURE: ReadonlySet<OrderEvent["t"]> = new Set<OrderEvent["t"]>([
+  "payFailed",
+  "shipFailed",
+  "released",
+  "unshipped",
+  "stepStalled",
+  "stepResumed",
+]);
+
 export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
+  const step = state.saga;
+  switch (e.t) {
+    case "placed":
+    case "reserved":
+    case "reserveFailed":
+      applyPlacement(state, e);
+      break;
+    case "payStarted":
+    case "paid":
+    case "payFailed":
+    case "cancelStarted":
+    case "expireStarted":
+    case "released":
+      applyPaymentOrRelease(state, e);
+      break;
+    case "shipStarted":
+    case "shipped":
+    case "shipFailed":
+    case "unshipped":
+    case "tracked":
+      applyShipping(state, e);
+      break;
+    case "returnStarted":
+    case "returned":
+      applyReturn(state, e);
+      break;
+    case "stepStalled":
+    case "stepResumed":
+      applyStepRetry(state, e);
+      break;
+  }
+  // A step that ended or gave way to another takes its failed attempts with it.
+  if (state.saga !== step) state.stepRetry = null;
+  if (!KEEPS_FAILURE.has(e.t)) state.failure = null;
+  state.version += 1;
+  state.updatedAtMs = e.atMs;
+}
+
+type EventOf<T extends OrderEvent["t"]> = Extract<OrderEvent, { readonly t: T }>;
+
+function applyPlacement(state: OrderState, e: EventOf<"placed" | "reserved" | "reserveFailed">): void {
   switch (e.t) {
     case "placed":
       state.exists = true;
@@ -429,37 +545,57 @@ export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
         const line = state.lines[i];
         if (line !== undefined) line.locationId = loc;
       });
-      state.status = "AWAITING_PAYMENT";
+      enter(state, "reserve", "AWAITING_PAYMENT");
       state.saga = null;
       break;
     case "reserveFailed":
       state.rejections = [...e.rejections];
       state.saga = { kind: "release", outcome: "REJECTED" };
       break;
+  }
+}
+
+/** Which action a release step completes, by the status it ends in. */
+const RELEASE_ACTION: Readonly<Record<"REJECTED" | "CANCELLED" | "EXPIRED", OrderAction>> = {
+  REJECTED: "reserve",
+  CANCELLED: "cancel",
+  EXPIRED: "expire",
+};
+
+function applyPaymentOrRelease(
+  state: OrderState,
+  e: EventOf<"payStarted" | "paid" | "payFailed" | "cancelStarted" | "expireStarted" | "released">,
+): void {
+  switch (e.t) {
     case "payStarted":
       state.paymentReference = e.paymentReference;
       state.saga = { kind: "commit" };
       break;
     case "paid":
-      state.status = "PAID";
+      enter(state, "pay", onlyTarget(state, "pay"));
       state.saga = null;
       break;
     case "payFailed":
       state.failure = e.failure;
-      state.saga = { kind: "release", outcome: "EXPIRED" };
+      state.saga = { kind: "release", outcome: onlyTarget(state, "expire") as "EXPIRED" };
       break;
     case "cancelStarted":
       state.cancelReason = e.reason;
-      state.saga = { kind: "release", outcome: "CANCELLED" };
+      state.saga = { kind: "release", outcome: onlyTarget(state, "cancel") as "CANCELLED" };
       break;
     case "expireStarted":
-      state.saga = { kind: "release", outcome: "EXPIRED" };
+      state.saga = { kind: "release", outcome: onlyTarget(state, "expire") as "EXPIRED" };
       break;
     case "released":
       assert(state.saga?.kind === "release", `released without a release step on order ${state.orderId}`);
-      state.status = state.saga.outcome;
+      enter(state, RELEASE_ACTION[state.saga.outcome], state.saga.outcome);
       state.saga = null;
       break;
+  }
+}
+
+function applyShipping(state: OrderState, e: EventOf<"shipStarted" | "shipped" | "shipFailed" | "unshipped" | "tracked">): void {
+  switch (e.t) {
     case "shipStarted":
       state.shipments.push({
         shipmentId: e.shipmentId,
@@ -481,7 +617,7 @@ export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
         line.shipped += l.quantity;
         assert(line.shipped <= line.quantity, `order ${state.orderId}: shipped more than ordered of ${l.skuId}`);
       }
-      state.status = state.lines.every((l) => l.shipped === l.quantity) ? "SHIPPED" : "PARTIALLY_SHIPPED";
+      enter(state, "ship", state.lines.every((l) => l.shipped === l.quantity) ? "SHIPPED" : "PARTIALLY_SHIPPED");
       state.saga = null;
       break;
     }
@@ -493,22 +629,29 @@ export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
       state.shipments = state.shipments.filter((s) => s.shipmentId !== e.shipmentId);
       state.saga = null;
       break;
-    case "tracked": {
-      const shipment = findShipment(state, e.shipmentId);
-      const events = shipment.events;
-      let at = events.length;
-      while (at > 0 && (events[at - 1] as TrackingEventRecord).occurredAtMs > e.event.occurredAtMs) at--;
-      events.splice(at, 0, e.event);
-      // Carriers report out of order: the latest event by occurrence wins,
-      // except that a delivery is final.
-      shipment.status = events.some((x) => x.status === "DELIVERED")
-        ? "DELIVERED"
-        : (events[events.length - 1] as TrackingEventRecord).status;
-      if (state.status === "SHIPPED" && state.shipments.every((s) => s.status === "DELIVERED")) {
-        state.status = "DELIVERED";
-      }
+    case "tracked":
+      applyTracked(state, e);
       break;
-    }
+  }
+}
+
+function applyTracked(state: OrderState, e: EventOf<"tracked">): void {
+  const shipment = findShipment(state, e.shipmentId);
+  const events = shipment.events;
+  let at = events.length;
+  while (at > 0 && (events[at - 1] as TrackingEventRecord).occurredAtMs > e.event.occurredAtMs) at--;
+  events.splice(at, 0, e.event);
+  // Carriers report out of order: the latest event by occurrence wins,
+  // except that a delivery is final.
+  shipment.status = events.some((x) => x.status === "DELIVERED")
+    ? "DELIVERED"
+    : (events[events.length - 1] as TrackingEventRecord).status;
+  const delivered = state.status === "SHIPPED" && state.shipments.every((s) => s.status === "DELIVERED");
+  enter(state, "track", delivered ? "DELIVERED" : state.status);
+}
+
+function applyReturn(state: OrderState, e: EventOf<"returnStarted" | "returned">): void {
+  switch (e.t) {
     case "returnStarted":
       state.returns.push({ returnId: e.returnId, lines: e.lines, restock: e.restock, createdAtMs: e.atMs });
       for (const l of e.lines) {
@@ -518,16 +661,22 @@ export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
       }
       state.saga = { kind: "restock", returnId: e.returnId };
       break;
-    case "returned":
-      if ((state.status === "SHIPPED" || state.status === "DELIVERED") && state.lines.every((l) => l.returned === l.shipped)) {
-        state.status = "RETURNED";
-      }
+    case "returned": {
+      const all = (state.status === "SHIPPED" || state.status === "DELIVERED") && state.lines.every((l) => l.returned === l.shipped);
+      enter(state, "return", all ? "RETURNED" : state.status);
       state.saga = null;
       break;
+    }
   }
-  if (e.t !== "payFailed" && e.t !== "shipFailed" && e.t !== "released" && e.t !== "unshipped") state.failure = null;
-  state.version += 1;
-  state.updatedAtMs = e.atMs;
+}
+
+function applyStepRetry(state: OrderState, e: EventOf<"stepStalled" | "stepResumed">): void {
+  assert(state.saga !== null, `order ${state.orderId}: ${e.t} without an open step`);
+  if (e.t === "stepResumed") {
+    state.stepRetry = null;
+    return;
+  }
+  state.stepRetry = { attempts: e.attempts, code: e.code, message: e.message, nextAttemptAtMs: e.nextAttemptAtMs };
 }
 
 function findShipment(state: OrderState, shipmentId: string): ShipmentState {
@@ -545,8 +694,13 @@ function findLine(state: OrderState, skuId: string): OrderLineState {
 /** When the order actor must next run without being asked: an open saga step now, or the payment deadline. */
 export function orderWakeAtMs(state: OrderState): number | null {
   if (!state.exists) return null;
-  // The step's own time: already due, and stable, so it is stored once per step.
-  if (state.saga !== null) return state.updatedAtMs;
+  if (state.saga !== null) {
+    // Not yet failed: the step's own time, already due, and stable, so it is
+    // stored once per step. After a failure: the attempt its retry policy set,
+    // or none while it is parked.
+    const retry = state.stepRetry;
+    return retry === null ? state.updatedAtMs : retry.nextAttemptAtMs;
+  }
   if (state.status === "AWAITING_PAYMENT") return state.paymentDeadlineMs;
   return null;
 }
@@ -581,6 +735,19 @@ export interface OrderView {
   readonly createdAtMs: number;
   readonly updatedAtMs: number;
   readonly version: number;
+  /** The open saga step that failed and waits for its next attempt or is parked; null when none. */
+  readonly stalledStep: StalledStepView | null;
+}
+
+export interface StalledStepView {
+  readonly step: Saga["kind"];
+  readonly attempts: number;
+  /** The last attempt's error code. */
+  readonly reason: string;
+  readonly message: string;
+  /** null when parked. */
+  readonly nextAttemptAtMs: number | null;
+  readonly parked: boolean;
 }
 
 export function viewOrder(state: OrderState): OrderView {
@@ -609,5 +776,16 @@ export function viewOrder(state: OrderState): OrderView {
     createdAtMs: state.createdAtMs,
     updatedAtMs: state.updatedAtMs,
     version: state.version,
+    stalledStep:
+      state.saga === null || state.stepRetry === null
+        ? null
+        : {
+            step: state.saga.kind,
+            attempts: state.stepRetry.attempts,
+            reason: state.stepRetry.code,
+            message: state.stepRetry.message,
+            nextAttemptAtMs: state.stepRetry.nextAttemptAtMs,
+            parked: state.stepRetry.nextAttemptAtMs === null,
+          },
   };
 }

@@ -155,5 +155,16 @@ export function toOrder(v: OrderView): Order {
     createdAt: time(v.createdAtMs),
     updatedAt: time(v.updatedAtMs),
     version: v.version,
+    stalledStep:
+      v.stalledStep === null
+        ? undefined
+        : {
+            step: v.stalledStep.step,
+            attempts: v.stalledStep.attempts,
+            reason: v.stalledStep.reason,
+            message: v.stalledStep.message,
+            nextAttemptAt: v.stalledStep.nextAttemptAtMs === null ? undefined : new Date(v.stalledStep.nextAttemptAtMs),
+            parked: v.stalledStep.parked,
+          },
   };
 }

@@ -276,6 +276,32 @@ export interface Order {
     | undefined;
   /** Grows with every change to the order. */
   version: number;
+  /**
+   * Set while a saga step (reserve, commit, release, ship, unship, restock)
+   * has failed and waits for its next attempt, or has been parked.
+   */
+  stalledStep: StalledStep | undefined;
+}
+
+/**
+ * A saga step whose attempts failed. Its retry policy spaces the attempts
+ * (exponential backoff); once they run out the step is parked: no more
+ * automatic attempts, and the next request that acts on the order (for
+ * example a repeated CancelOrder or ConfirmPayment) resumes it with fresh
+ * attempts. A parked step keeps what it holds: reserved units still expire at
+ * their reservation's end, committed units stay committed until it resumes.
+ */
+export interface StalledStep {
+  /** reserve, commit, release, ship, unship or restock. */
+  step: string;
+  /** Attempts made so far, all failed. */
+  attempts: number;
+  /** The last attempt's error code (e.g. UNAVAILABLE, DEADLINE_EXCEEDED). */
+  reason: string;
+  message: string;
+  /** When the next attempt runs; unset when parked. */
+  nextAttemptAt: Date | undefined;
+  parked: boolean;
 }
 
 function createBaseLineItem(): LineItem {
@@ -1956,6 +1982,7 @@ function createBaseOrder(): Order {
     createdAt: undefined,
     updatedAt: undefined,
     version: 0,
+    stalledStep: undefined,
   };
 }
 
@@ -1999,6 +2026,9 @@ export const Order: MessageFns<Order> = {
     }
     if (message.version !== 0) {
       writer.uint32(104).int64(message.version);
+    }
+    if (message.stalledStep !== undefined) {
+      StalledStep.encode(message.stalledStep, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -2120,6 +2150,14 @@ export const Order: MessageFns<Order> = {
             message.version = longToNumber(reader.int64());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.stalledStep = StalledStep.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2183,6 +2221,11 @@ export const Order: MessageFns<Order> = {
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      stalledStep: isSet(object.stalledStep)
+        ? StalledStep.fromJSON(object.stalledStep)
+        : isSet(object.stalled_step)
+        ? StalledStep.fromJSON(object.stalled_step)
+        : undefined,
     };
   },
 
@@ -2227,6 +2270,9 @@ export const Order: MessageFns<Order> = {
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
     }
+    if (message.stalledStep !== undefined) {
+      obj.stalledStep = StalledStep.toJSON(message.stalledStep);
+    }
     return obj;
   },
 
@@ -2248,6 +2294,162 @@ export const Order: MessageFns<Order> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.version = object.version ?? 0;
+    message.stalledStep = (object.stalledStep !== undefined && object.stalledStep !== null)
+      ? StalledStep.fromPartial(object.stalledStep)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStalledStep(): StalledStep {
+  return { step: "", attempts: 0, reason: "", message: "", nextAttemptAt: undefined, parked: false };
+}
+
+export const StalledStep: MessageFns<StalledStep> = {
+  encode(message: StalledStep, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== "") {
+      writer.uint32(10).string(message.step);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(16).int32(message.attempts);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.nextAttemptAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextAttemptAt), writer.uint32(42).fork()).join();
+    }
+    if (message.parked !== false) {
+      writer.uint32(48).bool(message.parked);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StalledStep {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStalledStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attempts = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.nextAttemptAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.parked = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StalledStep {
+    return {
+      step: isSet(object.step) ? globalThis.String(object.step) : "",
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      nextAttemptAt: isSet(object.nextAttemptAt)
+        ? fromJsonTimestamp(object.nextAttemptAt)
+        : isSet(object.next_attempt_at)
+        ? fromJsonTimestamp(object.next_attempt_at)
+        : undefined,
+      parked: isSet(object.parked) ? globalThis.Boolean(object.parked) : false,
+    };
+  },
+
+  toJSON(message: StalledStep): unknown {
+    const obj: any = {};
+    if (message.step !== "") {
+      obj.step = message.step;
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.nextAttemptAt !== undefined) {
+      obj.nextAttemptAt = message.nextAttemptAt.toISOString();
+    }
+    if (message.parked !== false) {
+      obj.parked = message.parked;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StalledStep>): StalledStep {
+    return StalledStep.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StalledStep>): StalledStep {
+    const message = createBaseStalledStep();
+    message.step = object.step ?? "";
+    message.attempts = object.attempts ?? 0;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.nextAttemptAt = object.nextAttemptAt ?? undefined;
+    message.parked = object.parked ?? false;
     return message;
   },
 };
