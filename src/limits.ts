@@ -79,3 +79,22 @@ export const WAKEUPS_SCAN_DEPTH_MAX = 100_000;
 export const ACTIVE_ACTORS_HEADROOM_PERCENT = 10;
 /** Largest gRPC message accepted. */
 export const GRPC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * How long an order's saga waits for one SKU's answer. Every ask has a
+ * deadline: a reply that never came would otherwise hold the order's turn
+ * (and every caller queued behind it) for ever. Past it the attempt counts as
+ * failed with DEADLINE_EXCEEDED and is retried by the step's policy.
+ */
+export const SAGA_ASK_TIMEOUT_MS = 5_000;
+/**
+ * Saga step retry policies (Temporal's defaults for the first interval and
+ * the coefficient). A forward step (reserve, commit, ship) has a customer
+ * waiting: 8 attempts, about two minutes, then it is parked. A compensation
+ * (release, unship, restock) gives stock back: 20 attempts, about an hour.
+ */
+export const SAGA_RETRY_INITIAL_INTERVAL_MS = 1_000;
+export const SAGA_RETRY_BACKOFF_COEFFICIENT = 2;
+export const SAGA_STEP_INTERVAL_MAX_MS = 60_000;
+export const SAGA_STEP_ATTEMPTS_MAX = 8;
+export const SAGA_COMPENSATION_INTERVAL_MAX_MS = 5 * 60_000;
+export const SAGA_COMPENSATION_ATTEMPTS_MAX = 20;

@@ -5,7 +5,7 @@
 
 import path from "node:path";
 import type { Logger } from "pino";
-import { orderBehavior } from "./actors/order/order_actor";
+import { createOrderBehavior } from "./actors/order/order_actor";
 import { skuBehavior } from "./actors/inventory/sku_actor";
 import { ActorSystem } from "./actors/runtime/actor_system";
 import type { ActorBehavior } from "./actors/runtime/behavior";
@@ -56,7 +56,10 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       journal,
       clock,
       logger,
-      behaviors: [skuBehavior, orderBehavior] as ActorBehavior<unknown, unknown>[],
+      behaviors: [
+        skuBehavior,
+        createOrderBehavior({ logger, observer: { sagaStep: (step, result) => metrics?.sagaStep(step, result) } }),
+      ] as ActorBehavior<unknown, unknown>[],
       idleMs: config.actorIdleMs,
       activeMax: config.activeActorsMax,
       timerTickMs: config.timerTickMs,

@@ -16,6 +16,8 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly rpcSeconds: Histogram<"method" | "code">;
   private readonly turnMessages: Histogram<"kind">;
+  private readonly sagaSteps: Counter<"step" | "outcome">;
+  private readonly sagaParked: Counter<"step">;
   private server: http.Server | undefined;
 
   constructor(sources: MetricsSources) {
@@ -32,6 +34,18 @@ export class Metrics {
       help: "messages handled per actor turn (the group-commit batch)",
       labelNames: ["kind"],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers: [this.registry],
+    });
+    this.sagaSteps = new Counter({
+      name: "qm_saga_steps_total",
+      help: "order saga step attempts by step and outcome (completed, failed, retrying, parked)",
+      labelNames: ["step", "outcome"],
+      registers: [this.registry],
+    });
+    this.sagaParked = new Counter({
+      name: "qm_saga_steps_parked_total",
+      help: "order saga steps parked after their retry policy's attempts ran out (each waits for a request to resume it)",
+      labelNames: ["step"],
       registers: [this.registry],
     });
     const counterFrom = (name: string, help: string, read: () => number): void => {
@@ -65,6 +79,11 @@ export class Metrics {
 
   observeTurn(kind: string, messages: number): void {
     this.turnMessages.labels(kind).observe(messages);
+  }
+
+  sagaStep(step: string, outcome: string): void {
+    this.sagaSteps.labels(step, outcome).inc();
+    if (outcome === "parked") this.sagaParked.labels(step).inc();
   }
 
   /** Serves GET /metrics; returns the bound address. */

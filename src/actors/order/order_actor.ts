@@ -3,6 +3,14 @@
 // so a crash at any point leaves a step that the next activation finishes:
 // every SKU command it sends is idempotent (keyed by reservation id, shipment
 // id or return id), so doing a step twice is the same as doing it once.
+//
+// What each step asks and how its answers become events is the step table
+// (saga_steps.ts). A failed attempt is recorded (stepStalled) with the time of
+// the next one, per the step's retry policy; that time is the order's durable
+// wake-up, so backoff survives restarts and a failing order is not due (and
+// costs the timer nothing) in between. When the attempts run out the step is
+// parked: no more automatic attempts, shown in GetOrder, until a request that
+// acts on the order resumes it.
 
 import {
   applyOrderEvent,
@@ -28,10 +36,11 @@ import {
 } from "../../domain/order";
 import { illegalTransition, QmError } from "../../errors";
 import { crashPoint } from "../../fault/crash_points";
-import { TTL_MS_MIN } from "../../limits";
+import { SAGA_ASK_TIMEOUT_MS } from "../../limits";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
-import type { LevelView, ReservationView } from "../../domain/sku";
-import { skuActorId, type SkuMessage } from "../inventory/sku_actor";
+import { retryDelayMs } from "../runtime/retry_policy";
+import { skuActorId } from "../inventory/sku_actor";
+import { SAGA_STEPS, type SagaStep, type SagaStepName, type SkuAsk, type StepOutcome } from "./saga_steps";
 
 export const ORDER_KIND = "order";
 
@@ -50,62 +59,96 @@ export type OrderMessage =
 
 type Ctx = TurnContext<OrderState>;
 
-/** Errors after which a saga step is retried later rather than decided. */
-const TRANSIENT = new Set<QmError["code"]>(["UNAVAILABLE", "OVERLOADED", "DEADLINE_EXCEEDED", "INTERNAL", "NOT_OWNER", "FENCED"]);
+/** How a saga step attempt ended, for metrics: decided well, decided as a failure, to be retried, or parked. */
+export type SagaStepResult = "completed" | "failed" | "retrying" | "parked";
 
-export const orderBehavior: ActorBehavior<OrderState, OrderMessage> = {
-  kind: ORDER_KIND,
-  initialState: newOrderState,
-  applyEvent: (state, event) => applyOrderEvent(state, event as OrderEvent),
-  // Order state is small and plain: the snapshot is the state itself.
-  toSnapshot: (state) => state,
-  fromSnapshot: (_key, snapshot) => snapshot as OrderState,
-  snapshotWeight: orderWeight,
-  wakeAtMs: orderWakeAtMs,
+/** What the order actor reports of its saga; the node wires it to Prometheus counters. */
+export interface SagaObserver {
+  sagaStep(step: SagaStepName, result: SagaStepResult): void;
+}
 
-  async onTurnStart(ctx) {
-    // A step left open by a crash or a transient failure is finished before
-    // anything else; then an unpaid order past its deadline expires.
-    if (ctx.state.saga !== null) await runSaga(ctx);
-    if (ctx.state.saga === null) {
-      emitAll(ctx, decideExpire(ctx.state, ctx.nowMs));
-      if (ctx.state.saga !== null) await runSaga(ctx);
-    }
-  },
+/** The part of a pino logger the saga uses. */
+export interface SagaLogger {
+  debug(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
 
-  async handle(ctx, m): Promise<unknown> {
-    const state = ctx.state;
-    switch (m.op) {
-      case "get":
-        return viewOrder(state);
-      case "place":
-        return step(ctx, decidePlace(state, m.cmd, ctx.nowMs));
-      case "pay": {
-        const reply = await step(ctx, decidePay(state, m.paymentReference, ctx.nowMs));
-        // A pay that found the deadline passed expired the order instead.
-        if (!(reply instanceof QmError) && state.status === "EXPIRED") return illegalTransition("order", state.status, "pay");
-        return reply;
+export interface OrderBehaviorOptions {
+  readonly observer?: SagaObserver;
+  readonly logger?: SagaLogger;
+}
+
+/** Outcome events that close a forward step as a failure (its compensation follows). */
+const FAILURE_EVENTS: ReadonlySet<OrderEvent["t"]> = new Set<OrderEvent["t"]>(["reserveFailed", "payFailed", "shipFailed"]);
+
+const quiet: SagaObserver & SagaLogger = { sagaStep: () => undefined, debug: () => undefined, warn: () => undefined };
+
+export function createOrderBehavior(options: OrderBehaviorOptions = {}): ActorBehavior<OrderState, OrderMessage> {
+  const saga = new SagaRunner(options.observer ?? quiet, options.logger ?? quiet);
+  return {
+    kind: ORDER_KIND,
+    initialState: newOrderState,
+    applyEvent: (state, event) => applyOrderEvent(state, event as OrderEvent),
+    // Order state is small and plain: the snapshot is the state itself.
+    toSnapshot: (state) => state,
+    // Snapshots written before step retries existed have no stepRetry.
+    fromSnapshot: (_key, snapshot) => {
+      const state = snapshot as OrderState;
+      state.stepRetry ??= null;
+      return state;
+    },
+    snapshotWeight: orderWeight,
+    wakeAtMs: orderWakeAtMs,
+
+    async onTurnStart(ctx) {
+      // A step that is due (left open by a crash, or its backoff is over) is
+      // tried before anything else; then an unpaid order past its deadline expires.
+      if (ctx.state.saga !== null) await saga.run(ctx);
+      if (ctx.state.saga === null) {
+        emitAll(ctx, decideExpire(ctx.state, ctx.nowMs));
+        if (ctx.state.saga !== null) await saga.run(ctx);
       }
-      case "cancel":
-        return step(ctx, decideCancel(state, m.reason, ctx.nowMs));
-      case "ship":
-        return step(ctx, decideShip(state, m.cmd, ctx.nowMs));
-      case "track":
-        return step(ctx, decideTrack(state, m.cmd, ctx.nowMs));
-      case "return":
-        return step(ctx, decideReturn(state, m.cmd, ctx.nowMs));
-    }
-  },
-};
+    },
+
+    async handle(ctx, m): Promise<unknown> {
+      const state = ctx.state;
+      if (m.op === "get") return viewOrder(state);
+      // Any request that acts on the order resumes a parked step, with fresh attempts, before it is decided.
+      if (state.saga !== null && state.stepRetry !== null && state.stepRetry.nextAttemptAtMs === null) {
+        ctx.emit({ t: "stepResumed", atMs: ctx.nowMs });
+        const stalled = await saga.run(ctx);
+        if (stalled !== undefined) return stalled;
+      }
+      switch (m.op) {
+        case "place":
+          return step(ctx, saga, decidePlace(state, m.cmd, ctx.nowMs));
+        case "pay": {
+          const reply = await step(ctx, saga, decidePay(state, m.paymentReference, ctx.nowMs));
+          // A pay that found the deadline passed expired the order instead.
+          if (!(reply instanceof QmError) && state.status === "EXPIRED") return illegalTransition("order", state.status, "pay");
+          return reply;
+        }
+        case "cancel":
+          return step(ctx, saga, decideCancel(state, m.reason, ctx.nowMs));
+        case "ship":
+          return step(ctx, saga, decideShip(state, m.cmd, ctx.nowMs));
+        case "track":
+          return step(ctx, saga, decideTrack(state, m.cmd, ctx.nowMs));
+        case "return":
+          return step(ctx, saga, decideReturn(state, m.cmd, ctx.nowMs));
+      }
+    },
+  };
+}
 
 function emitAll(ctx: Ctx, events: readonly OrderEvent[]): void {
   for (const e of events) ctx.emit(e);
 }
 
 /** Emits a decision, runs the saga step it opened, and answers with the order or the step's failure. */
-async function step(ctx: Ctx, events: readonly OrderEvent[]): Promise<OrderView | QmError> {
+async function step(ctx: Ctx, saga: SagaRunner, events: readonly OrderEvent[]): Promise<OrderView | QmError> {
   emitAll(ctx, events);
-  const stalled = await runSaga(ctx);
+  const stalled = await saga.run(ctx);
   if (stalled !== undefined) return stalled;
   const failure = ctx.state.failure;
   if (failure !== null) return failureError(failure, ctx.state);
@@ -120,143 +163,94 @@ function failureError(failure: LineRejection, state: OrderState): QmError {
   });
 }
 
-/**
- * Carries out open saga steps until none is left. Returns the error that
- * stalled a step (a SKU actor unavailable or overloaded): the step stays open
- * and durable, and the order's wake-up retries it shortly.
- */
-async function runSaga(ctx: Ctx): Promise<QmError | undefined> {
-  for (let guard = 0; ctx.state.saga !== null; guard++) {
-    if (guard > 8) throw new QmError("INTERNAL", `order ${ctx.state.orderId}: saga does not settle`);
-    await ctx.persist(); // intent is durable before any SKU hears of it
-    crashPoint("order.saga.intent");
-    const saga = ctx.state.saga;
-    const state = ctx.state;
-    switch (saga.kind) {
-      case "reserve": {
-        const ttlMs = Math.max(TTL_MS_MIN, state.createdAtMs + state.reservationTtlMs - ctx.nowMs);
-        const results = await askAll(
-          ctx,
-          state.lines.map((l) => [l.skuId, { op: "reserve", cmd: { id: l.reservationId, quantity: l.quantity, locationId: "", ttlMs } }]),
-        );
-        const stalled = firstTransient(results);
-        if (stalled !== undefined) return stalled;
-        const rejections: LineRejection[] = [];
-        results.forEach((r, i) => {
-          const line = state.lines[i];
-          if (line === undefined) return;
-          if (r instanceof QmError) rejections.push(rejection(line.skuId, r));
-          else if (r.state !== "RESERVED") {
-            rejections.push({ skuId: line.skuId, reason: "RESERVATION_ENDED", message: `reservation is ${r.state}` });
-          }
-        });
-        if (rejections.length === 0) {
-          ctx.emit({ t: "reserved", locations: results.map((r) => (r as ReservationView).locationId), atMs: ctx.nowMs });
-        } else {
-          ctx.emit({ t: "reserveFailed", rejections, atMs: ctx.nowMs });
-        }
-        break;
+class SagaRunner {
+  constructor(
+    private readonly observer: SagaObserver,
+    private readonly logger: SagaLogger,
+  ) {}
+
+  /**
+   * Carries out open saga steps that are due until none is left. Returns the
+   * error that stalled a step: the step stays open and durable, with the time
+   * of its next attempt (or parked), and the order's wake-up retries it then.
+   */
+  async run(ctx: Ctx): Promise<QmError | undefined> {
+    for (let guard = 0; ctx.state.saga !== null; guard++) {
+      if (guard > 8) throw new QmError("INTERNAL", `order ${ctx.state.orderId}: saga does not settle`);
+      const waiting = notDue(ctx.state, ctx.nowMs);
+      if (waiting !== undefined) return waiting;
+      await ctx.persist(); // intent is durable before any SKU hears of it
+      crashPoint("order.saga.intent");
+      const name = ctx.state.saga.kind;
+      const spec = SAGA_STEPS[name] as SagaStep<SagaStepName>;
+      const attempt = (ctx.state.stepRetry?.attempts ?? 0) + 1;
+      const outcome = await this.attempt(ctx, spec);
+      if (outcome.kind === "done") {
+        const result = FAILURE_EVENTS.has(outcome.event.t) ? "failed" : "completed";
+        this.logger.debug({ orderId: ctx.state.orderId, step: name, attempt, outcome: result }, "saga step");
+        this.observer.sagaStep(name, result);
+        ctx.emit(outcome.event);
+        continue;
       }
-      case "commit": {
-        const results = await askAll(ctx, state.lines.map((l) => [l.skuId, { op: "commit", id: l.reservationId }]));
-        const stalled = firstTransient(results);
-        if (stalled !== undefined) return stalled;
-        const failedAt = results.findIndex((r) => r instanceof QmError);
-        if (failedAt < 0) ctx.emit({ t: "paid", atMs: ctx.nowMs });
-        else {
-          const line = state.lines[failedAt];
-          ctx.emit({ t: "payFailed", failure: rejection(line?.skuId ?? "", results[failedAt] as QmError), atMs: ctx.nowMs });
-        }
-        break;
-      }
-      case "release": {
-        const results = await askAll(ctx, state.lines.map((l) => [l.skuId, { op: "release", id: l.reservationId }]));
-        // A reservation that was never made (its SKU refused it) has nothing to release.
-        const blocking = results.find((r) => r instanceof QmError && r.code !== "NOT_FOUND" && r.code !== "ILLEGAL_TRANSITION");
-        if (blocking instanceof QmError) return blocking;
-        ctx.emit({ t: "released", atMs: ctx.nowMs });
-        break;
-      }
-      case "ship": {
-        const shipment = state.shipments.find((s) => s.shipmentId === saga.shipmentId);
-        if (shipment === undefined) throw new QmError("INTERNAL", `ship step for unknown shipment ${saga.shipmentId}`);
-        const results = await askAll(
-          ctx,
-          shipment.lines.map((sl) => [
-            sl.skuId,
-            { op: "fulfil", id: reservationOf(state, sl.skuId), shipmentId: shipment.shipmentId, quantity: sl.quantity },
-          ]),
-        );
-        const stalled = firstTransient(results);
-        if (stalled !== undefined) return stalled;
-        const failedAt = results.findIndex((r) => r instanceof QmError);
-        if (failedAt < 0) ctx.emit({ t: "shipped", shipmentId: shipment.shipmentId, atMs: ctx.nowMs });
-        else {
-          const failure = rejection(shipment.lines[failedAt]?.skuId ?? "", results[failedAt] as QmError);
-          ctx.emit({ t: "shipFailed", shipmentId: shipment.shipmentId, failure, atMs: ctx.nowMs });
-        }
-        break;
-      }
-      case "unship": {
-        const shipment = state.shipments.find((s) => s.shipmentId === saga.shipmentId);
-        const lines = shipment?.lines ?? [];
-        const results = await askAll(
-          ctx,
-          lines.map((sl) => [sl.skuId, { op: "unfulfil", id: reservationOf(state, sl.skuId), shipmentId: saga.shipmentId }]),
-        );
-        const blocking = results.find((r) => r instanceof QmError);
-        if (blocking instanceof QmError) return blocking;
-        ctx.emit({ t: "unshipped", shipmentId: saga.shipmentId, atMs: ctx.nowMs });
-        break;
-      }
-      case "restock": {
-        const ret = state.returns.find((r) => r.returnId === saga.returnId);
-        if (ret === undefined) throw new QmError("INTERNAL", `restock step for unknown return ${saga.returnId}`);
-        if (ret.restock) {
-          const results = await askAll<LevelView>(
-            ctx,
-            ret.lines.map((rl) => [
-              rl.skuId,
-              {
-                op: "adjust",
-                cmd: {
-                  locationId: lineOf(state, rl.skuId).locationId,
-                  delta: rl.quantity,
-                  reason: "RETURNED",
-                  key: `return/${state.orderId}/${ret.returnId}`,
-                },
-                note: `return ${ret.returnId} of order ${state.orderId}`,
-              },
-            ]),
-          );
-          const blocking = results.find((r) => r instanceof QmError);
-          if (blocking instanceof QmError) return blocking;
-        }
-        ctx.emit({ t: "returned", returnId: ret.returnId, atMs: ctx.nowMs });
-        break;
-      }
+      this.recordFailure(ctx, name, spec, attempt, outcome);
+      return outcome.error;
     }
+    return undefined;
   }
-  return undefined;
+
+  private async attempt(ctx: Ctx, spec: SagaStep<SagaStepName>): Promise<StepOutcome> {
+    const state = ctx.state;
+    const current = state.saga as NonNullable<OrderState["saga"]>;
+    const results = await askAll(ctx, spec.asks(state, current, ctx.nowMs));
+    crashPoint("order.saga.outcome");
+    return spec.outcome(state, current, results, ctx.nowMs);
+  }
+
+  private recordFailure(
+    ctx: Ctx,
+    name: SagaStepName,
+    spec: SagaStep<SagaStepName>,
+    attempt: number,
+    outcome: Exclude<StepOutcome, { readonly kind: "done" }>,
+  ): void {
+    const parked = outcome.kind === "park" || attempt >= spec.retry.maximumAttempts;
+    // Backoff counts from when the attempt failed, which may be a whole ask timeout after the turn began.
+    const failedAtMs = Math.max(ctx.nowMs, ctx.currentTimeMs());
+    const nextAttemptAtMs = parked ? null : failedAtMs + retryDelayMs(spec.retry, attempt);
+    const { code, message } = outcome.error;
+    ctx.emit({ t: "stepStalled", attempts: attempt, code, message, nextAttemptAtMs, atMs: failedAtMs });
+    const fields = { orderId: ctx.state.orderId, step: name, attempt, outcome: parked ? "parked" : "retrying", code, message };
+    if (parked) {
+      this.logger.warn({ ...fields }, "saga step parked: no more attempts until a request to the order resumes it");
+    } else this.logger.debug({ ...fields, nextAttemptAtMs }, "saga step");
+    this.observer.sagaStep(name, parked ? "parked" : "retrying");
+  }
 }
 
-function lineOf(state: OrderState, skuId: string): OrderState["lines"][number] {
-  const line = state.lines.find((l) => l.skuId === skuId);
-  if (line === undefined) throw new QmError("INTERNAL", `order ${state.orderId} has no line for ${skuId}`);
-  return line;
+/** Why an open step is not tried now: it waits for its next attempt, or is parked. */
+function notDue(state: OrderState, nowMs: number): QmError | undefined {
+  const retry = state.stepRetry;
+  const saga = state.saga;
+  if (retry === null || saga === null) return undefined;
+  if (retry.nextAttemptAtMs !== null && retry.nextAttemptAtMs <= nowMs) return undefined;
+  const parked = retry.nextAttemptAtMs === null;
+  const when = parked ? "it is parked until a request resumes it" : `next attempt at ${new Date(retry.nextAttemptAtMs as number).toISOString()}`;
+  return new QmError(
+    "UNAVAILABLE",
+    `order ${state.orderId}: its ${saga.kind} step failed ${retry.attempts} times (${retry.code}: ${retry.message}); ${when}`,
+    {
+      reason: parked ? "STEP_PARKED" : "STEP_RETRYING",
+      step: saga.kind,
+      attempts: String(retry.attempts),
+      state: viewOrder(state).state,
+    },
+  );
 }
 
-function reservationOf(state: OrderState, skuId: string): string {
-  return lineOf(state, skuId).reservationId;
-}
-
-/** Asks every SKU at once; each result is the reply or the QmError it failed with. */
-async function askAll<R = ReservationView>(
-  ctx: Ctx,
-  requests: readonly (readonly [string, SkuMessage])[],
-): Promise<(R | QmError)[]> {
-  const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask<R>(skuActorId(skuId), message)));
-  crashPoint("order.saga.outcome");
+/** Asks every SKU at once, each with a deadline; each result is the reply or the QmError it failed with. */
+async function askAll(ctx: Ctx, requests: readonly SkuAsk[]): Promise<unknown[]> {
+  const options = { deadlineMs: ctx.nowMs + SAGA_ASK_TIMEOUT_MS };
+  const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask(skuActorId(skuId), message, options)));
   return settled.map((s) =>
     s.status === "fulfilled"
       ? s.value
@@ -266,11 +260,5 @@ async function askAll<R = ReservationView>(
   );
 }
 
-function firstTransient(results: readonly unknown[]): QmError | undefined {
-  return results.find((r): r is QmError => r instanceof QmError && TRANSIENT.has(r.code));
-}
-
-function rejection(skuId: string, error: QmError): LineRejection {
-  const reason = error.code === "NOT_FOUND" ? "SKU_NOT_FOUND" : error.code;
-  return { skuId, reason, message: error.message };
-}
+/** The order behavior without metrics or logs (tests, tools); the node builds its own with createOrderBehavior. */
+export const orderBehavior: ActorBehavior<OrderState, OrderMessage> = createOrderBehavior();

@@ -133,6 +133,10 @@ export class Activation<S, M> implements TurnContext<S> {
 
   // ---- TurnContext ------------------------------------------------------------
 
+  currentTimeMs(): number {
+    return this.host.clock.nowMs();
+  }
+
   emit(event: unknown): void {
     this.behavior.applyEvent(this.current, event);
     this.pendingEvents.push(event);

@@ -242,8 +242,14 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     if (this.ticking || !this.accepting) return;
     this.ticking = true;
     try {
-      const offset = this.wakeOffset;
-      const due = await this.journal.dueWakeups(this.clock.nowMs(), WAKEUPS_PER_TICK_MAX, offset);
+      const nowMs = this.clock.nowMs();
+      let offset = this.wakeOffset;
+      let due = await this.journal.dueWakeups(nowMs, WAKEUPS_PER_TICK_MAX, offset);
+      if (due.length === 0 && offset > 0) {
+        // The actors ahead cleared their times since the last page: start over now, not a tick later.
+        offset = 0;
+        due = await this.journal.dueWakeups(nowMs, WAKEUPS_PER_TICK_MAX, 0);
+      }
       // A full page means more may be due behind it: the next tick reads on
       // from there instead of the same earliest entries, and a short page
       // (the end of the due list) starts the round again.

@@ -28,6 +28,8 @@ export interface TurnContext<S> {
   readonly state: S;
   /** Wall-clock time at the start of this message; one value per message so a decision is consistent. */
   readonly nowMs: number;
+  /** Wall-clock time now, for what is measured across an await (when a saga ask came back); decisions use nowMs. */
+  currentTimeMs(): number;
   /** Applies the event to the state now and queues it for the turn's durable append. */
   emit(event: unknown): void;
   /** Queues an audit record for the same append as the events. */
