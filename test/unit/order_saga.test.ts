@@ -16,7 +16,10 @@ import { ManualClock } from "../../src/clock";
 import type { OrderView } from "../../src/domain/order";
 import type { ReservationView, SkuState } from "../../src/domain/sku";
 import { type ErrorCode, QmError } from "../../src/errors";
+import { Order } from "../../src/gen/quartermaster/v1/order";
+import { toOrder } from "../../src/grpc/convert";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
+import { Metrics } from "../../src/observability/metrics";
 import { SAGA_ASK_TIMEOUT_MS, WAKEUPS_PER_TICK_MAX } from "../../src/limits";
 
 const HOUR_MS = 3_600_000;
@@ -135,6 +138,16 @@ describe("order saga retry policies (manual clock)", function () {
     const parked = await system.ask<OrderView>("order/o-1", { op: "get" });
     expect(parked.stalledStep).to.deep.include({ step: "reserve", attempts: 8, reason: "UNAVAILABLE", nextAttemptAtMs: null, parked: true });
     expect((await journal.recover("order/o-1")).wakeAtMs).to.equal(null);
+    // What GetOrder sends, through the wire format.
+    const wire = Order.decode(Order.encode(toOrder(parked)).finish());
+    expect(wire.stalledStep).to.deep.equal({
+      step: "reserve",
+      attempts: 8,
+      reason: "UNAVAILABLE",
+      message: "injected UNAVAILABLE from flaky",
+      nextAttemptAt: undefined,
+      parked: true,
+    });
     expect(steps).to.deep.equal([...Array.from({ length: 7 }, () => ["reserve", "retrying"]), ["reserve", "parked"]]);
     expect(warnings).to.have.length(1);
     expect(warnings[0]).to.deep.include({ orderId: "o-1", step: "reserve", attempt: 8, outcome: "parked", code: "UNAVAILABLE" });
@@ -151,6 +164,22 @@ describe("order saga retry policies (manual clock)", function () {
     expect(placed.state).to.equal("AWAITING_PAYMENT");
     expect(placed.stalledStep).to.equal(null);
     expect(steps[steps.length - 1]).to.deep.equal(["reserve", "completed"]);
+  });
+
+  it("counts saga steps by step and outcome, and parked steps, in the Prometheus registry", async () => {
+    await boot();
+    const metrics = new Metrics({
+      journalStats: () => journal.stats(),
+      activeActors: () => system.activeCount,
+      actorFaults: () => system.bugCount,
+    });
+    metrics.sagaStep("reserve", "retrying");
+    metrics.sagaStep("reserve", "retrying");
+    metrics.sagaStep("release", "parked");
+    const text = await metrics.registry.metrics();
+    expect(text).to.include('qm_saga_steps_total{step="reserve",outcome="retrying"} 2');
+    expect(text).to.include('qm_saga_steps_total{step="release",outcome="parked"} 1');
+    expect(text).to.include('qm_saga_steps_parked_total{step="release"} 1');
   });
 
   it("parks a release step at once on an error that retrying cannot fix, and keeps the order's holds until a request resumes it", async () => {

@@ -62,6 +62,9 @@ export class Mailbox {
   unshift(envelopes: readonly Envelope[]): void {
     this.compact();
     this.items.unshift(...envelopes);
+    for (const envelope of envelopes) {
+      if (envelope.deadlineMs !== undefined && envelope.deadlineMs < this.earliestDeadlineMs) this.earliestDeadlineMs = envelope.deadlineMs;
+    }
   }
 
   take(max: number): Envelope[] {
