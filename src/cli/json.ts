@@ -176,5 +176,16 @@ export function orderJson(o: Order): JsonOf<Order> {
     createdAt: time(o.createdAt),
     updatedAt: time(o.updatedAt),
     version: o.version,
+    stalledStep:
+      o.stalledStep === undefined
+        ? null
+        : {
+            step: o.stalledStep.step,
+            attempts: o.stalledStep.attempts,
+            reason: o.stalledStep.reason,
+            message: o.stalledStep.message,
+            nextAttemptAt: time(o.stalledStep.nextAttemptAt),
+            parked: o.stalledStep.parked,
+          },
   };
 }

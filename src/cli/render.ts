@@ -181,6 +181,21 @@ export function renderOrder(order: Order): string {
       ),
     ),
   );
+  const stalled = order.stalledStep;
+  if (stalled !== undefined) {
+    parts.push(
+      section(
+        stalled.parked ? "PARKED STEP (resumed by the next request that acts on the order)" : "STALLED STEP",
+        renderFields([
+          ["step", stalled.step],
+          ["attempts", String(stalled.attempts)],
+          ["reason", stalled.reason],
+          ["message", text(stalled.message)],
+          ["next_attempt_at", time(stalled.nextAttemptAt)],
+        ]),
+      ),
+    );
+  }
   if (order.rejectionReasons.length > 0) {
     parts.push(
       section(
