@@ -44,7 +44,7 @@ export class Metrics {
     });
     this.sagaParked = new Counter({
       name: "qm_saga_steps_parked_total",
-      help: "order saga steps parked after their retry policy's attempts ran out (each waits for a request to resume it)",
+      help: "order saga steps parked: attempts ran out, or a compensation met an error that retrying cannot fix (each waits for a request to resume it)",
       labelNames: ["step"],
       registers: [this.registry],
     });

@@ -218,6 +218,18 @@ describe("LmdbJournal", function () {
       expect(await journal.dueWakeups(10_000, 100)).to.deep.equal(["sku/early", "order/mid", "sku/tie-b", "sku/late", "sku/future"]);
     });
 
+    it("pages through due actors after skipping `offset` of them, and refuses an offset beyond WAKEUPS_SCAN_DEPTH_MAX", async () => {
+      const journal = await openJournal(tempDir());
+      const times: Record<string, number> = { "sku/a": 1_000, "sku/b": 2_000, "sku/c": 3_000, "sku/d": 4_000, "sku/later": 9_000 };
+      for (const [actorId, wakeAtMs] of Object.entries(times)) await journal.append({ actorId, expectedLastSeq: 0, events: [], wakeAtMs });
+      expect(await journal.dueWakeups(5_000, 2, 0)).to.deep.equal(["sku/a", "sku/b"]);
+      expect(await journal.dueWakeups(5_000, 2, 2)).to.deep.equal(["sku/c", "sku/d"]);
+      // Past the due ones: the entry not yet due is never returned.
+      expect(await journal.dueWakeups(5_000, 2, 4)).to.deep.equal([]);
+      expect(await journal.dueWakeups(5_000, 2, 40)).to.deep.equal([]);
+      expect((await rejectionOf(journal.dueWakeups(5_000, 2, 100_001))).code).to.equal("INVALID_ARGUMENT");
+    });
+
     it("moves an actor's index entry when its wake-up time changes and removes it when cleared", async () => {
       const path = tempDir();
       const journal = await openJournal(path);
