@@ -38,7 +38,7 @@ export class Metrics {
     });
     this.sagaSteps = new Counter({
       name: "qm_saga_steps_total",
-      help: "order saga step attempts by step and outcome (completed, failed, retrying, parked)",
+      help: "order saga step attempts by step and outcome",
       labelNames: ["step", "outcome"],
       registers: [this.registry],
     });
