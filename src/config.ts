@@ -29,8 +29,11 @@ export const CONFIG_VARIABLES = {
   QM_METRICS_LISTEN: ["127.0.0.1:9464", "Prometheus /metrics address; empty turns it off"],
   QM_LOG_LEVEL: ["info", "fatal, error, warn, info, debug or trace"],
   QM_ACTOR_IDLE_MS: ["60000", "an actor idle this long is passivated (dropped from memory)"],
-  QM_ACTIVE_ACTORS_MAX: [String(ACTIVE_ACTORS_MAX), "actors kept in memory at most; least recently used idle ones go first"],
-  QM_TIMER_TICK_MS: ["250", "how often due expiries and saga resumptions are polled"],
+  QM_ACTIVE_ACTORS_MAX: [
+    String(ACTIVE_ACTORS_MAX),
+    "actors kept in memory at most; least recently used idle ones go first; when all are busy, new callers get RESOURCE_EXHAUSTED (ACTORS_EXHAUSTED)",
+  ],
+  QM_TIMER_TICK_MS: ["250", "how often due expiries and saga retries are polled, and asks past their deadline answered"],
   QM_AUDIT_RETENTION_DAYS: ["365", "adjustment audit records older than this are dropped"],
   QM_AUDIT_MAX_PER_SKU: ["100000", "adjustment audit records kept per SKU at most (oldest dropped)"],
   QM_SHUTDOWN_GRACE_MS: ["10000", "on SIGTERM, how long calls in flight may take to finish"],

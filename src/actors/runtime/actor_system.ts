@@ -104,7 +104,14 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     this.accepting = false;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    await Promise.all([...this.active.values()].map((a) => a.whenIdle()));
+    // A turn waiting on another actor's answer still gets its deadline while the others finish.
+    const sweep = this.options.timerTickMs > 0 ? setInterval(() => this.expireDeadlines(), this.options.timerTickMs) : undefined;
+    sweep?.unref();
+    try {
+      await Promise.all([...this.active.values()].map((a) => a.whenIdle()));
+    } finally {
+      if (sweep !== undefined) clearInterval(sweep);
+    }
   }
 
   /** Resolves when every actor in memory is idle (tests that drive tick() by hand). */
