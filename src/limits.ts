@@ -68,3 +68,5 @@ export const JOURNAL_QUEUE_APPENDS_MAX = 100_000;
 export const WAKEUPS_PER_TICK_MAX = 1000;
 /** Largest gRPC message accepted. */
 export const GRPC_MESSAGE_BYTES_MAX = 4 * 1024 * 1024;
+/** Longest fault-injection stall (QM_FAULT_DELAYS, tests only): long enough to hold work in flight, short of a test's own deadline. */
+export const FAULT_DELAY_MS_MAX = 60_000;
