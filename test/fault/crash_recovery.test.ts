@@ -7,6 +7,7 @@ import { expect } from "chai";
 import { ReservationState } from "../../src/gen/quartermaster/v1/inventory";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
 import { expectFailure, seedSku, sleep } from "../support/fixtures";
+import { afterMs, metricValue, pollUntil } from "../support/metrics";
 import {
   call,
   type Clients,
@@ -82,7 +83,9 @@ describe("crash recovery (fault)", function () {
     };
     const load = Promise.all(Array.from({ length: CALLERS }, worker));
     // Kill once a good number of writes is acknowledged, with 64 still in flight.
-    while (acked.size < 2000) await sleep(10);
+    const loadDeadline = Date.now() + 60_000;
+    while (acked.size < 2000 && Date.now() < loadDeadline) await sleep(10);
+    expect(acked.size, `acknowledged within 60 s; server logs:\n${server.logs()}`).to.be.at.least(2000);
     await server.kill();
     stop = true;
     await load;
@@ -127,8 +130,8 @@ describe("crash recovery (fault)", function () {
   it("releases reservations and expires unpaid orders that fell due while the node was down", async () => {
     const [server, c] = await start();
     await seedSku(c, "down-1", 10);
-    await call(c.inventory, "reserve", { reservationId: "d-1", skuId: "down-1", quantity: 4, locationId: "", ttl: { seconds: 1, nanos: 0 } });
-    await call(c.order, "createOrder", {
+    const held = await call(c.inventory, "reserve", { reservationId: "d-1", skuId: "down-1", quantity: 4, locationId: "", ttl: { seconds: 1, nanos: 0 } });
+    const placed = await call(c.order, "createOrder", {
       orderId: "down-order",
       customerId: "c",
       lines: [{ skuId: "down-1", quantity: 5 }],
@@ -136,17 +139,24 @@ describe("crash recovery (fault)", function () {
     });
     expect((await call(c.inventory, "getSku", { skuId: "down-1" })).reserved).to.equal(9);
     await server.kill();
-    await sleep(1500);
+    // Both fall due while no node runs.
+    await afterMs(Math.max((held.expiresAt as Date).getTime(), (placed.paymentDeadline as Date).getTime()));
+    const restartedAtMs = Date.now();
     const [server2, c2] = await start(server.dataDir);
-    const readyAt = Date.now();
-    // Read only after a while: what we then see was done by the restarted node's timers, not by our read.
-    await sleep(1000);
+    // Watch /metrics, not the actors: a read would itself expire what is due.
+    // The order's wake turn runs its whole release step; any SKU turn first
+    // expires the SKU's due holds.
+    const turns = (kind: string) => async () => (await metricValue(server2.metricsAddr, `qm_actor_turn_messages_count{kind="${kind}"}`)) >= 1;
+    expect(await pollUntil(turns("order"), Date.now() + 10_000), "the order woke by itself").to.equal(true);
+    expect(await pollUntil(turns("sku"), Date.now() + 10_000), "the SKU woke by itself").to.equal(true);
+    await afterMs(Date.now());
+    const readAtMs = Date.now();
     const r = await call(c2.inventory, "getReservation", { reservationId: "d-1", skuId: "down-1" });
     expect(r.state).to.equal(ReservationState.RESERVATION_STATE_EXPIRED);
-    expect((r.updatedAt as Date).getTime()).to.be.below(readyAt + 500);
+    expect((r.updatedAt as Date).getTime()).to.be.within(restartedAtMs, readAtMs - 1);
     const o = await call(c2.order, "getOrder", { orderId: "down-order" });
     expect(o.state).to.equal(OrderState.ORDER_STATE_EXPIRED);
-    expect((o.updatedAt as Date).getTime()).to.be.below(readyAt + 500);
+    expect((o.updatedAt as Date).getTime()).to.be.within(restartedAtMs, readAtMs - 1);
     const s = await call(c2.inventory, "getSku", { skuId: "down-1" });
     expect([s.onHand, s.reserved, s.available]).to.deep.equal([10, 0, 10]);
     expect(server2.pid).to.not.equal(server.pid);
