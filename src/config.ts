@@ -1,6 +1,7 @@
 // Every environment variable the service reads, parsed and validated once at
 // start. A bad value stops the process with a message naming the variable.
 
+import { type FaultDelays, parseFaultDelays } from "./fault/fault_delays";
 import { ACTIVE_ACTORS_MAX, ID_LENGTH_MAX, ID_PATTERN, ORDER_RESERVATION_GRACE_MS } from "./limits";
 
 export interface Config {
@@ -19,6 +20,8 @@ export interface Config {
   readonly auditMaxPerSku: number;
   readonly shutdownGraceMs: number;
   readonly orderReservationGraceMs: number;
+  /** Tests only: stalls at named points (src/fault/fault_delays.ts). */
+  readonly faultDelays: FaultDelays;
 }
 
 /** The table the README documents: name, default, meaning. */
@@ -38,6 +41,7 @@ export const CONFIG_VARIABLES = {
   QM_AUDIT_MAX_PER_SKU: ["100000", "adjustment audit records kept per SKU at most (oldest dropped)"],
   QM_SHUTDOWN_GRACE_MS: ["10000", "on SIGTERM, how long calls in flight may take to finish"],
   QM_ORDER_RESERVATION_GRACE_MS: [String(ORDER_RESERVATION_GRACE_MS), "an order's holds outlive its payment deadline by this much"],
+  QM_FAULT_DELAYS: ["", "tests only: point=ms pairs (src/fault/fault_delays.ts) where the process stalls, e.g. journal.append=2000"],
 } as const;
 
 type VariableName = keyof typeof CONFIG_VARIABLES;
@@ -72,6 +76,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!(nodeId.length >= 1 && nodeId.length <= ID_LENGTH_MAX && ID_PATTERN.test(nodeId))) {
     throw new ConfigError(`QM_NODE_ID=${nodeId}: expected 1-${ID_LENGTH_MAX} characters of letters, digits and . _ : -`);
   }
+  const faultDelays = (name: VariableName): FaultDelays => {
+    try {
+      return parseFaultDelays(get(name));
+    } catch (error) {
+      throw new ConfigError(`${name}=${get(name)}: ${(error as Error).message}`);
+    }
+  };
   const dataDir = get("QM_DATA_DIR");
   if (dataDir === "") throw new ConfigError("QM_DATA_DIR must not be empty");
   return {
@@ -87,5 +98,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditMaxPerSku: int("QM_AUDIT_MAX_PER_SKU", 1, 100_000_000),
     shutdownGraceMs: int("QM_SHUTDOWN_GRACE_MS", 0, 600_000),
     orderReservationGraceMs: int("QM_ORDER_RESERVATION_GRACE_MS", 0, 24 * 3600 * 1000),
+    faultDelays: faultDelays("QM_FAULT_DELAYS"),
   };
 }

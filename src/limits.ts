@@ -98,3 +98,5 @@ export const SAGA_STEP_INTERVAL_MAX_MS = 60_000;
 export const SAGA_STEP_ATTEMPTS_MAX = 8;
 export const SAGA_COMPENSATION_INTERVAL_MAX_MS = 5 * 60_000;
 export const SAGA_COMPENSATION_ATTEMPTS_MAX = 20;
+/** Longest fault-injection stall (QM_FAULT_DELAYS, tests only): long enough to hold work in flight, short of a test's own deadline. */
+export const FAULT_DELAY_MS_MAX = 60_000;

@@ -13,6 +13,7 @@ import { type Clock, systemClock } from "./clock";
 import { SingleNodeCluster } from "./cluster/cluster_view";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { Config } from "./config";
+import { withFaultDelays } from "./fault/fault_delays";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
 import { LmdbJournal } from "./journal/lmdb_journal";
@@ -53,7 +54,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
 
     let metrics: Metrics | undefined;
     const system: ActorSystem = new ActorSystem({
-      journal,
+      journal: withFaultDelays(journal, config.faultDelays),
       clock,
       logger,
       behaviors: [

@@ -6,15 +6,20 @@ import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { ReservationState } from "../../src/gen/quartermaster/v1/inventory";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
-import { seedSku, sleep } from "../support/fixtures";
+import { expectFailure, seedSku, sleep } from "../support/fixtures";
+import { afterMs, metricValue, pollUntil } from "../support/metrics";
 import {
   call,
   type Clients,
   createClients,
   freePort,
+  HEALTH_NOT_SERVING,
+  HEALTH_SERVING,
+  healthStatus,
   REPO_ROOT,
   SERVER_MAIN,
   type ServerProcess,
+  SERVING_DEADLINE_MS,
   startServer,
 } from "../support/server_process";
 
@@ -78,7 +83,9 @@ describe("crash recovery (fault)", function () {
     };
     const load = Promise.all(Array.from({ length: CALLERS }, worker));
     // Kill once a good number of writes is acknowledged, with 64 still in flight.
-    while (acked.size < 2000) await sleep(10);
+    const loadDeadline = Date.now() + 60_000;
+    while (acked.size < 2000 && Date.now() < loadDeadline) await sleep(10);
+    expect(acked.size, `acknowledged within 60 s; server logs:\n${server.logs()}`).to.be.at.least(2000);
     await server.kill();
     stop = true;
     await load;
@@ -123,8 +130,8 @@ describe("crash recovery (fault)", function () {
   it("releases reservations and expires unpaid orders that fell due while the node was down", async () => {
     const [server, c] = await start();
     await seedSku(c, "down-1", 10);
-    await call(c.inventory, "reserve", { reservationId: "d-1", skuId: "down-1", quantity: 4, locationId: "", ttl: { seconds: 1, nanos: 0 } });
-    await call(c.order, "createOrder", {
+    const held = await call(c.inventory, "reserve", { reservationId: "d-1", skuId: "down-1", quantity: 4, locationId: "", ttl: { seconds: 1, nanos: 0 } });
+    const placed = await call(c.order, "createOrder", {
       orderId: "down-order",
       customerId: "c",
       lines: [{ skuId: "down-1", quantity: 5 }],
@@ -132,17 +139,24 @@ describe("crash recovery (fault)", function () {
     });
     expect((await call(c.inventory, "getSku", { skuId: "down-1" })).reserved).to.equal(9);
     await server.kill();
-    await sleep(1500);
+    // Both fall due while no node runs.
+    await afterMs(Math.max((held.expiresAt as Date).getTime(), (placed.paymentDeadline as Date).getTime()));
+    const restartedAtMs = Date.now();
     const [server2, c2] = await start(server.dataDir);
-    const readyAt = Date.now();
-    // Read only after a while: what we then see was done by the restarted node's timers, not by our read.
-    await sleep(1000);
+    // Watch /metrics, not the actors: a read would itself expire what is due.
+    // The order's wake turn runs its whole release step; any SKU turn first
+    // expires the SKU's due holds.
+    const turns = (kind: string) => async () => (await metricValue(server2.metricsAddr, `qm_actor_turn_messages_count{kind="${kind}"}`)) >= 1;
+    expect(await pollUntil(turns("order"), Date.now() + 10_000), "the order woke by itself").to.equal(true);
+    expect(await pollUntil(turns("sku"), Date.now() + 10_000), "the SKU woke by itself").to.equal(true);
+    await afterMs(Date.now());
+    const readAtMs = Date.now();
     const r = await call(c2.inventory, "getReservation", { reservationId: "d-1", skuId: "down-1" });
     expect(r.state).to.equal(ReservationState.RESERVATION_STATE_EXPIRED);
-    expect((r.updatedAt as Date).getTime()).to.be.below(readyAt + 500);
+    expect((r.updatedAt as Date).getTime()).to.be.within(restartedAtMs, readAtMs - 1);
     const o = await call(c2.order, "getOrder", { orderId: "down-order" });
     expect(o.state).to.equal(OrderState.ORDER_STATE_EXPIRED);
-    expect((o.updatedAt as Date).getTime()).to.be.below(readyAt + 500);
+    expect((o.updatedAt as Date).getTime()).to.be.within(restartedAtMs, readAtMs - 1);
     const s = await call(c2.inventory, "getSku", { skuId: "down-1" });
     expect([s.onHand, s.reserved, s.available]).to.deep.equal([10, 0, 10]);
     expect(server2.pid).to.not.equal(server.pid);
@@ -194,23 +208,65 @@ describe("crash recovery (fault)", function () {
     });
   }
 
-  it("drains on SIGTERM: calls in flight complete and the process exits 0", async () => {
-    const [server, c] = await start();
-    await seedSku(c, "drain-1", 100_000);
-    const inflight = Array.from({ length: 200 }, (_, i) =>
+  it("drains on SIGTERM: calls whose appends were stalled in flight when the signal came all succeed, and the process exits 0", async () => {
+    const STALL_MS = 3000;
+    const CALLS = 32;
+    const [seeder, c0] = await start();
+    await seedSku(c0, "drain-1", 100_000);
+    await seeder.stop();
+    // Every append now waits STALL_MS before it is issued, so no reservation can
+    // be answered before then: the signal is sent while all of them are provably
+    // inside the server, their events handed to stalled appends.
+    const [server, c] = await start(seeder.dataDir, { QM_FAULT_DELAYS: `journal.append=${STALL_MS}` });
+    const settled: string[] = []; // outcomes in the order the calls finished
+    const inflight = Array.from({ length: CALLS }, (_, i) =>
       call(c.inventory, "reserve", { reservationId: `dr-${i}`, skuId: "drain-1", quantity: 1, locationId: "", ttl: undefined }).then(
-        () => "ok",
-        (e: ServiceError) => GrpcStatus[e.code],
+        () => settled.push("ok"),
+        (e: ServiceError) => settled.push(GrpcStatus[e.code] ?? String(e.code)),
       ),
     );
-    await sleep(5);
+    const stalledEvents = (): number =>
+      [...server.logs().matchAll(/fault delay journal\.append: \d+ ms \((\d+) events of sku\/drain-1\)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    const deadline = Date.now() + 10_000;
+    while (stalledEvents() < CALLS && Date.now() < deadline) await sleep(5);
+    expect(stalledEvents(), "every reservation is in a stalled append").to.equal(CALLS);
+    expect(settled, "no call was answered before SIGTERM").to.deep.equal([]);
     const code = await server.stop();
-    const outcomes = await Promise.all(inflight);
+    await Promise.all(inflight);
     expect(code).to.equal(0);
-    const ok = outcomes.filter((o) => o === "ok").length;
-    // Whatever was acknowledged is durable: a restart shows exactly those units held.
+    expect(settled).to.deep.equal(Array.from({ length: CALLS }, () => "ok"));
+    // They were durable before the replies went out: a restart shows every unit held.
     const [, c2] = await start(server.dataDir);
-    expect((await call(c2.inventory, "getSku", { skuId: "drain-1" })).reserved).to.equal(ok);
+    const sku = await call(c2.inventory, "getSku", { skuId: "drain-1" });
+    expect([sku.onHand, sku.reserved]).to.deep.equal([100_000, CALLS]);
+  });
+
+  it("reports NOT_SERVING and refuses calls with UNAVAILABLE while a slow recovery runs, then SERVING", async () => {
+    const STALL_MS = 4000;
+    const [seeder, c0] = await start();
+    await seedSku(c0, "recover-1", 5);
+    await seeder.stop();
+    // The start-up pass over due wake-ups stalls, so recovery visibly takes STALL_MS.
+    const server = await startServer({ dataDir: seeder.dataDir, env: { QM_FAULT_DELAYS: `journal.dueWakeups=${STALL_MS}` }, waitServing: false });
+    servers.push(server);
+    const c = createClients(server.addr);
+    clients.push(c);
+    const stallDeadline = Date.now() + SERVING_DEADLINE_MS;
+    while (!server.logs().includes("fault delay journal.dueWakeups") && Date.now() < stallDeadline) await sleep(5);
+    expect(server.logs()).to.contain("fault delay journal.dueWakeups");
+    const seen: number[] = [await healthStatus(server.addr)];
+    expect(seen[0], "health while recovery is stalled").to.equal(HEALTH_NOT_SERVING);
+    const refused = await expectFailure(call(c.inventory, "getSku", { skuId: "recover-1" }), GrpcStatus.UNAVAILABLE);
+    expect(refused.details).to.contain("recovery is not finished");
+    const servingDeadline = Date.now() + SERVING_DEADLINE_MS;
+    while (seen[seen.length - 1] !== HEALTH_SERVING && Date.now() < servingDeadline) {
+      await sleep(20);
+      seen.push(await healthStatus(server.addr));
+    }
+    expect(seen[seen.length - 1], `statuses seen: ${seen.join(",")}`).to.equal(HEALTH_SERVING);
+    // Once: NOT_SERVING then SERVING, never back.
+    expect(seen.indexOf(HEALTH_SERVING)).to.equal(seen.length - 1);
+    expect((await call(c.inventory, "getSku", { skuId: "recover-1" })).onHand).to.equal(5);
   });
 });
 

@@ -3,7 +3,8 @@
 import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { AdjustmentReason, ReservationState } from "../../src/gen/quartermaster/v1/inventory";
-import { expectFailure, seedSku, type SkuOptions, sleep } from "../support/fixtures";
+import { expectFailure, seedSku, type SkuOptions } from "../support/fixtures";
+import { afterMs, metricValue, pollUntil } from "../support/metrics";
 import { call, type Clients, createClients, decodeStatusDetails, type ServerProcess, startServer } from "../support/server_process";
 
 describe("InventoryService (integration)", function () {
@@ -202,17 +203,24 @@ describe("InventoryService (integration)", function () {
       skuId: "exp-1",
       quantity: 5,
       locationId: "",
-      ttl: { seconds: 1, nanos: 0 },
+      ttl: { seconds: 3, nanos: 0 },
     });
     const expiresAtMs = (r.expiresAt as Date).getTime();
-    // Well past expiry and idle time: the actor has been passivated, and only
-    // the durable timer can have expired the hold at its time.
-    await sleep(2500);
+    const events = (): Promise<number> => metricValue(server.metricsAddr, "qm_journal_events_total");
+    const written = await events();
+    // Watched through /metrics only: any call to the SKU would wake its actor.
+    const passivated = await pollUntil(async () => (await metricValue(server.metricsAddr, "qm_actors_active")) === 0, expiresAtMs);
+    expect(passivated, "every actor passivated (idle 200 ms) before the hold fell due").to.equal(true);
+    expect(await events(), "nothing written before the hold's time").to.equal(written);
+    expect(await pollUntil(async () => (await events()) > written, expiresAtMs + 10_000), "the timer wrote the expiry").to.equal(true);
+    const observedAtMs = Date.now();
+    await afterMs(observedAtMs);
+    const readAtMs = Date.now();
     const seen = await call(c.inventory, "getReservation", { reservationId: "e1", skuId: "exp-1" });
     expect(seen.state).to.equal(ReservationState.RESERVATION_STATE_EXPIRED);
     const expiredAtMs = (seen.updatedAt as Date).getTime();
     expect(expiredAtMs).to.be.at.least(expiresAtMs);
-    expect(expiredAtMs - expiresAtMs, "expired by the timer, not by this read").to.be.below(1000);
+    expect(expiredAtMs, "expired by the timer, before this read").to.be.below(readAtMs);
     const s = await call(c.inventory, "getSku", { skuId: "exp-1" });
     expect([s.reserved, s.available]).to.deep.equal([0, 5]);
     // A lapsed hold cannot be committed.

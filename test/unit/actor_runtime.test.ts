@@ -211,7 +211,11 @@ describe("actor runtime", () => {
     const get = system.ask<number>("counter/p", { op: "get" }).then((v) => (read = v));
     const add2 = system.ask<number>("counter/p", { op: "add", n: 1 });
     while (gate.heldCount < 2) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 50));
+    // The second turn has run (its append is held). A reply sent from undurable
+    // state would already be on its way through promise callbacks: let every
+    // pending callback and immediate run (no I/O can be pending, the gate holds
+    // it), rather than waiting a while and hoping that was long enough.
+    for (let round = 0; round < 5; round++) await new Promise((r) => setImmediate(r));
     expect([added, read]).to.deep.equal([undefined, undefined]);
     await gate.release();
     await Promise.all([add, get]);

@@ -342,7 +342,8 @@ export class Activation<S, M> implements TurnContext<S> {
       return;
     }
     const settled = this.settle(durable, replies).then(() => {
-      this.inflight.shift();
+      // Drops this turn's own entry (the promise now settling): nothing to await.
+      void this.inflight.shift();
       if (this.persistFailed && this.phase === "ready") this.retire([]);
       else this.schedule();
       this.lastUsedMs = this.host.clock.monotonicMs();
