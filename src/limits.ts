@@ -100,3 +100,20 @@ export const SAGA_COMPENSATION_INTERVAL_MAX_MS = 5 * 60_000;
 export const SAGA_COMPENSATION_ATTEMPTS_MAX = 20;
 /** Longest fault-injection stall (QM_FAULT_DELAYS, tests only): long enough to hold work in flight, short of a test's own deadline. */
 export const FAULT_DELAY_MS_MAX = 60_000;
+/**
+ * Damaged actors the journal remembers so that each is logged once at error
+ * level; beyond it damage is only counted (qm_journal_corrupt_reads_total), so
+ * a wholly damaged journal cannot grow the set or flood the log.
+ */
+export const DAMAGED_ACTORS_LOGGED_MAX = 10_000;
+/**
+ * Damaged actors `qmctl scrub` lists one by one; beyond it they are counted.
+ * Enough for any repair by hand; a longer list means restoring the directory.
+ */
+export const SCRUB_DAMAGED_ACTORS_MAX = 100_000;
+/**
+ * How long a failed journal commit waits for lmdb-js to report its errno (it
+ * arrives with the rejection in practice); after it the appends fail as
+ * UNAVAILABLE rather than hold the write loop.
+ */
+export const JOURNAL_COMMIT_CAUSE_WAIT_MS = 1000;

@@ -34,26 +34,41 @@
 //     wake-up index has empty values;
 //   - keys stay lmdb's ordered-binary arrays, so (actorId, seq) and
 //     (wakeAtMs, actorId) sort the way the scans need.
-// The keyspaces:
+// The keyspaces (every value starts with a CRC-32 of its body and key, see
+// record_codec.ts; this is journal format 2):
 //   meta      actorId            -> ActorMeta (lastSeq, snapshotSeq, wakeAtMs, audit count/last seq)
 //   events    [actorId, seq]     -> packed event; only seq > snapshotSeq are kept
 //   snapshots actorId            -> packed state of the snapshot at meta.snapshotSeq
-//   wakeups   [wakeAtMs, actorId] -> empty; exactly one entry per actor with a wake-up time
+//   wakeups   [wakeAtMs, actorId] -> checksum only; exactly one entry per actor with a wake-up time
 //   audit     [actorId, seq]     -> float64 atMs (big endian) followed by the packed data
+//   info      "format"           -> u32 journal format; "identity" -> the data directory's identity (identity.ts)
+//
+// Integrity. A read that finds a damaged record, or that LMDB fails on (a
+// zeroed page: MDB_CORRUPTED), fails only its actor, with DATA_LOSS and
+// reason JOURNAL_CORRUPT; lmdb-js's shared read transaction is left unusable
+// by a failed read (every later read gets MDB_BAD_TXN), so it is reset first.
+// Before LMDB maps the file, lmdb_file_check.ts refuses a structurally
+// damaged one (truncated, bad meta pages), which would otherwise kill the
+// process with SIGBUS or SIGSEGV.
 //
 // Actor ids are restricted to `kind/key` with ID_PATTERN characters. Besides
 // rejecting unknown input, this keeps every character above the separator
 // byte of lmdb's array keys, so the range [actorId, 0]..[actorId, MAX] of one
 // actor can never contain a key of another actor whose id extends it.
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { pack, unpack } from "msgpackr";
 import type { Clock } from "../clock";
 import { QmError, assert } from "../errors";
 import {
+  DAMAGED_ACTORS_LOGGED_MAX,
   ID_LENGTH_MAX,
   JOURNAL_APPEND_BYTES_MAX,
   JOURNAL_BATCH_APPENDS_MAX,
+  JOURNAL_COMMIT_CAUSE_WAIT_MS,
   JOURNAL_QUEUE_APPENDS_MAX,
   PAGE_SIZE_MAX,
   WAKEUPS_PER_TICK_MAX,
@@ -68,6 +83,24 @@ import type {
   Recovered,
   Snapshot,
 } from "./journal";
+import { checkLmdbFile } from "./lmdb_file_check";
+import {
+  type ActorMeta,
+  CHECKSUM_BYTES,
+  JOURNAL_CORRUPT,
+  JOURNAL_FORMAT,
+  actorSeed,
+  corruptError,
+  decodeMeta,
+  encodeMeta,
+  isCorruptError,
+  seal,
+  sealInPlace,
+  seqSeed,
+  unseal,
+  wakeupValid,
+  wakeupValue,
+} from "./record_codec";
 
 /** `kind/key`: the kind is short; the key is an id of at most ID_LENGTH_MAX. */
 const ACTOR_ID_LENGTH_MAX = 2 * ID_LENGTH_MAX + 1;
@@ -86,11 +119,11 @@ const AUDIT_HEADER_BYTES = 8;
 /** Sub-databases we open, plus room for a later one without reopening the environment differently. */
 const SUB_DATABASES_MAX = 8;
 
-const META_FORMAT = 1;
-const META_BYTES = 6 * 8;
-/** wakeAtMs is validated >= 0, so a negative value marks "no wake-up" in the fixed layout. */
-const META_NO_WAKE = -1;
-const EMPTY = Buffer.alloc(0);
+/** The data file inside the environment directory. */
+export const LMDB_DATA_FILE = "data.mdb";
+/** Keys of the info keyspace. */
+const INFO_FORMAT = "format";
+const INFO_IDENTITY = "identity";
 
 export interface AuditRetention {
   /** Records older than this (by their atMs, against the clock) are dropped. */
@@ -101,6 +134,18 @@ export interface AuditRetention {
 
 export interface JournalLogger {
   warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/** Counters of the journal's integrity checks, for metrics. */
+export interface JournalIntegrityStats {
+  /** Reads that failed on a damaged record or page (each failed read counts). */
+  readonly corruptReads: number;
+  /** Distinct actors found damaged since start (counted up to DAMAGED_ACTORS_LOGGED_MAX, then corruptReads goes on). */
+  readonly damagedActors: number;
+  /** Writes refused because the disk was full. */
+  readonly diskFullWrites: number;
 }
 
 export interface LmdbJournalOptions {
@@ -109,21 +154,16 @@ export interface LmdbJournalOptions {
   readonly auditRetention: AuditRetention;
   readonly clock: Clock;
   readonly logger?: JournalLogger;
+  /**
+   * Open without writing anything: no environment is created, no format
+   * record written, appends fail. For scrub and other offline checks.
+   */
+  readonly readOnly?: boolean;
 }
-
-interface ActorMeta {
-  readonly lastSeq: number;
-  readonly snapshotSeq: number;
-  readonly wakeAtMs: number | null;
-  readonly auditCount: number;
-  readonly auditLastSeq: number;
-}
-
-const NEW_ACTOR: ActorMeta = { lastSeq: 0, snapshotSeq: 0, wakeAtMs: null, auditCount: 0, auditLastSeq: 0 };
 
 interface EncodedAudit {
   readonly seq: number;
-  /** AUDIT_HEADER_BYTES of atMs, then the packed data. */
+  /** The checksum, AUDIT_HEADER_BYTES of atMs, then the packed data. */
   readonly value: Buffer;
 }
 
@@ -139,16 +179,17 @@ interface PendingAppend {
   readonly reject: (error: QmError) => void;
 }
 
-type EventKey = [ActorId, number];
-type WakeKey = [number, ActorId];
-type AuditKey = [ActorId, number];
+export type EventKey = [ActorId, number];
+export type WakeKey = [number, ActorId];
+export type AuditKey = [ActorId, number];
 
-interface Stores {
+export interface Stores {
   readonly meta: Database<Buffer, ActorId>;
   readonly events: Database<Buffer, EventKey>;
   readonly snapshots: Database<Buffer, ActorId>;
   readonly wakeups: Database<Buffer, WakeKey>;
   readonly audit: Database<Buffer, AuditKey>;
+  readonly info: Database<Buffer, string>;
 }
 
 type State = "new" | "open" | "closing" | "closed";
@@ -158,6 +199,7 @@ export class LmdbJournal implements Journal {
   private readonly retention: AuditRetention;
   private readonly clock: Clock;
   private readonly logger: JournalLogger | undefined;
+  private readonly readOnly: boolean;
 
   private state: State = "new";
   private root: RootDatabase<Buffer, string> | undefined;
@@ -172,6 +214,12 @@ export class LmdbJournal implements Journal {
   private commits = 0;
   private appends = 0;
   private eventsWritten = 0;
+  private corruptReads = 0;
+  private diskFullWrites = 0;
+  /** Actors already logged as damaged; bounded by DAMAGED_ACTORS_LOGGED_MAX. */
+  private readonly damagedLogged = new Set<string>();
+  /** Set while writes fail on a full disk, so it is logged once per episode. */
+  private diskFull = false;
 
   constructor(options: LmdbJournalOptions) {
     const { maxAgeMs, maxPerActor } = options.auditRetention;
@@ -182,11 +230,21 @@ export class LmdbJournal implements Journal {
     this.retention = { maxAgeMs, maxPerActor };
     this.clock = options.clock;
     this.logger = options.logger;
+    this.readOnly = options.readOnly === true;
   }
 
   async open(): Promise<void> {
     if (this.state === "open") return;
     if (this.state !== "new") throw new QmError("FAILED_PRECONDITION", `journal ${this.path} was closed; open a new one`);
+    const file = join(this.path, LMDB_DATA_FILE);
+    if (existsSync(file)) {
+      const check = await checkLmdbFile(file);
+      if (!check.ok) {
+        throw new QmError("DATA_LOSS", `journal file ${file} is damaged: ${check.problem}`, { reason: JOURNAL_CORRUPT, file });
+      }
+    } else if (this.readOnly) {
+      throw new QmError("NOT_FOUND", `no journal at ${file}`, { file });
+    }
     try {
       const root = open<Buffer, string>({
         path: this.path,
@@ -197,21 +255,94 @@ export class LmdbJournal implements Journal {
         // We batch ourselves, inside one transaction callback.
         eventTurnBatching: false,
         encoding: "binary",
+        readOnly: this.readOnly,
       });
       this.root = root;
+      const db = <K extends ActorId | EventKey | WakeKey | AuditKey>(name: string): Database<Buffer, K> =>
+        root.openDB<Buffer, K>(name, { encoding: "binary" });
       this.stores = {
-        meta: root.openDB<Buffer, ActorId>("meta", { encoding: "binary" }),
-        events: root.openDB<Buffer, EventKey>("events", { encoding: "binary" }),
-        snapshots: root.openDB<Buffer, ActorId>("snapshots", { encoding: "binary" }),
-        wakeups: root.openDB<Buffer, WakeKey>("wakeups", { encoding: "binary" }),
-        audit: root.openDB<Buffer, AuditKey>("audit", { encoding: "binary" }),
+        meta: db<ActorId>("meta"),
+        events: db<EventKey>("events"),
+        snapshots: db<ActorId>("snapshots"),
+        wakeups: db<WakeKey>("wakeups"),
+        audit: db<AuditKey>("audit"),
+        info: db<string>("info"),
       };
     } catch (error) {
       await this.root?.close();
       this.root = undefined;
+      this.stores = undefined;
+      if (isLmdbCorruption(error)) {
+        throw new QmError("DATA_LOSS", `journal file ${file} is damaged: ${messageOf(error)}`, { reason: JOURNAL_CORRUPT, file });
+      }
       throw new QmError("UNAVAILABLE", `cannot open journal at ${this.path}: ${messageOf(error)}`);
     }
+    try {
+      await this.checkFormat();
+    } catch (error) {
+      await this.root.close();
+      this.root = undefined;
+      this.stores = undefined;
+      if (error instanceof QmError) throw error;
+      // The keyspace directory itself is unreadable: nothing can be served from this file.
+      throw new QmError("DATA_LOSS", `journal file ${file} is damaged: ${messageOf(error)}`, { reason: JOURNAL_CORRUPT, file });
+    }
     this.state = "open";
+  }
+
+  /**
+   * Format 2 added record checksums. An empty journal is stamped with it; a
+   * journal holding records without a format record was written by format 1
+   * and is refused: there are no production data directories of it, and
+   * reading it would mean serving records without checksums.
+   */
+  private async checkFormat(): Promise<void> {
+    const { info, meta } = this.openStores();
+    const stored = info.get(INFO_FORMAT);
+    if (stored === undefined) {
+      const empty = meta.getKeysCount({ limit: 1 }) === 0;
+      if (!empty) {
+        throw new QmError(
+          "FAILED_PRECONDITION",
+          `journal at ${this.path} has format 1 (no record checksums); this version reads format ${JOURNAL_FORMAT} only: start from an empty data directory`,
+          { path: this.path },
+        );
+      }
+      if (this.readOnly) return;
+      const value = Buffer.alloc(CHECKSUM_BYTES + 4);
+      value.writeUInt32LE(JOURNAL_FORMAT, CHECKSUM_BYTES);
+      await this.root?.transaction(() => info.putSync(INFO_FORMAT, sealInPlace(value, actorSeed(INFO_FORMAT))));
+      return;
+    }
+    const body = unseal(stored, actorSeed(INFO_FORMAT));
+    if (body === undefined || body.length !== 4) {
+      throw new QmError("DATA_LOSS", `journal at ${this.path}: its format record is damaged`, { reason: JOURNAL_CORRUPT, path: this.path });
+    }
+    const format = body.readUInt32LE(0);
+    if (format !== JOURNAL_FORMAT) {
+      throw new QmError("FAILED_PRECONDITION", `journal at ${this.path} has format ${format}; this version reads format ${JOURNAL_FORMAT} only`, {
+        path: this.path,
+      });
+    }
+  }
+
+  /** The identity record stored in the journal (identity.ts owns its content), or undefined if none was stored. */
+  storedIdentity(): string | undefined {
+    const stored = this.openStores().info.get(INFO_IDENTITY);
+    if (stored === undefined) return undefined;
+    const body = unseal(stored, actorSeed(INFO_IDENTITY));
+    if (body === undefined) {
+      throw new QmError("DATA_LOSS", `journal at ${this.path}: its identity record is damaged`, { reason: JOURNAL_CORRUPT, path: this.path });
+    }
+    return body.toString("utf8");
+  }
+
+  /** Stores the identity record durably (one synced transaction). */
+  async storeIdentity(identity: string): Promise<void> {
+    const { info } = this.openStores();
+    if (this.readOnly || this.root === undefined) throw new QmError("FAILED_PRECONDITION", `journal ${this.path} is read-only`);
+    const value = seal(Buffer.from(identity, "utf8"), actorSeed(INFO_IDENTITY));
+    await this.root.transaction(() => info.putSync(INFO_IDENTITY, value));
   }
 
   close(): Promise<void> {
@@ -239,6 +370,10 @@ export class LmdbJournal implements Journal {
     return { commits: this.commits, appends: this.appends, events: this.eventsWritten };
   }
 
+  integrityStats(): JournalIntegrityStats {
+    return { corruptReads: this.corruptReads, damagedActors: this.damagedLogged.size, diskFullWrites: this.diskFullWrites };
+  }
+
   // ---- Reads ----------------------------------------------------------------
   // Each read method runs synchronously to its end against lmdb-js's shared
   // read transaction, which lmdb-js renews only when it processes a commit
@@ -247,29 +382,13 @@ export class LmdbJournal implements Journal {
 
   async recover(actorId: ActorId): Promise<Recovered> {
     checkActorId(actorId);
-    const { meta: metaDb, snapshots, events } = this.openStores();
-    const meta = decodeMeta(actorId, metaDb.get(actorId));
-    let snapshot: Snapshot | undefined;
-    if (meta.snapshotSeq > 0) {
-      const stored = snapshots.get(actorId);
-      assert(stored !== undefined, `snapshot of ${actorId} at seq ${meta.snapshotSeq} is stored`);
-      snapshot = { seq: meta.snapshotSeq, state: decodeValue(actorId, stored) };
-    }
-    const recovered: unknown[] = [];
-    let expectedSeq = meta.snapshotSeq + 1;
-    if (meta.lastSeq > meta.snapshotSeq) {
-      for (const { key, value } of events.getRange({
-        start: [actorId, meta.snapshotSeq + 1],
-        end: [actorId, meta.lastSeq],
-        inclusiveEnd: true,
-      })) {
-        assert(key[1] === expectedSeq, `event ${expectedSeq} of ${actorId} is stored (found ${key[1]})`);
-        recovered.push(decodeValue(actorId, value));
-        expectedSeq++;
-      }
-    }
-    assert(expectedSeq === meta.lastSeq + 1, `events ${meta.snapshotSeq + 1}..${meta.lastSeq} of ${actorId} are stored`);
-    return { snapshot, events: recovered, lastSeq: meta.lastSeq, wakeAtMs: meta.wakeAtMs };
+    const stores = this.openStores();
+    return this.guardRead(actorId, () => recoverActor(stores, actorId));
+  }
+
+  /** The keyspaces, for scrub.ts's offline walk; not for serving. */
+  keyspaces(): Stores {
+    return this.openStores();
   }
 
   async dueWakeups(nowMs: number, limit: number, offset = 0): Promise<ActorId[]> {
@@ -279,14 +398,21 @@ export class LmdbJournal implements Journal {
       throw new QmError("INVALID_ARGUMENT", `offset must be an integer from 0 to ${WAKEUPS_SCAN_DEPTH_MAX}`);
     }
     const { wakeups } = this.openStores();
-    const due: ActorId[] = [];
-    // A cursor walk from the earliest entry that stops at the first one not
-    // yet due: it reads at most limit + 1 keys however many actors wait.
-    for (const [wakeAtMs, actorId] of wakeups.getKeys({ offset, limit: limit + 1 })) {
-      if (wakeAtMs > nowMs || due.length === limit) break;
-      due.push(actorId);
-    }
-    return due;
+    // A damaged entry is left out (its actor fails DATA_LOSS when it is
+    // activated for any other reason); damage the scan itself cannot pass
+    // fails the scan, logged once, and the timer tries again next tick.
+    return this.guardRead("wakeups", () => {
+      const due: ActorId[] = [];
+      // A cursor walk from the earliest entry that stops at the first one not
+      // yet due: it reads at most limit + 1 entries however many actors wait.
+      for (const { key, value } of released(wakeups.getRange({ offset, limit: limit + 1 }))) {
+        const [wakeAtMs, actorId] = key;
+        if (wakeAtMs > nowMs || due.length === limit) break;
+        if (wakeupValid(actorId, wakeAtMs, value)) due.push(actorId);
+        else this.noteDamage(actorId, "wake-up entry fails its checksum");
+      }
+      return due;
+    });
   }
 
   async readAudit(actorId: ActorId, afterSeq: number, limit: number): Promise<AuditRecord[]> {
@@ -300,19 +426,71 @@ export class LmdbJournal implements Journal {
     // so they are skipped here too. The scan is bounded by what retention
     // keeps per actor (maxPerActor plus a drained-in-steps backlog).
     const cutoffMs = this.clock.nowMs() - this.retention.maxAgeMs;
-    const page: AuditRecord[] = [];
-    for (const { key, value } of audit.getRange({
-      start: [actorId, afterSeq],
-      exclusiveStart: true,
-      end: [actorId, Number.MAX_SAFE_INTEGER],
-      inclusiveEnd: true,
-    })) {
-      const atMs = value.readDoubleBE(0);
-      if (atMs < cutoffMs) continue;
-      page.push({ seq: key[1], atMs, data: decodeValue(actorId, value.subarray(AUDIT_HEADER_BYTES)) });
-      if (page.length === limit) break;
+    return this.guardRead(actorId, () => {
+      const seed = actorSeed(actorId);
+      const page: AuditRecord[] = [];
+      for (const { key, value } of released(
+        audit.getRange({
+          start: [actorId, afterSeq],
+          exclusiveStart: true,
+          end: [actorId, Number.MAX_SAFE_INTEGER],
+          inclusiveEnd: true,
+        }),
+      )) {
+        const body = unseal(value, seqSeed(seed, key[1]));
+        if (body === undefined || body.length < AUDIT_HEADER_BYTES) throw corruptError(actorId, `audit record ${key[1]} fails its checksum`);
+        const atMs = body.readDoubleBE(0);
+        if (atMs < cutoffMs) continue;
+        page.push({ seq: key[1], atMs, data: decodeValue(actorId, body.subarray(AUDIT_HEADER_BYTES)) });
+        if (page.length === limit) break;
+      }
+      return page;
+    });
+  }
+
+  /**
+   * Runs a read; a damaged record fails it with DATA_LOSS for `subject` only.
+   * LMDB errors (MDB_CORRUPTED, MDB_PAGE_NOTFOUND...) leave lmdb-js's shared
+   * read transaction unusable, so it is reset before the error is returned,
+   * and every other actor reads on.
+   */
+  private guardRead<T>(subject: string, read: () => T): T {
+    try {
+      return read();
+    } catch (error) {
+      if (isCorruptError(error)) {
+        this.noteDamage(subject, error.message);
+        throw error;
+      }
+      if (error instanceof QmError) throw error;
+      this.resetReadTxn();
+      const damage = corruptError(subject, `LMDB read failed: ${messageOf(error)}`);
+      this.noteDamage(subject, damage.message);
+      throw damage;
     }
-    return page;
+  }
+
+  private resetReadTxn(): void {
+    try {
+      this.root?.resetReadTxn();
+    } catch (error) {
+      // lmdb-js throws if the transaction was already reset; the next read renews it either way.
+      this.logger?.warn({ err: error, path: this.path }, "journal read transaction reset failed");
+    }
+  }
+
+  /** Counts a damaged record and logs it once per actor (up to DAMAGED_ACTORS_LOGGED_MAX actors). */
+  private noteDamage(subject: string, what: string): void {
+    this.corruptReads++;
+    if (this.damagedLogged.has(subject)) return;
+    if (this.damagedLogged.size >= DAMAGED_ACTORS_LOGGED_MAX) {
+      if (this.damagedLogged.size === DAMAGED_ACTORS_LOGGED_MAX) {
+        this.logger?.error({ path: this.path, actors: DAMAGED_ACTORS_LOGGED_MAX }, "journal: more damaged actors than are logged one by one; see qm_journal_corrupt_reads_total and run qmctl scrub");
+      }
+      return;
+    }
+    this.damagedLogged.add(subject);
+    this.logger?.error({ actorId: subject, path: this.path, detail: what, reason: JOURNAL_CORRUPT }, "journal record damaged: the actor answers DATA_LOSS until it is restored");
   }
 
   // ---- Appends ----------------------------------------------------------------
@@ -343,7 +521,7 @@ export class LmdbJournal implements Journal {
     } catch (error) {
       // Only a broken invariant gets here (writeBatch answers every append it
       // took); fail what is queued rather than leave callers waiting forever.
-      this.failBatch(this.queue.splice(0, this.queue.length), error);
+      await this.failBatch(this.queue.splice(0, this.queue.length), error);
     } finally {
       this.writing = null;
     }
@@ -368,16 +546,54 @@ export class LmdbJournal implements Journal {
       // nothing of this batch is on disk. If the callback never ran, the
       // appends are still queued: fail the next batch's worth so the loop
       // always makes progress instead of retrying a broken disk forever.
-      this.failBatch(taken.batch ?? this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), error);
+      if (taken.batch !== undefined && isLmdbCorruption(error)) {
+        this.isolateDamage(taken.batch, error);
+        return;
+      }
+      await this.failBatch(taken.batch ?? this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), error);
       return;
     }
     const batch = taken.batch;
     if (batch === undefined) {
       // lmdb-js resolved without running the callback: the appends are still
       // queued, but fail them rather than spin on empty transactions.
-      this.failBatch(this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), new Error("transaction ended without running the batch"));
+      await this.failBatch(this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), new Error("transaction ended without running the batch"));
       return;
     }
+    this.settleBatch(batch, outcomes);
+  }
+
+  /**
+   * A damaged page under one actor's keys poisons the whole write
+   * transaction. Each append of the failed batch is probed with exact
+   * lookups of the keys it writes (a lookup descends from the root and checks
+   * every page's type, so it finds the damaged page without writing); the
+   * appends that reach damage fail with DATA_LOSS, the others go back to the
+   * front of the queue for the next write. If no append reaches the damage
+   * (a damaged free-page list, say) the batch fails as UNAVAILABLE rather
+   * than loop.
+   */
+  private isolateDamage(batch: readonly PendingAppend[], error: unknown): void {
+    const stores = this.openStores();
+    const healthy: PendingAppend[] = [];
+    for (const pending of batch) {
+      try {
+        this.guardRead(pending.actorId, () => probeAppend(stores, pending));
+        healthy.push(pending);
+      } catch (damage) {
+        pending.reject(damage instanceof QmError ? damage : corruptError(pending.actorId, messageOf(damage)));
+      }
+    }
+    if (healthy.length === batch.length) {
+      this.logger?.error({ err: error, path: this.path }, "journal write failed on a damaged page outside every actor's records; run qmctl scrub");
+      const message = `journal write failed on a damaged page: ${messageOf(error)}`;
+      for (const pending of batch) pending.reject(new QmError("UNAVAILABLE", message, { reason: JOURNAL_CORRUPT, actorId: pending.actorId }));
+      return;
+    }
+    this.queue.unshift(...healthy);
+  }
+
+  private settleBatch(batch: readonly PendingAppend[], outcomes: readonly (QmError | null)[]): void {
     assert(outcomes.length === batch.length, "one outcome per append of the batch");
     let applied = 0;
     for (let i = 0; i < batch.length; i++) {
@@ -394,20 +610,34 @@ export class LmdbJournal implements Journal {
     // A batch of rejected appends writes nothing, so it is no durable write.
     if (applied > 0) this.commits++;
     this.appends += batch.length;
+    if (this.diskFull) {
+      this.diskFull = false;
+      this.logger?.info({ path: this.path }, "journal writes succeed again: the disk has room");
+    }
   }
 
-  private failBatch(batch: readonly PendingAppend[], error: unknown): void {
+  private async failBatch(batch: readonly PendingAppend[], error: unknown): Promise<void> {
     // lmdb-js rejects with "Commit failed (see commitError for details)" and
     // rejects error.commitError with the errno; that second promise must be
-    // handled or the process dies of an unhandled rejection.
-    const commitError = commitErrorOf(error);
-    if (commitError !== undefined) {
-      void commitError.then(undefined, (detail: unknown) =>
-        this.logger?.warn({ err: detail, path: this.path }, "journal commit failed: cause"),
-      );
+    // handled or the process dies of an unhandled rejection, and it is the
+    // only place that says whether the disk is full.
+    const cause = await commitCauseOf(error);
+    if (isDiskFull(cause) || isDiskFull(error)) {
+      this.diskFullWrites += batch.length;
+      if (!this.diskFull) {
+        this.diskFull = true;
+        this.logger?.error(
+          { err: cause ?? error, path: this.path },
+          `journal write failed: the disk holding ${this.path} is full; writes fail with RESOURCE_EXHAUSTED until space is freed, reads go on`,
+        );
+      }
+      const message = `journal write failed: no space left on the disk holding ${this.path}`;
+      for (const pending of batch) pending.reject(new QmError("DISK_FULL", message, { reason: "DISK_FULL", actorId: pending.actorId }));
+      return;
     }
-    this.logger?.warn({ err: error, path: this.path, appends: batch.length }, "journal write failed; its appends are rejected");
-    const message = `journal write failed: ${messageOf(error)}`;
+    this.logger?.warn({ err: error, cause, path: this.path, appends: batch.length }, "journal write failed; its appends are rejected");
+    const detail = cause === undefined ? messageOf(error) : `${messageOf(error)}: ${messageOf(cause)}`;
+    const message = `journal write failed: ${detail}`;
     for (const pending of batch) pending.reject(new QmError("UNAVAILABLE", message, { actorId: pending.actorId }));
   }
 
@@ -424,7 +654,9 @@ export class LmdbJournal implements Journal {
       // so two appends of one actor in one batch chain.
       meta = decodeMeta(actorId, stores.meta.get(actorId));
     } catch (error) {
-      return error instanceof QmError ? error : new QmError("INTERNAL", messageOf(error));
+      if (!(error instanceof QmError)) throw error; // an LMDB failure poisons the transaction: let it abort
+      if (isCorruptError(error)) this.noteDamage(actorId, error.message);
+      return error;
     }
     if (meta.lastSeq !== pending.expectedLastSeq) {
       return new QmError("FENCED", `append to ${actorId} expected last seq ${pending.expectedLastSeq}, journal has ${meta.lastSeq}`, {
@@ -463,7 +695,7 @@ export class LmdbJournal implements Journal {
     let wakeAtMs = meta.wakeAtMs;
     if (pending.wakeAtMs !== undefined && pending.wakeAtMs !== meta.wakeAtMs) {
       if (meta.wakeAtMs !== null) stores.wakeups.removeSync([meta.wakeAtMs, actorId]);
-      if (pending.wakeAtMs !== null) stores.wakeups.putSync([pending.wakeAtMs, actorId], EMPTY);
+      if (pending.wakeAtMs !== null) stores.wakeups.putSync([pending.wakeAtMs, actorId], wakeupValue(actorId, pending.wakeAtMs));
       wakeAtMs = pending.wakeAtMs;
     }
 
@@ -478,7 +710,7 @@ export class LmdbJournal implements Journal {
       auditCount -= this.pruneAudit(stores.audit, actorId, auditCount, AUDIT_PRUNE_PER_APPEND_MAX + pending.audit.length);
     }
 
-    stores.meta.putSync(actorId, encodeMeta({ lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq }));
+    stores.meta.putSync(actorId, encodeMeta(actorId, { lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq }));
     return null;
   }
 
@@ -493,13 +725,16 @@ export class LmdbJournal implements Journal {
     const cutoffMs = this.clock.nowMs() - this.retention.maxAgeMs;
     const doomed: AuditKey[] = [];
     let remaining = count;
-    for (const { key, value } of audit.getRange({
-      start: [actorId, 0],
-      end: [actorId, Number.MAX_SAFE_INTEGER],
-      inclusiveEnd: true,
-      limit: budget,
-    })) {
-      if (remaining <= this.retention.maxPerActor && value.readDoubleBE(0) >= cutoffMs) break;
+    for (const { key, value } of released(
+      audit.getRange({
+        start: [actorId, 0],
+        end: [actorId, Number.MAX_SAFE_INTEGER],
+        inclusiveEnd: true,
+        limit: budget,
+      }),
+    )) {
+      // A damaged record's atMs may be garbage; pruning it early or late is harmless, reading it is checked.
+      if (remaining <= this.retention.maxPerActor && value.length >= CHECKSUM_BYTES + AUDIT_HEADER_BYTES && value.readDoubleBE(CHECKSUM_BYTES) >= cutoffMs) break;
       doomed.push(key);
       remaining--;
     }
@@ -514,6 +749,74 @@ export class LmdbJournal implements Journal {
   }
 }
 
+// ---- Verified reads ------------------------------------------------------------
+
+/**
+ * An actor's records, every one checked against its checksum and against the
+ * meta record (snapshot present iff snapshotSeq > 0, events exactly
+ * snapshotSeq+1..lastSeq). Throws DATA_LOSS naming the actor for any damage.
+ */
+export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events">, actorId: ActorId): Recovered {
+  const meta = decodeMeta(actorId, stores.meta.get(actorId));
+  const seed = actorSeed(actorId);
+  let snapshot: Snapshot | undefined;
+  if (meta.snapshotSeq > 0) {
+    const stored = stores.snapshots.get(actorId);
+    if (stored === undefined) throw corruptError(actorId, `snapshot at seq ${meta.snapshotSeq} is missing`);
+    const body = unseal(stored, seqSeed(seed, meta.snapshotSeq));
+    if (body === undefined) throw corruptError(actorId, `snapshot at seq ${meta.snapshotSeq} fails its checksum`);
+    snapshot = { seq: meta.snapshotSeq, state: decodeValue(actorId, body) };
+  }
+  // One exact lookup per event, not a cursor walk: LMDB checks a page's type
+  // when it searches from the root, but a cursor stepping to the next leaf
+  // does not, and on a zeroed leaf it fails an assertion that aborts the
+  // process. Recovery reads at most one snapshot interval of events, and
+  // only on activation, so the extra B-tree descents are cheap.
+  const recovered: unknown[] = [];
+  for (let seq = meta.snapshotSeq + 1; seq <= meta.lastSeq; seq++) {
+    const value = stores.events.get([actorId, seq]);
+    if (value === undefined) throw corruptError(actorId, `event ${seq} of ${meta.snapshotSeq + 1}..${meta.lastSeq} is missing`);
+    const body = unseal(value, seqSeed(seed, seq));
+    if (body === undefined) throw corruptError(actorId, `event ${seq} fails its checksum`);
+    recovered.push(decodeValue(actorId, body));
+  }
+  return { snapshot, events: recovered, lastSeq: meta.lastSeq, wakeAtMs: meta.wakeAtMs };
+}
+
+/** Exact lookups of every key an append writes or deletes; throws if one of them reaches a damaged page. */
+function probeAppend(stores: Stores, pending: PendingAppend): void {
+  const { actorId } = pending;
+  const meta = decodeMeta(actorId, stores.meta.get(actorId));
+  stores.events.get([actorId, pending.expectedLastSeq + 1]);
+  stores.events.get([actorId, meta.snapshotSeq + 1]);
+  stores.snapshots.get(actorId);
+  if (meta.wakeAtMs !== null) stores.wakeups.get([meta.wakeAtMs, actorId]);
+  if (typeof pending.wakeAtMs === "number") stores.wakeups.get([pending.wakeAtMs, actorId]);
+  stores.audit.get([actorId, 0]);
+  const firstAudit = pending.audit[0];
+  if (firstAudit !== undefined) stores.audit.get([actorId, firstAudit.seq]);
+}
+
+/**
+ * Iterates an lmdb-js range and always releases its cursor. lmdb-js's range
+ * iterator throws an LMDB error from next() without releasing its hold on the
+ * shared read transaction (for-of calls return() only when the loop body
+ * throws), and a transaction still held cannot be reset: every later read
+ * would fail with MDB_BAD_TXN.
+ */
+export function* released<T>(range: Iterable<T>): Generator<T, void, undefined> {
+  const iterator = range[Symbol.iterator]();
+  try {
+    for (;;) {
+      const step = iterator.next();
+      if (step.done === true) return;
+      yield step.value;
+    }
+  } finally {
+    iterator.return?.();
+  }
+}
+
 // ---- Encoding ------------------------------------------------------------------
 
 function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "reject"> {
@@ -524,12 +827,13 @@ function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "
   }
   if (!Array.isArray(request.events)) throw new QmError("INVALID_ARGUMENT", "events must be an array");
   const lastSeq = expectedLastSeq + request.events.length;
+  const seed = actorSeed(actorId);
   let bytes = 0;
   const events: Buffer[] = new Array<Buffer>(request.events.length);
   for (let i = 0; i < request.events.length; i++) {
-    const packed = packValue(`events[${i}]`, request.events[i]);
-    bytes += packed.length;
-    events[i] = packed;
+    const sealed = seal(packValue(`events[${i}]`, request.events[i]), seqSeed(seed, expectedLastSeq + 1 + i));
+    bytes += sealed.length;
+    events[i] = sealed;
   }
 
   let snapshot: PendingAppend["snapshot"];
@@ -538,7 +842,7 @@ function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "
     if (!(Number.isSafeInteger(seq) && seq >= 1 && seq <= lastSeq)) {
       throw new QmError("INVALID_ARGUMENT", `snapshot.seq must be an integer in 1..${lastSeq}`);
     }
-    const state = packValue("snapshot.state", request.snapshot.state);
+    const state = seal(packValue("snapshot.state", request.snapshot.state), seqSeed(seed, seq));
     bytes += state.length;
     snapshot = { seq, state };
   }
@@ -558,9 +862,10 @@ function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "
       }
       if (!Number.isFinite(record.atMs)) throw new QmError("INVALID_ARGUMENT", `audit[${i}].atMs must be a finite number`);
       const data = packValue(`audit[${i}].data`, record.data);
-      const value = Buffer.allocUnsafe(AUDIT_HEADER_BYTES + data.length);
-      value.writeDoubleBE(record.atMs, 0);
-      data.copy(value, AUDIT_HEADER_BYTES);
+      const value = Buffer.allocUnsafe(CHECKSUM_BYTES + AUDIT_HEADER_BYTES + data.length);
+      value.writeDoubleBE(record.atMs, CHECKSUM_BYTES);
+      data.copy(value, CHECKSUM_BYTES + AUDIT_HEADER_BYTES);
+      sealInPlace(value, seqSeed(seed, record.seq));
       bytes += value.length;
       audit.push({ seq: record.seq, value });
       previousSeq = record.seq;
@@ -588,36 +893,9 @@ function decodeValue(actorId: ActorId, bytes: Buffer): unknown {
   try {
     return unpack(bytes);
   } catch (error) {
-    throw new QmError("INTERNAL", `stored record of ${actorId} cannot be decoded: ${messageOf(error)}`, { actorId });
+    // The checksum matched, so this is a record we wrote and cannot read back: still lost data.
+    throw corruptError(actorId, `record cannot be decoded: ${messageOf(error)}`);
   }
-}
-
-function encodeMeta(meta: ActorMeta): Buffer {
-  const bytes = Buffer.allocUnsafe(META_BYTES);
-  bytes.writeDoubleLE(META_FORMAT, 0);
-  bytes.writeDoubleLE(meta.lastSeq, 8);
-  bytes.writeDoubleLE(meta.snapshotSeq, 16);
-  bytes.writeDoubleLE(meta.wakeAtMs ?? META_NO_WAKE, 24);
-  bytes.writeDoubleLE(meta.auditCount, 32);
-  bytes.writeDoubleLE(meta.auditLastSeq, 40);
-  return bytes;
-}
-
-function decodeMeta(actorId: ActorId, bytes: Buffer | undefined): ActorMeta {
-  if (bytes === undefined) return NEW_ACTOR;
-  if (bytes.length !== META_BYTES || bytes.readDoubleLE(0) !== META_FORMAT) {
-    throw new QmError("INTERNAL", `meta record of ${actorId} is corrupt (${bytes.length} bytes)`, { actorId });
-  }
-  const wakeAtMs = bytes.readDoubleLE(24);
-  const meta: ActorMeta = {
-    lastSeq: bytes.readDoubleLE(8),
-    snapshotSeq: bytes.readDoubleLE(16),
-    wakeAtMs: wakeAtMs === META_NO_WAKE ? null : wakeAtMs,
-    auditCount: bytes.readDoubleLE(32),
-    auditLastSeq: bytes.readDoubleLE(40),
-  };
-  assert(meta.snapshotSeq <= meta.lastSeq, `snapshot seq ${meta.snapshotSeq} <= last seq ${meta.lastSeq} of ${actorId}`);
-  return meta;
 }
 
 // ---- Validation ----------------------------------------------------------------
@@ -638,8 +916,32 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function commitErrorOf(error: unknown): Promise<unknown> | undefined {
+/** The errno-bearing error lmdb-js rejects error.commitError with, if the failure was a commit. Never rejects. */
+async function commitCauseOf(error: unknown): Promise<unknown> {
   if (typeof error !== "object" || error === null || !("commitError" in error)) return undefined;
   const commitError: unknown = error.commitError;
-  return commitError instanceof Promise ? commitError : undefined;
+  if (!(commitError instanceof Promise)) return undefined;
+  const stopWaiting = new AbortController();
+  const timeout = delay(JOURNAL_COMMIT_CAUSE_WAIT_MS, undefined, { ref: false, signal: stopWaiting.signal }).catch(() => undefined);
+  try {
+    return await Promise.race([commitError.then(() => undefined, (cause: unknown) => cause), timeout]);
+  } finally {
+    stopWaiting.abort();
+  }
+}
+
+const ENOSPC = 28;
+const EDQUOT = 122;
+
+/** ENOSPC or EDQUOT, as lmdb-js reports them (a numeric code) or Node does (a string code). */
+function isDiskFull(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const code: unknown = "code" in error ? error.code : undefined;
+  if (code === ENOSPC || code === EDQUOT || code === "ENOSPC" || code === "EDQUOT") return true;
+  return /No space left on device|Disk quota exceeded|MDB_MAP_FULL/.test(messageOf(error));
+}
+
+/** LMDB errors that mean a damaged page (or a transaction a damaged page left unusable), not a full or failing disk. */
+function isLmdbCorruption(error: unknown): boolean {
+  return /MDB_CORRUPTED|MDB_PAGE_NOTFOUND|MDB_BAD_TXN|MDB_BAD_VALSIZE|MDB_INCOMPATIBLE|wrong type/.test(messageOf(error));
 }

@@ -57,6 +57,7 @@ export class Activation<S, M> implements TurnContext<S> {
   /** Bumped by every persist, so a handler that persisted midway is known to have made part of its work durable. */
   private persistCount = 0;
   private persistFailed = false;
+  private persistFailure: QmError | undefined;
   /**
    * Set when a message failed half way: its events are dropped from the
    * append, but the in-memory state still holds them, so nothing derived
@@ -107,7 +108,8 @@ export class Activation<S, M> implements TurnContext<S> {
       this.phase = "ready";
       this.schedule();
     } catch (error) {
-      this.host.reportBug(this.actorId, error);
+      // A damaged journal record is no bug of ours; the journal logs it once per actor.
+      if (!(error instanceof QmError && error.code === "DATA_LOSS")) this.host.reportBug(this.actorId, error);
       this.phase = "retired";
       const failure = asQmError(error, "UNAVAILABLE", `actor ${this.actorId} could not be recovered`);
       for (const envelope of this.mailbox.drain()) envelope.reject(failure);
@@ -194,7 +196,13 @@ export class Activation<S, M> implements TurnContext<S> {
     this.lastAppend = append.catch((error: unknown) => {
       // The state now runs ahead of the journal: this activation must not serve again.
       this.persistFailed = true;
-      throw asQmError(error, "UNAVAILABLE", `journal append for ${this.actorId} failed`);
+      // Pipelined appends issued before the first failure chain on its
+      // sequence numbers and fail their compare-and-set (FENCED, ABORTED to
+      // clients); their callers get the first failure, the real cause (a
+      // full disk, say). Appends of one actor complete in order, so the
+      // first failure is recorded before the later ones arrive here.
+      this.persistFailure ??= asQmError(error, "UNAVAILABLE", `journal append for ${this.actorId} failed`);
+      throw this.persistFailure;
     });
     return this.lastAppend;
   }
