@@ -22,6 +22,8 @@ export interface Config {
   readonly orderReservationGraceMs: number;
   /** Tests only: stalls at named points (src/fault/fault_delays.ts). */
   readonly faultDelays: FaultDelays;
+  /** Start with an empty journal even though the data directory's identity says one existed (it was lost). */
+  readonly allowEmptyJournal: boolean;
 }
 
 /** The table the README documents: name, default, meaning. */
@@ -42,6 +44,7 @@ export const CONFIG_VARIABLES = {
   QM_SHUTDOWN_GRACE_MS: ["10000", "on SIGTERM, how long calls in flight may take to finish"],
   QM_ORDER_RESERVATION_GRACE_MS: [String(ORDER_RESERVATION_GRACE_MS), "an order's holds outlive its payment deadline by this much"],
   QM_FAULT_DELAYS: ["", "tests only: point=ms pairs (src/fault/fault_delays.ts) where the process stalls, e.g. journal.append=2000"],
+  QM_ALLOW_EMPTY_JOURNAL: ["0", "1: start with an empty journal although the data directory's identity file says its journal was lost (0 refuses to start)"],
 } as const;
 
 type VariableName = keyof typeof CONFIG_VARIABLES;
@@ -83,6 +86,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new ConfigError(`${name}=${get(name)}: ${(error as Error).message}`);
     }
   };
+  const allowEmptyJournal = get("QM_ALLOW_EMPTY_JOURNAL");
+  if (allowEmptyJournal !== "0" && allowEmptyJournal !== "1") {
+    throw new ConfigError(`QM_ALLOW_EMPTY_JOURNAL=${allowEmptyJournal}: expected 0 or 1`);
+  }
   const dataDir = get("QM_DATA_DIR");
   if (dataDir === "") throw new ConfigError("QM_DATA_DIR must not be empty");
   return {
@@ -99,5 +106,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: int("QM_SHUTDOWN_GRACE_MS", 0, 600_000),
     orderReservationGraceMs: int("QM_ORDER_RESERVATION_GRACE_MS", 0, 24 * 3600 * 1000),
     faultDelays: faultDelays("QM_FAULT_DELAYS"),
+    allowEmptyJournal: allowEmptyJournal === "1",
   };
 }

@@ -16,7 +16,9 @@ import type { Config } from "./config";
 import { withFaultDelays } from "./fault/fault_delays";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
-import { LmdbJournal } from "./journal/lmdb_journal";
+import { openJournalWithIdentity } from "./journal/identity";
+import { LMDB_DATA_FILE, LmdbJournal } from "./journal/lmdb_journal";
+import { JOURNAL_FORMAT } from "./journal/record_codec";
 import { Metrics } from "./observability/metrics";
 
 export interface RunningNode {
@@ -43,13 +45,23 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     const lock: DataDirLock = await acquireDataDirLock(config.dataDir);
     stack.push(() => lock.release());
 
+    const journalDir = path.join(config.dataDir, "journal");
     const journal = new LmdbJournal({
-      path: path.join(config.dataDir, "journal"),
+      path: journalDir,
       auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
       clock,
       logger,
     });
-    await journal.open();
+    // Refuses a directory whose journal was lost or swapped (identity.ts).
+    await openJournalWithIdentity({
+      dataDir: config.dataDir,
+      journalFile: path.join(journalDir, LMDB_DATA_FILE),
+      journal,
+      allowEmpty: config.allowEmptyJournal,
+      journalFormat: JOURNAL_FORMAT,
+      clock,
+      logger,
+    });
     stack.push(() => journal.close());
 
     let metrics: Metrics | undefined;
@@ -74,6 +86,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     system.router = router;
     metrics = new Metrics({
       journalStats: () => journal.stats(),
+      journalIntegrity: () => journal.integrityStats(),
       activeActors: () => system.activeCount,
       actorFaults: () => system.bugCount,
     });

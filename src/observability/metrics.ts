@@ -5,11 +5,14 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { JournalStats } from "../journal/journal";
+import type { JournalIntegrityStats } from "../journal/lmdb_journal";
 
 export interface MetricsSources {
   journalStats(): JournalStats;
   activeActors(): number;
   actorFaults(): number;
+  /** Absent for a journal without integrity counters. */
+  journalIntegrity?(): JournalIntegrityStats;
 }
 
 export class Metrics {
@@ -62,6 +65,12 @@ export class Metrics {
     counterFrom("qm_journal_commits_total", "durable journal writes (one fsync each)", () => sources.journalStats().commits);
     counterFrom("qm_journal_appends_total", "actor appends carried by those writes", () => sources.journalStats().appends);
     counterFrom("qm_journal_events_total", "events written", () => sources.journalStats().events);
+    const integrity = sources.journalIntegrity?.bind(sources);
+    if (integrity !== undefined) {
+      counterFrom("qm_journal_corrupt_reads_total", "journal reads that found a damaged record (DATA_LOSS)", () => integrity().corruptReads);
+      counterFrom("qm_journal_damaged_actors_total", "distinct actors found with a damaged journal record", () => integrity().damagedActors);
+      counterFrom("qm_journal_disk_full_appends_total", "appends refused because the disk was full", () => integrity().diskFullWrites);
+    }
     counterFrom("qm_actor_faults_total", "requests failed by a fault in an actor (bugs)", sources.actorFaults);
     new Gauge({
       name: "qm_actors_active",
