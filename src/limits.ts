@@ -117,3 +117,9 @@ export const SCRUB_DAMAGED_ACTORS_MAX = 100_000;
  * UNAVAILABLE rather than hold the write loop.
  */
 export const JOURNAL_COMMIT_CAUSE_WAIT_MS = 1000;
+/**
+ * Records scrub reads per cursor pass before it closes the cursor and checks
+ * them with exact lookups (a failed lookup resets the read transaction, which
+ * an open cursor would not survive). Small enough to hold in memory.
+ */
+export const SCRUB_CHUNK_RECORDS = 1000;

@@ -12,6 +12,7 @@ import { EXIT_OK, EXIT_OTHER, EXIT_UNAVAILABLE, EXIT_USAGE, exitCodeForStatus } 
 import { ADDR_DEFAULT, CommandUsageError, type ParsedCommandLine, parseCommandLine } from "./parse";
 import { isServiceError, statusName } from "./rpc";
 import { decodeStatusDetails } from "./status_details";
+import { runScrub } from "./scrub";
 
 // Re-exported so that callers and tests have one module to import the contract from.
 export { EXIT_OK, EXIT_OTHER, EXIT_USAGE, exitCodeForStatus };
@@ -91,6 +92,8 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
 
 /** Runs one command line to its exit code. Never throws: every failure becomes a message and a code. */
 export async function run(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io): Promise<number> {
+  // Offline: reads a data directory, calls no server (src/cli/scrub.ts).
+  if (argv[0] === "scrub") return runScrub(argv.slice(1), io);
   const parsed = parse(argv, env, io);
   if (typeof parsed === "number") return parsed;
   if (parsed.kind === "help") {

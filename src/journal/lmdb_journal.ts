@@ -463,14 +463,15 @@ export class LmdbJournal implements Journal {
         throw error;
       }
       if (error instanceof QmError) throw error;
-      this.resetReadTxn();
+      this.resetReadTransaction();
       const damage = corruptError(subject, `LMDB read failed: ${messageOf(error)}`);
       this.noteDamage(subject, damage.message);
       throw damage;
     }
   }
 
-  private resetReadTxn(): void {
+  /** After a failed read: lmdb-js's shared read transaction is unusable until reset. */
+  resetReadTransaction(): void {
     try {
       this.root?.resetReadTxn();
     } catch (error) {
