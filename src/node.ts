@@ -58,6 +58,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       journalFile: path.join(journalDir, LMDB_DATA_FILE),
       journal,
       allowEmpty: config.allowEmptyJournal,
+      nodeId: config.nodeId,
       journalFormat: JOURNAL_FORMAT,
       clock,
       logger,
