@@ -123,3 +123,9 @@ export const JOURNAL_COMMIT_CAUSE_WAIT_MS = 1000;
  * an open cursor would not survive). Small enough to hold in memory.
  */
 export const SCRUB_CHUNK_RECORDS = 1000;
+/**
+ * After a failed journal write, less free space than this on the journal's
+ * file system means the disk is full (DISK_FULL), whatever errno the write
+ * got: one LMDB commit of a full batch needs about this much new pages.
+ */
+export const JOURNAL_DISK_FREE_BYTES_MIN = 1024 * 1024;

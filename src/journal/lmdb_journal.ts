@@ -57,6 +57,7 @@
 // actor can never contain a key of another actor whose id extends it.
 
 import { existsSync } from "node:fs";
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
@@ -69,6 +70,7 @@ import {
   JOURNAL_APPEND_BYTES_MAX,
   JOURNAL_BATCH_APPENDS_MAX,
   JOURNAL_COMMIT_CAUSE_WAIT_MS,
+  JOURNAL_DISK_FREE_BYTES_MIN,
   JOURNAL_QUEUE_APPENDS_MAX,
   PAGE_SIZE_MAX,
   WAKEUPS_PER_TICK_MAX,
@@ -623,7 +625,7 @@ export class LmdbJournal implements Journal {
     // handled or the process dies of an unhandled rejection, and it is the
     // only place that says whether the disk is full.
     const cause = await commitCauseOf(error);
-    if (isDiskFull(cause) || isDiskFull(error)) {
+    if (isDiskFull(cause) || isDiskFull(error) || (await this.diskHasNoRoom())) {
       this.diskFullWrites += batch.length;
       if (!this.diskFull) {
         this.diskFull = true;
@@ -640,6 +642,20 @@ export class LmdbJournal implements Journal {
     const detail = cause === undefined ? messageOf(error) : `${messageOf(error)}: ${messageOf(cause)}`;
     const message = `journal write failed: ${detail}`;
     for (const pending of batch) pending.reject(new QmError("UNAVAILABLE", message, { actorId: pending.actorId }));
+  }
+
+  /**
+   * Some file systems report a full disk on a failed flush as EIO, not
+   * ENOSPC (the issue saw "Input/output error"); so after any failed write
+   * the free space itself is asked. Only the failure path pays for it.
+   */
+  private async diskHasNoRoom(): Promise<boolean> {
+    try {
+      const fs = await statfs(this.path);
+      return fs.bavail * fs.bsize < JOURNAL_DISK_FREE_BYTES_MIN;
+    } catch {
+      return false;
+    }
   }
 
   /**
