@@ -177,7 +177,9 @@ function parseIdentity(text: string | undefined, where: string): DataDirIdentity
   try {
     value = JSON.parse(text);
   } catch {
-    throw new QmError("DATA_LOSS", `${where} is not valid JSON`, { reason: "IDENTITY_CORRUPT" });
+    throw new QmError("DATA_LOSS", `${where} is not valid JSON (if it is the file, delete it: the node rewrites it from the journal)`, {
+      reason: "IDENTITY_CORRUPT",
+    });
   }
   if (
     typeof value !== "object" ||
@@ -189,7 +191,9 @@ function parseIdentity(text: string | undefined, where: string): DataDirIdentity
     !("createdAtMs" in value && typeof value.createdAtMs === "number") ||
     !("journalFormat" in value && typeof value.journalFormat === "number")
   ) {
-    throw new QmError("DATA_LOSS", `${where} is not a format-${IDENTITY_FORMAT} identity`, { reason: "IDENTITY_CORRUPT" });
+    throw new QmError("DATA_LOSS", `${where} is not a format-${IDENTITY_FORMAT} identity (if it is the file, delete it: the node rewrites it from the journal)`, {
+      reason: "IDENTITY_CORRUPT",
+    });
   }
   return {
     format: value.format,
