@@ -82,8 +82,9 @@ export function invalidArgument(violations: readonly FieldViolation[]): QmError 
   return new QmError("INVALID_ARGUMENT", message, {}, violations);
 }
 
+/** Metadata names the id as the API's field does (`sku_id`, `reservation_id`), one spelling everywhere. */
 export function notFound(what: string, id: string): QmError {
-  return new QmError("NOT_FOUND", `${what} ${id} not found`, { [what]: id });
+  return new QmError("NOT_FOUND", `${what} ${id} not found`, { [`${what}_id`]: id });
 }
 
 export function illegalTransition(entity: string, state: string, action: string): QmError {

@@ -247,7 +247,7 @@ export function lineReservationId(orderId: string, lineIndex: number): string {
 }
 
 function requireExists(state: OrderState): void {
-  if (!state.exists) throw new QmError("NOT_FOUND", `order ${state.orderId} not found`, { order: state.orderId });
+  if (!state.exists) throw new QmError("NOT_FOUND", `order ${state.orderId} not found`, { order_id: state.orderId });
 }
 
 function requireAllowed(state: OrderState, action: OrderAction): void {
@@ -280,8 +280,10 @@ export interface PlaceCommand {
 /** No events when the order exists with the same content (an idempotent retry). */
 export function decidePlace(state: OrderState, cmd: PlaceCommand, nowMs: number): OrderEvent[] {
   if (state.exists) {
+    // The deadline was placed at creation + payment_timeout, so their difference is the timeout asked for.
     const same =
       state.customerId === cmd.customerId &&
+      state.paymentDeadlineMs - state.createdAtMs === cmd.paymentTimeoutMs &&
       state.lines.length === cmd.lines.length &&
       state.lines.every((l, i) => l.skuId === cmd.lines[i]?.skuId && l.quantity === cmd.lines[i]?.quantity);
     if (!same) {
@@ -355,8 +357,13 @@ export function decideShip(state: OrderState, cmd: ShipCommand, nowMs: number): 
   requireExists(state);
   const existing = state.shipments.find((s) => s.shipmentId === cmd.shipmentId);
   if (existing !== undefined) {
-    if (cmd.lines.length > 0 && !sameLines(existing.lines, cmd.lines)) {
-      throw new QmError("ALREADY_EXISTS", `shipment ${cmd.shipmentId} exists with different lines`, {
+    // Empty lines ask for "all that remains", which the first call resolved into its lines.
+    const differs =
+      existing.carrier !== cmd.carrier ||
+      existing.trackingNumber !== cmd.trackingNumber ||
+      (cmd.lines.length > 0 && !sameLines(existing.lines, cmd.lines));
+    if (differs) {
+      throw new QmError("ALREADY_EXISTS", `shipment ${cmd.shipmentId} exists with a different carrier, tracking number or lines`, {
         reason: "IDEMPOTENCY_KEY_REUSED",
       });
     }
@@ -391,10 +398,23 @@ export function decideTrack(state: OrderState, cmd: TrackCommand, nowMs: number)
   const shipment = state.shipments.find((s) => s.shipmentId === cmd.shipmentId && s.done);
   if (shipment === undefined) {
     throw new QmError("NOT_FOUND", `shipment ${cmd.shipmentId} not found on order ${state.orderId}`, {
-      shipment: cmd.shipmentId,
+      shipment_id: cmd.shipmentId,
     });
   }
-  if (shipment.events.some((e) => e.eventId === cmd.eventId)) return [];
+  const earlier = shipment.events.find((e) => e.eventId === cmd.eventId);
+  if (earlier !== undefined) {
+    const same =
+      earlier.status === cmd.status &&
+      earlier.occurredAtMs === cmd.occurredAtMs &&
+      earlier.location === cmd.location &&
+      earlier.description === cmd.description;
+    if (!same) {
+      throw new QmError("ALREADY_EXISTS", `tracking event ${cmd.eventId} exists with different content`, {
+        reason: "IDEMPOTENCY_KEY_REUSED",
+      });
+    }
+    return [];
+  }
   requireAllowed(state, "track");
   if (shipment.events.length >= TRACKING_EVENTS_PER_SHIPMENT_MAX) {
     throw new QmError("LIMIT_EXCEEDED", `shipment ${cmd.shipmentId} already has ${TRACKING_EVENTS_PER_SHIPMENT_MAX} events`);
@@ -772,7 +792,8 @@ export function viewOrder(state: OrderState): OrderView {
     rejections: state.rejections,
     paymentReference: state.paymentReference,
     cancelReason: state.cancelReason,
-    paymentDeadlineMs: state.paymentDeadlineMs,
+    // A rejected order never awaited payment, so it shows no deadline.
+    paymentDeadlineMs: state.status === "REJECTED" ? 0 : state.paymentDeadlineMs,
     createdAtMs: state.createdAtMs,
     updatedAtMs: state.updatedAtMs,
     version: state.version,

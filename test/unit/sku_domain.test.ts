@@ -137,7 +137,7 @@ describe("SKU state machine", () => {
       for (const command of commands) {
         const error = qmErrorOf(command);
         expect(error.code).to.equal("NOT_FOUND");
-        expect(error.metadata).to.deep.equal({ sku: "ghost" });
+        expect(error.metadata).to.deep.equal({ sku_id: "ghost" });
       }
       expect(state.version).to.equal(0);
     });
@@ -415,7 +415,7 @@ describe("SKU state machine", () => {
     it("answers NOT_FOUND for an unknown SKU", () => {
       const error = qmErrorOf(() => decideReserve(newSkuState("nope"), { id: "r1", quantity: 1, locationId: "", ttlMs: TTL_MS }, T0));
       expect(error.code).to.equal("NOT_FOUND");
-      expect(error.metadata).to.deep.equal({ sku: "nope" });
+      expect(error.metadata).to.deep.equal({ sku_id: "nope" });
     });
 
     it("answers NOT_FOUND for a reservation id the SKU does not know", () => {
@@ -429,7 +429,7 @@ describe("SKU state machine", () => {
       ]) {
         const error = qmErrorOf(fn);
         expect(error.code).to.equal("NOT_FOUND");
-        expect(error.metadata).to.deep.equal({ reservation: "nope" });
+        expect(error.metadata).to.deep.equal({ reservation_id: "nope" });
       }
     });
   });
