@@ -57,6 +57,12 @@ function upsertSku(call: ServerUnaryCall<UpsertSkuRequest, Sku>, callback: sendU
   const now = new Date();
   callback(null, {
     ...request,
+    title: request.title ?? "",
+    priceMinor: request.priceMinor ?? 0,
+    currency: request.currency ?? "",
+    safetyStock: request.safetyStock ?? 0,
+    lowStockThreshold: request.lowStockThreshold ?? 0,
+    allowBackorder: request.allowBackorder ?? false,
     levels: [],
     onHand: 0,
     reserved: 0,

@@ -49,6 +49,7 @@ function upsertRequest(skuId: string): UpsertSkuRequest {
     lowStockThreshold: 0,
     allowBackorder: false,
     attributes: {},
+    updateMask: undefined,
   };
 }
 

@@ -20,6 +20,13 @@ export const LOCATIONS_PER_SKU_MAX = 100;
 export const LIVE_RESERVATIONS_PER_SKU_MAX = 200_000;
 /** Ended reservations a SKU remembers so that a retried id returns the same reservation. */
 export const ENDED_RESERVATIONS_PER_SKU_MAX = 10_000;
+/**
+ * Stale entries the expiry heap may carry beyond the number of RESERVED holds
+ * before it is rebuilt: rebuilding costs O(live holds), so it runs at most once
+ * per that many ended holds (amortised O(1)), and a quiet SKU is not rebuilt on
+ * every commit.
+ */
+export const STALE_EXPIRIES_SLACK = 64;
 /** Adjustment idempotency keys a SKU remembers. */
 export const ADJUSTMENT_KEYS_PER_SKU_MAX = 10_000;
 /** Backorder SKUs may reserve this many units beyond on-hand stock. */

@@ -31,6 +31,7 @@ import {
   durationFromMs,
   parseDurationMs,
   parseKeyValue,
+  UsageError,
   parseLine,
   parseTime,
 } from "./args";
@@ -52,29 +53,46 @@ const RESERVATION_ID_OPTIONS: Readonly<Record<string, OptionSpec>> = {
 export const API_COMMANDS: readonly CommandSpec[] = [
   {
     name: "sku upsert",
-    // Upsert replaces the whole definition: a flag left out is sent as its zero value, not "unchanged".
-    summary: "create or replace a SKU's definition (flags left out become 0/empty; stock is untouched)",
+    // Sends an update_mask of exactly the flags given: whatever is left out keeps its value.
+    summary: "create a SKU (needs --title and --currency) or change the fields whose flags are given; stock is untouched",
     args: ["<sku-id>"],
     options: {
-      title: { type: "string", value: "TEXT", required: true, help: "title" },
+      title: { type: "string", value: "TEXT", help: "title" },
       "price-minor": { type: "string", value: "N", help: "price in the currency's minor unit (cents)" },
-      currency: { type: "string", value: "CODE", required: true, help: "ISO 4217 code, e.g. USD" },
+      currency: { type: "string", value: "CODE", help: "ISO 4217 code, e.g. USD" },
       "safety-stock": { type: "string", value: "N", help: "units held back from availability" },
       "low-stock-threshold": { type: "string", value: "N", help: "low_stock is set when available <= N" },
       backorder: { type: "boolean", help: "allow reserving beyond on-hand stock" },
-      attr: { type: "string", multiple: true, value: "KEY=VALUE", help: "attribute" },
+      "no-backorder": { type: "boolean", help: "stop allowing backorders" },
+      attr: { type: "string", multiple: true, value: "KEY=VALUE", help: "set one attribute (the others stay)" },
     },
     build(f) {
+      if (f.boolean("backorder") && f.boolean("no-backorder")) throw new UsageError("--backorder and --no-backorder exclude each other");
+      const attributes = f.list("attr").map((a) => parseKeyValue(a, "--attr"));
+      const backorder = f.boolean("backorder") ? true : f.boolean("no-backorder") ? false : undefined;
+      const fields = {
+        title: f.string("title"),
+        price_minor: f.integer("price-minor"),
+        // ISO 4217 codes are upper case; `eur` can only mean EUR.
+        currency: f.string("currency")?.toUpperCase(),
+        safety_stock: f.integer("safety-stock"),
+        low_stock_threshold: f.integer("low-stock-threshold"),
+        allow_backorder: backorder,
+      };
       const request: UpsertSkuRequest = {
         skuId: f.positional(0),
-        title: f.required("title"),
-        priceMinor: f.integer("price-minor") ?? 0,
-        // ISO 4217 codes are upper case; `eur` can only mean EUR.
-        currency: f.required("currency").toUpperCase(),
-        safetyStock: f.integer("safety-stock") ?? 0,
-        lowStockThreshold: f.integer("low-stock-threshold") ?? 0,
-        allowBackorder: f.boolean("backorder"),
-        attributes: Object.fromEntries(f.list("attr").map((a) => parseKeyValue(a, "--attr"))),
+        title: fields.title,
+        priceMinor: fields.price_minor,
+        currency: fields.currency,
+        safetyStock: fields.safety_stock,
+        lowStockThreshold: fields.low_stock_threshold,
+        allowBackorder: fields.allow_backorder,
+        attributes: Object.fromEntries(attributes),
+        // AIP-161 quotes a map key in backticks, so any key is a path.
+        updateMask: [
+          ...Object.entries(fields).flatMap(([path, value]) => (value === undefined ? [] : [path])),
+          ...attributes.map(([k]) => `attributes.\`${k.replace(/`/g, "``")}\``),
+        ],
       };
       return prepare("InventoryService/UpsertSku", request, (c, r, o) => call(c.inventory, "upsertSku", r, o), skuJson, renderSku);
     },

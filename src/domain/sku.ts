@@ -15,16 +15,21 @@
 import { assert, illegalTransition, notFound, QmError } from "../errors";
 import {
   ADJUSTMENT_KEYS_PER_SKU_MAX,
+  ATTRIBUTES_MAX,
   BACKORDER_UNITS_MAX,
   ENDED_RESERVATIONS_PER_SKU_MAX,
   LIVE_RESERVATIONS_PER_SKU_MAX,
   LOCATIONS_PER_SKU_MAX,
   ON_HAND_MAX,
+  STALE_EXPIRIES_SLACK,
 } from "../limits";
 import { MinHeap } from "../util/min_heap";
 
 export type AdjustmentReason = "RECEIVED" | "CORRECTION" | "DAMAGED" | "CYCLE_COUNT" | "RETURNED";
 export type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "EXPIRED" | "FULFILLED";
+
+/** One attribute, as a key and value. */
+export type Attribute = readonly [key: string, value: string];
 
 export interface SkuDefinition {
   readonly title: string;
@@ -33,8 +38,41 @@ export interface SkuDefinition {
   readonly safetyStock: number;
   readonly lowStockThreshold: number;
   readonly allowBackorder: boolean;
-  readonly attributes: Readonly<Record<string, string>>;
+  /**
+   * Sorted by key, each key once. Pairs rather than an object, in memory and in
+   * the journal: an object key such as `__proto__` is special to JavaScript
+   * (assigning it sets the prototype) and to msgpackr (it renames it on decode).
+   */
+  readonly attributes: readonly Attribute[];
 }
+
+/** Per-key attribute edits: the keys in `set` take these values, those in `remove` go, every other key stays. */
+export interface AttributeEdits {
+  readonly set: readonly Attribute[];
+  readonly remove: readonly string[];
+}
+
+/**
+ * What an UpsertSku changes: a field that is absent keeps its value (or its
+ * default when the SKU is created). `attributes` as an array replaces them all.
+ * A whole SkuDefinition is a patch that replaces everything.
+ */
+export interface SkuPatch {
+  readonly title?: string;
+  readonly priceMinor?: number;
+  readonly currency?: string;
+  readonly safetyStock?: number;
+  readonly lowStockThreshold?: number;
+  readonly allowBackorder?: boolean;
+  readonly attributes?: readonly Attribute[] | AttributeEdits;
+}
+
+/**
+ * Where a backorder SKU without any stock location holds its pre-orders when the
+ * request names none: a reservation needs a location, and the first delivery may
+ * be received here (or the caller names the location it will arrive at).
+ */
+export const BACKORDER_DEFAULT_LOCATION_ID = "default";
 
 interface Level {
   onHand: number;
@@ -46,12 +84,17 @@ interface ReservationRecord {
   readonly id: string;
   readonly locationId: string;
   readonly quantity: number;
+  /** The TTL the first request asked for: a retry with another TTL is a different request. */
+  readonly ttlMs: number;
   status: ReservationStatus;
   /** Set while RESERVED; null once committed or ended. */
   expiresAtMs: number | null;
   readonly createdAtMs: number;
   updatedAtMs: number;
-  /** Units shipped so far, per shipment id: makes fulfil and its undo idempotent. */
+  /**
+   * Units shipped so far, per shipment id: makes fulfil and its undo idempotent.
+   * No prototype, so that no shipment id is special; snapshots store it as entries.
+   */
   shipped: Record<string, number>;
   fulfilled: number;
 }
@@ -81,8 +124,14 @@ export interface SkuState {
   adjustmentSeq: number;
   /** Adjustment idempotency keys, oldest first. */
   adjustmentKeys: Map<string, AdjustmentOutcome>;
-  /** Expiry times of RESERVED reservations; entries of reservations that have moved on are skipped lazily. */
+  /**
+   * Expiry times of RESERVED reservations. Entries of holds that have moved on
+   * are skipped lazily, and the heap is rebuilt once they outnumber the holds
+   * still RESERVED, so its size follows live holds, not traffic.
+   */
   expiries: MinHeap<string>;
+  /** Live reservations in state RESERVED: what the expiry heap must hold. */
+  reservedHolds: number;
 }
 
 // ---- Events -----------------------------------------------------------------
@@ -104,6 +153,8 @@ export type SkuEvent =
       readonly locationId: string;
       readonly quantity: number;
       readonly expiresAtMs: number;
+      /** Absent in events written before it was recorded: then expiresAtMs - atMs, which is what it was. */
+      readonly ttlMs?: number;
       readonly atMs: number;
     }
   | { readonly t: "committed"; readonly id: string; readonly atMs: number }
@@ -194,6 +245,7 @@ export function newSkuState(skuId: string): SkuState {
     adjustmentSeq: 0,
     adjustmentKeys: new Map(),
     expiries: new MinHeap(),
+    reservedHolds: 0,
   };
 }
 
@@ -233,7 +285,9 @@ function requireReservation(state: SkuState, id: string): ReservationRecord {
 
 // ---- Decisions ------------------------------------------------------------------
 
-export function decideDefine(state: SkuState, def: SkuDefinition, nowMs: number): SkuEvent[] {
+/** A patch applied to the current definition, or to the defaults when the SKU is new. */
+export function decideDefine(state: SkuState, patch: SkuPatch, nowMs: number): SkuEvent[] {
+  const def = mergeDefinition(state, patch);
   if (state.def !== null && sameDefinition(state.def, def)) return [];
   // Units held beyond on-hand stock are legal only while backorders are allowed:
   // turning them off then would break the invariant that applying the event asserts.
@@ -248,20 +302,78 @@ export function decideDefine(state: SkuState, def: SkuDefinition, nowMs: number)
   return [{ t: "defined", def, atMs: nowMs }];
 }
 
-function sameDefinition(a: SkuDefinition, b: SkuDefinition): boolean {
-  if (
-    a.title !== b.title ||
-    a.priceMinor !== b.priceMinor ||
-    a.currency !== b.currency ||
-    a.safetyStock !== b.safetyStock ||
-    a.lowStockThreshold !== b.lowStockThreshold ||
-    a.allowBackorder !== b.allowBackorder
-  ) {
-    return false;
+function mergeDefinition(state: SkuState, patch: SkuPatch): SkuDefinition {
+  const base = state.def;
+  if (base === null) {
+    // A SKU without a title or a currency cannot be shown or priced, so creating one needs both.
+    const missing = (["title", "currency"] as const).filter((f) => patch[f] === undefined);
+    if (missing.length > 0) {
+      throw new QmError(
+        "INVALID_ARGUMENT",
+        `${missing[0] as string}: is required to create sku ${state.skuId}`,
+        {},
+        missing.map((field) => ({ field, description: `is required to create sku ${state.skuId}` })),
+      );
+    }
   }
-  const ak = Object.keys(a.attributes);
-  const bk = Object.keys(b.attributes);
-  return ak.length === bk.length && ak.every((k) => a.attributes[k] === b.attributes[k]);
+  const attributes = mergeAttributes(base?.attributes ?? [], patch.attributes);
+  if (attributes.length > ATTRIBUTES_MAX) {
+    throw new QmError("INVALID_ARGUMENT", `attributes: at most ${ATTRIBUTES_MAX} entries`, {}, [
+      { field: "attributes", description: `at most ${ATTRIBUTES_MAX} entries (${attributes.length} after this change)` },
+    ]);
+  }
+  return {
+    title: patch.title ?? base?.title ?? "",
+    priceMinor: patch.priceMinor ?? base?.priceMinor ?? 0,
+    currency: patch.currency ?? base?.currency ?? "",
+    safetyStock: patch.safetyStock ?? base?.safetyStock ?? 0,
+    lowStockThreshold: patch.lowStockThreshold ?? base?.lowStockThreshold ?? 0,
+    allowBackorder: patch.allowBackorder ?? base?.allowBackorder ?? false,
+    attributes,
+  };
+}
+
+function mergeAttributes(current: readonly Attribute[], patch: SkuPatch["attributes"]): readonly Attribute[] {
+  if (patch === undefined) return current;
+  const map = new Map<string, string>(isAttributeList(patch) ? [] : current);
+  if (isAttributeList(patch)) {
+    for (const [k, v] of patch) map.set(k, v);
+  } else {
+    for (const k of patch.remove) map.delete(k);
+    for (const [k, v] of patch.set) map.set(k, v);
+  }
+  return sortedAttributes(map);
+}
+
+function isAttributeList(a: readonly Attribute[] | AttributeEdits): a is readonly Attribute[] {
+  return Array.isArray(a);
+}
+
+function sortedAttributes(entries: Iterable<Attribute>): Attribute[] {
+  return [...entries].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+function sameDefinition(a: SkuDefinition, b: SkuDefinition): boolean {
+  return (
+    a.title === b.title &&
+    a.priceMinor === b.priceMinor &&
+    a.currency === b.currency &&
+    a.safetyStock === b.safetyStock &&
+    a.lowStockThreshold === b.lowStockThreshold &&
+    a.allowBackorder === b.allowBackorder &&
+    a.attributes.length === b.attributes.length &&
+    a.attributes.every(([k, v], i) => b.attributes[i]?.[0] === k && b.attributes[i]?.[1] === v)
+  );
+}
+
+/**
+ * Definitions written before attributes became sorted pairs stored them as an
+ * object; read them as pairs (a `__proto__` key was already lost when they were written).
+ */
+function normalisedDefinition(def: SkuDefinition): SkuDefinition {
+  const attributes: unknown = def.attributes;
+  if (Array.isArray(attributes)) return def;
+  return { ...def, attributes: sortedAttributes(Object.entries(attributes as Record<string, string>)) };
 }
 
 /** Returns the events, or the earlier outcome of the same idempotency key (no events). */
@@ -326,40 +438,67 @@ export function decideAdjust(
  * request (the retry gets the reservation as it is now).
  */
 export function decideReserve(state: SkuState, cmd: ReserveCommand, nowMs: number): SkuEvent[] {
-  requireDefined(state);
+  const def = requireDefined(state);
   const existing = findReservation(state, cmd.id);
   if (existing !== undefined) {
-    if (existing.quantity !== cmd.quantity || (cmd.locationId !== "" && cmd.locationId !== existing.locationId)) {
-      throw new QmError("ALREADY_EXISTS", `reservation ${cmd.id} exists with a different quantity or location`, {
-        reason: "IDEMPOTENCY_KEY_REUSED",
-      });
-    }
+    checkSameReservation(existing, cmd);
     return [];
   }
   if (state.live.size >= LIVE_RESERVATIONS_PER_SKU_MAX) {
     throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} holds ${LIVE_RESERVATIONS_PER_SKU_MAX} live reservations`);
   }
   const skuRoom = reservable(state);
-  const locationId = cmd.locationId === "" ? pickLocation(state) : cmd.locationId;
+  // A backorder SKU takes pre-orders before its first delivery: at the named
+  // location, or at the default one when it has none yet.
+  const locationId =
+    cmd.locationId !== "" ? cmd.locationId : (pickLocation(state) ?? (def.allowBackorder ? BACKORDER_DEFAULT_LOCATION_ID : undefined));
   const level = locationId === undefined ? undefined : state.levels.get(locationId);
+  if (def.allowBackorder && level === undefined && state.levels.size >= LOCATIONS_PER_SKU_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} already has ${LOCATIONS_PER_SKU_MAX} locations`);
+  }
   // A backorder SKU's allowance is SKU-wide, so only the SKU total limits it.
-  const levelRoom =
-    level === undefined ? 0 : state.def?.allowBackorder ? Number.MAX_SAFE_INTEGER : level.onHand - level.reserved - level.committed;
-  if (locationId === undefined || level === undefined || cmd.quantity > skuRoom || cmd.quantity > levelRoom) {
+  const levelRoom = def.allowBackorder
+    ? Number.MAX_SAFE_INTEGER
+    : level === undefined
+      ? 0
+      : level.onHand - level.reserved - level.committed;
+  if (locationId === undefined || cmd.quantity > skuRoom || cmd.quantity > levelRoom) {
+    const available = String(Math.max(0, Math.min(skuRoom, levelRoom)));
     throw new QmError(
       "INSUFFICIENT_STOCK",
-      `sku ${state.skuId}: ${cmd.quantity} requested, ${Math.max(0, Math.min(skuRoom, levelRoom))} available` +
-        (cmd.locationId === "" ? "" : ` at ${cmd.locationId}`),
-      {
-        sku_id: state.skuId,
-        requested: String(cmd.quantity),
-        available: String(Math.max(0, Math.min(skuRoom, levelRoom))),
-      },
+      `sku ${state.skuId}: ${cmd.quantity} requested, ${available} available` + (cmd.locationId === "" ? "" : ` at ${cmd.locationId}`),
+      { sku_id: state.skuId, requested: String(cmd.quantity), available },
     );
   }
   return [
-    { t: "reserved", id: cmd.id, locationId, quantity: cmd.quantity, expiresAtMs: nowMs + cmd.ttlMs, atMs: nowMs },
+    {
+      t: "reserved",
+      id: cmd.id,
+      locationId,
+      quantity: cmd.quantity,
+      expiresAtMs: nowMs + cmd.ttlMs,
+      ttlMs: cmd.ttlMs,
+      atMs: nowMs,
+    },
   ];
+}
+
+/**
+ * A reused reservation id must carry the first request again. The TTL is compared
+ * as requested, not as an expiry, since a retry computes its expiry from its own
+ * time. Holds of an order (ids with "/", which clients cannot use) are re-asked
+ * by a resumed saga with the time its order has left, so their TTL is not compared.
+ */
+function checkSameReservation(existing: ReservationRecord, cmd: ReserveCommand): void {
+  const differs: string[] = [];
+  if (existing.quantity !== cmd.quantity) differs.push("quantity");
+  if (cmd.locationId !== "" && cmd.locationId !== existing.locationId) differs.push("location");
+  if (!cmd.id.includes("/") && existing.ttlMs !== cmd.ttlMs) differs.push("ttl");
+  if (differs.length > 0) {
+    throw new QmError("ALREADY_EXISTS", `reservation ${cmd.id} exists with a different ${differs.join(" and ")}`, {
+      reason: "IDEMPOTENCY_KEY_REUSED",
+    });
+  }
 }
 
 /** The location with the most free units (ties: the smallest id), for a request without one. A hold never spans locations. */
@@ -462,116 +601,132 @@ export function nextExpiryMs(state: SkuState): number | null {
 export function applySkuEvent(state: SkuState, e: SkuEvent): void {
   switch (e.t) {
     case "defined":
-      if (state.def === null) state.createdAtMs = e.atMs;
-      state.def = e.def;
+      applyDefined(state, e);
       break;
-    case "adjusted": {
-      let level = state.levels.get(e.locationId);
-      if (level === undefined) {
-        level = { onHand: 0, reserved: 0, committed: 0 };
-        state.levels.set(e.locationId, level);
-      }
-      level.onHand += e.delta;
-      state.onHand += e.delta;
-      state.adjustmentSeq = e.seq;
-      if (e.key !== "") {
-        remember(state.adjustmentKeys, e.key, {
-          locationId: e.locationId,
-          delta: e.delta,
-          reason: e.reason,
-          level: levelView(e.locationId, level),
-        }, ADJUSTMENT_KEYS_PER_SKU_MAX);
-      }
+    case "adjusted":
+      applyAdjusted(state, e);
       break;
-    }
-    case "reserved": {
-      const r: ReservationRecord = {
-        id: e.id,
-        locationId: e.locationId,
-        quantity: e.quantity,
-        status: "RESERVED",
-        expiresAtMs: e.expiresAtMs,
-        createdAtMs: e.atMs,
-        updatedAtMs: e.atMs,
-        shipped: {},
-        fulfilled: 0,
-      };
-      state.live.set(e.id, r);
-      state.expiries.push(e.expiresAtMs, e.id);
-      levelOf(state, e.locationId).reserved += e.quantity;
-      state.reserved += e.quantity;
-      break;
-    }
-    case "committed": {
-      const r = liveReservation(state, e.id);
-      assert(r.status === "RESERVED", `commit of ${r.status} reservation ${e.id}`);
-      r.status = "COMMITTED";
-      r.expiresAtMs = null;
-      r.updatedAtMs = e.atMs;
-      const level = levelOf(state, r.locationId);
-      level.reserved -= r.quantity;
-      level.committed += r.quantity;
-      state.reserved -= r.quantity;
-      state.committed += r.quantity;
-      break;
-    }
+    case "reserved":
+    case "committed":
     case "released":
-    case "expired": {
-      const r = liveReservation(state, e.id);
-      const level = levelOf(state, r.locationId);
-      if (r.status === "RESERVED") {
-        level.reserved -= r.quantity;
-        state.reserved -= r.quantity;
-      } else {
-        const open = r.quantity - r.fulfilled;
-        level.committed -= open;
-        state.committed -= open;
-      }
-      r.status = e.t === "released" ? "RELEASED" : "EXPIRED";
-      r.expiresAtMs = null;
-      r.updatedAtMs = e.atMs;
-      endReservation(state, r);
+    case "expired":
+      applyHoldEvent(state, e);
       break;
-    }
-    case "fulfilled": {
-      const r = liveReservation(state, e.id);
-      const level = levelOf(state, r.locationId);
-      r.shipped[e.shipmentId] = e.quantity;
-      r.fulfilled += e.quantity;
-      r.updatedAtMs = e.atMs;
-      level.onHand -= e.quantity;
-      level.committed -= e.quantity;
-      state.onHand -= e.quantity;
-      state.committed -= e.quantity;
-      if (r.fulfilled === r.quantity) {
-        r.status = "FULFILLED";
-        endReservation(state, r);
-      }
+    case "fulfilled":
+    case "unfulfilled":
+      applyShipmentEvent(state, e);
       break;
-    }
-    case "unfulfilled": {
-      const r = state.live.get(e.id) ?? state.ended.get(e.id);
-      assert(r !== undefined, `unfulfil of unknown reservation ${e.id}`);
-      const quantity = r.shipped[e.shipmentId] ?? 0;
-      delete r.shipped[e.shipmentId];
-      r.fulfilled -= quantity;
-      r.updatedAtMs = e.atMs;
-      const level = levelOf(state, r.locationId);
-      level.onHand += quantity;
-      level.committed += quantity;
-      state.onHand += quantity;
-      state.committed += quantity;
-      if (r.status === "FULFILLED") {
-        r.status = "COMMITTED";
-        state.ended.delete(r.id);
-        state.live.set(r.id, r);
-      }
-      break;
-    }
   }
   state.version += 1;
   state.updatedAtMs = e.atMs;
   assertSkuInvariants(state);
+}
+
+type EventOf<T extends SkuEvent["t"]> = Extract<SkuEvent, { readonly t: T }>;
+
+function applyDefined(state: SkuState, e: EventOf<"defined">): void {
+  if (state.def === null) state.createdAtMs = e.atMs;
+  state.def = normalisedDefinition(e.def);
+}
+
+function applyAdjusted(state: SkuState, e: EventOf<"adjusted">): void {
+  const level = levelOrNew(state, e.locationId);
+  level.onHand += e.delta;
+  state.onHand += e.delta;
+  state.adjustmentSeq = e.seq;
+  if (e.key !== "") {
+    const outcome = { locationId: e.locationId, delta: e.delta, reason: e.reason, level: levelView(e.locationId, level) };
+    remember(state.adjustmentKeys, e.key, outcome, ADJUSTMENT_KEYS_PER_SKU_MAX);
+  }
+}
+
+/** A hold's life: reserved, then committed, released or expired. */
+function applyHoldEvent(state: SkuState, e: EventOf<"reserved" | "committed" | "released" | "expired">): void {
+  if (e.t === "reserved") {
+    const r: ReservationRecord = {
+      id: e.id,
+      locationId: e.locationId,
+      quantity: e.quantity,
+      ttlMs: e.ttlMs ?? e.expiresAtMs - e.atMs,
+      status: "RESERVED",
+      expiresAtMs: e.expiresAtMs,
+      createdAtMs: e.atMs,
+      updatedAtMs: e.atMs,
+      shipped: Object.create(null) as Record<string, number>,
+      fulfilled: 0,
+    };
+    state.live.set(e.id, r);
+    state.expiries.push(e.expiresAtMs, e.id);
+    state.reservedHolds += 1;
+    // A backorder SKU may hold pre-orders at a location that has received nothing yet.
+    levelOrNew(state, e.locationId).reserved += e.quantity;
+    state.reserved += e.quantity;
+    return;
+  }
+  const r = liveReservation(state, e.id);
+  const level = levelOf(state, r.locationId);
+  if (e.t === "committed") {
+    assert(r.status === "RESERVED", `commit of ${r.status} reservation ${e.id}`);
+    level.reserved -= r.quantity;
+    level.committed += r.quantity;
+    state.reserved -= r.quantity;
+    state.committed += r.quantity;
+  } else if (r.status === "RESERVED") {
+    level.reserved -= r.quantity;
+    state.reserved -= r.quantity;
+  } else {
+    const open = r.quantity - r.fulfilled;
+    level.committed -= open;
+    state.committed -= open;
+  }
+  if (r.status === "RESERVED") leaveReserved(state);
+  r.status = e.t === "committed" ? "COMMITTED" : e.t === "released" ? "RELEASED" : "EXPIRED";
+  r.expiresAtMs = null;
+  r.updatedAtMs = e.atMs;
+  if (e.t !== "committed") endReservation(state, r);
+}
+
+/** Units of a committed hold leave with a shipment, or come back when the shipment is undone. */
+function applyShipmentEvent(state: SkuState, e: EventOf<"fulfilled" | "unfulfilled">): void {
+  const r = state.live.get(e.id) ?? state.ended.get(e.id);
+  assert(r !== undefined, `${e.t} of unknown reservation ${e.id}`);
+  assert(e.t === "unfulfilled" || state.live.has(e.id), `fulfil of reservation ${e.id} that is not live`);
+  const level = levelOf(state, r.locationId);
+  const quantity = e.t === "fulfilled" ? e.quantity : -(r.shipped[e.shipmentId] ?? 0);
+  if (e.t === "fulfilled") r.shipped[e.shipmentId] = e.quantity;
+  else delete r.shipped[e.shipmentId];
+  r.fulfilled += quantity;
+  r.updatedAtMs = e.atMs;
+  level.onHand -= quantity;
+  level.committed -= quantity;
+  state.onHand -= quantity;
+  state.committed -= quantity;
+  if (e.t === "fulfilled" && r.fulfilled === r.quantity) {
+    r.status = "FULFILLED";
+    endReservation(state, r);
+  } else if (e.t === "unfulfilled" && r.status === "FULFILLED") {
+    r.status = "COMMITTED";
+    state.ended.delete(r.id);
+    state.live.set(r.id, r);
+  }
+}
+
+/**
+ * A hold left RESERVED, so its heap entry is stale. Once stale entries outnumber
+ * the RESERVED holds (plus a slack), the heap is rebuilt from them: O(live) work
+ * at most once per that many ended holds, so the heap stays within
+ * 2 x RESERVED holds + slack, whatever the traffic.
+ */
+function leaveReserved(state: SkuState): void {
+  state.reservedHolds -= 1;
+  if (state.expiries.size > 2 * state.reservedHolds + STALE_EXPIRIES_SLACK) rebuildExpiries(state);
+}
+
+function rebuildExpiries(state: SkuState): void {
+  state.expiries.clear();
+  for (const r of state.live.values()) {
+    if (r.status === "RESERVED" && r.expiresAtMs !== null) state.expiries.push(r.expiresAtMs, r.id);
+  }
 }
 
 function endReservation(state: SkuState, r: ReservationRecord): void {
@@ -593,6 +748,15 @@ function liveReservation(state: SkuState, id: string): ReservationRecord {
   const r = state.live.get(id);
   assert(r !== undefined, `event for reservation ${id} that is not live`);
   return r;
+}
+
+function levelOrNew(state: SkuState, locationId: string): Level {
+  let level = state.levels.get(locationId);
+  if (level === undefined) {
+    level = { onHand: 0, reserved: 0, committed: 0 };
+    state.levels.set(locationId, level);
+  }
+  return level;
 }
 
 function levelOf(state: SkuState, locationId: string): Level {
@@ -663,6 +827,8 @@ export function viewAvailability(state: SkuState): AvailabilityView {
 }
 
 export function viewReservation(state: SkuState, id: string): ReservationView {
+  // An unknown SKU is what is not found, not its reservation.
+  requireDefined(state);
   const r = requireReservation(state, id);
   return {
     reservationId: r.id,
@@ -680,14 +846,17 @@ export function viewReservation(state: SkuState, id: string): ReservationView {
 // ---- Snapshots ---------------------------------------------------------------------
 
 /** The plain form a snapshot stores; Maps become entry arrays, the heap is rebuilt. */
+/** A reservation as a snapshot stores it: `shipped` as entries, which msgpack keeps exactly. */
+type SnapshotReservation = Omit<ReservationRecord, "shipped"> & { readonly shipped: [string, number][] };
+
 export interface SkuSnapshot {
   readonly def: SkuDefinition | null;
   readonly createdAtMs: number;
   readonly updatedAtMs: number;
   readonly version: number;
   readonly levels: [string, Level][];
-  readonly live: ReservationRecord[];
-  readonly ended: ReservationRecord[];
+  readonly live: SnapshotReservation[];
+  readonly ended: SnapshotReservation[];
   readonly adjustmentSeq: number;
   readonly adjustmentKeys: [string, AdjustmentOutcome][];
 }
@@ -699,16 +868,20 @@ export function skuToSnapshot(state: SkuState): SkuSnapshot {
     updatedAtMs: state.updatedAtMs,
     version: state.version,
     levels: [...state.levels],
-    live: [...state.live.values()],
-    ended: [...state.ended.values()],
+    live: [...state.live.values()].map(snapshotReservation),
+    ended: [...state.ended.values()].map(snapshotReservation),
     adjustmentSeq: state.adjustmentSeq,
     adjustmentKeys: [...state.adjustmentKeys],
   };
 }
 
+function snapshotReservation(r: ReservationRecord): SnapshotReservation {
+  return { ...r, shipped: Object.entries(r.shipped) };
+}
+
 export function skuFromSnapshot(skuId: string, s: SkuSnapshot): SkuState {
   const state = newSkuState(skuId);
-  state.def = s.def;
+  state.def = s.def === null ? null : normalisedDefinition(s.def);
   state.createdAtMs = s.createdAtMs;
   state.updatedAtMs = s.updatedAtMs;
   state.version = s.version;
@@ -719,14 +892,31 @@ export function skuFromSnapshot(skuId: string, s: SkuSnapshot): SkuState {
     state.committed += level.committed;
   }
   for (const r of s.live) {
-    state.live.set(r.id, { ...r, shipped: { ...r.shipped } });
-    if (r.status === "RESERVED" && r.expiresAtMs !== null) state.expiries.push(r.expiresAtMs, r.id);
+    state.live.set(r.id, restoredReservation(r));
+    if (r.status === "RESERVED" && r.expiresAtMs !== null) {
+      state.expiries.push(r.expiresAtMs, r.id);
+      state.reservedHolds += 1;
+    }
   }
-  for (const r of s.ended) state.ended.set(r.id, { ...r, shipped: { ...r.shipped } });
+  for (const r of s.ended) state.ended.set(r.id, restoredReservation(r));
   state.adjustmentSeq = s.adjustmentSeq;
   for (const [k, v] of s.adjustmentKeys) state.adjustmentKeys.set(k, v);
   assertSkuInvariants(state);
   return state;
+}
+
+/**
+ * Snapshots written before these forms stored `shipped` as an object and no TTL;
+ * for a hold that is still RESERVED the TTL is what its expiry says.
+ */
+function restoredReservation(r: SnapshotReservation): ReservationRecord {
+  const ttlMs = (r.ttlMs as number | undefined) ?? (r.expiresAtMs === null ? 0 : r.expiresAtMs - r.createdAtMs);
+  const shipped = Object.create(null) as Record<string, number>;
+  const entries: unknown = r.shipped;
+  for (const [k, v] of Array.isArray(entries) ? (entries as [string, number][]) : Object.entries(entries as Record<string, number>)) {
+    shipped[k] = v;
+  }
+  return { ...r, ttlMs, shipped };
 }
 
 /** How much a snapshot of this state costs to write, in events' worth. */

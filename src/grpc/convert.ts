@@ -15,6 +15,7 @@ import {
   type StockLevel,
 } from "../gen/quartermaster/v1/inventory";
 import { type Order, OrderState, TrackingStatus } from "../gen/quartermaster/v1/order";
+import { attributeObject } from "./attribute_map";
 import { encodePageToken } from "./validation";
 
 const RESERVATION_STATES: Readonly<Record<ReservationStatus, ReservationState>> = {
@@ -69,7 +70,7 @@ export function toSku(v: SkuView): Sku {
     safetyStock: v.def.safetyStock,
     lowStockThreshold: v.def.lowStockThreshold,
     allowBackorder: v.def.allowBackorder,
-    attributes: { ...v.def.attributes },
+    attributes: attributeObject(v.def.attributes),
     levels: v.levels.map(toStockLevel),
     onHand: v.onHand,
     reserved: v.reserved,

@@ -33,8 +33,8 @@ export function inventoryService(router: ActorRouter, unary: UnaryFactory): Inve
     router.ask<R>(skuActorId(skuId), message, options);
   return {
     upsertSku: unary("UpsertSku", async (r: UpsertSkuRequest, o) => {
-      const { skuId, def } = validateUpsertSku(r);
-      return toSku(await ask<SkuView>(skuId, { op: "define", def }, o));
+      const { skuId, patch } = validateUpsertSku(r);
+      return toSku(await ask<SkuView>(skuId, { op: "define", patch }, o));
     }),
     getSku: unary("GetSku", async (r: GetSkuRequest, o) => toSku(await ask<SkuView>(validateSkuId(r.skuId), { op: "get" }, o))),
     adjustStock: unary("AdjustStock", async (r: AdjustStockRequest, o) => {

@@ -8,12 +8,12 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
-import { InventoryServiceService } from "../gen/quartermaster/v1/inventory";
 import { OrderServiceService } from "../gen/quartermaster/v1/order";
 import { ClusterServiceService } from "../gen/quartermaster/v1/cluster";
 import type { ClusterView } from "../cluster/cluster_view";
 import { clusterService } from "./cluster_service";
 import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
+import { inventoryServiceDefinition } from "./attribute_map";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
 import { asImplementation, type CallObserver, unaryFactory, withSafeDecoding } from "./unary";
@@ -47,7 +47,7 @@ export class GrpcServer {
     };
     this.server = new Server(channelOptions);
     const unary = unaryFactory(options.logger, options.observe, () => this.ready);
-    this.server.addService(withSafeDecoding(InventoryServiceService), asImplementation(inventoryService(options.router, unary)));
+    this.server.addService(withSafeDecoding(inventoryServiceDefinition), asImplementation(inventoryService(options.router, unary)));
     this.server.addService(
       withSafeDecoding(OrderServiceService),
       asImplementation(orderService(options.router, unary, options.reservationGraceMs)),

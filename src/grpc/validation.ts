@@ -2,7 +2,7 @@
 // function returns the normalised command or throws INVALID_ARGUMENT listing
 // every violated field (google.rpc.BadRequest), so bad input changes nothing.
 
-import type { AdjustCommand, AdjustmentReason as DomainReason, ReserveCommand, SkuDefinition } from "../domain/sku";
+import type { AdjustCommand, AdjustmentReason as DomainReason, ReserveCommand, SkuPatch } from "../domain/sku";
 import type { LineQuantity, PlaceCommand, ReturnCommand, ShipCommand, TrackCommand, TrackingStatus as DomainTracking } from "../domain/order";
 import { type FieldViolation, invalidArgument } from "../errors";
 import type { Duration } from "../gen/google/protobuf/duration";
@@ -130,36 +130,108 @@ export function validateSkuId(skuId: string): string {
   return skuId;
 }
 
-export function validateUpsertSku(r: UpsertSkuRequest): { skuId: string; def: SkuDefinition } {
+/** The definition fields an update_mask may name (AIP-134), by their proto names. */
+const UPSERT_FIELDS = ["title", "price_minor", "currency", "safety_stock", "low_stock_threshold", "allow_backorder"] as const;
+type UpsertField = (typeof UPSERT_FIELDS)[number];
+/** Every field once, plus one path per attribute a SKU may have: a longer mask names something twice or is not meant. */
+const UPDATE_MASK_PATHS_MAX = UPSERT_FIELDS.length + 1 + ATTRIBUTES_MAX;
+
+/**
+ * Which fields an UpsertSku changes: those its update_mask names, or without a
+ * mask those set in the request. Only the fields that change are checked.
+ */
+export function validateUpsertSku(r: UpsertSkuRequest): { skuId: string; patch: SkuPatch } {
   const c = new Check();
   c.id("sku_id", r.skuId);
-  c.text("title", r.title, true);
-  c.nonNegative("price_minor", r.priceMinor, Number.MAX_SAFE_INTEGER);
-  if (!/^[A-Z]{3}$/.test(r.currency)) c.fail("currency", "must be an ISO 4217 code of three upper-case letters");
-  c.nonNegative("safety_stock", r.safetyStock);
-  c.nonNegative("low_stock_threshold", r.lowStockThreshold);
-  const keys = Object.keys(r.attributes);
-  if (keys.length > ATTRIBUTES_MAX) c.fail("attributes", `at most ${ATTRIBUTES_MAX} entries`);
-  for (const k of keys) {
-    if (k.length === 0 || k.length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `key must be 1-${ATTRIBUTE_LENGTH_MAX} characters`);
-    if ((r.attributes[k] ?? "").length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `value must be at most ${ATTRIBUTE_LENGTH_MAX} characters`);
-    if (k.includes(REPLACEMENT_CHARACTER) || (r.attributes[k] ?? "").includes(REPLACEMENT_CHARACTER)) {
-      c.fail(`attributes[${k}]`, "is not valid UTF-8");
+  const mask = upsertMask(c, r);
+  const patch: { -readonly [K in keyof SkuPatch]: SkuPatch[K] } = {};
+  if (mask.fields.has("title")) patch.title = c.text("title", r.title ?? "", true);
+  if (mask.fields.has("price_minor")) patch.priceMinor = c.nonNegative("price_minor", r.priceMinor ?? 0, Number.MAX_SAFE_INTEGER);
+  if (mask.fields.has("currency")) {
+    patch.currency = r.currency ?? "";
+    if (!/^[A-Z]{3}$/.test(patch.currency)) c.fail("currency", "must be an ISO 4217 code of three upper-case letters");
+  }
+  if (mask.fields.has("safety_stock")) patch.safetyStock = c.nonNegative("safety_stock", r.safetyStock ?? 0);
+  if (mask.fields.has("low_stock_threshold")) patch.lowStockThreshold = c.nonNegative("low_stock_threshold", r.lowStockThreshold ?? 0);
+  if (mask.fields.has("allow_backorder")) patch.allowBackorder = r.allowBackorder ?? false;
+  // Object.keys, not `in` or indexing through the prototype: the request's map has no prototype (attribute_map.ts).
+  const given = new Map(Object.entries(r.attributes));
+  if (mask.allAttributes) {
+    if (given.size > ATTRIBUTES_MAX) c.fail("attributes", `at most ${ATTRIBUTES_MAX} entries`);
+    for (const [k, v] of given) checkAttribute(c, k, v);
+    patch.attributes = [...given];
+  } else if (mask.attributeKeys.size > 0) {
+    const set: [string, string][] = [];
+    const remove: string[] = [];
+    for (const k of mask.attributeKeys) {
+      const v = given.get(k);
+      if (v === undefined) remove.push(k);
+      else {
+        checkAttribute(c, k, v);
+        set.push([k, v]);
+      }
     }
+    patch.attributes = { set, remove };
   }
   c.done();
-  return {
-    skuId: r.skuId,
-    def: {
+  return { skuId: r.skuId, patch };
+}
+
+interface UpsertMask {
+  readonly fields: ReadonlySet<UpsertField>;
+  /** The whole map is replaced by the request's. */
+  readonly allAttributes: boolean;
+  /** Keys set from the request's map, or removed when it lacks them. */
+  readonly attributeKeys: ReadonlySet<string>;
+}
+
+function upsertMask(c: Check, r: UpsertSkuRequest): UpsertMask {
+  const paths = r.updateMask ?? [];
+  if (paths.length === 0) {
+    // No mask: what the request sets. The scalars are proto3 `optional`, so presence is on the wire.
+    const present: Record<UpsertField, unknown> = {
       title: r.title,
-      priceMinor: r.priceMinor,
+      price_minor: r.priceMinor,
       currency: r.currency,
-      safetyStock: r.safetyStock,
-      lowStockThreshold: r.lowStockThreshold,
-      allowBackorder: r.allowBackorder,
-      attributes: { ...r.attributes },
-    },
-  };
+      safety_stock: r.safetyStock,
+      low_stock_threshold: r.lowStockThreshold,
+      allow_backorder: r.allowBackorder,
+    };
+    return {
+      fields: new Set(UPSERT_FIELDS.filter((f) => present[f] !== undefined)),
+      allAttributes: Object.keys(r.attributes).length > 0,
+      attributeKeys: new Set(),
+    };
+  }
+  if (paths.includes("*")) {
+    if (paths.length > 1) c.fail("update_mask", `"*" must be the only path`);
+    return { fields: new Set(UPSERT_FIELDS), allAttributes: true, attributeKeys: new Set() };
+  }
+  const fields = new Set<UpsertField>();
+  const attributeKeys = new Set<string>();
+  let allAttributes = false;
+  if (paths.length > UPDATE_MASK_PATHS_MAX) {
+    c.fail("update_mask", `at most ${UPDATE_MASK_PATHS_MAX} paths`);
+    return { fields, allAttributes, attributeKeys };
+  }
+  for (const path of paths) {
+    if ((UPSERT_FIELDS as readonly string[]).includes(path)) fields.add(path as UpsertField);
+    else if (path === "attributes") allAttributes = true;
+    else if (path.startsWith("attributes.") && path.length > "attributes.".length) attributeKeys.add(mapKey(path.slice("attributes.".length)));
+    else c.fail("update_mask", `unknown path "${path.slice(0, ID_LENGTH_MAX)}"; known: ${[...UPSERT_FIELDS, "attributes", "attributes.<key>", "*"].join(", ")}`);
+  }
+  return { fields, allAttributes, attributeKeys: allAttributes ? new Set() : attributeKeys };
+}
+
+/** A map key in a field mask path; AIP-161 quotes keys that are not plain identifiers in backticks. */
+function mapKey(text: string): string {
+  return text.length >= 2 && text.startsWith("`") && text.endsWith("`") ? text.slice(1, -1).replace(/``/g, "`") : text;
+}
+
+function checkAttribute(c: Check, k: string, v: string): void {
+  if (k.length === 0 || k.length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `key must be 1-${ATTRIBUTE_LENGTH_MAX} characters`);
+  if (v.length > ATTRIBUTE_LENGTH_MAX) c.fail(`attributes[${k}]`, `value must be at most ${ATTRIBUTE_LENGTH_MAX} characters`);
+  if (k.includes(REPLACEMENT_CHARACTER) || v.includes(REPLACEMENT_CHARACTER)) c.fail(`attributes[${k}]`, "is not valid UTF-8");
 }
 
 export function validateAdjustStock(r: AdjustStockRequest): { skuId: string; cmd: AdjustCommand; note: string } {

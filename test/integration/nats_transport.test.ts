@@ -100,8 +100,8 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
   });
 
   it("runs an order on node A whose saga reserves on node B over NATS, each actor's events on its owner", async () => {
-    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: {} };
-    await a.router.ask(skuActorId("m-1"), { op: "define", def });
+    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
+    await a.router.ask(skuActorId("m-1"), { op: "define", patch: def });
     await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
     const order = await b.router.ask<OrderView>(orderActorId("o-1"), {
       op: "place",

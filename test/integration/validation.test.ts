@@ -179,6 +179,7 @@ describe("Request validation (integration)", function () {
     lowStockThreshold: 2,
     allowBackorder: true,
     attributes: { colour: "red" },
+    updateMask: undefined,
     ...o,
   });
   const adjust = (o: Partial<AdjustStockRequest> = {}): AdjustStockRequest => ({
@@ -248,6 +249,7 @@ describe("Request validation (integration)", function () {
         lowStockThreshold: 5,
         allowBackorder: false,
         attributes: { colour: "blue" },
+        updateMask: undefined,
       });
       await call(c.inventory, "adjustStock", adjust({ skuId, delta: 100, note: "initial" }));
     }

@@ -38,6 +38,7 @@ export async function seedSku(c: Clients, skuId: string, onHand: number, options
     lowStockThreshold: 5,
     allowBackorder: options.allowBackorder ?? false,
     attributes: { colour: "blue" },
+    updateMask: undefined,
   });
   if (onHand > 0) {
     await call(c.inventory, "adjustStock", {

@@ -207,18 +207,26 @@ describe("qmctl argument parsing", () => {
       expect(parsed.call.request).to.deep.equal({ orderId: "o1", returnId: "r1", lines: [{ skuId: "SKU-1", quantity: 1 }], restock: true });
     });
 
-    it("builds UpsertSku with attributes and zero values for flags not given", () => {
+    it("builds UpsertSku with an update_mask of exactly the flags given, attributes one key each", () => {
       const parsed = parseCall(["sku", "upsert", "SKU-1", "--title", "Widget", "--price-minor", "1250", "--currency", "USD", "--attr", "color=red", "--attr", "eq=a=b"]);
       expect(parsed.call.request).to.deep.equal({
         skuId: "SKU-1",
         title: "Widget",
         priceMinor: 1250,
         currency: "USD",
-        safetyStock: 0,
-        lowStockThreshold: 0,
-        allowBackorder: false,
+        safetyStock: undefined,
+        lowStockThreshold: undefined,
+        allowBackorder: undefined,
         attributes: { color: "red", eq: "a=b" },
+        updateMask: ["title", "price_minor", "currency", "attributes.`color`", "attributes.`eq`"],
       });
+    });
+
+    it("builds a rename that leaves price, threshold and backorder alone, and --no-backorder as allow_backorder false", () => {
+      const rename = parseCall(["sku", "upsert", "SKU-1", "--title", "Blue mug v2", "--currency", "EUR"]);
+      expect(rename.call.request).to.deep.include({ title: "Blue mug v2", currency: "EUR", priceMinor: undefined, updateMask: ["title", "currency"] });
+      const off = parseCall(["sku", "upsert", "SKU-1", "--no-backorder"]);
+      expect(off.call.request).to.deep.include({ allowBackorder: false, title: undefined, updateMask: ["allow_backorder"] });
     });
 
     it("takes several SKUs for availability and paging flags for adjustments", () => {
@@ -269,7 +277,7 @@ describe("qmctl argument parsing", () => {
         [["sku", "adjust", "A", "--location", "W", "--delta", "1", "--reason", "lost"], 'unknown reason "lost"'],
         [["order", "create", "o1", "--customer", "c"], "--line is required"],
         [["order", "pay", "o1"], "--reference is required"],
-        [["sku", "upsert", "A", "--title", "Widget"], "--currency is required"],
+        [["sku", "upsert", "A", "--backorder", "--no-backorder"], "--backorder and --no-backorder exclude each other"],
         [["order", "create", "o1", "--customer", "c", "--line", "A"], '--line: "A" is not SKU:QTY'],
         [["order", "track", "o1", "--shipment", "s", "--event", "e", "--status", "lost"], 'unknown tracking status "lost"'],
         [["sku", "get", "A", "--json=yes"], "--json takes no value"],

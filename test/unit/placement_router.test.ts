@@ -99,8 +99,8 @@ describe("placement router (cluster seam)", () => {
   });
 
   it("runs an order on node A whose saga reserves on node B, and keeps each actor's events on its owner", async () => {
-    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: {} };
-    await a.router.ask(skuActorId("m-1"), { op: "define", def });
+    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
+    await a.router.ask(skuActorId("m-1"), { op: "define", patch: def });
     await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
     const hopsBefore = transport.hops;
     const order = await a.router.ask<OrderView>(orderActorId("o-1"), {

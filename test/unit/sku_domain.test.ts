@@ -46,7 +46,7 @@ function definition(overrides: Partial<SkuDefinition> = {}): SkuDefinition {
     safetyStock: 0,
     lowStockThreshold: 0,
     allowBackorder: false,
-    attributes: { colour: "red" },
+    attributes: [["colour", "red"]],
     ...overrides,
   };
 }
@@ -105,7 +105,7 @@ describe("SKU state machine", () => {
 
     it("emits nothing when the same definition is upserted again (attribute order aside), and the version stays 1", () => {
       const state = skuWith({});
-      const same = definition({ attributes: { colour: "red" } });
+      const same = definition({ attributes: [["colour", "red"]] });
       expect(decideDefine(state, same, T0 + 1000)).to.deep.equal([]);
       expect(viewSku(state).version).to.equal(1);
     });
@@ -120,7 +120,7 @@ describe("SKU state machine", () => {
       expect(view.createdAtMs).to.equal(T0);
       expect(view.updatedAtMs).to.equal(T0 + 5000);
       // An attribute added is a change too.
-      expect(decideDefine(state, definition({ priceMinor: 1499, attributes: { colour: "red", size: "L" } }), T0)).to.have.length(1);
+      expect(decideDefine(state, definition({ priceMinor: 1499, attributes: [["colour", "red"], ["size", "L"]] }), T0)).to.have.length(1);
     });
 
     it("answers NOT_FOUND for reads and commands on a SKU that was never defined", () => {
@@ -281,7 +281,7 @@ describe("SKU state machine", () => {
     it("reserves exactly the 100 units on hand", () => {
       const state = skuWith({ A: 100 });
       const events = reserve(state, "r1", 100);
-      expect(events).to.deep.equal([{ t: "reserved", id: "r1", locationId: "A", quantity: 100, expiresAtMs: T0 + TTL_MS, atMs: T0 }]);
+      expect(events).to.deep.equal([{ t: "reserved", id: "r1", locationId: "A", quantity: 100, expiresAtMs: T0 + TTL_MS, ttlMs: TTL_MS, atMs: T0 }]);
       expect(totals(state)).to.deep.equal({ onHand: 100, reserved: 100, committed: 0, available: 0 });
       expect(viewReservation(state, "r1")).to.deep.equal({
         reservationId: "r1",
@@ -344,7 +344,7 @@ describe("SKU state machine", () => {
     it("without a location picks the location with the most free units, ties to the smallest id", () => {
       const state = skuWith({ A: 30, C: 50, B: 80 });
       expect(reserve(state, "r1", 10)).to.deep.include.members([
-        { t: "reserved", id: "r1", locationId: "B", quantity: 10, expiresAtMs: T0 + TTL_MS, atMs: T0 },
+        { t: "reserved", id: "r1", locationId: "B", quantity: 10, expiresAtMs: T0 + TTL_MS, ttlMs: TTL_MS, atMs: T0 },
       ]);
       // B has 70 free, C 50, A 30.
       reserve(state, "r2", 60);
@@ -389,7 +389,7 @@ describe("SKU state machine", () => {
       reserve(state, "r1", 10);
       const before = fingerprint(state, ["r1"]);
       expect(decideReserve(state, { id: "r1", quantity: 10, locationId: "", ttlMs: TTL_MS }, T0 + 5000)).to.deep.equal([]);
-      expect(decideReserve(state, { id: "r1", quantity: 10, locationId: "A", ttlMs: 999_999 }, T0 + 5000)).to.deep.equal([]);
+      expect(decideReserve(state, { id: "r1", quantity: 10, locationId: "A", ttlMs: TTL_MS }, T0 + 5000)).to.deep.equal([]);
       expect(fingerprint(state, ["r1"])).to.deep.equal(before);
       apply(state, decideRelease(state, "r1", T0 + 6000));
       // The released id does not make a new hold.
@@ -749,7 +749,7 @@ describe("SKU state machine", () => {
       const restored = roundTrip(state);
       const steps: ((s: SkuState) => SkuEvent[])[] = [
         (s) => decideExpiries(s, T0 + 30_000, 10),
-        (s) => decideReserve(s, { id: "held-late", quantity: 10, locationId: "", ttlMs: TTL_MS }, T0 + 30_001),
+        (s) => decideReserve(s, { id: "held-late", quantity: 10, locationId: "", ttlMs: 90_000 }, T0 + 30_001),
         (s) => decideReserve(s, { id: "new", quantity: 30, locationId: "", ttlMs: TTL_MS }, T0 + 30_002),
         (s) => decideCommit(s, "held-late", T0 + 30_003),
         (s) => decideFulfil(s, "committed", "s2", 12, T0 + 30_004),

@@ -20,7 +20,7 @@ import {
   newSkuState,
   nextExpiryMs,
   type ReserveCommand,
-  type SkuDefinition,
+  type SkuPatch,
   type SkuEvent,
   skuFromSnapshot,
   type SkuSnapshot,
@@ -44,7 +44,7 @@ export function skuActorId(skuId: string): string {
 const EXPIRIES_PER_TURN_MAX = 10_000;
 
 export type SkuMessage =
-  | { readonly op: "define"; readonly def: SkuDefinition }
+  | { readonly op: "define"; readonly patch: SkuPatch }
   | { readonly op: "get" }
   | { readonly op: "availability" }
   | { readonly op: "adjust"; readonly cmd: AdjustCommand; readonly note: string }
@@ -97,7 +97,7 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
     const state = ctx.state;
     switch (m.op) {
       case "define":
-        emitAll(ctx, decideDefine(state, m.def, ctx.nowMs));
+        emitAll(ctx, decideDefine(state, m.patch, ctx.nowMs));
         return viewSku(state);
       case "get":
         return viewSku(state);

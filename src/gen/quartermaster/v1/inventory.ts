@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Duration } from "../../google/protobuf/duration";
+import { FieldMask } from "../../google/protobuf/field_mask";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
 export enum AdjustmentReason {
@@ -135,20 +136,50 @@ export function reservationStateToJSON(object: ReservationState): string {
   }
 }
 
+/**
+ * Which fields change:
+ * - update_mask given (and not empty): exactly the fields it names. A named
+ *   field that is not set in the request is reset to its default (0, false,
+ *   empty). Paths: title, price_minor, currency, safety_stock,
+ *   low_stock_threshold, allow_backorder, attributes (replaces the whole map),
+ *   attributes.<key> (sets that key, or removes it when the request's map lacks
+ *   it), or "*" alone (every field, as in the request). Any other path is
+ *   INVALID_ARGUMENT naming update_mask. Fields the mask does not name are ignored.
+ * - no update_mask: the fields set in the request (the scalars are proto3
+ *   `optional`, so an explicit 0, false or "" counts as set); attributes
+ *   count as set when the map is not empty, and then replace the whole map.
+ * Every other field keeps its value. Creating a SKU needs title and currency;
+ * everything else starts at its default. A request that changes nothing
+ * leaves the SKU (and its version) as it is.
+ */
 export interface UpsertSkuRequest {
   skuId: string;
-  title: string;
+  title?:
+    | string
+    | undefined;
   /** Price in the currency's minor unit (cents). */
-  priceMinor: number;
+  priceMinor?:
+    | number
+    | undefined;
   /** ISO 4217 code, three upper-case letters. */
-  currency: string;
+  currency?:
+    | string
+    | undefined;
   /** Units held back from availability. */
-  safetyStock: number;
+  safetyStock?:
+    | number
+    | undefined;
   /** low_stock is set when available <= low_stock_threshold. */
-  lowStockThreshold: number;
-  /** Backorder SKUs may reserve beyond on-hand stock, up to a fixed limit. */
-  allowBackorder: boolean;
+  lowStockThreshold?:
+    | number
+    | undefined;
+  /**
+   * Backorder SKUs may reserve beyond on-hand stock, up to a fixed limit,
+   * also before any stock has been received.
+   */
+  allowBackorder?: boolean | undefined;
   attributes: { [key: string]: string };
+  updateMask: string[] | undefined;
 }
 
 export interface UpsertSkuRequest_AttributesEntry {
@@ -296,13 +327,14 @@ export interface Reservation {
 function createBaseUpsertSkuRequest(): UpsertSkuRequest {
   return {
     skuId: "",
-    title: "",
-    priceMinor: 0,
-    currency: "",
-    safetyStock: 0,
-    lowStockThreshold: 0,
-    allowBackorder: false,
+    title: undefined,
+    priceMinor: undefined,
+    currency: undefined,
+    safetyStock: undefined,
+    lowStockThreshold: undefined,
+    allowBackorder: undefined,
     attributes: {},
+    updateMask: undefined,
   };
 }
 
@@ -311,27 +343,30 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
     if (message.skuId !== "") {
       writer.uint32(10).string(message.skuId);
     }
-    if (message.title !== "") {
+    if (message.title !== undefined) {
       writer.uint32(18).string(message.title);
     }
-    if (message.priceMinor !== 0) {
+    if (message.priceMinor !== undefined) {
       writer.uint32(24).int64(message.priceMinor);
     }
-    if (message.currency !== "") {
+    if (message.currency !== undefined) {
       writer.uint32(34).string(message.currency);
     }
-    if (message.safetyStock !== 0) {
+    if (message.safetyStock !== undefined) {
       writer.uint32(40).int64(message.safetyStock);
     }
-    if (message.lowStockThreshold !== 0) {
+    if (message.lowStockThreshold !== undefined) {
       writer.uint32(48).int64(message.lowStockThreshold);
     }
-    if (message.allowBackorder !== false) {
+    if (message.allowBackorder !== undefined) {
       writer.uint32(56).bool(message.allowBackorder);
     }
     globalThis.Object.entries(message.attributes).forEach(([key, value]: [string, string]) => {
       UpsertSkuRequest_AttributesEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
     });
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(74).fork()).join();
+    }
     return writer;
   },
 
@@ -415,6 +450,14 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
             }
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -434,28 +477,28 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
         : isSet(object.sku_id)
         ? globalThis.String(object.sku_id)
         : "",
-      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : undefined,
       priceMinor: isSet(object.priceMinor)
         ? globalThis.Number(object.priceMinor)
         : isSet(object.price_minor)
         ? globalThis.Number(object.price_minor)
-        : 0,
-      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+        : undefined,
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : undefined,
       safetyStock: isSet(object.safetyStock)
         ? globalThis.Number(object.safetyStock)
         : isSet(object.safety_stock)
         ? globalThis.Number(object.safety_stock)
-        : 0,
+        : undefined,
       lowStockThreshold: isSet(object.lowStockThreshold)
         ? globalThis.Number(object.lowStockThreshold)
         : isSet(object.low_stock_threshold)
         ? globalThis.Number(object.low_stock_threshold)
-        : 0,
+        : undefined,
       allowBackorder: isSet(object.allowBackorder)
         ? globalThis.Boolean(object.allowBackorder)
         : isSet(object.allow_backorder)
         ? globalThis.Boolean(object.allow_backorder)
-        : false,
+        : undefined,
       attributes: isObject(object.attributes)
         ? (globalThis.Object.entries(object.attributes) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -470,6 +513,11 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
           {},
         )
         : {},
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
     };
   },
 
@@ -478,22 +526,22 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
     if (message.skuId !== "") {
       obj.skuId = message.skuId;
     }
-    if (message.title !== "") {
+    if (message.title !== undefined) {
       obj.title = message.title;
     }
-    if (message.priceMinor !== 0) {
+    if (message.priceMinor !== undefined) {
       obj.priceMinor = Math.round(message.priceMinor);
     }
-    if (message.currency !== "") {
+    if (message.currency !== undefined) {
       obj.currency = message.currency;
     }
-    if (message.safetyStock !== 0) {
+    if (message.safetyStock !== undefined) {
       obj.safetyStock = Math.round(message.safetyStock);
     }
-    if (message.lowStockThreshold !== 0) {
+    if (message.lowStockThreshold !== undefined) {
       obj.lowStockThreshold = Math.round(message.lowStockThreshold);
     }
-    if (message.allowBackorder !== false) {
+    if (message.allowBackorder !== undefined) {
       obj.allowBackorder = message.allowBackorder;
     }
     if (message.attributes) {
@@ -505,6 +553,9 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
         });
       }
     }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
     return obj;
   },
 
@@ -514,12 +565,12 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
   fromPartial(object: DeepPartial<UpsertSkuRequest>): UpsertSkuRequest {
     const message = createBaseUpsertSkuRequest();
     message.skuId = object.skuId ?? "";
-    message.title = object.title ?? "";
-    message.priceMinor = object.priceMinor ?? 0;
-    message.currency = object.currency ?? "";
-    message.safetyStock = object.safetyStock ?? 0;
-    message.lowStockThreshold = object.lowStockThreshold ?? 0;
-    message.allowBackorder = object.allowBackorder ?? false;
+    message.title = object.title ?? undefined;
+    message.priceMinor = object.priceMinor ?? undefined;
+    message.currency = object.currency ?? undefined;
+    message.safetyStock = object.safetyStock ?? undefined;
+    message.lowStockThreshold = object.lowStockThreshold ?? undefined;
+    message.allowBackorder = object.allowBackorder ?? undefined;
     message.attributes = (globalThis.Object.entries(object.attributes ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -529,6 +580,7 @@ export const UpsertSkuRequest: MessageFns<UpsertSkuRequest> = {
       },
       {},
     );
+    message.updateMask = object.updateMask ?? undefined;
     return message;
   },
 };
@@ -2900,7 +2952,11 @@ export const Reservation: MessageFns<Reservation> = {
  */
 export type InventoryServiceService = typeof InventoryServiceService;
 export const InventoryServiceService = {
-  /** Creates or updates a SKU's definition. Stock levels are untouched. */
+  /**
+   * Creates or updates a SKU's definition. Stock levels are untouched.
+   * Only the fields that update_mask names change (AIP-134); without a mask,
+   * only the fields set in the request change. See UpsertSkuRequest.
+   */
   upsertSku: {
     path: "/quartermaster.v1.InventoryService/UpsertSku" as const,
     requestStream: false as const,
@@ -3005,7 +3061,11 @@ export const InventoryServiceService = {
 } as const;
 
 export interface InventoryServiceServer extends UntypedServiceImplementation {
-  /** Creates or updates a SKU's definition. Stock levels are untouched. */
+  /**
+   * Creates or updates a SKU's definition. Stock levels are untouched.
+   * Only the fields that update_mask names change (AIP-134); without a mask,
+   * only the fields set in the request change. See UpsertSkuRequest.
+   */
   upsertSku: handleUnaryCall<UpsertSkuRequest, Sku>;
   getSku: handleUnaryCall<GetSkuRequest, Sku>;
   /**
@@ -3031,7 +3091,11 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
 }
 
 export interface InventoryServiceClient extends Client {
-  /** Creates or updates a SKU's definition. Stock levels are untouched. */
+  /**
+   * Creates or updates a SKU's definition. Stock levels are untouched.
+   * Only the fields that update_mask names change (AIP-134); without a mask,
+   * only the fields set in the request change. See UpsertSkuRequest.
+   */
   upsertSku(request: UpsertSkuRequest, callback: (error: ServiceError | null, response: Sku) => void): ClientUnaryCall;
   upsertSku(
     request: UpsertSkuRequest,
