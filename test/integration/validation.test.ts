@@ -666,6 +666,36 @@ describe("Request validation (integration)", function () {
         fields: ["attributes[colour]"],
         watch: [sku(SKU)],
       },
+      {
+        name: 'rejects an update_mask path "colour", naming update_mask, and leaves the SKU unchanged',
+        send: () => call(c.inventory, "upsertSku", upsert({ updateMask: ["title", "colour"] })),
+        fields: ["update_mask"],
+        watch: [sku(SKU)],
+      },
+      {
+        name: 'rejects an update_mask naming sku_id (the identity, not a field to change), naming update_mask, and leaves the SKU unchanged',
+        send: () => call(c.inventory, "upsertSku", upsert({ updateMask: ["sku_id"] })),
+        fields: ["update_mask"],
+        watch: [sku(SKU)],
+      },
+      {
+        name: 'rejects "*" together with another path, naming update_mask, and leaves the SKU unchanged',
+        send: () => call(c.inventory, "upsertSku", upsert({ updateMask: ["*", "title"] })),
+        fields: ["update_mask"],
+        watch: [sku(SKU)],
+      },
+      {
+        name: "rejects a masked title that is not set (it would become empty), naming title, and leaves the SKU unchanged",
+        send: () => call(c.inventory, "upsertSku", upsert({ title: undefined, updateMask: ["title"] })),
+        fields: ["title"],
+        watch: [sku(SKU)],
+      },
+      {
+        name: "rejects a new SKU without a currency (field left unset), naming currency, and does not create it",
+        send: () => call(c.inventory, "upsertSku", upsert({ skuId: ABSENT_SKU, currency: undefined })),
+        fields: ["currency"],
+        watch: [sku(ABSENT_SKU, true)],
+      },
     ]);
   });
 
