@@ -287,7 +287,10 @@ export interface ReserveRequest {
   reservationId: string;
   skuId: string;
   quantity: number;
-  /** Empty: the SKU picks the location with the most available units. */
+  /**
+   * Empty: the SKU picks the location with the most available units (a
+   * backorder SKU without any location: "default").
+   */
   locationId: string;
   /** Default 15 minutes. */
   ttl: Duration | undefined;
@@ -3014,8 +3017,11 @@ export const InventoryServiceService = {
   },
   /**
    * Holds units for reservation_id until ttl passes. Idempotent on
-   * (sku_id, reservation_id). Not enough stock: FAILED_PRECONDITION with
-   * google.rpc.ErrorInfo reason INSUFFICIENT_STOCK.
+   * (sku_id, reservation_id): the same id with another quantity, location or
+   * ttl is ALREADY_EXISTS. Not enough stock: FAILED_PRECONDITION with
+   * google.rpc.ErrorInfo reason INSUFFICIENT_STOCK. A backorder SKU reserves
+   * up to its allowance also before any stock is received: at location_id, or
+   * at the location "default" when it has none yet.
    */
   reserve: {
     path: "/quartermaster.v1.InventoryService/Reserve" as const,
@@ -3079,8 +3085,11 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
   getAvailability: handleUnaryCall<GetAvailabilityRequest, GetAvailabilityResponse>;
   /**
    * Holds units for reservation_id until ttl passes. Idempotent on
-   * (sku_id, reservation_id). Not enough stock: FAILED_PRECONDITION with
-   * google.rpc.ErrorInfo reason INSUFFICIENT_STOCK.
+   * (sku_id, reservation_id): the same id with another quantity, location or
+   * ttl is ALREADY_EXISTS. Not enough stock: FAILED_PRECONDITION with
+   * google.rpc.ErrorInfo reason INSUFFICIENT_STOCK. A backorder SKU reserves
+   * up to its allowance also before any stock is received: at location_id, or
+   * at the location "default" when it has none yet.
    */
   reserve: handleUnaryCall<ReserveRequest, Reservation>;
   getReservation: handleUnaryCall<GetReservationRequest, Reservation>;
@@ -3173,8 +3182,11 @@ export interface InventoryServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Holds units for reservation_id until ttl passes. Idempotent on
-   * (sku_id, reservation_id). Not enough stock: FAILED_PRECONDITION with
-   * google.rpc.ErrorInfo reason INSUFFICIENT_STOCK.
+   * (sku_id, reservation_id): the same id with another quantity, location or
+   * ttl is ALREADY_EXISTS. Not enough stock: FAILED_PRECONDITION with
+   * google.rpc.ErrorInfo reason INSUFFICIENT_STOCK. A backorder SKU reserves
+   * up to its allowance also before any stock is received: at location_id, or
+   * at the location "default" when it has none yet.
    */
   reserve(
     request: ReserveRequest,
