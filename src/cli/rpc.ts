@@ -7,13 +7,21 @@ import {
   type CallOptions,
   type ClientUnaryCall,
   credentials,
+  makeGenericClientConstructor,
   Metadata,
   type ServiceError,
   status as GrpcStatus,
 } from "@grpc/grpc-js";
 import { ClusterServiceClient } from "../gen/quartermaster/v1/cluster";
-import { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
+import type { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
+import { inventoryServiceDefinition } from "../grpc/attribute_map";
 import { OrderServiceClient } from "../gen/quartermaster/v1/order";
+
+/** The generated client, built on the definition whose Sku decoder keeps every attribute key (even "__proto__"). */
+const InventoryClient = makeGenericClientConstructor(
+  inventoryServiceDefinition,
+  "quartermaster.v1.InventoryService",
+) as unknown as typeof InventoryServiceClient;
 
 /** A call without a deadline can hang for ever on a wedged server; this is the one used when the caller gives none. */
 export const CALL_DEADLINE_MS_DEFAULT = 10_000;
@@ -28,7 +36,7 @@ export interface Clients {
 
 /** Plaintext channels: the server listens without TLS on a private network or loopback. */
 export function createClients(addr: string): Clients {
-  const inventory = new InventoryServiceClient(addr, credentials.createInsecure());
+  const inventory = new InventoryClient(addr, credentials.createInsecure());
   const order = new OrderServiceClient(addr, credentials.createInsecure());
   const cluster = new ClusterServiceClient(addr, credentials.createInsecure());
   let closed = false;
