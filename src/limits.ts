@@ -40,6 +40,12 @@ export const TEXT_LENGTH_MAX = 1024;
 /** Attributes per SKU, and the length of each key and value. */
 export const ATTRIBUTES_MAX = 64;
 export const ATTRIBUTE_LENGTH_MAX = 256;
+/**
+ * Paths in one UpsertSku update_mask: each of the 7 definition fields once plus
+ * one per attribute key a SKU may have; a longer mask repeats itself or is not meant,
+ * and bounds the violations one request can list.
+ */
+export const UPDATE_MASK_PATHS_MAX = 7 + ATTRIBUTES_MAX;
 /** Page sizes of list calls. */
 export const PAGE_SIZE_DEFAULT = 100;
 export const PAGE_SIZE_MAX = 500;

@@ -38,6 +38,7 @@ import {
   TEXT_LENGTH_MAX,
   TTL_MS_MAX,
   TTL_MS_MIN,
+  UPDATE_MASK_PATHS_MAX,
 } from "../limits";
 
 /**
@@ -133,8 +134,6 @@ export function validateSkuId(skuId: string): string {
 /** The definition fields an update_mask may name (AIP-134), by their proto names. */
 const UPSERT_FIELDS = ["title", "price_minor", "currency", "safety_stock", "low_stock_threshold", "allow_backorder"] as const;
 type UpsertField = (typeof UPSERT_FIELDS)[number];
-/** Every field once, plus one path per attribute a SKU may have: a longer mask names something twice or is not meant. */
-const UPDATE_MASK_PATHS_MAX = UPSERT_FIELDS.length + 1 + ATTRIBUTES_MAX;
 
 /**
  * Which fields an UpsertSku changes: those its update_mask names, or without a
