@@ -35,6 +35,7 @@ const AVAILABILITY_SKUS_MAX = 1000;
 const TEXT_MAX = 1024;
 const ATTRIBUTES_MAX = 64;
 const ATTRIBUTE_LENGTH_MAX = 256;
+const UPDATE_MASK_PATHS_MAX = 71;
 const PAGE_SIZE_MAX = 500;
 const TTL_SECONDS_MAX = 30 * 24 * 3600;
 
@@ -675,6 +676,13 @@ describe("Request validation (integration)", function () {
       {
         name: 'rejects an update_mask naming sku_id (the identity, not a field to change), naming update_mask, and leaves the SKU unchanged',
         send: () => call(c.inventory, "upsertSku", upsert({ updateMask: ["sku_id"] })),
+        fields: ["update_mask"],
+        watch: [sku(SKU)],
+      },
+      {
+        name: `rejects an update_mask of ${UPDATE_MASK_PATHS_MAX + 1} paths, naming update_mask once, and leaves the SKU unchanged`,
+        send: () =>
+          call(c.inventory, "upsertSku", upsert({ updateMask: Array.from({ length: UPDATE_MASK_PATHS_MAX + 1 }, (_, i) => `attributes.k${i}`) })),
         fields: ["update_mask"],
         watch: [sku(SKU)],
       },
