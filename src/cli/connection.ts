@@ -6,10 +6,10 @@
 
 import { Channel, type ChannelCredentials, type ClientOptions, connectivityState, credentials, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
 import { ClusterServiceClient } from "../gen/quartermaster/v1/cluster";
-import { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
+import type { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
 import { OrderServiceClient } from "../gen/quartermaster/v1/order";
 import type { ServerAddress } from "./address";
-import type { Clients } from "./rpc";
+import { type Clients, InventoryClient } from "./rpc";
 
 /** The shape of every ts-proto generated grpc-js client. */
 export type ClientConstructor<C> = new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C;
@@ -36,7 +36,7 @@ export class Connection implements Clients {
   }
 
   get inventory(): InventoryServiceClient {
-    return this.client(InventoryServiceClient);
+    return this.client(InventoryClient);
   }
 
   get order(): OrderServiceClient {

@@ -36,7 +36,8 @@ function time(date: Date | undefined): string | null {
 
 /** Map keys sorted, so that the output of one state is byte-for-byte the same every time. */
 function stringMap(map: Readonly<Record<string, string>>): { [key: string]: string } {
-  const out: { [key: string]: string } = {};
+  // No prototype, so that a key "__proto__" is a key like any other.
+  const out = Object.create(null) as { [key: string]: string };
   for (const key of Object.keys(map).sort()) out[key] = map[key] ?? "";
   return out;
 }

@@ -18,7 +18,7 @@ import { inventoryServiceDefinition } from "../grpc/attribute_map";
 import { OrderServiceClient } from "../gen/quartermaster/v1/order";
 
 /** The generated client, built on the definition whose Sku decoder keeps every attribute key (even "__proto__"). */
-const InventoryClient = makeGenericClientConstructor(
+export const InventoryClient = makeGenericClientConstructor(
   inventoryServiceDefinition,
   "quartermaster.v1.InventoryService",
 ) as unknown as typeof InventoryServiceClient;

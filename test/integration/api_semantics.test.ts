@@ -89,6 +89,8 @@ describe("API semantics (integration)", function () {
       await qmctl("sku", "upsert", "sem-6", "--attr", "__proto__=c");
       const { stdout } = await qmctl("sku", "get", "sem-6");
       expect(stdout).to.match(/attributes +__proto__=c\n/);
+      const json = JSON.parse((await qmctl("--json", "sku", "get", "sem-6")).stdout) as { attributes: Record<string, string> };
+      expect(Object.entries(json.attributes)).to.deep.equal([["__proto__", "c"]]);
     });
 
     it("qmctl sku upsert with only --title and --currency keeps price, threshold and backorder, and renames a backorder SKU holding pre-orders", async () => {
