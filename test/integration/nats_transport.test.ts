@@ -8,7 +8,7 @@ import { expect } from "chai";
 import { connect, type NatsConnection } from "nats";
 import pino from "pino";
 import { orderActorId, orderBehavior } from "../../src/actors/order/order_actor";
-import { skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
+import { skuActorId, skuBehavior, type SkuMessage } from "../../src/actors/inventory/sku_actor";
 import { ActorSystem } from "../../src/actors/runtime/actor_system";
 import type { ActorBehavior, ActorRouter } from "../../src/actors/runtime/behavior";
 import { systemClock } from "../../src/clock";
@@ -101,7 +101,7 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
 
   it("runs an order on node A whose saga reserves on node B over NATS, each actor's events on its owner", async () => {
     const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
-    await a.router.ask(skuActorId("m-1"), { op: "define", patch: def });
+    await a.router.ask(skuActorId("m-1"), { op: "define", patch: def } satisfies SkuMessage);
     await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
     const order = await b.router.ask<OrderView>(orderActorId("o-1"), {
       op: "place",

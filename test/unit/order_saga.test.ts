@@ -90,8 +90,8 @@ describe("order saga retry policies (manual clock)", function () {
   });
 
   async function defineSku(skuId: string, onHand: number): Promise<void> {
-    const def = { title: skuId, priceMinor: 100, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: {} };
-    await system.ask(`sku/${skuId}`, { op: "define", def });
+    const def = { title: skuId, priceMinor: 100, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
+    await system.ask(`sku/${skuId}`, { op: "define", patch: def } satisfies SkuMessage);
     await system.ask(`sku/${skuId}`, { op: "adjust", cmd: { locationId: "wh-1", delta: onHand, reason: "RECEIVED", key: "" }, note: "" });
   }
 
