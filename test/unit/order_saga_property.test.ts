@@ -17,7 +17,7 @@ import path from "node:path";
 import { expect } from "chai";
 import * as fc from "fast-check";
 import pino from "pino";
-import { skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
+import { skuActorId, skuBehavior, type SkuMessage } from "../../src/actors/inventory/sku_actor";
 import { orderActorId, orderBehavior } from "../../src/actors/order/order_actor";
 import { ActorSystem } from "../../src/actors/runtime/actor_system";
 import type { ActorBehavior } from "../../src/actors/runtime/behavior";
@@ -414,8 +414,8 @@ describe("order saga (model-based property test on a real ActorSystem and LmdbJo
           for (const sku of SKUS) {
             await real.system.ask(skuActorId(sku), {
               op: "define",
-              def: { title: sku, priceMinor: 100, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: {} },
-            });
+              patch: { title: sku, priceMinor: 100, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] },
+            } satisfies SkuMessage);
             await real.system.ask(skuActorId(sku), {
               op: "adjust",
               cmd: { locationId: LOCATION, delta: INITIAL_ON_HAND, reason: "RECEIVED", key: "" },
