@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { QmError } from "../../src/errors";
@@ -8,18 +8,38 @@ import { type DataDirLock, acquireDataDirLock } from "../../src/journal/data_dir
 
 const LOCK_MODULE = resolve(__dirname, "../../src/journal/data_dir_lock.js");
 
+const IS_ROOT = process.getuid?.() === 0;
+
 /**
  * A second process that tries to lock dir. It prints "locked" and holds the
- * lock until killed, or prints the error as JSON and exits with 3.
+ * lock until killed (or, with releaseAtOnce, releases it and exits 0), or
+ * prints the error as JSON and exits with 3. wrapper runs it inside another
+ * command, e.g. `unshare -n`.
  */
-function lockInChild(dir: string): ChildProcess {
+function lockInChild(dir: string, opts: { wrapper?: string[]; releaseAtOnce?: boolean } = {}): ChildProcess {
+  const onLocked = opts.releaseAtOnce === true
+    ? `(l) => l.release().then(() => { process.stdout.write("released\\n"); })`
+    : `() => { process.stdout.write("locked\\n"); setInterval(() => {}, 60_000); }`;
   const script = `
     const { acquireDataDirLock } = require(${JSON.stringify(LOCK_MODULE)});
     acquireDataDirLock(${JSON.stringify(dir)}).then(
-      () => { process.stdout.write("locked\\n"); setInterval(() => {}, 60_000); },
+      ${onLocked},
       (e) => { process.stdout.write(JSON.stringify({ code: e.code, message: e.message }) + "\\n"); process.exit(3); },
     );`;
-  return spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const [command, ...args] = [...(opts.wrapper ?? []), process.execPath, "-e", script];
+  return spawn(command as string, args, { stdio: ["ignore", "pipe", "inherit"] });
+}
+
+/** The pid record in the lock file, as the error message would show it. */
+function pidRecord(dir: string): string {
+  return readFileSync(join(dir, "LOCK"), "latin1").trim();
+}
+
+/** The /proc/locks lines of FLOCK locks on the file with this inode number. */
+function flocksOnInode(inode: number): string[] {
+  return readFileSync("/proc/locks", "utf8")
+    .split("\n")
+    .filter((line) => / FLOCK /.test(line) && line.split(/\s+/)[5]?.endsWith(`:${inode}`) === true);
 }
 
 /** The child's first line of output; the deadline replaces any sleep. */
@@ -99,11 +119,11 @@ describe("acquireDataDirLock", function () {
 
     holder.kill("SIGKILL");
     await exited(holder);
-    // LOCK.pid of the dead holder is still there; it is not what locks.
-    expect(readFileSync(join(dir, "LOCK.pid"), "utf8").trim()).to.equal(String(holder.pid));
+    // The dead holder's pid is still in the file; the file is not what locks.
+    expect(pidRecord(dir)).to.equal(String(holder.pid));
     const lock = await acquireDataDirLock(dir);
     locks.push(lock);
-    expect(readFileSync(join(dir, "LOCK.pid"), "utf8").trim()).to.equal(String(process.pid));
+    expect(pidRecord(dir)).to.equal(String(process.pid));
   });
 
   it("refuses a second lock in the same process, and frees the directory on release (idempotent)", async () => {
@@ -125,5 +145,67 @@ describe("acquireDataDirLock", function () {
     } finally {
       rmSync(link, { force: true });
     }
+  });
+
+  it("holds a kernel flock on the LOCK file while locked and drops it on release, leaving the file in place", async () => {
+    const lock = await acquireDataDirLock(dir);
+    const inode = statSync(join(dir, "LOCK")).ino;
+    const held = flocksOnInode(inode);
+    expect(held, readFileSync("/proc/locks", "utf8")).to.have.length(1);
+    expect(held[0]).to.match(/ FLOCK +ADVISORY +WRITE /);
+    await lock.release();
+    expect(flocksOnInode(inode)).to.deep.equal([]);
+    // Never deleted: a deleted lock file would let two holders lock two inodes.
+    expect(statSync(join(dir, "LOCK")).ino).to.equal(inode);
+    expect(pidRecord(dir)).to.equal("");
+  });
+
+  describe("across namespaces and mounts (root)", function () {
+    before(function () {
+      if (!IS_ROOT) {
+        console.log("    skipped: unshare and mount --bind need root");
+        this.skip();
+      }
+    });
+
+    it("refuses a process in another network namespace (unshare -n), as two containers on one volume are", async () => {
+      locks.push(await acquireDataDirLock(dir));
+      const child = lockInChild(dir, { wrapper: ["unshare", "-n"] });
+      children.push(child);
+      const answer = JSON.parse(await firstLine(child)) as { code: string; message: string };
+      expect(answer).to.deep.equal({ code: "FAILED_PRECONDITION", message: `data directory ${dir} is in use by process ${process.pid}` });
+      expect(await exited(child)).to.equal(3);
+    });
+
+    it("refuses a process that reaches the directory through a bind mount at another path", async () => {
+      locks.push(await acquireDataDirLock(dir));
+      const mountPoint = `${dir}-bind`;
+      mkdirSync(mountPoint);
+      const mount = spawn("mount", ["--bind", dir, mountPoint], { stdio: "inherit" });
+      expect(await exited(mount)).to.equal(0);
+      try {
+        const child = lockInChild(mountPoint);
+        children.push(child);
+        const answer = JSON.parse(await firstLine(child)) as { code: string; message: string };
+        expect(answer).to.deep.equal({
+          code: "FAILED_PRECONDITION",
+          message: `data directory ${mountPoint} is in use by process ${process.pid}`,
+        });
+      } finally {
+        expect(await exited(spawn("umount", [mountPoint], { stdio: "inherit" }))).to.equal(0);
+        rmSync(mountPoint, { recursive: true, force: true });
+      }
+    });
+
+    it("never lets a second process that stops remove the holder's pid record", async () => {
+      locks.push(await acquireDataDirLock(dir));
+      // Whatever the second process manages, it stops; the holder must still be named afterwards.
+      const child = lockInChild(dir, { wrapper: ["unshare", "-n"], releaseAtOnce: true });
+      children.push(child);
+      await firstLine(child);
+      await exited(child);
+      expect(pidRecord(dir)).to.equal(String(process.pid));
+      expect((await lockErrorOf(dir)).message).to.equal(`data directory ${dir} is in use by process ${process.pid}`);
+    });
   });
 });
