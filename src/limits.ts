@@ -142,3 +142,13 @@ export const SCRUB_CHUNK_RECORDS = 1000;
  * got: one LMDB commit of a full batch needs about this much new pages.
  */
 export const JOURNAL_DISK_FREE_BYTES_MIN = 1024 * 1024;
+
+// ---- Backup and restore -------------------------------------------------------
+/** Bytes of backup file per streamed BackupChunk: far below GRPC_MESSAGE_BYTES_MAX, and small enough that a slow client holds back little server memory. */
+export const BACKUP_CHUNK_BYTES_MAX = 256 * 1024;
+/** Files in one backup. A data directory holds a handful (the journal, the identity file); this bounds the manifest a restore must trust. */
+export const BACKUP_FILES_MAX = 1000;
+/** Bytes of a backup's manifest; a restore reads it whole before anything else. */
+export const BACKUP_MANIFEST_BYTES_MAX = 1024 * 1024;
+/** Bytes of a file's path inside a backup: what the ustar name field holds, with no extension headers to parse. */
+export const BACKUP_PATH_BYTES_MAX = 100;

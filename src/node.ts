@@ -3,12 +3,14 @@
 // reverse. Health stays NOT_SERVING until recovery (due expiries and
 // interrupted sagas) has been dispatched.
 
+import { hostname } from "node:os";
 import path from "node:path";
 import type { Logger } from "pino";
 import { createOrderBehavior } from "./actors/order/order_actor";
 import { skuBehavior } from "./actors/inventory/sku_actor";
 import { ActorSystem } from "./actors/runtime/actor_system";
 import type { ActorBehavior } from "./actors/runtime/behavior";
+import { DataDirBackup } from "./backup/data_dir_backup";
 import { type Clock, systemClock } from "./clock";
 import { SingleNodeCluster } from "./cluster/cluster_view";
 import { PlacementRouter } from "./cluster/placement_router";
@@ -83,6 +85,15 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     // one node it always answers "here".
     let boundAddress = config.listen;
     const cluster = new SingleNodeCluster(config.nodeId, () => boundAddress, clock.nowMs());
+    const backups = new DataDirBackup({
+      dataDir: lock.dir,
+      journalDir: path.relative(config.dataDir, journalDir),
+      copyJournal: (target) => journal.copyTo(target),
+      sourceNode: () => ({ nodeId: config.nodeId, hostname: hostname(), address: boundAddress, dataDir: lock.dir, pid: process.pid }),
+      clock,
+    });
+    // Stopped before the journal closes: a running copy must end first.
+    stack.push(() => backups.stop());
     const router = new PlacementRouter(cluster, system);
     system.router = router;
     metrics = new Metrics({
@@ -99,6 +110,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       logger,
       observe: (method, code, seconds) => metrics?.observeCall(method, code, seconds),
       reservationGraceMs: config.orderReservationGraceMs,
+      backups,
     });
     const grpcAddress = await server.start();
     boundAddress = grpcAddress;

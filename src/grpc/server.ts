@@ -8,11 +8,14 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
+import type { DataDirBackup } from "../backup/data_dir_backup";
+import { AdminServiceService } from "../gen/quartermaster/v1/admin";
 import { OrderServiceService } from "../gen/quartermaster/v1/order";
 import { ClusterServiceService } from "../gen/quartermaster/v1/cluster";
 import type { ClusterView } from "../cluster/cluster_view";
 import { clusterService } from "./cluster_service";
 import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
+import { adminService } from "./admin_service";
 import { inventoryServiceDefinition } from "./attribute_map";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
@@ -30,6 +33,7 @@ export interface GrpcServerOptions {
   readonly logger: Logger;
   readonly observe: CallObserver;
   readonly reservationGraceMs: number;
+  readonly backups: DataDirBackup;
 }
 
 export class GrpcServer {
@@ -53,6 +57,10 @@ export class GrpcServer {
       asImplementation(orderService(options.router, unary, options.reservationGraceMs)),
     );
     this.server.addService(withSafeDecoding(ClusterServiceService), asImplementation(clusterService(options.cluster, unary)));
+    this.server.addService(
+      withSafeDecoding(AdminServiceService),
+      adminService(options.backups, options.logger, options.observe, () => this.ready),
+    );
     this.health.addToServer(this.server);
     const definitions = loadSync(
       ["inventory", "order", "cluster"].map((name) => path.join(PROTO_ROOT, `quartermaster/v1/${name}.proto`)),

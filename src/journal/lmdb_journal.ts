@@ -57,7 +57,7 @@
 // actor can never contain a key of another actor whose id extends it.
 
 import { existsSync } from "node:fs";
-import { statfs } from "node:fs/promises";
+import { mkdir, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
@@ -361,6 +361,19 @@ export class LmdbJournal implements Journal {
     this.stores = undefined;
     this.state = "closed";
     if (root !== undefined) await root.close();
+  }
+
+  /**
+   * Writes a consistent copy of the environment (data.mdb) into targetDir,
+   * while appends go on: LMDB copies from one read transaction, so the copy
+   * holds exactly the writes committed before it began. Online backup uses it.
+   */
+  async copyTo(targetDir: string): Promise<void> {
+    const root = this.root;
+    if (this.state !== "open" || root === undefined) throw new QmError("UNAVAILABLE", `journal ${this.path} is not open`);
+    await mkdir(targetDir, { recursive: true });
+    // Not compacted: the copy is the file as it is, page for page.
+    await root.backup(targetDir, false);
   }
 
   /**
