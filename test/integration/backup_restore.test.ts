@@ -1,0 +1,236 @@
+// Backup and restore end to end: a real server under write load, qmctl run as
+// its own process for backup and restore, and a second server started on the
+// restored directory, whose audit logs must hold every write acknowledged
+// before the backup began and nothing that was never sent.
+
+import { spawn } from "node:child_process";
+import { readFile, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { credentials } from "@grpc/grpc-js";
+import { expect } from "chai";
+import { readBackup } from "../../src/backup/backup_file";
+import { AdminServiceClient } from "../../src/gen/quartermaster/v1/admin";
+import { type Adjustment, AdjustmentReason } from "../../src/gen/quartermaster/v1/inventory";
+import { BACKUP_CHUNK_BYTES_MAX } from "../../src/limits";
+import { seedSku } from "../support/fixtures";
+import { call, type Clients, createClients, makeTempDir, REPO_ROOT, type ServerProcess, startServer } from "../support/server_process";
+
+const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
+const QMCTL_RUN_DEADLINE_MS = 60_000;
+const SKUS = ["bk-1", "bk-2", "bk-3", "bk-4"];
+const WRITERS = 8;
+/** Audit pages are at most 500 records. */
+const PAGE_SIZE = 500;
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function runQmctl(args: readonly string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [QMCTL, ...args], { cwd: REPO_ROOT, env: { ...process.env, QM_ADDR: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`qmctl ${args.join(" ")} did not finish within ${QMCTL_RUN_DEADLINE_MS} ms; stderr: ${stderr}`));
+    }, QMCTL_RUN_DEADLINE_MS);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function allAdjustments(c: Clients, skuId: string): Promise<Adjustment[]> {
+  const out: Adjustment[] = [];
+  let pageToken = "";
+  do {
+    const page = await call(c.inventory, "listAdjustments", { skuId, pageSize: PAGE_SIZE, pageToken });
+    out.push(...page.adjustments);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+  return out;
+}
+
+describe("backup and restore (integration)", function () {
+  this.timeout(180_000);
+  const servers: ServerProcess[] = [];
+  const clients: Clients[] = [];
+  let work: string;
+
+  beforeEach(async () => {
+    work = await makeTempDir("qm-bk-");
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const s of servers.splice(0)) await s.kill();
+  });
+
+  async function start(dataDir?: string): Promise<[ServerProcess, Clients]> {
+    const server = await startServer(dataDir === undefined ? {} : { dataDir });
+    servers.push(server);
+    const c = createClients(server.addr);
+    clients.push(c);
+    return [server, c];
+  }
+
+  it("backs up under write load; a node on the restored copy has every write acknowledged before the backup began, and none never sent", async () => {
+    const [source, c] = await start();
+    for (const sku of SKUS) await seedSku(c, sku, 0);
+    // A file beside the journal, as the identity file will be: restored as it was.
+    await writeFile(path.join(source.dataDir, "identity.json"), '{"cluster":"test"}\n');
+
+    const sent = new Set<string>();
+    const acked = new Set<string>();
+    let running = true;
+    const writer = async (w: number): Promise<void> => {
+      for (let n = 0; running; n++) {
+        const key = `w${w}-${n}`;
+        sent.add(key);
+        await call(c.inventory, "adjustStock", {
+          skuId: SKUS[n % SKUS.length]!,
+          locationId: "wh-1",
+          delta: 1,
+          reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED,
+          note: "",
+          idempotencyKey: key,
+        });
+        acked.add(key);
+      }
+    };
+    const writers = Array.from({ length: WRITERS }, (_, w) => writer(w));
+    // Let the load build up before the backup, so there is something to lose.
+    while (acked.size < 2000) await new Promise((resolve) => setImmediate(resolve));
+
+    const ackedBefore = new Set(acked);
+    const file = path.join(work, "node.qmbackup");
+    const backup = await runQmctl(["--addr", source.addr, "backup", "--out", file, "--json"]);
+    const ackedDuring = acked.size - ackedBefore.size;
+    running = false;
+    await Promise.all(writers);
+    expect(backup.code, backup.stderr).to.equal(0);
+    expect(ackedDuring, "writes acknowledged while the backup ran").to.be.greaterThan(0);
+    const report = JSON.parse(backup.stdout) as { manifest: { files: { path: string }[] } };
+    expect(report.manifest.files.map((f) => f.path)).to.deep.equal(["identity.json", "journal/data.mdb"]);
+
+    const restoredDir = path.join(work, "restored");
+    const restore = await runQmctl(["restore", "--from", file, "--data-dir", restoredDir]);
+    expect(restore.code, restore.stderr).to.equal(0);
+    expect(restore.stdout).to.match(/^restored .*: 2 files, \d+ bytes of files checked/);
+    expect(await readFile(path.join(restoredDir, "identity.json"), "utf8")).to.equal('{"cluster":"test"}\n');
+
+    const [, restored] = await start(restoredDir);
+    let total = 0;
+    const found = new Set<string>();
+    for (const sku of SKUS) {
+      const adjustments = await allAdjustments(restored, sku);
+      // The audit log is gapless and each record's on_hand_after counts the records before it: nothing half-restored.
+      adjustments.forEach((a, i) => expect(a.onHandAfter, `${sku} #${i}`).to.equal(i + 1));
+      for (const a of adjustments) found.add(a.idempotencyKey);
+      const level = await call(restored.inventory, "getSku", { skuId: sku });
+      expect(level.onHand, sku).to.equal(adjustments.length);
+      total += adjustments.length;
+    }
+    const lost = [...ackedBefore].filter((k) => !found.has(k));
+    const invented = [...found].filter((k) => !sent.has(k));
+    expect(lost, "acknowledged before the backup, missing after restore").to.deep.equal([]);
+    expect(invented, "restored but never sent").to.deep.equal([]);
+    expect(total).to.equal(found.size);
+    expect(total).to.be.at.least(ackedBefore.size);
+  });
+
+  it("streams the backup in messages of at most BACKUP_CHUNK_BYTES_MAX that together are a valid backup", async () => {
+    const [source, c] = await start();
+    await seedSku(c, "chunks-1", 1);
+    // Enough audit records that the journal spans several chunks.
+    const note = "n".repeat(1000);
+    for (let i = 0; i < 400; i++) {
+      await call(c.inventory, "adjustStock", {
+        skuId: "chunks-1",
+        locationId: "wh-1",
+        delta: 1,
+        reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED,
+        note,
+        idempotencyKey: `k${i}`,
+      });
+    }
+    const client = new AdminServiceClient(source.addr, credentials.createInsecure());
+    const chunks: Buffer[] = [];
+    try {
+      for await (const message of client.backup({}, { deadline: new Date(Date.now() + 60_000) })) chunks.push((message as { data: Buffer }).data);
+    } finally {
+      client.close();
+    }
+    const sizes = chunks.map((b) => b.length);
+    expect(sizes.length, "chunks").to.be.greaterThan(1);
+    expect(sizes.slice(0, -1).every((n) => n === BACKUP_CHUNK_BYTES_MAX), String(sizes)).to.equal(true);
+    expect(sizes[sizes.length - 1]).to.be.within(1, BACKUP_CHUNK_BYTES_MAX);
+    let bytes = 0;
+    const manifest = await readBackup(
+      (async function* () {
+        yield* chunks;
+      })(),
+      { open: async () => undefined, write: async (b) => void (bytes += b.length), close: async () => undefined },
+    );
+    expect(manifest.files.map((f) => f.path)).to.deep.equal(["journal/data.mdb"]);
+    expect(bytes).to.equal(manifest.files[0]!.size);
+    expect(manifest.sourceNode.address).to.equal(source.addr);
+    expect(manifest.sourceNode.pid).to.equal(source.pid);
+    expect(manifest.sourceNode.nodeId).to.equal("local");
+  });
+
+  it("restore refuses a directory that is not empty, or in use by a running node, with exit 5 and changes nothing", async () => {
+    const [source, c] = await start();
+    await seedSku(c, "r-1", 3);
+    const file = path.join(work, "b.qmbackup");
+    expect((await runQmctl(["--addr", source.addr, "backup", "--out", file])).code).to.equal(0);
+
+    const again = await runQmctl(["--addr", source.addr, "backup", "--out", file]);
+    expect(again.code).to.equal(5);
+    expect(again.stderr).to.include(`${file} already exists; a backup never overwrites a file`);
+
+    const inUse = await runQmctl(["restore", "--from", file, "--data-dir", source.dataDir]);
+    expect(inUse.code).to.equal(5);
+    expect(inUse.stderr).to.include(`data directory ${source.dataDir} is in use by process ${source.pid}`);
+    expect((await call(c.inventory, "getSku", { skuId: "r-1" })).onHand).to.equal(3);
+
+    await writeFile(path.join(work, "plain.txt"), "x");
+    const notEmpty = await runQmctl(["restore", "--from", file, "--data-dir", work]);
+    expect(notEmpty.code).to.equal(5);
+    expect(notEmpty.stderr).to.include(`data directory ${work} is not empty`);
+    // No LOCK file left in a directory that was refused.
+    expect((await readdir(work)).sort()).to.deep.equal(["b.qmbackup", "plain.txt"]);
+  });
+
+  it("restore of a damaged backup fails naming the file and checksum, exit 1, and leaves the directory empty", async () => {
+    const [source, c] = await start();
+    await seedSku(c, "d-1", 2);
+    const file = path.join(work, "b.qmbackup");
+    expect((await runQmctl(["--addr", source.addr, "backup", "--out", file])).code).to.equal(0);
+    const bytes = await readFile(file);
+    // The manifest's size is in the first header; data.mdb's bytes start after
+    // the manifest (padded to 512) and data.mdb's own header.
+    const manifestBytes = parseInt(bytes.toString("latin1", 124, 135), 8);
+    const dataStart = 512 + Math.ceil(manifestBytes / 512) * 512 + 512;
+    const at = dataStart + 4000;
+    bytes[at] = bytes[at]! ^ 0x5a;
+    const damaged = path.join(work, "damaged.qmbackup");
+    await writeFile(damaged, bytes);
+
+    const target = path.join(work, "target");
+    const run = await runQmctl(["restore", "--from", damaged, "--data-dir", target]);
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.match(/backup is damaged or not a Quartermaster backup: journal\/data\.mdb has sha256 [0-9a-f]{64}, the manifest says [0-9a-f]{64}/);
+    expect(await readdir(target)).to.deep.equal(["LOCK"]);
+    // And the same directory takes the good backup afterwards.
+    const good = await runQmctl(["restore", "--from", file, "--data-dir", target]);
+    expect(good.code, good.stderr).to.equal(0);
+  });
+});
