@@ -150,5 +150,7 @@ export const BACKUP_CHUNK_BYTES_MAX = 256 * 1024;
 export const BACKUP_FILES_MAX = 1000;
 /** Bytes of a backup's manifest; a restore reads it whole before anything else. */
 export const BACKUP_MANIFEST_BYTES_MAX = 1024 * 1024;
+/** Free bytes a backup leaves on the data directory's file system after staging its copy there, for the journal's own writes meanwhile. */
+export const BACKUP_DISK_RESERVE_BYTES = 64 * 1024 * 1024;
 /** Bytes of a file's path inside a backup: what the ustar name field holds, with no extension headers to parse. */
 export const BACKUP_PATH_BYTES_MAX = 100;

@@ -92,6 +92,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       sourceNode: () => ({ nodeId: config.nodeId, hostname: hostname(), address: boundAddress, dataDir: lock.dir, pid: process.pid }),
       clock,
     });
+    await backups.start();
     // Stopped before the journal closes: a running copy must end first.
     stack.push(() => backups.stop());
     const router = new PlacementRouter(cluster, system);

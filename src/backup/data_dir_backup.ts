@@ -10,18 +10,20 @@
 // its reader table, which LMDB rebuilds when it opens an environment alone.
 //
 // The manifest with every file's sha256 goes first in the backup, so the
-// copy is staged in STAGING_DIR inside the data directory (same file system,
-// so a backup needs free space for one journal copy while it runs), hashed,
-// streamed, and removed. One backup runs at a time.
+// copy is staged in STAGING_DIR inside the data directory, hashed, streamed,
+// and removed. One backup runs at a time. Staging shares the journal's file
+// system, so a backup that would leave less than BACKUP_DISK_RESERVE_BYTES
+// free is refused with DISK_FULL before it writes anything: a backup must
+// never be what fills the disk under the journal.
 
 import { createReadStream } from "node:fs";
-import { copyFile, lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { copyFile, lstat, mkdir, readdir, rm, statfs } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
 import { LOCK_FILE } from "../journal/data_dir_lock";
-import { BACKUP_CHUNK_BYTES_MAX, BACKUP_FILES_MAX } from "../limits";
+import { BACKUP_CHUNK_BYTES_MAX, BACKUP_DISK_RESERVE_BYTES, BACKUP_FILES_MAX } from "../limits";
 import {
   BACKUP_FORMAT_VERSION,
   type BackupManifest,
@@ -82,6 +84,11 @@ export class DataDirBackup {
     return running;
   }
 
+  /** Removes a staging area a crash left behind. */
+  async start(): Promise<void> {
+    await rm(path.join(this.options.dataDir, STAGING_DIR), { recursive: true, force: true });
+  }
+
   /** Refuses new backups and waits for a running one to end (its stream fails at the next chunk). Idempotent. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -93,6 +100,7 @@ export class DataDirBackup {
     const staging = path.join(dataDir, STAGING_DIR);
     await rm(staging, { recursive: true, force: true });
     try {
+      await this.checkFreeSpace();
       await mkdir(staging);
       const createdAt = new Date(this.options.clock.nowMs()).toISOString();
       await this.options.copyJournal(path.join(staging, this.options.journalDir));
@@ -105,8 +113,27 @@ export class DataDirBackup {
       });
       await writeArchive(writer, manifest, staging, Date.parse(createdAt));
       return { manifest, bytes: writer.bytesWritten };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOSPC") {
+        throw new QmError("DISK_FULL", `no space left to stage a backup in ${dataDir}`);
+      }
+      throw error;
     } finally {
       await rm(staging, { recursive: true, force: true });
+    }
+  }
+
+  /** The staged copy is at most as large as the files it copies (an LMDB copy never exceeds its file). */
+  private async checkFreeSpace(): Promise<void> {
+    const needed = (await bytesUnder(this.options.dataDir)) + BACKUP_DISK_RESERVE_BYTES;
+    const { bavail, bsize } = await statfs(this.options.dataDir);
+    const free = bavail * bsize;
+    if (free < needed) {
+      throw new QmError(
+        "DISK_FULL",
+        `a backup needs ${needed} bytes free in ${this.options.dataDir} (a copy of its files plus a reserve of ${BACKUP_DISK_RESERVE_BYTES}); ${free} are free`,
+        { neededBytes: String(needed), freeBytes: String(free) },
+      );
     }
   }
 
@@ -139,6 +166,23 @@ export class DataDirBackup {
       await copyFile(path.join(dir, entry.name), path.join(target, entry.name));
     }
   }
+}
+
+/** Bytes of the regular files under dir, the staging area and lock files aside; bounded by BACKUP_FILES_MAX entries. */
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0;
+  let entries = 0;
+  const walk = async (current: string, top: boolean): Promise<void> => {
+    for (const entry of await readdir(current, { withFileTypes: true })) {
+      if (++entries > BACKUP_FILES_MAX) throw new QmError("LIMIT_EXCEEDED", `the data directory holds more than ${BACKUP_FILES_MAX} files`);
+      if (top && (entry.name === STAGING_DIR || entry.name === LOCK_FILE)) continue;
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) await walk(full, false);
+      else if (entry.isFile()) total += (await lstat(full)).size;
+    }
+  };
+  await walk(dir, true);
+  return total;
 }
 
 /** Every regular file under root, sorted by path, with its size and sha256. */

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,6 +7,7 @@ import { type FileSink, type ManifestFile, readBackup } from "../../src/backup/b
 import { DataDirBackup, STAGING_DIR } from "../../src/backup/data_dir_backup";
 import { systemClock } from "../../src/clock";
 import { QmError } from "../../src/errors";
+import { BACKUP_DISK_RESERVE_BYTES } from "../../src/limits";
 
 async function* only(chunks: readonly Buffer[]): AsyncGenerator<Buffer> {
   for (const c of chunks) yield c;
@@ -119,6 +121,52 @@ describe("DataDirBackup", function () {
       expect.fail("ran after stop");
     } catch (error) {
       expect((error as QmError).code).to.equal("UNAVAILABLE");
+    }
+  });
+
+  it("start() removes a staging area a crash left behind", async () => {
+    mkdirSync(join(dir, STAGING_DIR));
+    writeFileSync(join(dir, STAGING_DIR, "leftover"), "x");
+    await backupOf().start();
+    expect(existsSync(join(dir, STAGING_DIR))).to.equal(false);
+    expect(existsSync(join(dir, "identity.json"))).to.equal(true);
+  });
+
+  it("refuses with DISK_FULL, staging nothing and copying nothing, when the copy would leave less than the reserve free (root: tmpfs)", async function () {
+    if (process.getuid?.() !== 0) {
+      console.log("      skipped: mounting a tmpfs needs root");
+      this.skip();
+    }
+    const small = join(dir, "small");
+    mkdirSync(small);
+    // Smaller than the reserve alone, so any backup on it must be refused.
+    const sizeBytes = BACKUP_DISK_RESERVE_BYTES / 8;
+    expect(spawnSync("mount", ["-t", "tmpfs", "-o", `size=${sizeBytes}`, "tmpfs", small]).status).to.equal(0);
+    try {
+      const smallDir = join(small, "data");
+      mkdirSync(join(smallDir, "journal"), { recursive: true });
+      writeFileSync(join(smallDir, "journal", "data.mdb"), Buffer.alloc(1024 * 1024));
+      const backups = new DataDirBackup({
+        dataDir: smallDir,
+        journalDir: "journal",
+        copyJournal: async () => {
+          copies++;
+        },
+        sourceNode: () => ({ nodeId: "n1", hostname: "h", address: "a:1", dataDir: smallDir, pid: 1 }),
+        clock: systemClock,
+      });
+      try {
+        await backups.run(async () => undefined);
+        expect.fail("a backup ran without room for its copy");
+      } catch (error) {
+        expect((error as QmError).code).to.equal("DISK_FULL");
+        expect((error as QmError).message).to.match(/^a backup needs \d+ bytes free in .* \d+ are free$/);
+        expect((error as QmError).metadata["neededBytes"]).to.equal(String(1024 * 1024 + BACKUP_DISK_RESERVE_BYTES));
+      }
+      expect(copies).to.equal(0);
+      expect(existsSync(join(smallDir, STAGING_DIR))).to.equal(false);
+    } finally {
+      expect(spawnSync("umount", [small]).status).to.equal(0);
     }
   });
 });
