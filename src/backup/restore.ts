@@ -9,7 +9,7 @@
 // fsynced before the restore reports success.
 
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, rm, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { QmError } from "../errors";
 import { acquireDataDirLock, LOCK_FILE } from "../journal/data_dir_lock";
@@ -36,6 +36,8 @@ export async function verifyBackupFile(file: string): Promise<RestoreSummary> {
 }
 
 export async function restoreBackup(from: string, dataDir: string): Promise<RestoreSummary> {
+  // Before anything is created or locked: a mistyped --from must leave no trace.
+  if (!(await isFile(from))) throw new QmError("NOT_FOUND", `backup file ${from} not found (or not a regular file)`, { file: from });
   // A directory with a LOCK file may be a live node's: the lock speaks first,
   // so the message says "in use". Without one, emptiness is checked before
   // locking, so a wrong, non-empty directory never gets a LOCK file from us.
@@ -70,6 +72,14 @@ export async function restoreBackup(from: string, dataDir: string): Promise<Rest
  */
 async function scrubRestoredDataDir(_dataDir: string): Promise<void> {
   // Deliberately empty until scrubDataDir exists; the sha256 of every file has already been checked.
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function openSource(file: string): AsyncIterable<Buffer> {
