@@ -2,19 +2,24 @@
 // every file's size and sha256 against the manifest as it streams through.
 //
 // The target must be empty (a missing directory is created) and is locked
-// with the data-directory lock for the whole restore, so neither a running
-// node nor a second restore can share it. On any failure everything the
-// restore wrote is removed again, so the directory is as empty as it was and
-// no node can start on half a backup. Every file and directory written is
-// fsynced before the restore reports success.
+// with the data-directory lock while the files are written, so neither a
+// running node nor a second restore can share it. Then the offline scrub
+// checks the result as a journal. On any failure everything the restore wrote
+// is removed again, so the directory is as empty as it was and no node can
+// start on half a backup. Every file and directory written is fsynced before
+// the restore reports success.
 
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { QmError } from "../errors";
 import { acquireDataDirLock, LOCK_FILE } from "../journal/data_dir_lock";
+import { scrubDataDir } from "../journal/scrub";
 import { BACKUP_CHUNK_BYTES_MAX } from "../limits";
 import { type BackupManifest, type FileSink, type ManifestFile, readBackup } from "./backup_file";
+
+/** Scrub problems quoted in a failed restore's message; `qmctl scrub` lists them all. */
+const RESTORE_PROBLEMS_SHOWN_MAX = 5;
 
 export interface RestoreSummary {
   readonly manifest: BackupManifest;
@@ -44,34 +49,54 @@ export async function restoreBackup(from: string, dataDir: string): Promise<Rest
   const before = await contentsOf(dataDir);
   if (!before.includes(LOCK_FILE) && before.length > 0) refuseNotEmpty(dataDir, before);
   const lock = await acquireDataDirLock(dataDir);
+  let summary: RestoreSummary;
   try {
     const contents = await contentsOf(lock.dir);
     if (contents.some((name) => name !== LOCK_FILE)) refuseNotEmpty(dataDir, contents);
     const sink = new DirectorySink(lock.dir);
-    let manifest: BackupManifest;
     try {
-      manifest = await readBackup(openSource(from), sink);
+      const manifest = await readBackup(openSource(from), sink);
       await sink.syncDirectories();
-      await scrubRestoredDataDir(lock.dir);
+      summary = { manifest, bytes: sink.bytes };
     } catch (error) {
       await sink.abort();
       await removeAllBut(lock.dir, LOCK_FILE);
       throw error;
     }
-    return { manifest, bytes: sink.bytes };
   } finally {
     await lock.release();
   }
+  await scrubRestoredDataDir(lock.dir);
+  return summary;
 }
 
 /**
- * The hook for the offline integrity check of a data directory (scrubDataDir,
- * which checks the identity file and every journal record's checksum). It
- * lands separately; once it does, this calls it, and a restore that does not
- * scrub clean fails and leaves the directory empty.
+ * The sha256 of every file says the bytes are the ones backed up; the scrub
+ * (identity file against the journal, the file's structure, every record's
+ * checksum) says those bytes make a journal a node can serve, which catches a
+ * backup taken from an already damaged directory. scrubDataDir takes the
+ * data-directory lock itself, so it runs after ours is released; a directory
+ * that fails it is emptied again under the lock, as a failed restore is.
  */
-async function scrubRestoredDataDir(_dataDir: string): Promise<void> {
-  // Deliberately empty until scrubDataDir exists; the sha256 of every file has already been checked.
+async function scrubRestoredDataDir(dataDir: string): Promise<void> {
+  const report = await scrubDataDir(dataDir);
+  if (report.clean) return;
+  const problems = [
+    ...report.problems,
+    ...report.damaged.map((d) => `${d.actorId}: ${d.problems.join(", ")}`),
+  ].slice(0, RESTORE_PROBLEMS_SHOWN_MAX);
+  let emptied = "it was emptied again";
+  try {
+    const lock = await acquireDataDirLock(dataDir);
+    try {
+      await removeAllBut(lock.dir, LOCK_FILE);
+    } finally {
+      await lock.release();
+    }
+  } catch (error) {
+    emptied = `it could not be emptied (${error instanceof Error ? error.message : String(error)})`;
+  }
+  throw new QmError("DATA_LOSS", `the restored data directory ${dataDir} fails the scrub, so ${emptied}: ${problems.join("; ")}`, { dataDir });
 }
 
 async function isFile(file: string): Promise<boolean> {

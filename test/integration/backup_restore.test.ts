@@ -8,7 +8,16 @@ import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { credentials } from "@grpc/grpc-js";
 import { expect } from "chai";
-import { readBackup } from "../../src/backup/backup_file";
+import { createHash } from "node:crypto";
+import {
+  type BackupManifest,
+  encodeManifest,
+  endOfArchive,
+  entryHeader,
+  entryPadding,
+  MANIFEST_NAME,
+  readBackup,
+} from "../../src/backup/backup_file";
 import { AdminServiceClient } from "../../src/gen/quartermaster/v1/admin";
 import { type Adjustment, AdjustmentReason } from "../../src/gen/quartermaster/v1/inventory";
 import { BACKUP_CHUNK_BYTES_MAX } from "../../src/limits";
@@ -45,6 +54,34 @@ function runQmctl(args: readonly string[]): Promise<Run> {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+interface TarEntry {
+  readonly start: number;
+  readonly data: Buffer;
+}
+
+/** The entries of a backup by name, with where each one's data starts: ustar headers are 512 bytes, data is padded to 512. */
+async function entriesOf(archive: Buffer): Promise<Map<string, TarEntry>> {
+  const out = new Map<string, TarEntry>();
+  let at = 0;
+  while (at + 512 <= archive.length && archive[at] !== 0) {
+    const name = archive.toString("utf8", at, at + 100).replace(/\0.*$/s, "");
+    const size = parseInt(archive.toString("latin1", at + 124, at + 135), 8);
+    out.set(name, { start: at + 512, data: archive.subarray(at + 512, at + 512 + size) });
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}
+
+/** A backup whose files are the given ones, with a manifest that matches them: every sha256 checks out. */
+function rebuiltBackup(manifest: BackupManifest, files: ReadonlyMap<string, Buffer>): Buffer {
+  const listed = [...files].map(([p, data]) => ({ path: p, size: data.length, sha256: createHash("sha256").update(data).digest("hex") }));
+  const json = encodeManifest({ ...manifest, files: listed });
+  const parts: Buffer[] = [entryHeader(MANIFEST_NAME, json.length, Date.now()), json, entryPadding(json.length)];
+  for (const [p, data] of files) parts.push(entryHeader(p, data.length, Date.now()), data, entryPadding(data.length));
+  parts.push(endOfArchive());
+  return Buffer.concat(parts);
 }
 
 async function allAdjustments(c: Clients, skuId: string): Promise<Adjustment[]> {
@@ -84,8 +121,6 @@ describe("backup and restore (integration)", function () {
   it("backs up under write load; a node on the restored copy has every write acknowledged before the backup began, and none never sent", async () => {
     const [source, c] = await start();
     for (const sku of SKUS) await seedSku(c, sku, 0);
-    // A file beside the journal, as the identity file will be: restored as it was.
-    await writeFile(path.join(source.dataDir, "identity.json"), '{"cluster":"test"}\n');
 
     const sent = new Set<string>();
     const acked = new Set<string>();
@@ -118,13 +153,14 @@ describe("backup and restore (integration)", function () {
     expect(backup.code, backup.stderr).to.equal(0);
     expect(ackedDuring, "writes acknowledged while the backup ran").to.be.greaterThan(0);
     const report = JSON.parse(backup.stdout) as { manifest: { files: { path: string }[] } };
-    expect(report.manifest.files.map((f) => f.path)).to.deep.equal(["identity.json", "journal/data.mdb"]);
+    expect(report.manifest.files.map((f) => f.path)).to.deep.equal(["IDENTITY.json", "journal/data.mdb"]);
 
     const restoredDir = path.join(work, "restored");
     const restore = await runQmctl(["restore", "--from", file, "--data-dir", restoredDir]);
     expect(restore.code, restore.stderr).to.equal(0);
     expect(restore.stdout).to.match(/^restored .*: 2 files, \d+ bytes of files checked/);
-    expect(await readFile(path.join(restoredDir, "identity.json"), "utf8")).to.equal('{"cluster":"test"}\n');
+    // The file beside the journal comes back as it was.
+    expect(await readFile(path.join(restoredDir, "IDENTITY.json"), "utf8")).to.equal(await readFile(path.join(source.dataDir, "IDENTITY.json"), "utf8"));
 
     const [, restored] = await start(restoredDir);
     let total = 0;
@@ -179,8 +215,8 @@ describe("backup and restore (integration)", function () {
       })(),
       { open: async () => undefined, write: async (b) => void (bytes += b.length), close: async () => undefined },
     );
-    expect(manifest.files.map((f) => f.path)).to.deep.equal(["journal/data.mdb"]);
-    expect(bytes).to.equal(manifest.files[0]!.size);
+    expect(manifest.files.map((f) => f.path)).to.deep.equal(["IDENTITY.json", "journal/data.mdb"]);
+    expect(bytes).to.equal(manifest.files[0]!.size + manifest.files[1]!.size);
     expect(manifest.sourceNode.address).to.equal(source.addr);
     expect(manifest.sourceNode.pid).to.equal(source.pid);
     expect(manifest.sourceNode.nodeId).to.equal("local");
@@ -215,11 +251,7 @@ describe("backup and restore (integration)", function () {
     const file = path.join(work, "b.qmbackup");
     expect((await runQmctl(["--addr", source.addr, "backup", "--out", file])).code).to.equal(0);
     const bytes = await readFile(file);
-    // The manifest's size is in the first header; data.mdb's bytes start after
-    // the manifest (padded to 512) and data.mdb's own header.
-    const manifestBytes = parseInt(bytes.toString("latin1", 124, 135), 8);
-    const dataStart = 512 + Math.ceil(manifestBytes / 512) * 512 + 512;
-    const at = dataStart + 4000;
+    const at = (await entriesOf(bytes)).get("journal/data.mdb")!.start + 4000;
     bytes[at] = bytes[at]! ^ 0x5a;
     const damaged = path.join(work, "damaged.qmbackup");
     await writeFile(damaged, bytes);
@@ -232,5 +264,27 @@ describe("backup and restore (integration)", function () {
     // And the same directory takes the good backup afterwards.
     const good = await runQmctl(["restore", "--from", file, "--data-dir", target]);
     expect(good.code, good.stderr).to.equal(0);
+  });
+
+  it("restore runs the offline scrub: a journal that is damaged although every sha256 matches fails with DATA_LOSS and leaves the directory empty", async () => {
+    const [source, c] = await start();
+    await seedSku(c, "s-1", 2);
+    const file = path.join(work, "b.qmbackup");
+    expect((await runQmctl(["--addr", source.addr, "backup", "--out", file])).code).to.equal(0);
+    const entries = await entriesOf(await readFile(file));
+    const manifest = JSON.parse(entries.get(MANIFEST_NAME)!.data.toString("utf8")) as BackupManifest;
+    // A journal cut short by one page, as a backup of an already damaged node
+    // would hold it, with a manifest that vouches for exactly these bytes.
+    const journal = entries.get("journal/data.mdb")!.data;
+    const cut = journal.subarray(0, journal.length - 4096);
+    const forged = path.join(work, "forged.qmbackup");
+    await writeFile(forged, rebuiltBackup(manifest, new Map([["IDENTITY.json", entries.get("IDENTITY.json")!.data], ["journal/data.mdb", cut]])));
+
+    const target = path.join(work, "target");
+    const run = await runQmctl(["restore", "--from", forged, "--data-dir", target]);
+    expect(run.code, run.stderr).to.equal(1);
+    expect(run.stderr).to.include(`error: DATA_LOSS: the restored data directory ${target} fails the scrub, so it was emptied again: journal file`);
+    expect(run.stderr).to.include("truncated");
+    expect(await readdir(target)).to.deep.equal(["LOCK"]);
   });
 });
