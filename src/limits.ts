@@ -142,3 +142,9 @@ export const SCRUB_CHUNK_RECORDS = 1000;
  * got: one LMDB commit of a full batch needs about this much new pages.
  */
 export const JOURNAL_DISK_FREE_BYTES_MIN = 1024 * 1024;
+/**
+ * A second SIGTERM/SIGINT within this long of the first is the same request
+ * delivered twice (a terminal or supervisor signals the process group and
+ * `npm start` forwards it too), not an operator insisting: it is ignored.
+ */
+export const SIGNAL_REPEAT_IGNORE_MS = 1_000;
