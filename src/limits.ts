@@ -148,3 +148,5 @@ export const JOURNAL_DISK_FREE_BYTES_MIN = 1024 * 1024;
  * `npm start` forwards it too), not an operator insisting: it is ignored.
  */
 export const SIGNAL_REPEAT_IGNORE_MS = 1_000;
+/** The container health probe's one call: well under Docker's default HEALTHCHECK timeout (30 s). */
+export const HEALTH_PROBE_DEADLINE_MS = 3_000;

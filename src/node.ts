@@ -23,6 +23,7 @@ import { JOURNAL_FORMAT } from "./journal/record_codec";
 import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
 import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
+import { observeOrderExpiry } from "./observability/order_expiry";
 import { VERSION } from "./version";
 
 export interface RunningNode {
@@ -77,7 +78,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     logger: logger.child({ component: "actors" }),
     behaviors: [
       observedSkuBehavior(observer),
-      createOrderBehavior({ logger: logger.child({ component: "saga" }), observer }),
+      observeOrderExpiry(createOrderBehavior({ logger: logger.child({ component: "saga" }), observer }), observer),
     ] as ActorBehavior<unknown, unknown>[],
     idleMs: config.actorIdleMs,
     activeMax: config.activeActorsMax,
