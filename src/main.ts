@@ -4,7 +4,7 @@ import { setLogger } from "@grpc/grpc-js";
 import { ConfigError, loadConfig } from "./config";
 import { armCrashPoints } from "./fault/crash_points";
 import { SIGNAL_REPEAT_IGNORE_MS } from "./limits";
-import { startNode } from "./node";
+import { type RunningNode, startNode } from "./node";
 import { createLogger } from "./observability/logger";
 
 async function main(): Promise<void> {
@@ -34,16 +34,10 @@ async function main(): Promise<void> {
   armCrashPoints(config.faultCrashPoints);
   log.debug({ config }, "configuration");
 
-  let node;
-  try {
-    node = await startNode(config, logger);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    log.fatal({ err: error }, "failed to start");
-    process.stderr.write(`quartermaster: cannot start: ${message}\n`);
-    process.exit(1);
-  }
-  const running = node;
+  // Handlers go in before anything starts: without one, a SIGTERM that
+  // arrives while the node starts (or just as it logs "serving") would kill
+  // the process by the default action instead of draining it.
+  let node: Promise<RunningNode> | undefined;
   let firstSignalMs: number | undefined;
   const shutdown = (signal: string): void => {
     if (firstSignalMs !== undefined) {
@@ -56,19 +50,32 @@ async function main(): Promise<void> {
     }
     firstSignalMs = performance.now();
     log.info({ signal }, "draining");
-    running.stop().then(
-      () => {
-        log.info("stopped");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        log.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    // A node still starting is stopped once it has started (or has failed, which exits below).
+    (node ?? Promise.reject(new Error("not started")))
+      .then((running) => running.stop())
+      .then(
+        () => {
+          log.info("stopped");
+          process.exit(0);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+
+  node = startNode(config, logger);
+  try {
+    await node;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log.fatal({ err: error }, "failed to start");
+    process.stderr.write(`quartermaster: cannot start: ${message}\n`);
+    process.exit(1);
+  }
 }
 
 void main();
