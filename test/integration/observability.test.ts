@@ -4,6 +4,7 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
+import { VERSION } from "../../src/version";
 import { expectFailure, seedSku, sleep } from "../support/fixtures";
 import { call, type Clients, createClients, type ServerProcess, startServer } from "../support/server_process";
 
@@ -57,7 +58,7 @@ describe("logs and metrics (integration)", function () {
 
   it("logs start-up with version, pid, node id, data directory and recovery time, and the configuration at debug", () => {
     const serving = records(server).find((r) => r.msg === "quartermaster serving");
-    expect(serving).to.include({ version: "0.1.0", pid: server.pid, nodeId: "local", component: "node", grpcAddress: server.addr });
+    expect(serving).to.include({ version: VERSION, pid: server.pid, nodeId: "local", component: "node", grpcAddress: server.addr });
     expect(serving?.dataDir).to.be.a("string").and.match(/qm-test-/);
     expect(serving?.recoveryMs).to.be.a("number").at.least(0);
     const config = records(server).find((r) => r.msg === "configuration");
@@ -69,8 +70,9 @@ describe("logs and metrics (integration)", function () {
   });
 
   it("serves build info and readiness", async () => {
+    expect(VERSION).to.match(/^\d+\.\d+\.\d+/);
     const text = await scrape(server);
-    expect(sample(text, `qm_build_info{version="0.1.0",node_version="${process.versions.node}"}`)).to.equal(1);
+    expect(sample(text, `qm_build_info{version="${VERSION}",node_version="${process.versions.node}"}`)).to.equal(1);
     expect(sample(text, "qm_ready")).to.equal(1);
   });
 

@@ -10,6 +10,7 @@ import { cpSync, mkdirSync, readdirSync, symlinkSync, utimesSync } from "node:fs
 import { connect } from "node:net";
 import path from "node:path";
 import { acquireDataDirLock } from "../../src/journal/data_dir_lock";
+import { VERSION } from "../../src/version";
 import { freePort, makeTempDir, REPO_ROOT } from "../support/server_process";
 
 /** npm itself takes a second or two to start on a loaded machine; the server adds recovery, a build adds more. */
@@ -180,7 +181,7 @@ describe("npm start (the documented start command)", function () {
     expect(run.stdout()).to.not.include("second signal");
     await expectGone(run, serverPid);
     // Without --silent npm 11 prints its own banner on stdout; it is the only non-JSON there (the build's output goes to stderr).
-    expect(nonJsonLines(run.stdout())).to.deep.equal(["> quartermaster@0.1.0 start", "> node scripts/build_if_stale.js && exec node dist/src/main.js"]);
+    expect(nonJsonLines(run.stdout())).to.deep.equal([`> quartermaster@${VERSION} start`, "> node scripts/build_if_stale.js && exec node dist/src/main.js"]);
   });
 
   it("starts a built tree that has no TypeScript compiler, even when its sources look newer", async () => {
