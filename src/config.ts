@@ -2,6 +2,7 @@
 // start. A bad value stops the process with a message naming the variable.
 
 import { type FaultDelays, parseFaultDelays } from "./fault/fault_delays";
+import { CRASH_POINT_NAMES, type CrashPointName } from "./fault/crash_points";
 import { ACTIVE_ACTORS_MAX, ID_LENGTH_MAX, ID_PATTERN, ORDER_RESERVATION_GRACE_MS } from "./limits";
 
 export interface Config {
@@ -24,6 +25,8 @@ export interface Config {
   readonly faultDelays: FaultDelays;
   /** Start with an empty journal even though the data directory's identity says one existed (it was lost). */
   readonly allowEmptyJournal: boolean;
+  /** Tests only: points where the process kills itself (src/fault/crash_points.ts). */
+  readonly faultCrashPoints: readonly CrashPointName[];
 }
 
 /** The table the README documents: name, default, meaning. */
@@ -45,6 +48,7 @@ export const CONFIG_VARIABLES = {
   QM_ORDER_RESERVATION_GRACE_MS: [String(ORDER_RESERVATION_GRACE_MS), "an order's holds outlive its payment deadline by this much"],
   QM_FAULT_DELAYS: ["", "tests only: point=ms pairs (src/fault/fault_delays.ts) where the process stalls, e.g. journal.append=2000"],
   QM_ALLOW_EMPTY_JOURNAL: ["0", "1: start with an empty journal although the data directory's identity file says its journal was lost (0 refuses to start)"],
+  QM_FAULT_CRASH_POINTS: ["", `tests only: comma-separated crash points (${CRASH_POINT_NAMES.join(", ")}) where the process SIGKILLs itself`],
 } as const;
 
 type VariableName = keyof typeof CONFIG_VARIABLES;
@@ -90,6 +94,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (allowEmptyJournal !== "0" && allowEmptyJournal !== "1") {
     throw new ConfigError(`QM_ALLOW_EMPTY_JOURNAL=${allowEmptyJournal}: expected 0 or 1`);
   }
+  const crashPoints = get("QM_FAULT_CRASH_POINTS").split(",").filter((name) => name !== "");
+  const unknownPoint = crashPoints.find((name) => !(CRASH_POINT_NAMES as readonly string[]).includes(name));
+  if (unknownPoint !== undefined) {
+    throw new ConfigError(`QM_FAULT_CRASH_POINTS: unknown crash point ${unknownPoint}; known: ${CRASH_POINT_NAMES.join(", ")}`);
+  }
   const dataDir = get("QM_DATA_DIR");
   if (dataDir === "") throw new ConfigError("QM_DATA_DIR must not be empty");
   return {
@@ -107,5 +116,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     orderReservationGraceMs: int("QM_ORDER_RESERVATION_GRACE_MS", 0, 24 * 3600 * 1000),
     faultDelays: faultDelays("QM_FAULT_DELAYS"),
     allowEmptyJournal: allowEmptyJournal === "1",
+    faultCrashPoints: crashPoints as CrashPointName[],
   };
 }

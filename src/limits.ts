@@ -154,3 +154,11 @@ export const BACKUP_MANIFEST_BYTES_MAX = 1024 * 1024;
 export const BACKUP_DISK_RESERVE_BYTES = 64 * 1024 * 1024;
 /** Bytes of a file's path inside a backup: what the ustar name field holds, with no extension headers to parse. */
 export const BACKUP_PATH_BYTES_MAX = 100;
+/**
+ * A second SIGTERM/SIGINT within this long of the first is the same request
+ * delivered twice (a terminal or supervisor signals the process group and
+ * `npm start` forwards it too), not an operator insisting: it is ignored.
+ */
+export const SIGNAL_REPEAT_IGNORE_MS = 1_000;
+/** The container health probe's one call: well under Docker's default HEALTHCHECK timeout (30 s). */
+export const HEALTH_PROBE_DEADLINE_MS = 3_000;

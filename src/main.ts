@@ -1,8 +1,10 @@
-// `npm start`: one single-node Quartermaster process.
+// The server process: `npm start` execs it, and a container runs it directly.
 
-import { QmError } from "./errors";
+import { setLogger } from "@grpc/grpc-js";
 import { ConfigError, loadConfig } from "./config";
-import { startNode } from "./node";
+import { armCrashPoints } from "./fault/crash_points";
+import { SIGNAL_REPEAT_IGNORE_MS } from "./limits";
+import { type RunningNode, startNode } from "./node";
 import { createLogger } from "./observability/logger";
 
 async function main(): Promise<void> {
@@ -17,38 +19,63 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
-  // A stray rejection belongs to one request; it must not take the node down.
-  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection"));
-  let node;
-  try {
-    node = await startNode(config, logger);
-  } catch (error) {
-    const message = error instanceof QmError || error instanceof Error ? error.message : String(error);
-    logger.fatal({ err: error }, "failed to start");
-    process.stderr.write(`quartermaster: cannot start: ${message}\n`);
-    process.exit(1);
-  }
-  const running = node;
-  let signals = 0;
+  const log = logger.child({ component: "process" });
+  // Every request path catches its own errors, so a rejection nobody handled
+  // is a bug whose effects are unknown: log it and exit, and let the
+  // supervisor restart a clean process (the journal recovers it).
+  process.on("unhandledRejection", (reason) => {
+    log.fatal({ err: reason }, "unhandled rejection: exiting");
+    process.exit(70);
+  });
+  // grpc-js writes its own errors to stderr ("E No address added..."); ours
+  // say the same with the variable's name, so its lines go to the JSON log at debug.
+  const grpcLog = logger.child({ component: "grpc-js" });
+  setLogger({ error: (...args: unknown[]) => grpcLog.debug(args.map(String).join(" ")) });
+  armCrashPoints(config.faultCrashPoints);
+  log.debug({ config }, "configuration");
+
+  // Handlers go in before anything starts: without one, a SIGTERM that
+  // arrives while the node starts (or just as it logs "serving") would kill
+  // the process by the default action instead of draining it.
+  let node: Promise<RunningNode> | undefined;
+  let firstSignalMs: number | undefined;
   const shutdown = (signal: string): void => {
-    if (++signals > 1) {
-      logger.warn({ signal }, "second signal: exiting at once");
+    if (firstSignalMs !== undefined) {
+      // `npm start` forwards the signal a terminal or supervisor also sent to
+      // the whole process group: one Ctrl-C arrives twice. Only a signal
+      // repeated later means "stop waiting".
+      if (performance.now() - firstSignalMs < SIGNAL_REPEAT_IGNORE_MS) return;
+      log.warn({ signal }, "second signal: exiting at once");
       process.exit(1);
     }
-    logger.info({ signal }, "draining");
-    running.stop().then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    firstSignalMs = performance.now();
+    log.info({ signal }, "draining");
+    // A node still starting is stopped once it has started (or has failed, which exits below).
+    (node ?? Promise.reject(new Error("not started")))
+      .then((running) => running.stop())
+      .then(
+        () => {
+          log.info("stopped");
+          process.exit(0);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+
+  node = startNode(config, logger);
+  try {
+    await node;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log.fatal({ err: error }, "failed to start");
+    process.stderr.write(`quartermaster: cannot start: ${message}\n`);
+    process.exit(1);
+  }
 }
 
 void main();

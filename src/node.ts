@@ -1,13 +1,13 @@
-// Assembles one Quartermaster node: data-directory lock, journal, actor
-// system, gRPC server, metrics. Started in dependency order, stopped in
-// reverse. Health stays NOT_SERVING until recovery (due expiries and
-// interrupted sagas) has been dispatched.
+// Assembles one Quartermaster node from its long-lived parts, composed as one
+// Lifecycle list: started in order, stopped in reverse. Health stays
+// NOT_SERVING until recovery (due expiries and interrupted sagas) has been
+// dispatched, and turns NOT_SERVING first on stop.
 
 import { hostname } from "node:os";
 import path from "node:path";
 import type { Logger } from "pino";
 import { createOrderBehavior } from "./actors/order/order_actor";
-import { skuBehavior } from "./actors/inventory/sku_actor";
+import { observedSkuBehavior } from "./actors/inventory/sku_actor";
 import { ActorSystem } from "./actors/runtime/actor_system";
 import type { ActorBehavior } from "./actors/runtime/behavior";
 import { DataDirBackup } from "./backup/data_dir_backup";
@@ -16,12 +16,17 @@ import { SingleNodeCluster } from "./cluster/cluster_view";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { Config } from "./config";
 import { withFaultDelays } from "./fault/fault_delays";
+import { QmError } from "./errors";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
 import { openJournalWithIdentity } from "./journal/identity";
 import { LMDB_DATA_FILE, LmdbJournal } from "./journal/lmdb_journal";
 import { JOURNAL_FORMAT } from "./journal/record_codec";
+import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
 import { Metrics } from "./observability/metrics";
+import { NodeObserver } from "./observability/observer";
+import { observeOrderExpiry } from "./observability/order_expiry";
+import { VERSION } from "./version";
 
 export interface RunningNode {
   readonly grpcAddress: string;
@@ -32,111 +37,163 @@ export interface RunningNode {
 }
 
 export async function startNode(config: Config, logger: Logger, clock: Clock = systemClock): Promise<RunningNode> {
-  const stack: (() => Promise<void>)[] = [];
-  const unwind = async (): Promise<void> => {
-    while (stack.length > 0) {
-      const stop = stack.pop() as () => Promise<void>;
-      try {
-        await stop();
-      } catch (error) {
-        logger.error({ err: error }, "error during shutdown");
-      }
-    }
-  };
-  try {
-    const lock: DataDirLock = await acquireDataDirLock(config.dataDir);
-    stack.push(() => lock.release());
+  const startedMs = clock.monotonicMs();
+  // The bound address, once the listener has it (QM_LISTEN may ask for port 0).
+  let grpcAddress = "";
+  const cluster = new SingleNodeCluster(config.nodeId, () => grpcAddress || config.listen, clock.nowMs());
+  const log = logger.child({ component: "node" });
 
-    const journalDir = path.join(config.dataDir, "journal");
-    const journal = new LmdbJournal({
-      path: journalDir,
-      auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
-      clock,
-      logger,
-    });
-    // Refuses a directory whose journal was lost or swapped (identity.ts).
-    await openJournalWithIdentity({
-      dataDir: config.dataDir,
-      journalFile: path.join(journalDir, LMDB_DATA_FILE),
-      journal,
-      allowEmpty: config.allowEmptyJournal,
-      nodeId: config.nodeId,
-      journalFormat: JOURNAL_FORMAT,
-      clock,
-      logger,
-    });
-    stack.push(() => journal.close());
+  let lock: DataDirLock | undefined;
+  const lockPart = lifecycle(
+    "data-dir-lock",
+    async () => {
+      lock = await acquireDataDirLock(config.dataDir);
+    },
+    async () => lock?.release(),
+  );
 
-    let metrics: Metrics | undefined;
-    const system: ActorSystem = new ActorSystem({
-      journal: withFaultDelays(journal, config.faultDelays),
-      clock,
-      logger,
-      behaviors: [
-        skuBehavior,
-        createOrderBehavior({ logger, observer: { sagaStep: (step, result) => metrics?.sagaStep(step, result) } }),
-      ] as ActorBehavior<unknown, unknown>[],
-      idleMs: config.actorIdleMs,
-      activeMax: config.activeActorsMax,
-      timerTickMs: config.timerTickMs,
-      onTurn: (kind, messages) => metrics?.observeTurn(kind, messages),
-    });
-    // Every ask, from a handler or from an actor, goes through placement; on
-    // one node it always answers "here".
-    let boundAddress = config.listen;
-    const cluster = new SingleNodeCluster(config.nodeId, () => boundAddress, clock.nowMs());
-    const backups = new DataDirBackup({
-      dataDir: lock.dir,
-      journalDir: path.relative(config.dataDir, journalDir),
-      copyJournal: (target) => journal.copyTo(target),
-      sourceNode: () => ({ nodeId: config.nodeId, hostname: hostname(), address: boundAddress, dataDir: lock.dir, pid: process.pid }),
-      clock,
-    });
-    await backups.start();
-    // Stopped before the journal closes: a running copy must end first.
-    stack.push(() => backups.stop());
-    const router = new PlacementRouter(cluster, system);
-    system.router = router;
-    metrics = new Metrics({
+  let ready = false;
+  // The sources are read at scrape time, after every part below exists.
+  const metrics = new Metrics(
+    {
       journalStats: () => journal.stats(),
       journalIntegrity: () => journal.integrityStats(),
       activeActors: () => system.activeCount,
       actorFaults: () => system.bugCount,
-    });
+      ready: () => ready,
+      version: VERSION,
+    },
+    config.metricsListen,
+  );
+  const observer = new NodeObserver(metrics, logger);
+  const journalDir = path.join(config.dataDir, "journal");
+  const journal: LmdbJournal = new LmdbJournal({
+    path: journalDir,
+    auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
+    clock,
+    logger: logger.child({ component: "journal" }),
+    observer,
+  });
+  const backups = new DataDirBackup({
+    dataDir: config.dataDir,
+    journalDir: path.relative(config.dataDir, journalDir),
+    copyJournal: (target) => journal.copyTo(target),
+    sourceNode: () => ({ nodeId: config.nodeId, hostname: hostname(), address: grpcAddress || config.listen, dataDir: lock?.dir ?? config.dataDir, pid: process.pid }),
+    clock,
+  });
+  const system: ActorSystem = new ActorSystem({
+    journal: withFaultDelays(journal, config.faultDelays),
+    clock,
+    logger: logger.child({ component: "actors" }),
+    behaviors: [
+      observedSkuBehavior(observer),
+      observeOrderExpiry(createOrderBehavior({ logger: logger.child({ component: "saga" }), observer }), observer),
+    ] as ActorBehavior<unknown, unknown>[],
+    idleMs: config.actorIdleMs,
+    activeMax: config.activeActorsMax,
+    timerTickMs: config.timerTickMs,
+    onTurn: (kind, messages) => metrics.observeTurn(kind, messages),
+  });
+  // Every ask, from a handler or from an actor, goes through placement; on
+  // one node it always answers "here".
+  const router = new PlacementRouter(cluster, system);
+  system.router = router;
+  const server = new GrpcServer({
+    listen: config.listen,
+    router,
+    cluster,
+    logger: logger.child({ component: "grpc" }),
+    observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
+    reservationGraceMs: config.orderReservationGraceMs,
+    backups,
+  });
 
-    const server = new GrpcServer({
-      listen: config.listen,
-      router,
-      cluster,
-      logger,
-      observe: (method, code, seconds) => metrics?.observeCall(method, code, seconds),
-      reservationGraceMs: config.orderReservationGraceMs,
-      backups,
-    });
-    const grpcAddress = await server.start();
-    boundAddress = grpcAddress;
-    stack.push(() => system.stop());
-    stack.push(() => server.stop(config.shutdownGraceMs));
-
-    let metricsAddress = "";
-    if (config.metricsListen !== "") {
-      const m = metrics;
-      metricsAddress = await m.listen(config.metricsListen);
-      stack.splice(stack.length - 1, 0, () => m.close());
-    }
-
-    await system.start();
-    server.setReady(true);
-    logger.info({ grpcAddress, metricsAddress, dataDir: config.dataDir }, "quartermaster serving");
-
-    let stopping: Promise<void> | undefined;
-    return {
+  let recoveryMs = 0;
+  const parts: Lifecycle[] = [
+    lockPart,
+    lifecycle(
+      "journal",
+      async () => {
+        const begin = clock.monotonicMs();
+        // Refuses a directory whose journal was lost or swapped (identity.ts).
+        await openJournalWithIdentity({
+          dataDir: config.dataDir,
+          journalFile: path.join(journalDir, LMDB_DATA_FILE),
+          journal,
+          allowEmpty: config.allowEmptyJournal,
+          nodeId: config.nodeId,
+          journalFormat: JOURNAL_FORMAT,
+          clock,
+          logger: logger.child({ component: "journal" }),
+        });
+        recoveryMs += clock.monotonicMs() - begin;
+      },
+      () => journal.close(),
+    ),
+    // Stopped before the journal closes: a running copy must end first.
+    lifecycle("backups", () => backups.start(), () => backups.stop()),
+    lifecycle("metrics", () => listening("QM_METRICS_LISTEN", config.metricsListen, () => metrics.start()), () => metrics.stop()),
+    // Bound before recovery, so a probe sees NOT_SERVING rather than a refused connection.
+    lifecycle(
+      "grpc-listener",
+      async () => {
+        grpcAddress = await listening("QM_LISTEN", config.listen, () => server.start());
+      },
+      () => server.stop(config.shutdownGraceMs),
+    ),
+    lifecycle(
+      "actors",
+      async () => {
+        const begin = clock.monotonicMs();
+        await system.start();
+        recoveryMs += clock.monotonicMs() - begin;
+      },
+      () => system.stop(),
+    ),
+    // Last to start and first to stop: health NOT_SERVING, then calls in
+    // flight drain while the actors still answer them.
+    lifecycle(
+      "grpc-serving",
+      async () => {
+        server.setReady(true);
+        ready = true;
+      },
+      async () => {
+        ready = false;
+        await server.stop(config.shutdownGraceMs);
+      },
+    ),
+  ];
+  const node = new LifecycleList(parts, log, () => clock.monotonicMs());
+  await node.start();
+  log.info(
+    {
+      version: VERSION,
+      pid: process.pid,
+      nodeId: cluster.self,
+      dataDir: lock?.dir ?? config.dataDir,
       grpcAddress,
-      metricsAddress,
-      stop: () => (stopping ??= unwind()),
-    };
+      metricsAddress: metrics.address,
+      recoveryMs: Math.round(recoveryMs),
+      startupMs: Math.round(clock.monotonicMs() - startedMs),
+    },
+    "quartermaster serving",
+  );
+  return { grpcAddress, metricsAddress: metrics.address, stop: () => node.stop() };
+}
+
+/**
+ * Binds through `bind`; a failure names the variable and the address, so a
+ * port conflict reads `QM_LISTEN=127.0.0.1:50051: address already in use`.
+ */
+async function listening<T>(variable: string, address: string, bind: () => Promise<T>): Promise<T> {
+  try {
+    return await bind();
   } catch (error) {
-    await unwind();
-    throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    // grpc-js wraps the cause: "No address added out of total 1 resolved errors: [listen EADDRINUSE: ...]".
+    const cause = /errors: \[(.*)\]$/.exec(message)?.[1] ?? message;
+    const reason = /EADDRINUSE/.test(cause) ? "address already in use" : cause;
+    throw new QmError("UNAVAILABLE", `${variable}=${address}: cannot listen: ${reason}`, { variable, address });
   }
 }

@@ -1,15 +1,22 @@
 // Named points where the process can be told to die at once (SIGKILL on
 // itself), so that tests can crash it at an exact step of a saga instead of
-// hoping a timed kill lands there. Off unless QM_FAULT_CRASH_POINTS names
-// the point; read once at start.
+// hoping a timed kill lands there. Off unless QM_FAULT_CRASH_POINTS (read by
+// config.ts) names the point; main arms them once at start.
 
-export type CrashPointName =
+export const CRASH_POINT_NAMES = [
   /** The order's saga step is durable, no SKU has been asked yet. */
-  | "order.saga.intent"
+  "order.saga.intent",
   /** Every SKU has answered the step, its outcome is not yet recorded. */
-  | "order.saga.outcome";
+  "order.saga.outcome",
+] as const;
 
-const armed = new Set((process.env.QM_FAULT_CRASH_POINTS ?? "").split(",").filter((s) => s !== ""));
+export type CrashPointName = (typeof CRASH_POINT_NAMES)[number];
+
+let armed: ReadonlySet<string> = new Set();
+
+export function armCrashPoints(names: readonly CrashPointName[]): void {
+  armed = new Set(names);
+}
 
 export function crashPoint(name: CrashPointName): void {
   if (armed.size === 0 || !armed.has(name)) return;

@@ -63,6 +63,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { pack, unpack } from "msgpackr";
 import type { Clock } from "../clock";
+import type { JournalObserver } from "../observability/observer";
 import { QmError, assert } from "../errors";
 import {
   DAMAGED_ACTORS_LOGGED_MAX,
@@ -156,6 +157,8 @@ export interface LmdbJournalOptions {
   readonly auditRetention: AuditRetention;
   readonly clock: Clock;
   readonly logger?: JournalLogger;
+  /** Told of each durable write's duration and of every fencing conflict. */
+  readonly observer?: JournalObserver;
   /**
    * Open without writing anything: no environment is created, no format
    * record written, appends fail. For scrub and other offline checks.
@@ -201,6 +204,7 @@ export class LmdbJournal implements Journal {
   private readonly retention: AuditRetention;
   private readonly clock: Clock;
   private readonly logger: JournalLogger | undefined;
+  private readonly observer: JournalObserver | undefined;
   private readonly readOnly: boolean;
 
   private state: State = "new";
@@ -232,6 +236,7 @@ export class LmdbJournal implements Journal {
     this.retention = { maxAgeMs, maxPerActor };
     this.clock = options.clock;
     this.logger = options.logger;
+    this.observer = options.observer;
     this.readOnly = options.readOnly === true;
   }
 
@@ -550,6 +555,7 @@ export class LmdbJournal implements Journal {
     // catch below must know whether the callback took a batch.
     const taken: { batch?: PendingAppend[] } = {};
     let outcomes: (QmError | null)[];
+    const beganMs = this.clock.monotonicMs();
     try {
       const stores = this.openStores();
       outcomes = await root.childTransaction(() => {
@@ -576,7 +582,7 @@ export class LmdbJournal implements Journal {
       await this.failBatch(this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), new Error("transaction ended without running the batch"));
       return;
     }
-    this.settleBatch(batch, outcomes);
+    this.settleBatch(batch, outcomes, (this.clock.monotonicMs() - beganMs) / 1000);
   }
 
   /**
@@ -609,7 +615,7 @@ export class LmdbJournal implements Journal {
     this.queue.unshift(...healthy);
   }
 
-  private settleBatch(batch: readonly PendingAppend[], outcomes: readonly (QmError | null)[]): void {
+  private settleBatch(batch: readonly PendingAppend[], outcomes: readonly (QmError | null)[], seconds: number): void {
     assert(outcomes.length === batch.length, "one outcome per append of the batch");
     let applied = 0;
     for (let i = 0; i < batch.length; i++) {
@@ -620,11 +626,15 @@ export class LmdbJournal implements Journal {
         this.eventsWritten += pending.events.length;
         pending.resolve();
       } else {
+        if (outcome?.code === "FENCED") this.observer?.fencingConflict(pending.actorId, outcome.message);
         pending.reject(outcome ?? new QmError("INTERNAL", "append outcome missing"));
       }
     }
     // A batch of rejected appends writes nothing, so it is no durable write.
-    if (applied > 0) this.commits++;
+    if (applied > 0) {
+      this.commits++;
+      this.observer?.journalCommit(seconds, applied);
+    }
     this.appends += batch.length;
     if (this.diskFull) {
       this.diskFull = false;

@@ -1,7 +1,37 @@
-// JSON logs with pino. Trace ids join the records once tracing lands (a later issue).
+// JSON logs with pino, one line per record on stdout. Each part logs through a
+// child with a `component` field (node, journal, actors, grpc, timers...).
+// Trace ids join the records once tracing lands (a later issue).
 
 import pino, { type Logger } from "pino";
 
-export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: "quartermaster" }, timestamp: pino.stdTimeFunctions.isoTime });
+export const CENSOR = "[redacted]";
+
+/**
+ * Keys never logged in clear wherever they appear up to two levels down (an
+ * error's options, a client's settings): pino's `redact` paths.
+ */
+export const REDACTED_KEYS = ["password", "token", "secret", "credentials", "authorization", "apiKey"] as const;
+const REDACT_PATHS = REDACTED_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`]);
+
+/**
+ * The configuration logged at start (`config`) may gain secrets with any
+ * name (natsToken, etcdPassword): every key that looks like one is censored,
+ * so a new variable is covered without editing a list.
+ */
+const SECRET_KEY = /pass(word)?|token|secret|credential|authoriz|api_?key|private_?key/i;
+
+function censorSecrets(config: unknown): unknown {
+  if (typeof config !== "object" || config === null) return config;
+  return Object.fromEntries(Object.entries(config).map(([key, value]) => [key, SECRET_KEY.test(key) ? CENSOR : value]));
+}
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
+    level,
+    base: { service: "quartermaster" },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACT_PATHS, censor: CENSOR },
+    serializers: { config: censorSecrets },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }

@@ -32,6 +32,7 @@ import {
   viewReservation,
   viewSku,
 } from "../../domain/sku";
+import type { ExpiryObserver } from "../../observability/observer";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
 
 export const SKU_KIND = "sku";
@@ -74,6 +75,19 @@ export interface AdjustmentPage {
 
 type Ctx = TurnContext<SkuState>;
 
+/** The SKU behavior, reporting the holds it expires (the node counts and logs them). */
+export function observedSkuBehavior(observer: ExpiryObserver): ActorBehavior<SkuState, SkuMessage> {
+  return { ...skuBehavior, onTurnStart: (ctx) => expireDue(ctx, observer) };
+}
+
+function expireDue(ctx: Ctx, observer: ExpiryObserver | undefined): void {
+  // Holds past their time are released before anything reads or reserves,
+  // so no answer ever counts an expired hold.
+  const expired = decideExpiries(ctx.state, ctx.nowMs, EXPIRIES_PER_TURN_MAX);
+  if (expired.length > 0) observer?.reservationsExpired(ctx.key, expired.length);
+  emitAll(ctx, expired);
+}
+
 function emitAll(ctx: Ctx, events: readonly SkuEvent[]): void {
   for (const e of events) ctx.emit(e);
 }
@@ -88,9 +102,7 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
   wakeAtMs: nextExpiryMs,
 
   onTurnStart(ctx) {
-    // Holds past their time are released before anything reads or reserves,
-    // so no answer ever counts an expired hold.
-    emitAll(ctx, decideExpiries(ctx.state, ctx.nowMs, EXPIRIES_PER_TURN_MAX));
+    expireDue(ctx, undefined);
   },
 
   handle(ctx, m): unknown {

@@ -1,0 +1,72 @@
+// What the node's parts report as it happens: a small typed API that actors
+// and the journal call, so they need neither prom-client nor the logger's
+// shape. One implementation (NodeObserver) counts each report in the metrics
+// and logs it at its level; tests and tools use `quietObserver`.
+
+import type { Logger } from "pino";
+import type { Metrics } from "./metrics";
+
+/** The order saga's steps report each attempt (outcome e.g. completed, failed, retrying, parked). */
+export interface SagaObserver {
+  sagaStep(step: string, outcome: string): void;
+}
+
+/** Timers firing: holds released and unpaid orders expired at their deadline. */
+export interface ExpiryObserver {
+  reservationsExpired(skuId: string, count: number): void;
+  orderExpired(orderId: string): void;
+}
+
+/** The journal's durable writes and the appends it refused. */
+export interface JournalObserver {
+  /** One durable write (one fsync) carrying `appends` actor appends took `seconds`. */
+  journalCommit(seconds: number, appends: number): void;
+  /** An append lost its compare-and-set: another writer got there first, or a stale activation wrote. */
+  fencingConflict(actorId: string, detail: string): void;
+}
+
+export type ActorObserver = SagaObserver & ExpiryObserver & JournalObserver;
+
+export const quietObserver: ActorObserver = {
+  sagaStep: () => undefined,
+  reservationsExpired: () => undefined,
+  orderExpired: () => undefined,
+  journalCommit: () => undefined,
+  fencingConflict: () => undefined,
+};
+
+export class NodeObserver implements ActorObserver {
+  private readonly timers: Logger;
+  private readonly journal: Logger;
+
+  constructor(
+    private readonly metrics: Metrics,
+    logger: Logger,
+  ) {
+    this.timers = logger.child({ component: "timers" });
+    this.journal = logger.child({ component: "journal" });
+  }
+
+  sagaStep(step: string, outcome: string): void {
+    this.metrics.sagaStep(step, outcome);
+  }
+
+  reservationsExpired(skuId: string, count: number): void {
+    this.metrics.reservationsExpired(count);
+    this.timers.debug({ skuId, count }, "reservations expired");
+  }
+
+  orderExpired(orderId: string): void {
+    this.metrics.orderExpired();
+    this.timers.debug({ orderId }, "payment deadline passed: order expires");
+  }
+
+  journalCommit(seconds: number, appends: number): void {
+    this.metrics.journalCommit(seconds, appends);
+  }
+
+  fencingConflict(actorId: string, detail: string): void {
+    this.metrics.fencingConflict();
+    this.journal.warn({ actorId, detail }, "fencing conflict: append refused");
+  }
+}
