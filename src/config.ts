@@ -1,6 +1,7 @@
 // Every environment variable the service reads, parsed and validated once at
 // start. A bad value stops the process with a message naming the variable.
 
+import { hostname } from "node:os";
 import { type FaultDelays, parseFaultDelays } from "./fault/fault_delays";
 import { CRASH_POINT_NAMES, type CrashPointName } from "./fault/crash_points";
 import { ACTIVE_ACTORS_MAX, ID_LENGTH_MAX, ID_PATTERN, ORDER_RESERVATION_GRACE_MS } from "./limits";
@@ -27,6 +28,21 @@ export interface Config {
   readonly allowEmptyJournal: boolean;
   /** Tests only: points where the process kills itself (src/fault/crash_points.ts). */
   readonly faultCrashPoints: readonly CrashPointName[];
+  /** Cluster mode, when QM_ETCD_ENDPOINTS and QM_NATS_URL are set; undefined: the embedded single node. */
+  readonly cluster: ClusterConfig | undefined;
+}
+
+export interface ClusterConfig {
+  readonly etcdEndpoints: readonly string[];
+  readonly natsUrl: string;
+  /** Several clusters may share one etcd and one NATS: every key, subject and stream is under this name. */
+  readonly name: string;
+  readonly leaseTtlS: number;
+  /** Used only when the cluster is created; a node with another value against an existing cluster exits. */
+  readonly partitions: number;
+  /** The address other nodes and clients use for this node; empty: the bound QM_LISTEN address. */
+  readonly advertise: string;
+  readonly journalReplicas: number;
 }
 
 /** The table the README documents: name, default, meaning. */
@@ -48,6 +64,13 @@ export const CONFIG_VARIABLES = {
   QM_ORDER_RESERVATION_GRACE_MS: [String(ORDER_RESERVATION_GRACE_MS), "an order's holds outlive its payment deadline by this much"],
   QM_FAULT_DELAYS: ["", "tests only: point=ms pairs (src/fault/fault_delays.ts) where the process stalls, e.g. journal.append=2000"],
   QM_ALLOW_EMPTY_JOURNAL: ["0", "1: start with an empty journal although the data directory's identity file says its journal was lost (0 refuses to start)"],
+  QM_ETCD_ENDPOINTS: ["", "cluster mode (with QM_NATS_URL): comma-separated etcd client URLs, e.g. http://10.0.0.5:2379"],
+  QM_NATS_URL: ["", "cluster mode (with QM_ETCD_ENDPOINTS): NATS server URL(s), comma-separated, e.g. nats://10.0.0.5:4222"],
+  QM_CLUSTER: ["default", "cluster name; clusters sharing one etcd and NATS are kept apart by it"],
+  QM_LEASE_TTL_S: ["10", "etcd lease TTL of a node, seconds; a node that cannot renew stops serving before it ends"],
+  QM_PARTITIONS: ["256", "partitions of a new cluster (fixed once the cluster exists)"],
+  QM_ADVERTISE: ["", "host:port other nodes and clients use for this node; empty: the bound QM_LISTEN"],
+  QM_JOURNAL_REPLICAS: ["1", "JetStream replicas of the cluster's journal streams (production: 3)"],
   QM_FAULT_CRASH_POINTS: ["", `tests only: comma-separated crash points (${CRASH_POINT_NAMES.join(", ")}) where the process SIGKILLs itself`],
 } as const;
 
@@ -101,9 +124,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const dataDir = get("QM_DATA_DIR");
   if (dataDir === "") throw new ConfigError("QM_DATA_DIR must not be empty");
+  const cluster = clusterConfig(get, int, (name) => address(name, true));
   return {
     listen: address("QM_LISTEN", false),
-    nodeId,
+    // A cluster's members need distinct ids: there the host name is the default.
+    nodeId: cluster !== undefined && env.QM_NODE_ID === undefined ? hostNodeId() : nodeId,
     dataDir,
     metricsListen: address("QM_METRICS_LISTEN", true),
     logLevel: logLevel as Config["logLevel"],
@@ -117,5 +142,50 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     faultDelays: faultDelays("QM_FAULT_DELAYS"),
     allowEmptyJournal: allowEmptyJournal === "1",
     faultCrashPoints: crashPoints as CrashPointName[],
+    cluster,
   };
+}
+
+function clusterConfig(
+  get: (name: VariableName) => string,
+  int: (name: VariableName, min: number, max: number) => number,
+  address: (name: VariableName) => string,
+): ClusterConfig | undefined {
+  const etcd = get("QM_ETCD_ENDPOINTS").trim();
+  const nats = get("QM_NATS_URL").trim();
+  if (etcd === "" && nats === "") return undefined;
+  if (etcd === "" || nats === "") {
+    const [set, unset] = etcd === "" ? ["QM_NATS_URL", "QM_ETCD_ENDPOINTS"] : ["QM_ETCD_ENDPOINTS", "QM_NATS_URL"];
+    throw new ConfigError(`${set} is set but ${unset} is not: cluster mode needs both (neither: the embedded single node)`);
+  }
+  const etcdEndpoints = etcd.split(",").map((e) => e.trim());
+  for (const endpoint of etcdEndpoints) {
+    if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(endpoint)) {
+      throw new ConfigError(`QM_ETCD_ENDPOINTS: ${JSON.stringify(endpoint)} is not an etcd client URL like http://host:2379`);
+    }
+  }
+  for (const url of nats.split(",").map((u) => u.trim())) {
+    if (!/^(nats|tls):\/\/[A-Za-z0-9.\-[\]:@]+:\d{1,5}\/?$/.test(url)) {
+      throw new ConfigError(`QM_NATS_URL: ${JSON.stringify(url)} is not a NATS URL like nats://host:4222`);
+    }
+  }
+  const name = get("QM_CLUSTER");
+  if (!(name.length >= 1 && name.length <= ID_LENGTH_MAX && /^[A-Za-z0-9_-]+$/.test(name))) {
+    throw new ConfigError(`QM_CLUSTER=${name}: expected 1-${ID_LENGTH_MAX} characters of letters, digits, _ and -`);
+  }
+  return {
+    etcdEndpoints,
+    natsUrl: nats,
+    name,
+    leaseTtlS: int("QM_LEASE_TTL_S", 2, 3600),
+    partitions: int("QM_PARTITIONS", 1, 65_536),
+    advertise: address("QM_ADVERTISE"),
+    journalReplicas: int("QM_JOURNAL_REPLICAS", 1, 5),
+  };
+}
+
+/** The host name as a node id: characters an id may not hold become '-'. */
+function hostNodeId(): string {
+  const id = hostname().replace(/[^A-Za-z0-9._:-]/g, "-").slice(0, ID_LENGTH_MAX);
+  return id === "" ? "node" : id;
 }

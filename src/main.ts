@@ -4,6 +4,7 @@ import { setLogger } from "@grpc/grpc-js";
 import { ConfigError, loadConfig } from "./config";
 import { armCrashPoints } from "./fault/crash_points";
 import { SIGNAL_REPEAT_IGNORE_MS } from "./limits";
+import { startClusterNode } from "./cluster_node";
 import { type RunningNode, startNode } from "./node";
 import { createLogger } from "./observability/logger";
 
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
 
-  node = startNode(config, logger);
+  node = config.cluster === undefined ? startNode(config, logger) : startClusterNode(config, config.cluster, logger);
   try {
     await node;
   } catch (error) {

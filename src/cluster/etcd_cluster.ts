@@ -52,8 +52,8 @@ export interface EtcdClusterOptions {
   readonly client: Etcd3;
   readonly cluster: string;
   readonly self: NodeId;
-  /** The address other nodes and clients use for this node. */
-  readonly address: string;
+  /** The address other nodes and clients use for this node; read when the member key is written. */
+  readonly address: () => string;
   readonly version: string;
   readonly leaseTtlS: number;
   /** Used when the cluster is created; a node with another value is refused. */
@@ -65,6 +65,12 @@ export interface EtcdClusterOptions {
    * deleted: finish the partition's turns so the next owner reads everything.
    */
   readonly beforeRelease?: (partition: number) => Promise<void>;
+  /**
+   * Called after this node claimed a partition and before it serves it: load
+   * what the partition needs (its wake-ups). A failure leaves the partition
+   * unserved; its key is then released and claimed afresh.
+   */
+  readonly beforeServe?: (partition: number, epoch: number) => Promise<void>;
 }
 
 interface MemberRecord {
@@ -132,12 +138,23 @@ export class EtcdCluster implements ClusterView {
     await this.reconciling;
   }
 
-  /** Stops serving, hands nothing off (the lease's revocation frees every key at once), leaves the member list. Idempotent. */
+  /**
+   * Leaves the cluster gracefully, then revokes the lease. Idempotent. The
+   * member key goes first, so the others stop counting this node and desire
+   * its partitions; then each partition is handed off (turns finished, key
+   * deleted), so the next owners claim it at once rather than after the TTL.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.leaseTimer);
     while (this.reconciling !== null) await this.reconciling;
+    try {
+      await this.client.delete().key(this.keys.member(this.self));
+      await Promise.all([...this.serving.keys()].map((p) => this.release(p)));
+    } catch (error) {
+      this.logger.warn({ err: error }, "graceful handoff failed; the partitions free up when the lease ends");
+    }
     this.dropAll("stopping");
     await this.watcher?.cancel().catch(() => undefined);
     const lease = this.lease;
@@ -257,7 +274,7 @@ export class EtcdCluster implements ClusterView {
     this.lease = lease;
     this.leaseValidUntilMs = grantedAtMs + this.options.leaseTtlS * 1000 - leaseSafetyMarginMs(this.options.leaseTtlS);
 
-    const record = JSON.stringify({ address: this.options.address, version: this.options.version, started_at: new Date(this.startedAtMs).toISOString() });
+    const record = JSON.stringify({ address: this.options.address(), version: this.options.version, started_at: new Date(this.startedAtMs).toISOString() });
     const deadline = this.options.clock.monotonicMs() + this.options.leaseTtlS * 1000 + LEASE_SAFETY_MARGIN_MS;
     for (;;) {
       const claimed = await this.client.if(this.keys.member(this.self), "Create", "==", 0).then(lease.put(this.keys.member(this.self)).value(record)).commit();
@@ -392,6 +409,8 @@ export class EtcdCluster implements ClusterView {
     // The put ran at the transaction's revision, so that is the key's create revision: the epoch.
     const epoch = Number(result.header.revision);
     this.owners[partition] = { owner: this.self, epoch };
+    await this.options.beforeServe?.(partition, epoch);
+    if (this.stopped || this.lease !== lease) return;
     this.serving.set(partition, epoch);
     this.logger.info({ partition, epoch }, "partition claimed");
     this.emit({ kind: "gained", partition, epoch });

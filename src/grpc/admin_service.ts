@@ -13,7 +13,7 @@ import { type CallObserver, DecodeFailure } from "./unary";
 
 const METHOD = "AdminService/Backup";
 
-export function adminService(backups: DataDirBackup, logger: Logger, observe: CallObserver, isReady: () => boolean): AdminServiceServer {
+export function adminService(backups: DataDirBackup | undefined, logger: Logger, observe: CallObserver, isReady: () => boolean): AdminServiceServer {
   return {
     backup(call: ServerWritableStream<BackupRequest, BackupChunk>): void {
       const started = performance.now();
@@ -30,6 +30,13 @@ export function adminService(backups: DataDirBackup, logger: Logger, observe: Ca
       }
       if (!isReady()) {
         fail(new QmError("UNAVAILABLE", "recovery is not finished"));
+        return;
+      }
+      if (backups === undefined) {
+        // A cluster's journal is JetStream's: its streams are backed up with NATS's own tools.
+        fail(new QmError("FAILED_PRECONDITION", "a cluster node has no local journal to back up: back up the QM_<cluster>_* JetStream streams with nats stream backup", {
+          reason: "BACKUP_NOT_LOCAL",
+        }));
         return;
       }
       backups.run((chunk) => send(call, chunk)).then(

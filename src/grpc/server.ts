@@ -33,7 +33,8 @@ export interface GrpcServerOptions {
   readonly logger: Logger;
   readonly observe: CallObserver;
   readonly reservationGraceMs: number;
-  readonly backups: DataDirBackup;
+  /** The embedded node's data-directory backups; absent in cluster mode. */
+  readonly backups?: DataDirBackup;
 }
 
 export class GrpcServer {

@@ -41,7 +41,7 @@ import type { Clock } from "../clock";
 import { partitionOf } from "../cluster/placement";
 import { assert, QmError } from "../errors";
 import { JOURNAL_APPEND_BYTES_MAX, JOURNAL_QUEUE_APPENDS_MAX, PAGE_SIZE_MAX, WAKEUPS_PER_TICK_MAX } from "../limits";
-import type { ActorId, AppendRequest, AuditRecord, Journal, JournalStats, Recovered, Snapshot } from "./journal";
+import type { ActorId, AppendRequest, AuditRecord, Journal, JournalStats, RecoverOptions, Recovered, Snapshot } from "./journal";
 
 const FORMAT = 1;
 /** Actors whose tail (last sequence numbers) the journal keeps; an evicted one is re-read from JetStream on its next append. */
@@ -124,6 +124,8 @@ export class JetStreamJournal implements Journal {
 
   /** Wake-up index of the partitions this node owns. */
   private readonly wakeups = new Map<number, Map<ActorId, number>>();
+  /** Actors of a partition being claimed whose wake-up this node wrote during the scan (bounded by that partition's actors). */
+  private readonly touchedDuringClaim = new Map<number, Set<ActorId>>();
 
   private commits = 0;
   private appends = 0;
@@ -172,7 +174,12 @@ export class JetStreamJournal implements Journal {
 
   /** Loads the partition's wake-up index (the last message of each of its actors). Call on claiming it. */
   async claimPartition(partition: number): Promise<void> {
+    // Installed before the scan, so this node's own appends during it land in
+    // the index; the scan then fills in only the actors they did not touch.
     const index = new Map<ActorId, number>();
+    const touched = new Set<ActorId>();
+    this.wakeups.set(partition, index);
+    this.touchedDuringClaim.set(partition, touched);
     const consumer = await this.jetstream().consumers.get(this.names.journal, {
       filterSubjects: `${this.names.prefix}.j.${partition}.>`,
       deliver_policy: DeliverPolicy.LastPerSubject,
@@ -186,15 +193,18 @@ export class JetStreamJournal implements Journal {
           got++;
           const actorId = actorIdOfSubject(m.subject);
           const message = decodeJournalMessage(actorId, m.data);
-          if (message.wakeAtMs !== null) index.set(actorId, message.wakeAtMs);
+          if (message.wakeAtMs !== null && !touched.has(actorId)) index.set(actorId, message.wakeAtMs);
         }
         if (got === 0) break;
         remaining -= got;
       }
+    } catch (error) {
+      this.wakeups.delete(partition);
+      throw error;
     } finally {
+      this.touchedDuringClaim.delete(partition);
       await consumer.delete().catch(() => undefined);
     }
-    this.wakeups.set(partition, index);
   }
 
   /** Forgets the partition's wake-ups and actor tails. Call on handing it off. */
@@ -209,7 +219,7 @@ export class JetStreamJournal implements Journal {
    * With an epoch newer than the actor's, appends a fence first, so that no
    * writer with an older view can append after this read.
    */
-  async recover(actorId: ActorId, options: { readonly epoch?: number } = {}): Promise<Recovered> {
+  async recover(actorId: ActorId, options: RecoverOptions = {}): Promise<Recovered> {
     for (let attempt = 1; ; attempt++) {
       const { tail, result } = await this.read(actorId);
       const epoch = options.epoch;
@@ -409,8 +419,10 @@ export class JetStreamJournal implements Journal {
   }
 
   private indexWakeup(actorId: ActorId, wakeAtMs: number | null): void {
-    const index = this.wakeups.get(this.partitionOf(actorId));
+    const partition = this.partitionOf(actorId);
+    const index = this.wakeups.get(partition);
     if (index === undefined) return; // not (or no longer) ours: the owner's index has it
+    this.touchedDuringClaim.get(partition)?.add(actorId);
     if (wakeAtMs === null) index.delete(actorId);
     else index.set(actorId, wakeAtMs);
   }

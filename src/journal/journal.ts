@@ -25,6 +25,10 @@ export interface Recovered {
   readonly wakeAtMs: number | null;
 }
 
+export interface RecoverOptions {
+  readonly epoch?: number;
+}
+
 export interface AuditRecord {
   /** Per-actor sequence, chosen by the actor, strictly increasing. */
   readonly seq: number;
@@ -67,7 +71,14 @@ export interface Journal {
   open(): Promise<void>;
   /** Idempotent. Waits for appends in flight. */
   close(): Promise<void>;
-  recover(actorId: ActorId): Promise<Recovered>;
+  /**
+   * The actor's snapshot and events. With an epoch (cluster mode: the
+   * partition's fencing epoch as this node holds it), a journal that stores
+   * epochs first makes every writer with an older epoch fail from now on, so
+   * nothing can be appended behind this read; the embedded journal has one
+   * writer per data directory and ignores it.
+   */
+  recover(actorId: ActorId, options?: RecoverOptions): Promise<Recovered>;
   /**
    * Resolves once the append is durable. Appends issued while a write is in
    * flight are folded into the next write (group commit). Each append succeeds

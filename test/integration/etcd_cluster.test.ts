@@ -62,7 +62,7 @@ describe("etcd membership and partition ownership (integration, real etcd)", fun
       client,
       cluster: clusterName,
       self: id,
-      address: `${id}.test:50051`,
+      address: () => `${id}.test:50051`,
       version: "test",
       leaseTtlS: TTL_S,
       partitions,

@@ -31,6 +31,12 @@ export interface ActivationHost {
    */
   retire(activation: Activation<unknown, unknown>, leftover: Envelope[], wakeSuccessor: boolean): void;
   reportBug(actorId: string, error: unknown): void;
+  /**
+   * The fencing epoch under which this node may run the actor now: undefined
+   * on a single node (no fencing), or NOT_OWNER thrown when this node does not
+   * own the actor's partition.
+   */
+  epochFor(actorId: string): number | undefined;
   observeTurn(kind: string, messages: number, events: number): void;
 }
 
@@ -75,6 +81,8 @@ export class Activation<S, M> implements TurnContext<S> {
   private turnDeadlineMs = Number.POSITIVE_INFINITY;
   nowMs = 0;
   lastUsedMs = 0;
+  /** The partition epoch this activation recovered and writes under (cluster mode). */
+  epoch: number | undefined;
 
   constructor(
     private readonly host: ActivationHost,
@@ -95,7 +103,8 @@ export class Activation<S, M> implements TurnContext<S> {
 
   async load(): Promise<void> {
     try {
-      const recovered = await this.host.journal.recover(this.actorId);
+      this.epoch = this.host.epochFor(this.actorId);
+      const recovered = await this.host.journal.recover(this.actorId, this.epoch === undefined ? undefined : { epoch: this.epoch });
       const state =
         recovered.snapshot === undefined
           ? this.behavior.initialState(this.key)
@@ -108,8 +117,10 @@ export class Activation<S, M> implements TurnContext<S> {
       this.phase = "ready";
       this.schedule();
     } catch (error) {
-      // A damaged journal record is no bug of ours; the journal logs it once per actor.
-      if (!(error instanceof QmError && error.code === "DATA_LOSS")) this.host.reportBug(this.actorId, error);
+      // A damaged journal record is no bug of ours (the journal logs it once per
+      // actor), and neither is a partition that moved away while we loaded.
+      const expected = error instanceof QmError && (error.code === "DATA_LOSS" || error.code === "NOT_OWNER");
+      if (!expected) this.host.reportBug(this.actorId, error);
       this.phase = "retired";
       const failure = asQmError(error, "UNAVAILABLE", `actor ${this.actorId} could not be recovered`);
       for (const envelope of this.mailbox.drain()) envelope.reject(failure);
@@ -187,6 +198,7 @@ export class Activation<S, M> implements TurnContext<S> {
       ...(snapshot === undefined ? {} : { snapshot }),
       ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
       ...(audit.length === 0 ? {} : { audit }),
+      ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
     });
     // Later appends chain on these numbers at once; should this append fail,
     // theirs fail its compare-and-set and the activation is rebuilt.

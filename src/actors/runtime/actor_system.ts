@@ -48,6 +48,16 @@ export interface ActorSystemOptions {
   readonly timerTickMs: number;
   readonly activeMax?: number;
   readonly onTurn?: (kind: string, messages: number, events: number) => void;
+  /**
+   * Cluster mode: which actors this node owns, and under which fencing epoch.
+   * Absent on a single node, which owns every actor and fences nothing.
+   */
+  readonly ownership?: Ownership;
+}
+
+export interface Ownership {
+  /** The epoch under which this node owns the actor's partition now, or undefined when it does not own it. */
+  epochOf(actorId: string): number | undefined;
 }
 
 type AnyActivation = Activation<unknown, unknown>;
@@ -131,6 +141,10 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R> {
     if (!this.accepting) return Promise.reject(new QmError("UNAVAILABLE", "node is not serving"));
+    // Never forwarded from here: the router in front re-routes on NOT_OWNER.
+    if (this.options.ownership !== undefined && this.options.ownership.epochOf(actorId) === undefined) {
+      return Promise.reject(notOwner(actorId));
+    }
     let activation: AnyActivation;
     try {
       activation = this.activation(actorId, options?.fromActorId === undefined ? "outside" : "actor");
@@ -180,6 +194,30 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     }
   }
 
+  epochFor(actorId: string): number | undefined {
+    const ownership = this.options.ownership;
+    if (ownership === undefined) return undefined;
+    const epoch = ownership.epochOf(actorId);
+    if (epoch === undefined) throw notOwner(actorId);
+    return epoch;
+  }
+
+  /**
+   * Handoff of a partition: lets the matching actors finish what they hold
+   * (queued and running turns, appends in flight), then drops them from
+   * memory. New asks for them are already refused, since ownership moved
+   * first; the next owner recovers everything they wrote.
+   */
+  async retireWhere(belongs: (actorId: string) => boolean): Promise<void> {
+    const leaving = [...this.active.values()].filter((a) => belongs(a.actorId));
+    await Promise.all(leaving.map((a) => a.whenIdle()));
+    for (const activation of leaving) {
+      if (this.active.get(activation.actorId) !== activation) continue;
+      activation.markRetired();
+      this.active.delete(activation.actorId);
+    }
+  }
+
   reportBug(actorId: string, error: unknown): void {
     this.bugs++;
     this.logger.error({ err: error, actorId }, "actor fault: the request failed and the actor is rebuilt from its journal");
@@ -193,6 +231,15 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   private activation(actorId: string, admission: Admission): AnyActivation {
     let activation = this.active.get(actorId);
+    if (activation !== undefined && this.options.ownership !== undefined && !activation.busy) {
+      // The partition was claimed again under a newer epoch (after a lease
+      // lapse): a fresh activation recovers, and fences, under the new one.
+      if (activation.epoch !== this.options.ownership.epochOf(actorId)) {
+        activation.markRetired();
+        this.active.delete(actorId);
+        activation = undefined;
+      }
+    }
     if (activation !== undefined) {
       this.active.delete(actorId);
       this.active.set(actorId, activation);
@@ -269,4 +316,8 @@ export class ActorSystem implements ActorRouter, ActivationHost {
       this.ticking = false;
     }
   }
+}
+
+function notOwner(actorId: string): QmError {
+  return new QmError("NOT_OWNER", `this node does not own ${actorId} now`, { actor: actorId });
 }

@@ -1,0 +1,206 @@
+// Assembles one node of a cluster: the same actors, gRPC API and metrics as
+// the embedded node (node.ts), with the cluster's implementations behind the
+// seams: etcd membership and partition ownership (EtcdCluster) as placement,
+// the NATS transport between nodes, and the JetStream journal. No local data
+// directory is used: the journal is JetStream's.
+//
+// Start order (stopped in reverse): NATS, etcd, journal streams, metrics, the
+// gRPC listener (NOT_SERVING), actors, the transport (asks from other nodes),
+// membership and partition claims, then serving. On stop, serving ends first,
+// then the node leaves the cluster handing every partition off (turns
+// finished, keys deleted), so the next owners take over at once.
+
+import { Etcd3, isRecoverableError } from "etcd3";
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } from "cockatiel";
+import { connect, type NatsConnection } from "nats";
+import type { Logger } from "pino";
+import { createOrderBehavior } from "./actors/order/order_actor";
+import { observedSkuBehavior } from "./actors/inventory/sku_actor";
+import { ActorSystem } from "./actors/runtime/actor_system";
+import type { ActorBehavior } from "./actors/runtime/behavior";
+import { type Clock, systemClock } from "./clock";
+import { EtcdCluster } from "./cluster/etcd_cluster";
+import { NatsTransport } from "./cluster/nats_transport";
+import { partitionOf } from "./cluster/placement";
+import { PlacementRouter } from "./cluster/placement_router";
+import type { ClusterConfig, Config } from "./config";
+import { QmError } from "./errors";
+import { withFaultDelays } from "./fault/fault_delays";
+import { GrpcServer } from "./grpc/server";
+import { JetStreamJournal } from "./journal/jetstream_journal";
+import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
+import { Metrics } from "./observability/metrics";
+import type { RunningNode } from "./node";
+import { NodeObserver } from "./observability/observer";
+import { observeOrderExpiry } from "./observability/order_expiry";
+import { VERSION } from "./version";
+
+/** How long start-up waits for etcd or NATS before it names the variable and exits: a wrong endpoint must never hang. */
+export const DEPENDENCY_CONNECT_MS = 5_000;
+/** etcd calls: a breaker per etcd host, and retries of recoverable errors with jittered backoff (etcd3 runs them through cockatiel). */
+const ETCD_BREAKER_FAILURES = 3;
+const ETCD_BREAKER_HALF_OPEN_MS = 5_000;
+const ETCD_RETRY_ATTEMPTS = 3;
+
+export async function startClusterNode(config: Config, cc: ClusterConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningNode> {
+  const startedMs = clock.monotonicMs();
+  const log = logger.child({ component: "node" });
+  let grpcAddress = "";
+
+  const nc = await connectNats(cc);
+  const etcd = await connectEtcd(cc).catch(async (error: unknown) => {
+    await nc.close();
+    throw error;
+  });
+
+  let ready = false;
+  const metrics = new Metrics(
+    {
+      journalStats: () => journal.stats(),
+      activeActors: () => system.activeCount,
+      actorFaults: () => system.bugCount,
+      ready: () => ready,
+      version: VERSION,
+    },
+    config.metricsListen,
+  );
+  const observer = new NodeObserver(metrics, logger);
+  const journal = new JetStreamJournal({
+    nc,
+    cluster: cc.name,
+    partitions: cc.partitions,
+    replicas: cc.journalReplicas,
+    auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
+    clock,
+  });
+  const system: ActorSystem = new ActorSystem({
+    journal: withFaultDelays(journal, config.faultDelays),
+    clock,
+    logger: logger.child({ component: "actors" }),
+    behaviors: [
+      observedSkuBehavior(observer),
+      observeOrderExpiry(createOrderBehavior({ logger: logger.child({ component: "saga" }), observer }), observer),
+    ] as ActorBehavior<unknown, unknown>[],
+    idleMs: config.actorIdleMs,
+    activeMax: config.activeActorsMax,
+    timerTickMs: config.timerTickMs,
+    onTurn: (kind, messages) => metrics.observeTurn(kind, messages),
+    ownership: { epochOf: (actorId) => cluster.epochOf(partitionOf(actorId, cluster.partitionCount)) },
+  });
+  const cluster: EtcdCluster = new EtcdCluster({
+    client: etcd,
+    cluster: cc.name,
+    self: config.nodeId,
+    // Read when the member key is written, after the listener has its port.
+    address: () => (cc.advertise !== "" ? cc.advertise : grpcAddress),
+    version: VERSION,
+    leaseTtlS: cc.leaseTtlS,
+    partitions: cc.partitions,
+    clock,
+    logger: logger.child({ component: "cluster" }),
+    beforeServe: (partition) => journal.claimPartition(partition),
+    beforeRelease: async (partition) => {
+      await system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === partition);
+      journal.releasePartition(partition);
+    },
+  });
+  cluster.onChange((change) => {
+    // A lease lapse takes partitions without a handoff: drop their actors (their late writes fail the fence).
+    if (change.kind === "lost") void system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === change.partition);
+  });
+  const transport = new NatsTransport({ nc, cluster: cc.name, self: config.nodeId, placement: cluster, local: system, clock, logger: logger.child({ component: "transport" }) });
+  const routed = new PlacementRouter(cluster, system, transport);
+  system.router = routed;
+  const server = new GrpcServer({
+    listen: config.listen,
+    router: routed,
+    cluster,
+    logger: logger.child({ component: "grpc" }),
+    observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
+    reservationGraceMs: config.orderReservationGraceMs,
+  });
+
+  const parts: Lifecycle[] = [
+    lifecycle("nats", async () => undefined, async () => {
+      await nc.drain().catch(() => nc.close());
+    }),
+    lifecycle("etcd", async () => undefined, async () => etcd.close()),
+    lifecycle("journal", () => journal.open(), () => journal.close()),
+    lifecycle("metrics", () => metrics.start(), () => metrics.stop()),
+    lifecycle(
+      "grpc-listener",
+      async () => {
+        grpcAddress = await server.start();
+      },
+      () => server.stop(config.shutdownGraceMs),
+    ),
+    lifecycle("actors", () => system.start(), () => system.stop()),
+    lifecycle("transport", () => transport.start(), () => transport.stop()),
+    lifecycle("membership", () => cluster.start(), () => cluster.stop()),
+    lifecycle(
+      "grpc-serving",
+      async () => {
+        server.setReady(true);
+        ready = true;
+      },
+      async () => {
+        ready = false;
+        await server.stop(config.shutdownGraceMs);
+      },
+    ),
+  ];
+  const node = new LifecycleList(parts, log, () => clock.monotonicMs());
+  await node.start();
+  log.info(
+    {
+      version: VERSION,
+      pid: process.pid,
+      nodeId: config.nodeId,
+      cluster: cc.name,
+      grpcAddress,
+      metricsAddress: metrics.address,
+      partitionsServed: cluster.partitions().filter((p) => p.owner === config.nodeId).length,
+      startupMs: Math.round(clock.monotonicMs() - startedMs),
+    },
+    "quartermaster cluster node serving",
+  );
+  return { grpcAddress, metricsAddress: metrics.address, stop: () => node.stop() };
+}
+
+async function connectNats(cc: ClusterConfig): Promise<NatsConnection> {
+  try {
+    return await connect({ servers: cc.natsUrl.split(","), timeout: DEPENDENCY_CONNECT_MS, name: "quartermaster" });
+  } catch (error) {
+    throw new QmError("UNAVAILABLE", `QM_NATS_URL=${cc.natsUrl}: cannot connect to NATS: ${messageOf(error)}`);
+  }
+}
+
+async function connectEtcd(cc: ClusterConfig): Promise<Etcd3> {
+  const client = new Etcd3({
+    hosts: [...cc.etcdEndpoints],
+    dialTimeout: DEPENDENCY_CONNECT_MS,
+    faultHandling: {
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: ETCD_BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(ETCD_BREAKER_FAILURES) }),
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: ETCD_RETRY_ATTEMPTS, backoff: new ExponentialBackoff() }),
+    },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.get("/quartermaster/connect-probe").string(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${DEPENDENCY_CONNECT_MS} ms`)), DEPENDENCY_CONNECT_MS);
+      }),
+    ]);
+    return client;
+  } catch (error) {
+    client.close();
+    throw new QmError("UNAVAILABLE", `QM_ETCD_ENDPOINTS=${cc.etcdEndpoints.join(",")}: cannot reach etcd: ${messageOf(error)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
