@@ -29,10 +29,6 @@ const CODES: Readonly<Record<ErrorCode, GrpcStatus>> = {
   INTERNAL: GrpcStatus.INTERNAL,
 };
 
-export function grpcCodeOf(code: ErrorCode): GrpcStatus {
-  return CODES[code];
-}
-
 /** Turns anything thrown by a handler into the error grpc-js sends. Unknown errors become INTERNAL without internals. */
 export function toServiceError(error: unknown): Partial<ServiceError> {
   const qm = error instanceof QmError ? error : new QmError("INTERNAL", "internal error");

@@ -58,15 +58,6 @@ export class Mailbox {
     return expired;
   }
 
-  /** Puts envelopes back at the front, in order (a turn that stopped early). */
-  unshift(envelopes: readonly Envelope[]): void {
-    this.compact();
-    this.items.unshift(...envelopes);
-    for (const envelope of envelopes) {
-      if (envelope.deadlineMs !== undefined && envelope.deadlineMs < this.earliestDeadlineMs) this.earliestDeadlineMs = envelope.deadlineMs;
-    }
-  }
-
   take(max: number): Envelope[] {
     const n = Math.min(max, this.length);
     const out: Envelope[] = new Array(n);
