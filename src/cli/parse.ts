@@ -94,6 +94,8 @@ export function generalUsage(group?: string): string {
     "",
     "Commands:",
     ...specs.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    // scrub parses its own flags (src/cli/scrub.ts), since its exit code reports what it found.
+    ...(group === undefined ? [`  ${"scrub".padEnd(width)}  verify a stopped node's data directory offline (--data-dir DIR [--json]); exit 1 when damage is found`] : []),
     "",
     "Global flags:",
     ...optionLines(GLOBAL_OPTIONS),
