@@ -95,3 +95,13 @@ export function illegalTransition(entity: string, state: string, action: string)
 export function assert(condition: unknown, what: string): asserts condition {
   if (!condition) throw new QmError("INTERNAL", `invariant violated: ${what}`);
 }
+
+/**
+ * A message whose op this build does not know: in a cluster, a newer node
+ * during a rolling upgrade. A clear error for that message, never an
+ * `undefined` reply; nothing is changed (it is thrown before any event).
+ */
+export function unknownOp(kind: string, message: unknown): QmError {
+  const op = typeof message === "object" && message !== null && "op" in message ? String(message.op) : "(none)";
+  return new QmError("FAILED_PRECONDITION", `${kind} actors of this version do not know the message op ${op}`, { reason: "UNKNOWN_OP", op });
+}

@@ -122,6 +122,15 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
     expect(error.metadata.available).to.equal("3");
   });
 
+  it("answers an op this version does not know (a newer node in a rolling upgrade) with FAILED_PRECONDITION UNKNOWN_OP, not undefined", async () => {
+    const sku = await rejection(a.router.ask(skuActorId("m-1"), { op: "reserveTwice", cmd: {} }));
+    expect([sku.code, sku.metadata.reason, sku.metadata.op]).to.deep.equal(["FAILED_PRECONDITION", "UNKNOWN_OP", "reserveTwice"]);
+    const order = await rejection(b.router.ask(orderActorId("o-1"), { op: "teleport" }));
+    expect([order.code, order.metadata.reason]).to.deep.equal(["FAILED_PRECONDITION", "UNKNOWN_OP"]);
+    const unchanged = await a.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
+    expect(unchanged.reserved).to.equal(2);
+  });
+
   it("answers NOT_OWNER from a node asked for an actor it does not own, instead of forwarding it", async () => {
     const error = await rejection(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
     expect(error.code).to.equal("NOT_OWNER");

@@ -2,7 +2,7 @@
 // messages into domain decisions (src/domain/sku.ts), emits the events, and
 // replies with views once the turn is durable.
 
-import { illegalTransition } from "../../errors";
+import { illegalTransition, unknownOp } from "../../errors";
 import type { AuditRecord } from "../../journal/journal";
 import {
   type AdjustCommand,
@@ -140,6 +140,8 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
       case "unfulfil":
         emitAll(ctx, decideUnfulfil(state, m.id, m.shipmentId, ctx.nowMs));
         return viewReservation(state, m.id);
+      default:
+        throw unknownOp("sku", m);
     }
   },
 };

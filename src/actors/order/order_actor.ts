@@ -34,7 +34,7 @@ import {
   type TrackCommand,
   viewOrder,
 } from "../../domain/order";
-import { illegalTransition, QmError } from "../../errors";
+import { illegalTransition, QmError, unknownOp } from "../../errors";
 import { crashPoint } from "../../fault/crash_points";
 import { SAGA_ASK_TIMEOUT_MS } from "../../limits";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
@@ -136,6 +136,8 @@ export function createOrderBehavior(options: OrderBehaviorOptions = {}): ActorBe
           return step(ctx, saga, decideTrack(state, m.cmd, ctx.nowMs));
         case "return":
           return step(ctx, saga, decideReturn(state, m.cmd, ctx.nowMs));
+        default:
+          throw unknownOp("order", m);
       }
     },
   };
