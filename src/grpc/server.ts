@@ -1,10 +1,7 @@
 // The gRPC server: both services, standard health checking (NOT_SERVING until
 // recovery is done) and server reflection, so grpcurl and grpc_health_probe work.
 
-import path from "node:path";
 import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
@@ -19,10 +16,8 @@ import { adminService } from "./admin_service";
 import { inventoryServiceDefinition } from "./attribute_map";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
+import { addReflection } from "./reflection";
 import { asImplementation, type CallObserver, unaryFactory, withSafeDecoding } from "./unary";
-
-/** proto/ at the repository root, from src/grpc or dist/src/grpc. */
-const PROTO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../../../proto" : "../../proto");
 
 const SERVICE_NAMES = ["", "quartermaster.v1.InventoryService", "quartermaster.v1.OrderService", "quartermaster.v1.ClusterService"];
 
@@ -63,11 +58,7 @@ export class GrpcServer {
       adminService(options.backups, options.logger, options.observe, () => this.ready),
     );
     this.health.addToServer(this.server);
-    const definitions = loadSync(
-      ["inventory", "order", "cluster"].map((name) => path.join(PROTO_ROOT, `quartermaster/v1/${name}.proto`)),
-      { includeDirs: [PROTO_ROOT] },
-    );
-    new ReflectionService(definitions).addToServer(this.server);
+    addReflection(this.server);
   }
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
