@@ -118,6 +118,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     logger: logger.child({ component: "grpc" }),
     observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
     reservationGraceMs: config.orderReservationGraceMs,
+    edge: config.grpcEdge,
   });
 
   const parts: Lifecycle[] = [

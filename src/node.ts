@@ -106,6 +106,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
     reservationGraceMs: config.orderReservationGraceMs,
     backups,
+    edge: config.grpcEdge,
   });
 
   let recoveryMs = 0;

@@ -1,5 +1,6 @@
 // The gRPC server: both services, standard health checking (NOT_SERVING until
 // recovery is done) and server reflection, so grpcurl and grpc_health_probe work.
+// Connections come in through the edge (edge.ts), which bounds slow and hostile clients.
 
 import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
@@ -7,6 +8,7 @@ import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
 import type { DataDirBackup } from "../backup/data_dir_backup";
 import { AdminServiceService } from "../gen/quartermaster/v1/admin";
+import type { GrpcEdgeConfig } from "../config";
 import { OrderServiceService } from "../gen/quartermaster/v1/order";
 import { ClusterServiceService } from "../gen/quartermaster/v1/cluster";
 import type { ClusterView } from "../cluster/cluster_view";
@@ -14,6 +16,7 @@ import { clusterService } from "./cluster_service";
 import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
 import { adminService } from "./admin_service";
 import { inventoryServiceDefinition } from "./attribute_map";
+import { edgeServerOptions, GrpcEdge } from "./edge";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
 import { addReflection } from "./reflection";
@@ -30,10 +33,12 @@ export interface GrpcServerOptions {
   readonly reservationGraceMs: number;
   /** The embedded node's data-directory backups; absent in cluster mode. */
   readonly backups?: DataDirBackup;
+  readonly edge: GrpcEdgeConfig;
 }
 
 export class GrpcServer {
   private readonly server: Server;
+  private readonly edge: GrpcEdge;
   private readonly health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING" as const])));
   private ready = false;
   private stopped = false;
@@ -42,10 +47,10 @@ export class GrpcServer {
     const channelOptions: ChannelOptions = {
       "grpc.max_receive_message_length": GRPC_MESSAGE_BYTES_MAX,
       "grpc.max_send_message_length": GRPC_MESSAGE_BYTES_MAX,
-      // Bounds the requests one connection can have in flight.
-      "grpc.max_concurrent_streams": 1000,
+      ...edgeServerOptions(options.edge),
     };
     this.server = new Server(channelOptions);
+    this.edge = new GrpcEdge({ config: options.edge, logger: options.logger });
     const unary = unaryFactory(options.logger, options.observe, () => this.ready);
     this.server.addService(withSafeDecoding(inventoryServiceDefinition), asImplementation(inventoryService(options.router, unary)));
     this.server.addService(
@@ -63,13 +68,7 @@ export class GrpcServer {
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
   start(): Promise<string> {
-    const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(":"));
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(this.options.listen, ServerCredentials.createInsecure(), (error, port) => {
-        if (error) reject(error);
-        else resolve(`${host}:${port}`);
-      });
-    });
+    return this.edge.start(this.server, ServerCredentials.createInsecure(), this.options.listen);
   }
 
   /** Health turns SERVING and requests are accepted. */
@@ -83,6 +82,7 @@ export class GrpcServer {
     if (this.stopped) return;
     this.stopped = true;
     this.setReady(false);
+    this.edge.stop();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();
