@@ -107,6 +107,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     reservationGraceMs: config.orderReservationGraceMs,
     backups,
     edge: config.grpcEdge,
+    onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
   });
 
   let recoveryMs = 0;

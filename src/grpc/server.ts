@@ -16,7 +16,7 @@ import { clusterService } from "./cluster_service";
 import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
 import { adminService } from "./admin_service";
 import { inventoryServiceDefinition } from "./attribute_map";
-import { edgeServerOptions, GrpcEdge } from "./edge";
+import { type EdgeDrop, edgeServerOptions, GrpcEdge } from "./edge";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
 import { addReflection } from "./reflection";
@@ -34,6 +34,7 @@ export interface GrpcServerOptions {
   /** The embedded node's data-directory backups; absent in cluster mode. */
   readonly backups?: DataDirBackup;
   readonly edge: GrpcEdgeConfig;
+  readonly onEdgeDrop?: (drop: EdgeDrop) => void;
 }
 
 export class GrpcServer {
@@ -50,7 +51,7 @@ export class GrpcServer {
       ...edgeServerOptions(options.edge),
     };
     this.server = new Server(channelOptions);
-    this.edge = new GrpcEdge({ config: options.edge, logger: options.logger });
+    this.edge = new GrpcEdge({ config: options.edge, logger: options.logger, onDrop: options.onEdgeDrop });
     const unary = unaryFactory(options.logger, options.observe, () => this.ready);
     this.server.addService(withSafeDecoding(inventoryServiceDefinition), asImplementation(inventoryService(options.router, unary)));
     this.server.addService(

@@ -35,6 +35,14 @@ async function normalCallsSucceed(c: Clients): Promise<void> {
   expect(page.adjustments).to.have.length(3);
 }
 
+/** qm_grpc_edge_drops_total for one reason, from the server's /metrics. */
+async function edgeDrops(server: ServerProcess, reason: string): Promise<number> {
+  const response = await fetch(`http://${server.metricsAddr}/metrics`);
+  const text = await response.text();
+  const match = new RegExp(`^qm_grpc_edge_drops_total\\{reason="${reason}"\\} (\\d+)$`, "m").exec(text);
+  return match === null ? 0 : Number(match[1]);
+}
+
 class PeakRss {
   readonly before: number;
   peak: number;
@@ -176,11 +184,14 @@ describe("gRPC edge against slow and hostile clients (integration)", function ()
         const socket = connect({ host: server.addr.slice(0, colon), port: Number(server.addr.slice(colon + 1)) });
         socket.on("error", () => undefined);
         socket.on("close", () => closed.add(socket));
+        // It reads what it is sent (the server's SETTINGS), or its 'close' would wait on the unread bytes.
+        socket.resume();
         sockets.push(socket);
       }
       await normalCallsSucceed(c);
       await pollUntil("all 500 silent sockets closed by the server", HANDSHAKE_TIMEOUT_MS + 15_000, () => closed.size === sockets.length);
       await normalCallsSucceed(c);
+      expect(await edgeDrops(server, "handshake_timeout")).to.be.at.least(500);
     } finally {
       for (const socket of sockets) socket.destroy();
     }
@@ -223,6 +234,7 @@ describe("gRPC edge against slow and hostile clients (integration)", function ()
       await pollUntil("GOAWAY for too many pings", 10_000, () => client.goaways.length > 0);
       expect(client.goaways[0]).to.deep.equal({ code: NGHTTP2_ENHANCE_YOUR_CALM, debug: "too_many_pings" });
       await pollUntil("connection closed", 10_000, () => client.closed);
+      expect(await edgeDrops(server, "too_many_pings")).to.be.at.least(1);
     } finally {
       client.destroy();
     }
