@@ -90,6 +90,13 @@ interface Watch {
 type WriteCallback = (error?: Error | null) => void;
 type StreamWrite = (chunk: unknown, encodingOrCallback?: unknown, callback?: unknown) => boolean;
 type StreamPush = (chunk: unknown, encoding?: BufferEncoding) => boolean;
+interface StreamMethods {
+  push: StreamPush;
+  write: StreamWrite;
+}
+
+/** The edge and the watch of each stream whose push and write it counts. */
+const HOOKED = new WeakMap<object, { readonly edge: GrpcEdge; readonly watch: Watch }>();
 
 export interface GrpcEdgeOptions {
   readonly config: GrpcEdgeConfig;
@@ -254,34 +261,47 @@ export class GrpcEdge {
     connection.openStreams++;
     connection.pingStrikes = 0;
     this.watches.add(watch);
-    // Request bytes are counted as http2 pushes them into the stream, null being the end of the body.
-    // A second 'data' listener would see the same chunks, but measured here it added about 25% CPU
-    // per call (bench/edge_cost.ts); wrapping push costs nothing measurable.
-    const push = stream.push.bind(stream) as StreamPush;
-    (stream as unknown as { push: StreamPush }).push = (chunk, encoding) => {
-      if (chunk === null) this.onBodyDone(watch);
-      else if (Buffer.isBuffer(chunk)) this.onRequestBytes(watch, chunk.length);
-      return push(chunk, encoding);
-    };
     stream.once("close", () => this.onStreamClosed(watch));
-    // Responses are counted as they are written, so that a budget holds at once, even for a burst of
-    // calls that were all admitted before any response existed. grpc-js writes (chunk, callback).
-    const write = stream.write.bind(stream) as StreamWrite;
-    (stream as unknown as { write: StreamWrite }).write = (chunk, encodingOrCallback, callback) => {
-      if (!Buffer.isBuffer(chunk) || typeof encodingOrCallback !== "function" || callback !== undefined) {
-        return write(chunk, encodingOrCallback, callback);
-      }
-      const done = encodingOrCallback as WriteCallback;
-      if (!this.admitResponse(watch, chunk.length)) return false;
-      return write(chunk, (error?: Error | null) => {
-        this.onResponseTaken(watch, chunk.length);
-        done(error);
-      });
-    };
+    // Request bytes are counted as http2 pushes them into the stream (null ends the body), and
+    // responses as grpc-js writes them, so that a budget holds at once, even for a burst of calls
+    // admitted before any response existed. The same two functions serve every stream: a closure
+    // per stream in these fields cost about 20% more server CPU per echo call, and so did a second
+    // 'data' listener; the shared functions cost nothing measurable (bench/edge_cost.ts).
+    HOOKED.set(stream, { edge: this, watch });
+    const fields = stream as unknown as { push: StreamPush; write: StreamWrite };
+    fields.push = GrpcEdge.countedPush;
+    fields.write = GrpcEdge.countedWrite;
+  }
+
+  private static countedPush(this: StreamMethods, chunk: unknown, encoding?: BufferEncoding): boolean {
+    const hooked = HOOKED.get(this);
+    if (hooked !== undefined) {
+      if (chunk === null) hooked.edge.onBodyDone(hooked.watch);
+      else if (Buffer.isBuffer(chunk)) hooked.edge.onRequestBytes(hooked.watch, chunk.length);
+    }
+    return (Object.getPrototypeOf(this) as StreamMethods).push.call(this, chunk, encoding);
+  }
+
+  /** grpc-js writes (chunk, callback); other forms pass uncounted. */
+  private static countedWrite(this: StreamMethods, chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
+    const write = (Object.getPrototypeOf(this) as StreamMethods).write;
+    const hooked = HOOKED.get(this);
+    if (hooked === undefined || !Buffer.isBuffer(chunk) || typeof encodingOrCallback !== "function" || callback !== undefined) {
+      return write.call(this, chunk, encodingOrCallback, callback);
+    }
+    const { edge, watch } = hooked;
+    const done = encodingOrCallback as WriteCallback;
+    if (!edge.admitResponse(watch, chunk.length)) return false;
+    return write.call(this, chunk, (error?: Error | null) => {
+      edge.onResponseTaken(watch, chunk.length);
+      done(error);
+    });
   }
 
   /** Counts a response about to be queued, or resets its stream if no budget can make room. */
   private admitResponse(watch: Watch, bytes: number): boolean {
+    // A closed stream's write fails by itself, and nothing would release what it counted.
+    if (watch.closed) return true;
     const connection = watch.connection;
     if (connection.queuedResponseBytes + bytes > GRPC_CONNECTION_QUEUED_RESPONSE_BYTES_MAX) {
       this.reset(watch, NGHTTP2_ENHANCE_YOUR_CALM, "responses_over_budget");
