@@ -70,6 +70,8 @@ interface Connection {
   /** Bytes written since the previous sweep reached CONNECTION_PROGRESS_BYTES_MIN. */
   progressed: boolean;
   readonly session: http2.ServerHttp2Session;
+  /** The raw socket, for bytesWritten: session.socket throws once the session has let it go. */
+  readonly socket: Socket | undefined;
 }
 
 interface Watch {
@@ -114,8 +116,8 @@ export class GrpcEdge {
   private readonly netServer: NetServer;
   private injector: ConnectionInjector | undefined;
   private readonly handshaking = new Set<Socket>();
-  /** Ends the handshake deadline of the socket being injected, for the session it is about to become. */
-  private accepting: (() => void) | undefined;
+  /** The socket being injected and the end of its handshake deadline, for the session it is about to become. */
+  private accepting: { readonly socket: Socket; readonly handshakeDone: () => void } | undefined;
   private readonly watches = new Set<Watch>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepNo = 0;
@@ -206,7 +208,7 @@ export class GrpcEdge {
     };
     socket.once("close", done);
     // grpc-js creates the session, and the http2 server emits 'session', synchronously inside injectConnection.
-    this.accepting = done;
+    this.accepting = { socket, handshakeDone: done };
     try {
       this.injector?.injectConnection(socket);
     } finally {
@@ -215,8 +217,8 @@ export class GrpcEdge {
   }
 
   private onSession(session: http2.ServerHttp2Session): void {
-    const handshakeDone = this.accepting;
-    if (handshakeDone !== undefined) session.once("remoteSettings", handshakeDone);
+    const accepted = this.accepting;
+    if (accepted !== undefined) session.once("remoteSettings", accepted.handshakeDone);
     const connection: Connection = {
       pendingRequestBytes: 0,
       queuedResponseBytes: 0,
@@ -227,6 +229,7 @@ export class GrpcEdge {
       bytesWritten: 0,
       progressed: false,
       session,
+      socket: accepted?.socket,
     };
     session.on("ping", () => this.onPing(connection));
     session.on("stream", (stream: http2.ServerHttp2Stream) => this.onStream(connection, stream));
@@ -400,7 +403,7 @@ export class GrpcEdge {
   private progressed(connection: Connection, sweepNo: number): boolean {
     if (connection.lastSweep !== sweepNo) {
       connection.lastSweep = sweepNo;
-      const written = connection.session.socket?.bytesWritten ?? connection.bytesWritten;
+      const written = connection.socket?.bytesWritten ?? connection.bytesWritten;
       connection.progressed = written - connection.bytesWritten >= CONNECTION_PROGRESS_BYTES_MIN;
       if (connection.progressed || written < connection.bytesWritten) connection.bytesWritten = written;
     }
