@@ -43,6 +43,26 @@ async function edgeDrops(server: ServerProcess, reason: string): Promise<number>
   return match === null ? 0 : Number(match[1]);
 }
 
+/** 500 adjustments with 1000-character notes: one page of ListAdjustments is about half a MiB. */
+async function seedBigSku(c: Clients): Promise<void> {
+  await seedSku(c, "big", 0);
+  const note = "n".repeat(1000);
+  for (let batch = 0; batch < 10; batch++) {
+    await Promise.all(
+      Array.from({ length: 50 }, () =>
+        call(c.inventory, "adjustStock", {
+          skuId: "big",
+          locationId: "wh-1",
+          delta: 1,
+          reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED,
+          note,
+          idempotencyKey: "",
+        }),
+      ),
+    );
+  }
+}
+
 class PeakRss {
   readonly before: number;
   peak: number;
@@ -74,22 +94,10 @@ describe("gRPC edge against slow and hostile clients (integration)", function ()
       },
     });
     c = createClients(server.addr);
-    // 500 adjustments with 1000-character notes: one page of ListAdjustments is about half a MiB.
-    await seedSku(c, "big", 0);
-    const note = "n".repeat(1000);
-    for (let batch = 0; batch < 10; batch++) {
-      await Promise.all(
-        Array.from({ length: 50 }, () =>
-          call(c.inventory, "adjustStock", {
-            skuId: "big",
-            locationId: "wh-1",
-            delta: 1,
-            reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED,
-            note,
-            idempotencyKey: "",
-          }),
-        ),
-      );
+    try {
+      await seedBigSku(c);
+    } catch (error) {
+      throw new Error(`seeding failed: ${error instanceof Error ? error.message : String(error)}\nserver logs:\n${server.logs()}`);
     }
   });
 
