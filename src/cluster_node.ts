@@ -119,6 +119,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
     reservationGraceMs: config.orderReservationGraceMs,
     edge: config.grpcEdge,
+    onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
   });
 
   const parts: Lifecycle[] = [
