@@ -134,9 +134,11 @@ describe("gRPC edge against slow and hostile clients (integration)", function ()
       rss.sample();
       await pollUntil("every held call reset", STALL_TIMEOUT_MS + 15_000, () => clients.every((cl) => ids.every((id) => ended(cl, id))), rss.sample);
       await normalCallsSucceed(c);
-      // 400 responses of about 0.5 MiB were asked for (without the edge's budgets the server holds
-      // all 200 MiB); 32 MiB may wait in total (QM_GRPC_QUEUED_RESPONSE_MB).
-      expect(rss.growthMiB, `RSS ${(rss.before / MiB) | 0} -> peak ${(rss.peak / MiB) | 0} MiB`).to.be.below(100);
+      // 400 responses of about 0.5 MiB were asked for: without the edge's budgets the server holds
+      // all 200 MiB of them (321 MiB of growth measured on the previous main, 146 MiB with the edge,
+      // both without the warm-up). 32 MiB may wait in total (QM_GRPC_QUEUED_RESPONSE_MB); the rest
+      // of the margin is garbage collection under a loaded machine (116 MiB seen in a full run).
+      expect(rss.growthMiB, `RSS ${(rss.before / MiB) | 0} -> peak ${(rss.peak / MiB) | 0} MiB`).to.be.below(160);
     } finally {
       for (const client of clients) client.destroy();
     }
