@@ -26,6 +26,9 @@ import {
   type StockLevel,
   type UpsertSkuRequest,
 } from "../src/gen/quartermaster/v1/inventory";
+import pino from "pino";
+import { loadConfig } from "../src/config";
+import { edgeServerOptions, GrpcEdge } from "../src/grpc/edge";
 import { GRPC_MESSAGE_BYTES_MAX, RESERVATION_TTL_MS_DEFAULT } from "../src/limits";
 import { LOOPBACK_HOST } from "./load_session";
 
@@ -91,22 +94,34 @@ export interface EchoServer {
   stop(): Promise<void>;
 }
 
-export async function startEchoServer(port: number): Promise<EchoServer> {
-  // The service's message limit, so the echo server rejects nothing the real one accepts.
-  const server = new Server({
-    "grpc.max_receive_message_length": GRPC_MESSAGE_BYTES_MAX,
-    "grpc.max_send_message_length": GRPC_MESSAGE_BYTES_MAX,
-  });
-  // The other methods are left out on purpose: grpc-js answers them UNIMPLEMENTED.
-  const implementation: UntypedServiceImplementation = { reserve, upsertSku, adjustStock };
-  server.addService(InventoryServiceService, implementation);
-  new HealthImplementation({ "": "SERVING" }).addToServer(server);
-  const boundPort = await new Promise<number>((resolve, reject) => {
+async function bind(server: Server, port: number, guard: GrpcEdge | undefined): Promise<number> {
+  if (guard !== undefined) {
+    const address = await guard.start(server, ServerCredentials.createInsecure(), `${LOOPBACK_HOST}:${port}`);
+    return Number(address.slice(address.lastIndexOf(":") + 1));
+  }
+  return new Promise<number>((resolve, reject) => {
     server.bindAsync(`${LOOPBACK_HOST}:${port}`, ServerCredentials.createInsecure(), (error, actual) => {
       if (error !== null) reject(error);
       else resolve(actual);
     });
   });
+}
+
+/** With `edge`, connections come through the service's GrpcEdge with its default limits, to measure what it costs. */
+export async function startEchoServer(port: number, edge = false): Promise<EchoServer> {
+  const edgeConfig = loadConfig({}).grpcEdge;
+  // The service's message limit, so the echo server rejects nothing the real one accepts.
+  const server = new Server({
+    "grpc.max_receive_message_length": GRPC_MESSAGE_BYTES_MAX,
+    "grpc.max_send_message_length": GRPC_MESSAGE_BYTES_MAX,
+    ...(edge ? edgeServerOptions(edgeConfig) : {}),
+  });
+  // The other methods are left out on purpose: grpc-js answers them UNIMPLEMENTED.
+  const implementation: UntypedServiceImplementation = { reserve, upsertSku, adjustStock };
+  server.addService(InventoryServiceService, implementation);
+  new HealthImplementation({ "": "SERVING" }).addToServer(server);
+  const guard = edge ? new GrpcEdge({ config: edgeConfig, logger: pino({ level: "warn" }) }) : undefined;
+  const boundPort = await bind(server, port, guard);
   let stopped: Promise<void> | null = null;
   return {
     port: boundPort,
@@ -126,8 +141,12 @@ export async function startEchoServer(port: number): Promise<EchoServer> {
 
 /** CLI: `node dist/bench/echo_server.js --port N`; runs until SIGTERM or SIGINT. */
 export async function main(argv: readonly string[]): Promise<void> {
-  const { values } = parseArgs({ args: [...argv], options: { port: { type: "string", default: "0" } }, strict: true });
-  const server = await startEchoServer(Number(values.port));
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { port: { type: "string", default: "0" }, edge: { type: "boolean", default: false } },
+    strict: true,
+  });
+  const server = await startEchoServer(Number(values.port), values.edge);
   process.stdout.write(`echo server listening on ${LOOPBACK_HOST}:${server.port}\n`);
   const shutdown = (): void => {
     server.stop().then(

@@ -118,6 +118,8 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     logger: logger.child({ component: "grpc" }),
     observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
     reservationGraceMs: config.orderReservationGraceMs,
+    edge: config.grpcEdge,
+    onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
   });
 
   const parts: Lifecycle[] = [

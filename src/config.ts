@@ -4,7 +4,20 @@
 import { hostname } from "node:os";
 import { type FaultDelays, parseFaultDelays } from "./fault/fault_delays";
 import { CRASH_POINT_NAMES, type CrashPointName } from "./fault/crash_points";
-import { ACTIVE_ACTORS_MAX, ID_LENGTH_MAX, ID_PATTERN, ORDER_RESERVATION_GRACE_MS } from "./limits";
+import {
+  ACTIVE_ACTORS_MAX,
+  GRPC_CONNECTIONS_MAX,
+  GRPC_HANDSHAKE_TIMEOUT_MS,
+  GRPC_IDLE_TIMEOUT_MS,
+  GRPC_PENDING_REQUEST_BYTES_MAX,
+  GRPC_QUEUED_RESPONSE_BYTES_MAX,
+  GRPC_REQUEST_BODY_TIMEOUT_MS,
+  GRPC_SEND_STALL_TIMEOUT_MS,
+  GRPC_STREAMS_PER_CONNECTION_MAX,
+  ID_LENGTH_MAX,
+  ID_PATTERN,
+  ORDER_RESERVATION_GRACE_MS,
+} from "./limits";
 
 export interface Config {
   /** host:port of the gRPC server. */
@@ -28,6 +41,7 @@ export interface Config {
   readonly allowEmptyJournal: boolean;
   /** Tests only: points where the process kills itself (src/fault/crash_points.ts). */
   readonly faultCrashPoints: readonly CrashPointName[];
+  readonly grpcEdge: GrpcEdgeConfig;
   /** Cluster mode, when QM_ETCD_ENDPOINTS and QM_NATS_URL are set; undefined: the embedded single node. */
   readonly cluster: ClusterConfig | undefined;
 }
@@ -43,6 +57,18 @@ export interface ClusterConfig {
   /** The address other nodes and clients use for this node; empty: the bound QM_LISTEN address. */
   readonly advertise: string;
   readonly journalReplicas: number;
+}
+
+/** What the gRPC edge allows clients (src/grpc/edge.ts); the defaults and reasons are in limits.ts. */
+export interface GrpcEdgeConfig {
+  readonly connectionsMax: number;
+  readonly streamsPerConnectionMax: number;
+  readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly requestBodyTimeoutMs: number;
+  readonly sendStallTimeoutMs: number;
+  readonly pendingRequestBytesMax: number;
+  readonly queuedResponseBytesMax: number;
 }
 
 /** The table the README documents: name, default, meaning. */
@@ -72,6 +98,14 @@ export const CONFIG_VARIABLES = {
   QM_ADVERTISE: ["", "host:port other nodes and clients use for this node; empty: the bound QM_LISTEN"],
   QM_JOURNAL_REPLICAS: ["1", "JetStream replicas of the cluster's journal streams (production: 3)"],
   QM_FAULT_CRASH_POINTS: ["", `tests only: comma-separated crash points (${CRASH_POINT_NAMES.join(", ")}) where the process SIGKILLs itself`],
+  QM_GRPC_CONNECTIONS_MAX: [String(GRPC_CONNECTIONS_MAX), "open gRPC connections at most; a new one beyond it is closed at once"],
+  QM_GRPC_STREAMS_PER_CONNECTION_MAX: [String(GRPC_STREAMS_PER_CONNECTION_MAX), "concurrent calls per connection (HTTP/2 streams); more are refused"],
+  QM_GRPC_HANDSHAKE_TIMEOUT_MS: [String(GRPC_HANDSHAKE_TIMEOUT_MS), "a connection that has not sent the HTTP/2 preface by then is closed"],
+  QM_GRPC_IDLE_TIMEOUT_MS: [String(GRPC_IDLE_TIMEOUT_MS), "a connection without a call for this long is closed (GOAWAY)"],
+  QM_GRPC_REQUEST_BODY_TIMEOUT_MS: [String(GRPC_REQUEST_BODY_TIMEOUT_MS), "a call whose request body is not complete by then is reset"],
+  QM_GRPC_SEND_STALL_TIMEOUT_MS: [String(GRPC_SEND_STALL_TIMEOUT_MS), "a response the client has not read any of for this long is reset"],
+  QM_GRPC_PENDING_REQUEST_MB: [String(GRPC_PENDING_REQUEST_BYTES_MAX / (1024 * 1024)), "MiB of unfinished request bodies held for all clients; a call beyond it is reset"],
+  QM_GRPC_QUEUED_RESPONSE_MB: [String(GRPC_QUEUED_RESPONSE_BYTES_MAX / (1024 * 1024)), "MiB of responses waiting for clients that do not read; stalled ones are reset beyond it"],
 } as const;
 
 type VariableName = keyof typeof CONFIG_VARIABLES;
@@ -143,6 +177,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowEmptyJournal: allowEmptyJournal === "1",
     faultCrashPoints: crashPoints as CrashPointName[],
     cluster,
+    grpcEdge: {
+      connectionsMax: int("QM_GRPC_CONNECTIONS_MAX", 1, 1_000_000),
+      streamsPerConnectionMax: int("QM_GRPC_STREAMS_PER_CONNECTION_MAX", 1, 1000),
+      handshakeTimeoutMs: int("QM_GRPC_HANDSHAKE_TIMEOUT_MS", 10, 600_000),
+      idleTimeoutMs: int("QM_GRPC_IDLE_TIMEOUT_MS", 100, 24 * 3600 * 1000),
+      requestBodyTimeoutMs: int("QM_GRPC_REQUEST_BODY_TIMEOUT_MS", 10, 3600 * 1000),
+      sendStallTimeoutMs: int("QM_GRPC_SEND_STALL_TIMEOUT_MS", 10, 3600 * 1000),
+      pendingRequestBytesMax: int("QM_GRPC_PENDING_REQUEST_MB", 8, 64 * 1024) * 1024 * 1024,
+      queuedResponseBytesMax: int("QM_GRPC_QUEUED_RESPONSE_MB", 8, 64 * 1024) * 1024 * 1024,
+    },
   };
 }
 

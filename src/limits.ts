@@ -162,3 +162,77 @@ export const BACKUP_PATH_BYTES_MAX = 100;
 export const SIGNAL_REPEAT_IGNORE_MS = 1_000;
 /** The container health probe's one call: well under Docker's default HEALTHCHECK timeout (30 s). */
 export const HEALTH_PROBE_DEADLINE_MS = 3_000;
+// The gRPC edge: what one client, or many, may hold of the server. A client
+// that opens streams and never reads, or sends bodies it never finishes, must
+// cost a bounded amount and be dropped in bounded time; others stay unaffected.
+
+/** Open TCP connections by default (QM_GRPC_CONNECTIONS_MAX); beyond it a new socket is closed at accept. */
+export const GRPC_CONNECTIONS_MAX = 1024;
+/**
+ * Concurrent streams per connection by default (QM_GRPC_STREAMS_PER_CONNECTION_MAX), sent in SETTINGS
+ * and enforced by nghttp2 (REFUSED_STREAM): far more than a client pipelines usefully (the benchmark
+ * runs 16 per connection), few enough that one connection cannot pin hundreds of buffered calls.
+ */
+export const GRPC_STREAMS_PER_CONNECTION_MAX = 100;
+/** A socket must send the HTTP/2 preface within this (QM_GRPC_HANDSHAKE_TIMEOUT_MS), or it is closed. */
+export const GRPC_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A connection with no open stream for this long gets GOAWAY (QM_GRPC_IDLE_TIMEOUT_MS). */
+export const GRPC_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+/**
+ * A request body must be complete (END_STREAM) this long after its headers (QM_GRPC_REQUEST_BODY_TIMEOUT_MS),
+ * or the stream is reset: every RPC we serve is unary with a small request, so a body still arriving
+ * after seconds is a client that holds a buffer open, not a slow upload.
+ */
+export const GRPC_REQUEST_BODY_TIMEOUT_MS = 10_000;
+/**
+ * A response that has not moved for this long (QM_GRPC_SEND_STALL_TIMEOUT_MS; the client grants no
+ * flow-control window) is reset, which frees its buffer.
+ */
+export const GRPC_SEND_STALL_TIMEOUT_MS = 20_000;
+/**
+ * Memory one connection may hold in buffers, in MiB: unfinished request bodies, and separately
+ * responses not yet taken by HTTP/2 flow control; a stream that would go over is reset
+ * (ENHANCE_YOUR_CALM). Four times the largest message (GRPC_MESSAGE_BYTES_MAX), so large responses
+ * to a client that reads pass. nghttp2's own session limit (grpc-node.max_session_memory) is not
+ * used: over it, Node tore the whole session down with INTERNAL_ERROR, failing well-behaved calls.
+ */
+export const GRPC_CONNECTION_MEMORY_MB = 16;
+/**
+ * Bytes of unfinished request bodies one connection may hold; a stream that goes over is reset
+ * (ENHANCE_YOUR_CALM). Room for one largest message plus small calls beside it.
+ */
+export const GRPC_CONNECTION_PENDING_REQUEST_BYTES_MAX = GRPC_CONNECTION_MEMORY_MB * 1024 * 1024;
+/**
+ * Bytes of unfinished request bodies all connections together may hold (QM_GRPC_PENDING_REQUEST_MB):
+ * the total bound that the per-connection one alone cannot give, since connections × 16 MiB is gigabytes.
+ */
+export const GRPC_PENDING_REQUEST_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Response bytes one connection may have queued and not yet taken by HTTP/2 flow control. A burst of
+ * calls is admitted before any response exists, so the session memory limit alone lets a client that
+ * grants no window collect streams × response bytes; a response over this is reset instead
+ * (ENHANCE_YOUR_CALM).
+ */
+export const GRPC_CONNECTION_QUEUED_RESPONSE_BYTES_MAX = GRPC_CONNECTION_MEMORY_MB * 1024 * 1024;
+/**
+ * Response bytes queued for clients that do not read, all connections together
+ * (QM_GRPC_QUEUED_RESPONSE_MB). A response that would go over first resets responses that have not
+ * moved for a sweep interval, and is itself reset if that does not make room.
+ */
+export const GRPC_QUEUED_RESPONSE_BYTES_MAX = 128 * 1024 * 1024;
+/** How often the edge sweeps its open streams for the deadlines above; at most this, less when a timeout is short. */
+export const GRPC_EDGE_SWEEP_INTERVAL_MS = 1000;
+/**
+ * Keepalive enforcement, after gRPC core's ping abuse policy: a PING sooner than this after the
+ * previous one is a strike (the gRPC default is 5 minutes; 10 s accepts the keepalive settings clients
+ * commonly use), and on an idle connection (no stream) every PING within 2 hours is a strike, as
+ * gRPC core does when grpc.keepalive_permit_without_calls is 0.
+ */
+export const GRPC_PING_INTERVAL_MIN_MS = 10_000;
+export const GRPC_IDLE_PING_INTERVAL_MIN_MS = 2 * 3600 * 1000;
+/** Strikes tolerated before GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"); a new stream clears them. */
+export const GRPC_PING_STRIKES_MAX = 2;
+/** The server's own keepalive PING to a connection silent this long, to find dead peers... */
+export const GRPC_KEEPALIVE_TIME_MS = 5 * 60 * 1000;
+/** ...which must answer within this, or the connection is closed. */
+export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;

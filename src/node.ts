@@ -106,6 +106,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     observe: (method, code, seconds) => metrics.observeCall(method, code, seconds),
     reservationGraceMs: config.orderReservationGraceMs,
     backups,
+    edge: config.grpcEdge,
+    onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
   });
 
   let recoveryMs = 0;

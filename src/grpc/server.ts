@@ -1,15 +1,14 @@
 // The gRPC server: both services, standard health checking (NOT_SERVING until
 // recovery is done) and server reflection, so grpcurl and grpc_health_probe work.
+// Connections come in through the edge (edge.ts), which bounds slow and hostile clients.
 
-import path from "node:path";
 import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
 import type { DataDirBackup } from "../backup/data_dir_backup";
 import { AdminServiceService } from "../gen/quartermaster/v1/admin";
+import type { GrpcEdgeConfig } from "../config";
 import { OrderServiceService } from "../gen/quartermaster/v1/order";
 import { ClusterServiceService } from "../gen/quartermaster/v1/cluster";
 import type { ClusterView } from "../cluster/cluster_view";
@@ -17,12 +16,11 @@ import { clusterService } from "./cluster_service";
 import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
 import { adminService } from "./admin_service";
 import { inventoryServiceDefinition } from "./attribute_map";
+import { type EdgeDrop, edgeServerOptions, GrpcEdge } from "./edge";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
+import { addReflection } from "./reflection";
 import { asImplementation, type CallObserver, unaryFactory, withSafeDecoding } from "./unary";
-
-/** proto/ at the repository root, from src/grpc or dist/src/grpc. */
-const PROTO_ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../../../proto" : "../../proto");
 
 const SERVICE_NAMES = ["", "quartermaster.v1.InventoryService", "quartermaster.v1.OrderService", "quartermaster.v1.ClusterService"];
 
@@ -35,10 +33,13 @@ export interface GrpcServerOptions {
   readonly reservationGraceMs: number;
   /** The embedded node's data-directory backups; absent in cluster mode. */
   readonly backups?: DataDirBackup;
+  readonly edge: GrpcEdgeConfig;
+  readonly onEdgeDrop?: (drop: EdgeDrop) => void;
 }
 
 export class GrpcServer {
   private readonly server: Server;
+  private readonly edge: GrpcEdge;
   private readonly health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING" as const])));
   private ready = false;
   private stopped = false;
@@ -47,10 +48,10 @@ export class GrpcServer {
     const channelOptions: ChannelOptions = {
       "grpc.max_receive_message_length": GRPC_MESSAGE_BYTES_MAX,
       "grpc.max_send_message_length": GRPC_MESSAGE_BYTES_MAX,
-      // Bounds the requests one connection can have in flight.
-      "grpc.max_concurrent_streams": 1000,
+      ...edgeServerOptions(options.edge),
     };
     this.server = new Server(channelOptions);
+    this.edge = new GrpcEdge({ config: options.edge, logger: options.logger, onDrop: options.onEdgeDrop });
     const unary = unaryFactory(options.logger, options.observe, () => this.ready);
     this.server.addService(withSafeDecoding(inventoryServiceDefinition), asImplementation(inventoryService(options.router, unary)));
     this.server.addService(
@@ -63,22 +64,12 @@ export class GrpcServer {
       adminService(options.backups, options.logger, options.observe, () => this.ready),
     );
     this.health.addToServer(this.server);
-    const definitions = loadSync(
-      ["inventory", "order", "cluster"].map((name) => path.join(PROTO_ROOT, `quartermaster/v1/${name}.proto`)),
-      { includeDirs: [PROTO_ROOT] },
-    );
-    new ReflectionService(definitions).addToServer(this.server);
+    addReflection(this.server);
   }
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
   start(): Promise<string> {
-    const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(":"));
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(this.options.listen, ServerCredentials.createInsecure(), (error, port) => {
-        if (error) reject(error);
-        else resolve(`${host}:${port}`);
-      });
-    });
+    return this.edge.start(this.server, ServerCredentials.createInsecure(), this.options.listen);
   }
 
   /** Health turns SERVING and requests are accepted. */
@@ -92,6 +83,7 @@ export class GrpcServer {
     if (this.stopped) return;
     this.stopped = true;
     this.setReady(false);
+    this.edge.stop();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();

@@ -42,6 +42,7 @@ export class Metrics implements Lifecycle {
   private readonly holdsExpired: Counter;
   private readonly ordersExpired: Counter;
   private readonly fencingConflicts: Counter;
+  private readonly edgeDrops: Counter<"reason">;
   private server: http.Server | undefined;
   private bound = "";
 
@@ -95,6 +96,12 @@ export class Metrics implements Lifecycle {
     this.fencingConflicts = new Counter({
       name: "qm_fencing_conflicts_total",
       help: "journal appends refused because the actor's journal moved on (another or a stale writer)",
+      registers,
+    });
+    this.edgeDrops = new Counter({
+      name: "qm_grpc_edge_drops_total",
+      help: "connections closed and calls reset by the gRPC edge, by reason (src/grpc/edge.ts)",
+      labelNames: ["reason"],
       registers,
     });
     const counterFrom = (name: string, help: string, read: () => number): void => {
@@ -177,6 +184,10 @@ export class Metrics implements Lifecycle {
 
   fencingConflict(): void {
     this.fencingConflicts.inc();
+  }
+
+  observeEdgeDrop(reason: string): void {
+    this.edgeDrops.labels(reason).inc();
   }
 
   /** Serves GET /metrics at the configured address; nothing when it is empty. */

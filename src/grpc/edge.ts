@@ -1,0 +1,439 @@
+// The gRPC edge: owns the listening socket and bounds what slow or hostile
+// clients can hold. grpc-js alone keeps sockets that never send the HTTP/2
+// preface, buffers responses for clients that never read and request bodies
+// that never finish, and has no cap on connections or on received PINGs.
+//
+// We own the net.Server (maxConnections, the handshake deadline) and hand each
+// socket to grpc-js through Server.createConnectionInjector.
+// The injector's http2 server is captured when grpc-js creates it, so that we
+// can watch sessions and streams: PING strikes, unfinished bodies (a byte budget
+// per connection and in total, and a deadline), and responses that make no
+// progress (a stall deadline, and a total budget for queued bytes).
+// nghttp2 itself enforces the stream cap (SETTINGS_MAX_CONCURRENT_STREAMS).
+// grpc-node.max_session_memory is left unlimited, as grpc-js does by default:
+// measured here, a session over it was torn down with INTERNAL_ERROR, failing
+// the calls of clients that read normally. The byte budgets below replace it.
+
+import http2 from "node:http2";
+import { createServer, type Server as NetServer, type Socket } from "node:net";
+import type { ChannelOptions, ConnectionInjector, Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { type Clock, systemClock } from "../clock";
+import type { GrpcEdgeConfig } from "../config";
+import {
+  GRPC_CONNECTION_PENDING_REQUEST_BYTES_MAX,
+  GRPC_CONNECTION_QUEUED_RESPONSE_BYTES_MAX,
+  GRPC_EDGE_SWEEP_INTERVAL_MS,
+  GRPC_IDLE_PING_INTERVAL_MIN_MS,
+  GRPC_KEEPALIVE_TIME_MS,
+  GRPC_KEEPALIVE_TIMEOUT_MS,
+  GRPC_PING_INTERVAL_MIN_MS,
+  GRPC_PING_STRIKES_MAX,
+} from "../limits";
+
+/**
+ * Bytes the connection must have written, beyond PING and SETTINGS acknowledgements, for a response
+ * stuck behind a closed window not to count as stalled: one full DATA frame.
+ */
+const CONNECTION_PROGRESS_BYTES_MIN = 16 * 1024;
+const TOO_MANY_PINGS = Buffer.from("too_many_pings");
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+/** Server options for grpc-js that the edge relies on; merged into the server's own. */
+export function edgeServerOptions(config: GrpcEdgeConfig): ChannelOptions {
+  return {
+    "grpc.max_concurrent_streams": config.streamsPerConnectionMax,
+    "grpc.max_connection_idle_ms": config.idleTimeoutMs,
+    "grpc.keepalive_time_ms": GRPC_KEEPALIVE_TIME_MS,
+    "grpc.keepalive_timeout_ms": GRPC_KEEPALIVE_TIMEOUT_MS,
+  };
+}
+
+/** Why the edge closed a connection or reset a stream; each kind is counted and logged. */
+export type EdgeDrop =
+  | "connection_over_cap"
+  | "handshake_timeout"
+  | "too_many_pings"
+  | "request_body_timeout"
+  | "request_bytes_over_budget"
+  | "response_stalled"
+  | "responses_over_budget";
+
+interface Connection {
+  pendingRequestBytes: number;
+  queuedResponseBytes: number;
+  openStreams: number;
+  lastPingMs: number;
+  pingStrikes: number;
+  lastSweep: number;
+  bytesWritten: number;
+  /** Bytes written since the previous sweep reached CONNECTION_PROGRESS_BYTES_MIN. */
+  progressed: boolean;
+  readonly session: http2.ServerHttp2Session;
+  /** The raw socket, for bytesWritten: session.socket throws once the session has let it go. */
+  readonly socket: Socket | undefined;
+}
+
+interface Watch {
+  readonly stream: http2.ServerHttp2Stream;
+  readonly connection: Connection;
+  readonly openedMs: number;
+  pendingRequestBytes: number;
+  bodyDone: boolean;
+  /** Response bytes written to the stream and not yet taken by nghttp2 (the write callbacks not yet called). */
+  queuedBytes: number;
+  /** queuedBytes at the last sweep. */
+  sweptQueuedBytes: number;
+  /** Since when queuedBytes has not moved and the connection has not progressed; undefined while nothing is queued. */
+  stalledSinceMs: number | undefined;
+  closed: boolean;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+type StreamWrite = (chunk: unknown, encodingOrCallback?: unknown, callback?: unknown) => boolean;
+type StreamPush = (chunk: unknown, encoding?: BufferEncoding) => boolean;
+interface StreamMethods {
+  push: StreamPush;
+  write: StreamWrite;
+}
+
+/** The edge and the watch of each stream whose push and write it counts. */
+const HOOKED = new WeakMap<object, { readonly edge: GrpcEdge; readonly watch: Watch }>();
+
+export interface GrpcEdgeOptions {
+  readonly config: GrpcEdgeConfig;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Called for every drop, e.g. to count it in a metric. */
+  readonly onDrop?: (drop: EdgeDrop) => void;
+}
+
+export class GrpcEdge {
+  private readonly config: GrpcEdgeConfig;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly onDrop: ((drop: EdgeDrop) => void) | undefined;
+  private readonly netServer: NetServer;
+  private injector: ConnectionInjector | undefined;
+  private readonly handshaking = new Set<Socket>();
+  /** The socket being injected and the end of its handshake deadline, for the session it is about to become. */
+  private accepting: { readonly socket: Socket; readonly handshakeDone: () => void } | undefined;
+  private readonly watches = new Set<Watch>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepNo = 0;
+  private readonly sweepMs: number;
+  private pendingRequestBytes = 0;
+  private queuedResponseBytes = 0;
+  private readonly drops: Record<EdgeDrop, number> = {
+    connection_over_cap: 0,
+    handshake_timeout: 0,
+    too_many_pings: 0,
+    request_body_timeout: 0,
+    request_bytes_over_budget: 0,
+    response_stalled: 0,
+    responses_over_budget: 0,
+  };
+
+  constructor(options: GrpcEdgeOptions) {
+    this.config = options.config;
+    this.logger = options.logger;
+    this.clock = options.clock ?? systemClock;
+    this.onDrop = options.onDrop;
+    this.netServer = createServer((socket) => this.onConnection(socket));
+    this.netServer.maxConnections = this.config.connectionsMax;
+    this.netServer.on("drop", () => this.count("connection_over_cap"));
+    this.sweepMs = Math.max(
+      10,
+      Math.min(GRPC_EDGE_SWEEP_INTERVAL_MS, Math.floor(Math.min(this.config.requestBodyTimeoutMs, this.config.sendStallTimeoutMs) / 4)),
+    );
+  }
+
+  /**
+   * Creates the injector on `server`, listens on host:port and returns the bound address.
+   * The preface check assumes plaintext HTTP/2 (h2c), the only transport the server offers;
+   * TLS would put the handshake deadline around the TLS handshake instead.
+   */
+  start(server: Server, credentials: ServerCredentials, listen: string): Promise<string> {
+    const { injector, http2Server } = injectorWithServer(server, credentials);
+    this.injector = injector;
+    http2Server.on("session", (session: http2.ServerHttp2Session) => this.onSession(session));
+    this.sweepTimer = setInterval(() => this.sweep(), this.sweepMs);
+    this.sweepTimer.unref();
+    const colon = listen.lastIndexOf(":");
+    const host = listen.slice(0, colon);
+    const port = Number(listen.slice(colon + 1));
+    return new Promise((resolve, reject) => {
+      this.netServer.once("error", reject);
+      this.netServer.listen({ host: host.replace(/^\[(.*)\]$/, "$1"), port }, () => {
+        this.netServer.off("error", reject);
+        const address = this.netServer.address();
+        resolve(`${host}:${typeof address === "object" && address !== null ? address.port : port}`);
+      });
+    });
+  }
+
+  /** Stops accepting and closes sockets still in the handshake; grpc-js drains the sessions. Idempotent. */
+  stop(): void {
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    if (this.netServer.listening) this.netServer.close();
+    for (const socket of this.handshaking) socket.destroy();
+    this.handshaking.clear();
+  }
+
+  private count(drop: EdgeDrop): void {
+    this.drops[drop]++;
+    this.onDrop?.(drop);
+    // Hostile traffic must not turn into a log flood: one line per kind per power of two.
+    const n = this.drops[drop];
+    if ((n & (n - 1)) === 0) this.logger.warn({ drop, count: n }, "grpc edge dropped a connection or call");
+  }
+
+  /**
+   * Hands the socket to grpc-js at once, and closes it unless the client's first SETTINGS (which must
+   * follow the preface) arrives within the handshake deadline; nghttp2 itself rejects a wrong preface.
+   * Reading the preface in JavaScript first and unshifting it would be simpler, but then http2 no
+   * longer reads the socket natively: measured here, +35% CPU per call (bench/edge_cost.ts).
+   */
+  private onConnection(socket: Socket): void {
+    this.handshaking.add(socket);
+    const timer = setTimeout(() => {
+      if (!this.handshaking.delete(socket)) return;
+      this.count("handshake_timeout");
+      socket.destroy();
+    }, this.config.handshakeTimeoutMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      this.handshaking.delete(socket);
+    };
+    socket.once("close", done);
+    // grpc-js creates the session, and the http2 server emits 'session', synchronously inside injectConnection.
+    this.accepting = { socket, handshakeDone: done };
+    try {
+      this.injector?.injectConnection(socket);
+    } finally {
+      this.accepting = undefined;
+    }
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    const accepted = this.accepting;
+    if (accepted !== undefined) session.once("remoteSettings", accepted.handshakeDone);
+    const connection: Connection = {
+      pendingRequestBytes: 0,
+      queuedResponseBytes: 0,
+      openStreams: 0,
+      lastPingMs: Number.NEGATIVE_INFINITY,
+      pingStrikes: 0,
+      lastSweep: -1,
+      bytesWritten: 0,
+      progressed: false,
+      session,
+      socket: accepted?.socket,
+    };
+    session.on("ping", () => this.onPing(connection));
+    session.on("stream", (stream: http2.ServerHttp2Stream) => this.onStream(connection, stream));
+  }
+
+  /** gRPC core's ping abuse policy: too-early PINGs are strikes, and past the limit the connection goes. */
+  private onPing(connection: Connection): void {
+    const now = this.clock.monotonicMs();
+    const intervalMin = connection.openStreams === 0 ? GRPC_IDLE_PING_INTERVAL_MIN_MS : GRPC_PING_INTERVAL_MIN_MS;
+    if (now - connection.lastPingMs < intervalMin) connection.pingStrikes++;
+    connection.lastPingMs = now;
+    if (connection.pingStrikes <= GRPC_PING_STRIKES_MAX) return;
+    const session = connection.session;
+    if (session.destroyed) return;
+    this.count("too_many_pings");
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM, session.state.lastProcStreamID ?? 0, TOO_MANY_PINGS);
+    session.destroy();
+  }
+
+  private onStream(connection: Connection, stream: http2.ServerHttp2Stream): void {
+    const watch: Watch = {
+      stream,
+      connection,
+      openedMs: this.clock.monotonicMs(),
+      pendingRequestBytes: 0,
+      bodyDone: false,
+      queuedBytes: 0,
+      sweptQueuedBytes: 0,
+      stalledSinceMs: undefined,
+      closed: false,
+    };
+    connection.openStreams++;
+    connection.pingStrikes = 0;
+    this.watches.add(watch);
+    stream.once("close", () => this.onStreamClosed(watch));
+    // Request bytes are counted as http2 pushes them into the stream (null ends the body), and
+    // responses as grpc-js writes them, so that a budget holds at once, even for a burst of calls
+    // admitted before any response existed. The same two functions serve every stream: a closure
+    // per stream in these fields cost about 20% more server CPU per echo call, and so did a second
+    // 'data' listener; the shared functions cost nothing measurable (bench/edge_cost.ts).
+    HOOKED.set(stream, { edge: this, watch });
+    const fields = stream as unknown as { push: StreamPush; write: StreamWrite };
+    fields.push = GrpcEdge.countedPush;
+    fields.write = GrpcEdge.countedWrite;
+  }
+
+  private static countedPush(this: StreamMethods, chunk: unknown, encoding?: BufferEncoding): boolean {
+    const hooked = HOOKED.get(this);
+    if (hooked !== undefined) {
+      if (chunk === null) hooked.edge.onBodyDone(hooked.watch);
+      else if (Buffer.isBuffer(chunk)) hooked.edge.onRequestBytes(hooked.watch, chunk.length);
+    }
+    return (Object.getPrototypeOf(this) as StreamMethods).push.call(this, chunk, encoding);
+  }
+
+  /** grpc-js writes (chunk, callback); other forms pass uncounted. */
+  private static countedWrite(this: StreamMethods, chunk: unknown, encodingOrCallback?: unknown, callback?: unknown): boolean {
+    const write = (Object.getPrototypeOf(this) as StreamMethods).write;
+    const hooked = HOOKED.get(this);
+    if (hooked === undefined || !Buffer.isBuffer(chunk) || typeof encodingOrCallback !== "function" || callback !== undefined) {
+      return write.call(this, chunk, encodingOrCallback, callback);
+    }
+    const { edge, watch } = hooked;
+    const done = encodingOrCallback as WriteCallback;
+    if (!edge.admitResponse(watch, chunk.length)) return false;
+    return write.call(this, chunk, (error?: Error | null) => {
+      edge.onResponseTaken(watch, chunk.length);
+      done(error);
+    });
+  }
+
+  /** Counts a response about to be queued, or resets its stream if no budget can make room. */
+  private admitResponse(watch: Watch, bytes: number): boolean {
+    // A closed stream's write fails by itself, and nothing would release what it counted.
+    if (watch.closed) return true;
+    const connection = watch.connection;
+    if (connection.queuedResponseBytes + bytes > GRPC_CONNECTION_QUEUED_RESPONSE_BYTES_MAX) {
+      this.reset(watch, NGHTTP2_ENHANCE_YOUR_CALM, "responses_over_budget");
+      return false;
+    }
+    if (this.queuedResponseBytes + bytes > this.config.queuedResponseBytesMax) {
+      this.resetStalledResponses();
+      if (this.queuedResponseBytes + bytes > this.config.queuedResponseBytesMax) {
+        this.reset(watch, NGHTTP2_ENHANCE_YOUR_CALM, "responses_over_budget");
+        return false;
+      }
+    }
+    watch.queuedBytes += bytes;
+    connection.queuedResponseBytes += bytes;
+    this.queuedResponseBytes += bytes;
+    return true;
+  }
+
+  private onResponseTaken(watch: Watch, bytes: number): void {
+    if (watch.closed) return;
+    watch.queuedBytes -= bytes;
+    watch.connection.queuedResponseBytes -= bytes;
+    this.queuedResponseBytes -= bytes;
+  }
+
+  /** Frees the total budget from responses that have not moved for at least one sweep interval. */
+  private resetStalledResponses(): void {
+    const now = this.clock.monotonicMs();
+    for (const watch of this.watches) {
+      if (watch.stalledSinceMs !== undefined && now - watch.stalledSinceMs >= this.sweepMs) {
+        this.reset(watch, NGHTTP2_ENHANCE_YOUR_CALM, "responses_over_budget");
+      }
+    }
+  }
+
+  private onRequestBytes(watch: Watch, bytes: number): void {
+    if (watch.bodyDone) return;
+    watch.pendingRequestBytes += bytes;
+    watch.connection.pendingRequestBytes += bytes;
+    this.pendingRequestBytes += bytes;
+    if (
+      watch.connection.pendingRequestBytes > GRPC_CONNECTION_PENDING_REQUEST_BYTES_MAX ||
+      this.pendingRequestBytes > this.config.pendingRequestBytesMax
+    ) {
+      this.reset(watch, NGHTTP2_ENHANCE_YOUR_CALM, "request_bytes_over_budget");
+    }
+  }
+
+  private onBodyDone(watch: Watch): void {
+    if (watch.bodyDone) return;
+    watch.bodyDone = true;
+    watch.connection.pendingRequestBytes -= watch.pendingRequestBytes;
+    this.pendingRequestBytes -= watch.pendingRequestBytes;
+    watch.pendingRequestBytes = 0;
+  }
+
+  private onStreamClosed(watch: Watch): void {
+    if (watch.closed) return;
+    watch.closed = true;
+    this.watches.delete(watch);
+    this.onBodyDone(watch);
+    watch.connection.openStreams--;
+    watch.connection.queuedResponseBytes -= watch.queuedBytes;
+    this.queuedResponseBytes -= watch.queuedBytes;
+    watch.queuedBytes = 0;
+  }
+
+  private reset(watch: Watch, code: number, drop: EdgeDrop): void {
+    this.count(drop);
+    if (!watch.stream.closed && !watch.stream.destroyed) watch.stream.close(code);
+    this.onStreamClosed(watch);
+  }
+
+  /** Body deadlines and response stalls, for every open stream. */
+  private sweep(): void {
+    const now = this.clock.monotonicMs();
+    const sweepNo = ++this.sweepNo;
+    for (const watch of this.watches) {
+      if (!watch.bodyDone && now - watch.openedMs >= this.config.requestBodyTimeoutMs) {
+        this.reset(watch, NGHTTP2_CANCEL, "request_body_timeout");
+        continue;
+      }
+      const bytes = watch.queuedBytes;
+      if (bytes === 0) {
+        watch.stalledSinceMs = undefined;
+      } else if (watch.stalledSinceMs === undefined || bytes !== watch.sweptQueuedBytes || this.progressed(watch.connection, sweepNo)) {
+        watch.stalledSinceMs = now;
+      } else if (now - watch.stalledSinceMs >= this.config.sendStallTimeoutMs) {
+        this.reset(watch, NGHTTP2_CANCEL, "response_stalled");
+      }
+      watch.sweptQueuedBytes = bytes;
+    }
+  }
+
+  /** Whether the connection wrote a DATA frame's worth since the previous sweep; computed once per sweep. */
+  private progressed(connection: Connection, sweepNo: number): boolean {
+    if (connection.lastSweep !== sweepNo) {
+      connection.lastSweep = sweepNo;
+      const written = connection.socket?.bytesWritten ?? connection.bytesWritten;
+      connection.progressed = written - connection.bytesWritten >= CONNECTION_PROGRESS_BYTES_MIN;
+      if (connection.progressed || written < connection.bytesWritten) connection.bytesWritten = written;
+    }
+    return connection.progressed;
+  }
+}
+
+/**
+ * grpc-js keeps the http2 server behind its injector private; the edge needs its 'session' events.
+ * grpc-js creates that server with http2.createServer inside createConnectionInjector, so the call
+ * is observed for that one synchronous moment. A grpc-js that stops doing so fails here, at start,
+ * and not silently later.
+ */
+function injectorWithServer(
+  server: Server,
+  credentials: ServerCredentials,
+): { injector: ConnectionInjector; http2Server: http2.Http2Server } {
+  const mutable = http2 as unknown as { createServer: (...args: unknown[]) => http2.Http2Server };
+  const original = mutable.createServer;
+  let created: http2.Http2Server | undefined;
+  mutable.createServer = (...args: unknown[]): http2.Http2Server => {
+    created = original(...args);
+    return created;
+  };
+  let injector: ConnectionInjector;
+  try {
+    injector = server.createConnectionInjector(credentials);
+  } finally {
+    mutable.createServer = original;
+  }
+  if (created === undefined) throw new Error("grpc-js did not create its injector's server with http2.createServer");
+  return { injector, http2Server: created };
+}
