@@ -7,21 +7,12 @@ import { unpack } from "msgpackr";
 import { connect, type NatsConnection } from "nats";
 import { ManualClock } from "../../src/clock";
 import { partitionOf } from "../../src/cluster/placement";
-import { QmError } from "../../src/errors";
 import { JetStreamJournal } from "../../src/journal/jetstream_journal";
 import { type NatsProcess, startNats } from "../support/engines";
+import { qmRejectionOf } from "../support/qm_error";
 
 const PARTITIONS = 8;
 
-async function rejection(promise: Promise<unknown>): Promise<QmError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof QmError) return error;
-    throw error;
-  }
-  throw new Error("expected a QmError, the call succeeded");
-}
 
 describe("JetStream journal (integration, real nats-server)", function () {
   this.timeout(60_000);
@@ -54,7 +45,7 @@ describe("JetStream journal (integration, real nats-server)", function () {
     const j = await journal(cluster);
     await j.append({ actorId: "sku/A.1", expectedLastSeq: 0, events: [{ e: 1 }, { e: 2 }] });
     await j.append({ actorId: "sku/A.1", expectedLastSeq: 2, events: [{ e: 3 }], wakeAtMs: 5_000 });
-    const stale = await rejection(j.append({ actorId: "sku/A.1", expectedLastSeq: 2, events: [{ e: 99 }] }));
+    const stale = await qmRejectionOf(j.append({ actorId: "sku/A.1", expectedLastSeq: 2, events: [{ e: 99 }] }));
     expect(stale.code).to.equal("FENCED");
     // A second client of the same cluster (another node) reads what the first wrote.
     const other = await journal(cluster);
@@ -106,7 +97,7 @@ describe("JetStream journal (integration, real nats-server)", function () {
     const seen = await newOwner.recover("sku/hot", { epoch: 2 });
     expect(seen.events).to.deep.equal([{ reserve: 1 }]);
     // The paused former owner wakes up and writes with its old view.
-    const late = await rejection(oldOwner.append({ actorId: "sku/hot", expectedLastSeq: 1, events: [{ reserve: 2 }], epoch: 1 }));
+    const late = await qmRejectionOf(oldOwner.append({ actorId: "sku/hot", expectedLastSeq: 1, events: [{ reserve: 2 }], epoch: 1 }));
     expect(late.code).to.equal("FENCED");
     await newOwner.append({ actorId: "sku/hot", expectedLastSeq: 1, events: [{ reserve: 3 }], epoch: 2 });
     expect((await (await journal(cluster)).recover("sku/hot")).events).to.deep.equal([{ reserve: 1 }, { reserve: 3 }]);

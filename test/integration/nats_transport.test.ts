@@ -17,10 +17,10 @@ import type { NodeId, Placement } from "../../src/cluster/placement";
 import { PlacementRouter } from "../../src/cluster/placement_router";
 import type { OrderView } from "../../src/domain/order";
 import type { SkuView } from "../../src/domain/sku";
-import { QmError } from "../../src/errors";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
 import { type NatsProcess, startNats } from "../support/engines";
+import { qmRejectionOf } from "../support/qm_error";
 
 /** Orders on A, SKUs on B, anything else nowhere. */
 class ByKindPlacement implements Placement {
@@ -40,15 +40,6 @@ interface TestNode {
   readonly nc: NatsConnection;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<QmError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof QmError) return error;
-    throw error;
-  }
-  throw new Error("expected a QmError, the ask succeeded");
-}
 
 describe("NATS transport between nodes (integration, real nats-server)", function () {
   this.timeout(60_000);
@@ -117,28 +108,28 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
   });
 
   it("carries a domain error back with its code and metadata", async () => {
-    const error = await rejection(a.router.ask(skuActorId("m-1"), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } }));
+    const error = await qmRejectionOf(a.router.ask(skuActorId("m-1"), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } }));
     expect(error.code).to.equal("INSUFFICIENT_STOCK");
     expect(error.metadata.available).to.equal("3");
   });
 
   it("answers an op this version does not know (a newer node in a rolling upgrade) with FAILED_PRECONDITION UNKNOWN_OP, not undefined", async () => {
-    const sku = await rejection(a.router.ask(skuActorId("m-1"), { op: "reserveTwice", cmd: {} }));
+    const sku = await qmRejectionOf(a.router.ask(skuActorId("m-1"), { op: "reserveTwice", cmd: {} }));
     expect([sku.code, sku.metadata.reason, sku.metadata.op]).to.deep.equal(["FAILED_PRECONDITION", "UNKNOWN_OP", "reserveTwice"]);
-    const order = await rejection(b.router.ask(orderActorId("o-1"), { op: "teleport" }));
+    const order = await qmRejectionOf(b.router.ask(orderActorId("o-1"), { op: "teleport" }));
     expect([order.code, order.metadata.reason]).to.deep.equal(["FAILED_PRECONDITION", "UNKNOWN_OP"]);
     const unchanged = await a.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
     expect(unchanged.reserved).to.equal(2);
   });
 
   it("answers NOT_OWNER from a node asked for an actor it does not own, instead of forwarding it", async () => {
-    const error = await rejection(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
+    const error = await qmRejectionOf(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
     expect(error.code).to.equal("NOT_OWNER");
   });
 
   it("answers NOT_OWNER at once for a node nobody serves (no responders)", async () => {
     const started = Date.now();
-    const error = await rejection(a.transport.ask("Z", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
+    const error = await qmRejectionOf(a.transport.ask("Z", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
     expect(error.code).to.equal("NOT_OWNER");
     expect(Date.now() - started).to.be.below(4_000);
   });
@@ -148,13 +139,13 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
     const ownsEverything: Placement = { self: "C", ownerOf: () => "C" };
     await node("C", silent, ownsEverything);
     const started = Date.now();
-    const error = await rejection(a.transport.ask("C", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
+    const error = await qmRejectionOf(a.transport.ask("C", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
     expect(error.code).to.equal("DEADLINE_EXCEEDED");
     expect(Date.now() - started).to.be.within(250, 3_000);
   });
 
   it("refuses at once an ask whose deadline has already passed", async () => {
-    const error = await rejection(a.transport.ask("B", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() - 1 }));
+    const error = await qmRejectionOf(a.transport.ask("B", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() - 1 }));
     expect(error.code).to.equal("DEADLINE_EXCEEDED");
   });
 
