@@ -44,6 +44,33 @@ export interface Config {
   readonly grpcEdge: GrpcEdgeConfig;
   /** Cluster mode, when QM_ETCD_ENDPOINTS and QM_NATS_URL are set; undefined: the embedded single node. */
   readonly cluster: ClusterConfig | undefined;
+  /** OpenTelemetry tracing, from the standard OTEL_* variables. */
+  readonly tracing: TracingConfig;
+}
+
+export type TraceSamplerName =
+  | "always_on"
+  | "always_off"
+  | "traceidratio"
+  | "parentbased_always_on"
+  | "parentbased_always_off"
+  | "parentbased_traceidratio";
+
+export interface TracingConfig {
+  readonly exporter: "none" | "otlp" | "console";
+  readonly protocol: "http/protobuf" | "http/json" | "grpc";
+  /** Base URL of the OTLP receiver; the http protocols append /v1/traces. */
+  readonly endpoint: string;
+  readonly serviceName: string;
+  /** From OTEL_RESOURCE_ATTRIBUTES, already percent-decoded. */
+  readonly resourceAttributes: Readonly<Record<string, string>>;
+  readonly sampler: TraceSamplerName;
+  /** The ratio of the traceidratio samplers (0..1). */
+  readonly samplerRatio: number;
+  readonly bspScheduleDelayMs: number;
+  readonly bspExportTimeoutMs: number;
+  readonly bspMaxQueueSize: number;
+  readonly bspMaxExportBatchSize: number;
 }
 
 export interface ClusterConfig {
@@ -97,6 +124,20 @@ export const CONFIG_VARIABLES = {
   QM_PARTITIONS: ["256", "partitions of a new cluster (fixed once the cluster exists)"],
   QM_ADVERTISE: ["", "host:port other nodes and clients use for this node; empty: the bound QM_LISTEN"],
   QM_JOURNAL_REPLICAS: ["1", "JetStream replicas of the cluster's journal streams (production: 3)"],
+  OTEL_TRACES_EXPORTER: ["none", "tracing: none (off, no cost), otlp (to OTEL_EXPORTER_OTLP_ENDPOINT) or console (spans on stdout)"],
+  OTEL_EXPORTER_OTLP_ENDPOINT: ["", "OTLP receiver base URL; empty: http://localhost:4318 (http/*) or http://localhost:4317 (grpc)"],
+  OTEL_EXPORTER_OTLP_PROTOCOL: ["http/protobuf", "http/protobuf, http/json or grpc"],
+  OTEL_SERVICE_NAME: ["quartermaster", "service.name of every span (service.instance.id is QM_NODE_ID)"],
+  OTEL_RESOURCE_ATTRIBUTES: ["", "extra resource attributes, key=value pairs separated by commas (values percent-encoded)"],
+  OTEL_TRACES_SAMPLER: [
+    "parentbased_always_on",
+    "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio",
+  ],
+  OTEL_TRACES_SAMPLER_ARG: ["1", "the ratio (0 to 1) of the traceidratio samplers"],
+  OTEL_BSP_SCHEDULE_DELAY: ["5000", "ms between span exports"],
+  OTEL_BSP_EXPORT_TIMEOUT: ["30000", "ms an export may take"],
+  OTEL_BSP_MAX_QUEUE_SIZE: ["2048", "spans waiting for export at most; more are dropped"],
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: ["512", "spans per export at most (not above OTEL_BSP_MAX_QUEUE_SIZE)"],
   QM_FAULT_CRASH_POINTS: ["", `tests only: comma-separated crash points (${CRASH_POINT_NAMES.join(", ")}) where the process SIGKILLs itself`],
   QM_GRPC_CONNECTIONS_MAX: [String(GRPC_CONNECTIONS_MAX), "open gRPC connections at most; a new one beyond it is closed at once"],
   QM_GRPC_STREAMS_PER_CONNECTION_MAX: [String(GRPC_STREAMS_PER_CONNECTION_MAX), "concurrent calls per connection (HTTP/2 streams); more are refused"],
@@ -187,7 +228,82 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       pendingRequestBytesMax: int("QM_GRPC_PENDING_REQUEST_MB", 8, 64 * 1024) * 1024 * 1024,
       queuedResponseBytesMax: int("QM_GRPC_QUEUED_RESPONSE_MB", 8, 64 * 1024) * 1024 * 1024,
     },
+    tracing: tracingConfig(get, int),
   };
+}
+
+const SAMPLERS: readonly TraceSamplerName[] = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+];
+
+/**
+ * The OpenTelemetry SDK only warns about a value it does not know and goes on
+ * with its default; here a typo (OTEL_TRACES_EXPORTER=otpl) stops the start
+ * instead of silently exporting nothing.
+ */
+function tracingConfig(get: (name: VariableName) => string, int: (name: VariableName, min: number, max: number) => number): TracingConfig {
+  const oneOf = <T extends string>(name: VariableName, allowed: readonly T[]): T => {
+    const raw = get(name).trim();
+    if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${name}=${raw}: expected ${allowed.join(", ")}`);
+    return raw as T;
+  };
+  const exporter = oneOf("OTEL_TRACES_EXPORTER", ["none", "otlp", "console"] as const);
+  const protocol = oneOf("OTEL_EXPORTER_OTLP_PROTOCOL", ["http/protobuf", "http/json", "grpc"] as const);
+  const endpointRaw = get("OTEL_EXPORTER_OTLP_ENDPOINT").trim();
+  const endpoint = endpointRaw === "" ? (protocol === "grpc" ? "http://localhost:4317" : "http://localhost:4318") : endpointRaw;
+  if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(endpoint)) {
+    throw new ConfigError(`OTEL_EXPORTER_OTLP_ENDPOINT=${endpointRaw}: expected an http:// or https:// URL`);
+  }
+  const serviceName = get("OTEL_SERVICE_NAME").trim();
+  if (serviceName === "") throw new ConfigError("OTEL_SERVICE_NAME must not be empty");
+  const sampler = oneOf("OTEL_TRACES_SAMPLER", SAMPLERS);
+  const ratioRaw = get("OTEL_TRACES_SAMPLER_ARG").trim();
+  const samplerRatio = Number(ratioRaw);
+  if (ratioRaw === "" || !Number.isFinite(samplerRatio) || samplerRatio < 0 || samplerRatio > 1) {
+    throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG=${ratioRaw}: expected a number from 0 to 1`);
+  }
+  const bspMaxQueueSize = int("OTEL_BSP_MAX_QUEUE_SIZE", 1, 1_000_000);
+  const bspMaxExportBatchSize = int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, 1_000_000);
+  if (bspMaxExportBatchSize > bspMaxQueueSize) {
+    throw new ConfigError(`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=${bspMaxExportBatchSize}: must not exceed OTEL_BSP_MAX_QUEUE_SIZE=${bspMaxQueueSize}`);
+  }
+  return {
+    exporter,
+    protocol,
+    endpoint: endpoint.replace(/\/+$/, ""),
+    serviceName,
+    resourceAttributes: resourceAttributes(get("OTEL_RESOURCE_ATTRIBUTES")),
+    sampler,
+    samplerRatio,
+    bspScheduleDelayMs: int("OTEL_BSP_SCHEDULE_DELAY", 0, 3_600_000),
+    bspExportTimeoutMs: int("OTEL_BSP_EXPORT_TIMEOUT", 1, 3_600_000),
+    bspMaxQueueSize,
+    bspMaxExportBatchSize,
+  };
+}
+
+/** The W3C Baggage-like list of the OpenTelemetry spec: k1=v1,k2=v2 with percent-encoded values. */
+function resourceAttributes(raw: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of raw.split(",")) {
+    if (pair.trim() === "") continue;
+    const eq = pair.indexOf("=");
+    const key = eq > 0 ? pair.slice(0, eq).trim() : "";
+    if (key === "" || !/^[\x21-\x7e]+$/.test(key)) {
+      throw new ConfigError(`OTEL_RESOURCE_ATTRIBUTES: ${JSON.stringify(pair)} is not a key=value pair`);
+    }
+    try {
+      out[key] = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      throw new ConfigError(`OTEL_RESOURCE_ATTRIBUTES: the value of ${key} is not valid percent-encoding`);
+    }
+  }
+  return out;
 }
 
 function clusterConfig(

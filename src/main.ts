@@ -7,6 +7,8 @@ import { SIGNAL_REPEAT_IGNORE_MS } from "./limits";
 import { startClusterNode } from "./cluster_node";
 import { type RunningNode, startNode } from "./node";
 import { createLogger } from "./observability/logger";
+import { startTracing, type Tracing } from "./observability/tracing";
+import { VERSION } from "./version";
 
 async function main(): Promise<void> {
   let config;
@@ -21,6 +23,13 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const log = logger.child({ component: "process" });
+  let tracing: Tracing;
+  try {
+    tracing = startTracing(config.tracing, config.nodeId, VERSION);
+  } catch (error) {
+    process.stderr.write(`quartermaster: cannot start tracing: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(2);
+  }
   // Every request path catches its own errors, so a rejection nobody handled
   // is a bug whose effects are unknown: log it and exit, and let the
   // supervisor restart a clean process (the journal recovers it).
@@ -54,6 +63,8 @@ async function main(): Promise<void> {
     // A node still starting is stopped once it has started (or has failed, which exits below).
     (node ?? Promise.reject(new Error("not started")))
       .then((running) => running.stop())
+      // Spans still buffered are exported before the process exits.
+      .then(() => tracing.stop())
       .then(
         () => {
           log.info("stopped");

@@ -1,8 +1,9 @@
 // JSON logs with pino, one line per record on stdout. Each part logs through a
 // child with a `component` field (node, journal, actors, grpc, timers...).
-// Trace ids join the records once tracing lands (a later issue).
+// A line written inside a span carries its trace_id and span_id (tracing.ts).
 
 import pino, { type Logger } from "pino";
+import { traceFields } from "./tracing";
 
 export const CENSOR = "[redacted]";
 
@@ -32,6 +33,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACT_PATHS, censor: CENSOR },
     serializers: { config: censorSecrets },
+    mixin: traceFields,
   };
   return destination === undefined ? pino(options) : pino(options, destination);
 }
