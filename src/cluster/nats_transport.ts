@@ -12,6 +12,7 @@
 // caller gets DEADLINE_EXCEEDED, and every command is idempotent by its id, so
 // a retry with the same id never takes stock twice.
 
+import { traceRemoteAsk } from "../observability/remote_tracing";
 import { pack, unpack } from "msgpackr";
 import { type Msg, type NatsConnection, type Subscription, ErrorCode as NatsErrorCode, NatsError } from "nats";
 import type { Logger } from "pino";
@@ -76,7 +77,11 @@ export class NatsTransport implements Transport {
     await this.serving;
   }
 
-  async ask<R>(node: NodeId, actorId: string, message: unknown, options?: AskOptions): Promise<R> {
+  ask<R>(node: NodeId, actorId: string, message: unknown, options?: AskOptions): Promise<R> {
+    return traceRemoteAsk(node, actorId, options, (traced) => this.send<R>(node, actorId, message, traced));
+  }
+
+  private async send<R>(node: NodeId, actorId: string, message: unknown, options?: AskOptions): Promise<R> {
     const now = this.options.clock.nowMs();
     const deadlineMs = options?.deadlineMs ?? now + REMOTE_ASK_DEADLINE_MS_DEFAULT;
     const timeoutMs = Math.floor(deadlineMs - now);

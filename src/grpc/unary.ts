@@ -5,6 +5,7 @@ import { type handleUnaryCall, type ServerUnaryCall, status as GrpcStatus, type 
 import type { Logger } from "pino";
 import type { AskOptions } from "../actors/runtime/behavior";
 import { invalidArgument, QmError } from "../errors";
+import { tracedUnaryCall, withTraceparent } from "../observability/grpc_tracing";
 import { toServiceError } from "./status_mapping";
 
 /** What a request decodes to when its bytes are not a valid message: answered with INVALID_ARGUMENT. */
@@ -48,7 +49,7 @@ export interface UnaryFactory {
 
 export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () => boolean): UnaryFactory {
   return <Req, Res>(method: string, handler: Handler<Req, Res>): handleUnaryCall<Req, Res> =>
-    (call: ServerUnaryCall<Req, Res>, callback) => {
+    tracedUnaryCall((call: ServerUnaryCall<Req, Res>, callback) => {
       const started = performance.now();
       const finish = (error: unknown, response?: Res): void => {
         const seconds = (performance.now() - started) / 1000;
@@ -75,7 +76,7 @@ export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () 
       const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
       let pending: Promise<Res>;
       try {
-        pending = handler(request as Req, deadlineMs === undefined ? {} : { deadlineMs });
+        pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? {} : { deadlineMs }));
       } catch (error) {
         finish(error);
         return;
@@ -84,7 +85,7 @@ export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () 
         (response) => finish(null, response),
         (error: unknown) => finish(error),
       );
-    };
+    });
 }
 
 export function asImplementation<T>(impl: T): UntypedServiceImplementation {

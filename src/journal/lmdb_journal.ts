@@ -56,6 +56,8 @@
 // byte of lmdb's array keys, so the range [actorId, 0]..[actorId, MAX] of one
 // actor can never contain a key of another actor whose id extends it.
 
+import type { SpanContext } from "@opentelemetry/api";
+import { appendSpanContext, traceCommit } from "../observability/journal_tracing";
 import { existsSync } from "node:fs";
 import { mkdir, statfs } from "node:fs/promises";
 import { join } from "node:path";
@@ -180,6 +182,10 @@ interface PendingAppend {
   readonly snapshot: { readonly seq: number; readonly state: Buffer } | undefined;
   readonly wakeAtMs: number | null | undefined;
   readonly audit: readonly EncodedAudit[];
+  /** Encoded size, for the commit span. */
+  readonly bytes: number;
+  /** The journal.append span this append was issued under, linked from its commit span; undefined when untraced. */
+  readonly spanContext: SpanContext | undefined;
   readonly resolve: () => void;
   readonly reject: (error: QmError) => void;
 }
@@ -523,14 +529,14 @@ export class LmdbJournal implements Journal {
     if (this.queue.length >= JOURNAL_QUEUE_APPENDS_MAX) {
       return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${JOURNAL_QUEUE_APPENDS_MAX} appends waiting)`));
     }
-    let encoded: Omit<PendingAppend, "resolve" | "reject">;
+    let encoded: Omit<PendingAppend, "resolve" | "reject" | "spanContext">;
     try {
       encoded = encodeAppend(request);
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ ...encoded, resolve, reject });
+      this.queue.push({ ...encoded, spanContext: appendSpanContext(), resolve, reject });
       if (this.writing === null) this.writing = this.writeLoop();
     });
   }
@@ -635,6 +641,7 @@ export class LmdbJournal implements Journal {
       this.commits++;
       this.observer?.journalCommit(seconds, applied);
     }
+    traceCommit("lmdb", batch, applied, seconds);
     this.appends += batch.length;
     if (this.diskFull) {
       this.diskFull = false;
@@ -859,7 +866,7 @@ export function* released<T>(range: Iterable<T>): Generator<T, void, undefined> 
 
 // ---- Encoding ------------------------------------------------------------------
 
-function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "reject"> {
+function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "reject" | "spanContext"> {
   const { actorId, expectedLastSeq } = request;
   checkActorId(actorId);
   if (!(Number.isSafeInteger(expectedLastSeq) && expectedLastSeq >= 0)) {
@@ -918,7 +925,7 @@ function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "
       bytesMax: String(JOURNAL_APPEND_BYTES_MAX),
     });
   }
-  return { actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit };
+  return { actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit, bytes };
 }
 
 function packValue(field: string, value: unknown): Buffer {

@@ -18,6 +18,8 @@ import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
 import type { AuditRecord, Journal } from "../../journal/journal";
 import { MAILBOX_DEPTH_MAX, PIPELINE_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
+import { activeTraceparent } from "../../observability/tracing";
+import { TurnSpans } from "../../observability/turn_tracing";
 import type { ActorBehavior, ActorRouter, AskOptions, TurnContext } from "./behavior";
 import { type Envelope, Mailbox } from "./mailbox";
 
@@ -79,6 +81,8 @@ export class Activation<S, M> implements TurnContext<S> {
   private turnBatch: readonly Envelope[] = [];
   /** No envelope of turnBatch has a deadline before this (a lower bound). */
   private turnDeadlineMs = Number.POSITIVE_INFINITY;
+  /** The running turn's spans; undefined when tracing is off or nothing in the turn is traced. */
+  private turnSpans: TurnSpans | undefined;
   nowMs = 0;
   lastUsedMs = 0;
   /** The partition epoch this activation recovered and writes under (cluster mode). */
@@ -162,7 +166,8 @@ export class Activation<S, M> implements TurnContext<S> {
   ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R> {
     // The runtime lets an actor's asks activate actors beyond the bound that
     // refuses outside callers (see ActorSystem): it needs to know who asks.
-    return this.host.router.ask<R>(actorId, message, { ...options, fromActorId: this.actorId });
+    const traceparent = options?.traceparent ?? activeTraceparent();
+    return this.host.router.ask<R>(actorId, message, { ...options, fromActorId: this.actorId, ...(traceparent === undefined ? {} : { traceparent }) });
   }
 
   readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]> {
@@ -191,15 +196,17 @@ export class Activation<S, M> implements TurnContext<S> {
       !this.tainted && sinceSnapshot >= Math.max(SNAPSHOT_EVENTS_MIN, this.behavior.snapshotWeight(this.current))
         ? { seq: lastSeq, state: this.behavior.toSnapshot(this.current) }
         : undefined;
-    const append = this.host.journal.append({
-      actorId: this.actorId,
-      expectedLastSeq,
-      events,
-      ...(snapshot === undefined ? {} : { snapshot }),
-      ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
-      ...(audit.length === 0 ? {} : { audit }),
-      ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
-    });
+    const write = (): Promise<void> =>
+      this.host.journal.append({
+        actorId: this.actorId,
+        expectedLastSeq,
+        events,
+        ...(snapshot === undefined ? {} : { snapshot }),
+        ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
+        ...(audit.length === 0 ? {} : { audit }),
+        ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
+      });
+    const append = this.turnSpans === undefined ? write() : this.turnSpans.append(events.length, write);
     // Later appends chain on these numbers at once; should this append fail,
     // theirs fail its compare-and-set and the activation is rebuilt.
     this.lastSeq = lastSeq;
@@ -293,6 +300,8 @@ export class Activation<S, M> implements TurnContext<S> {
     // Swept from now on: turn-start work (a saga step) may wait on other actors.
     this.turnBatch = batch;
     this.turnDeadlineMs = Number.NEGATIVE_INFINITY;
+    const spans = TurnSpans.start(this.behavior.kind, this.actorId, this.epoch, batch);
+    this.turnSpans = spans;
     try {
       this.nowMs = this.host.clock.nowMs();
       const started = this.behavior.onTurnStart?.(this);
@@ -304,6 +313,8 @@ export class Activation<S, M> implements TurnContext<S> {
       if (!this.persistFailed) this.host.reportBug(this.actorId, error);
       const failure = asQmError(error, "INTERNAL", "internal error");
       for (const envelope of batch) envelope.reject(failure);
+      spans?.end([], failure);
+      this.turnSpans = undefined;
       this.turnBatch = [];
       this.pendingEvents = [];
       this.pendingAudit = [];
@@ -322,7 +333,7 @@ export class Activation<S, M> implements TurnContext<S> {
       const mark = this.pendingEvents.length;
       const persistsBefore = this.persistCount;
       try {
-        let value = this.behavior.handle(this, envelope.message as M);
+        let value = spans === undefined ? this.behavior.handle(this, envelope.message as M) : spans.run(i, () => this.behavior.handle(this, envelope.message as M));
         if (value instanceof Promise) value = await value;
         replies.push({ envelope, value, failed: value instanceof QmError });
       } catch (error) {
@@ -353,15 +364,16 @@ export class Activation<S, M> implements TurnContext<S> {
     this.turnDeadlineMs = Number.POSITIVE_INFINITY;
     this.host.observeTurn(this.behavior.kind, batch.length, this.pendingEvents.length);
     const durable = this.persistFailed ? this.lastAppend : this.persist();
+    this.turnSpans = undefined;
     if (faulted) {
       // A fresh activation must recover what this turn kept, so wait for it before handing over.
-      await this.settle(durable, replies);
+      await this.settle(durable, replies, spans);
       // The fresh activation runs a turn at once, which recomputes and stores
       // the wake-up time this one could not trust.
       this.retire(unhandled, true);
       return;
     }
-    const settled = this.settle(durable, replies).then(() => {
+    const settled = this.settle(durable, replies, spans).then(() => {
       // Drops this turn's own entry (the promise now settling): nothing to await.
       void this.inflight.shift();
       if (this.persistFailed && this.phase === "ready") this.retire([]);
@@ -373,7 +385,7 @@ export class Activation<S, M> implements TurnContext<S> {
   }
 
   /** Sends the turn's replies once its append is durable, or fails them all if it is not. */
-  private async settle(durable: Promise<void>, replies: readonly Reply[]): Promise<void> {
+  private async settle(durable: Promise<void>, replies: readonly Reply[], spans: TurnSpans | undefined): Promise<void> {
     let failure: QmError | undefined;
     try {
       await durable;
@@ -385,6 +397,7 @@ export class Activation<S, M> implements TurnContext<S> {
       else if (reply.failed) reply.envelope.reject(reply.value as Error);
       else reply.envelope.resolve(reply.value);
     }
+    spans?.end(replies, failure);
   }
 
   private retire(leftover: Envelope[], wakeSuccessor = false): void {

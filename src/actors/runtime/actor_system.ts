@@ -156,6 +156,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
         message,
         deadlineMs: options?.deadlineMs,
         traceparent: options?.traceparent,
+        enqueuedAtMs: options?.traceparent === undefined ? undefined : performance.now(),
         resolve: resolve as (value: unknown) => void,
         reject,
       };

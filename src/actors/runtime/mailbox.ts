@@ -7,6 +7,8 @@ export interface Envelope {
   readonly message: unknown;
   readonly deadlineMs: number | undefined;
   readonly traceparent: string | undefined;
+  /** performance.now() at enqueue, for the turn span's mailbox wait; set only on traced envelopes. */
+  readonly enqueuedAtMs: number | undefined;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }

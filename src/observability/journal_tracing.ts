@@ -1,0 +1,40 @@
+// The span of one group commit: one durable write carrying the appends of
+// many actors, hence of many traces. It has no parent of its own (any one
+// would be a lie); it starts a short trace and links to the journal.append
+// span of every append it carries, so a backend leads from an order's append
+// to the commit that made it durable and to its neighbours in the batch.
+
+import { context, type Link, SpanKind, type SpanContext, trace } from "@opentelemetry/api";
+import { tracer, tracingOn } from "./tracing";
+
+/** The journal.append span an append is written under, to be linked from its commit; undefined when none. */
+export function appendSpanContext(): SpanContext | undefined {
+  if (!tracingOn()) return undefined;
+  return trace.getSpan(context.active())?.spanContext();
+}
+
+interface CarriedAppend {
+  readonly bytes: number;
+  readonly spanContext: SpanContext | undefined;
+}
+
+/** Records a finished group commit of `batch`, `seconds` long, when at least one of its appends was traced. */
+export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number): void {
+  if (!tracingOn()) return;
+  const links: Link[] = [];
+  let bytes = 0;
+  for (const pending of batch) {
+    bytes += pending.bytes;
+    if (pending.spanContext !== undefined) links.push({ context: pending.spanContext });
+  }
+  if (links.length === 0) return;
+  const endMs = performance.timeOrigin + performance.now();
+  const span = tracer().startSpan("journal.commit", {
+    kind: SpanKind.INTERNAL,
+    root: true,
+    links,
+    startTime: endMs - seconds * 1000,
+    attributes: { "journal.engine": engine, "journal.appends": batch.length, "journal.appends.applied": applied, "journal.bytes": bytes },
+  });
+  span.end(endMs);
+}

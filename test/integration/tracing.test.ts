@@ -1,0 +1,194 @@
+// OpenTelemetry tracing against a real server process exporting http/json
+// OTLP to a receiver in the test: one client call is one trace, every span's
+// parent is in it, and log lines written inside it carry its id.
+
+import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
+import { expect } from "chai";
+import { writeFileSync } from "node:fs";
+import { OrderState } from "../../src/gen/quartermaster/v1/order";
+import { expectFailure, seedSku } from "../support/fixtures";
+import { OtlpReceiver, type ReceivedSpan, spanTree } from "../support/otlp_receiver";
+import { call, type Clients, createClients, type ServerProcess, startServer } from "../support/server_process";
+
+const SPANS_DEADLINE_MS = 10_000;
+const SPAN_KIND_SERVER = 2;
+
+/** Polls until `done` holds for the spans of the trace, or fails with what arrived. */
+async function traceUntil(receiver: OtlpReceiver, traceId: string, done: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
+  const deadline = Date.now() + SPANS_DEADLINE_MS;
+  for (;;) {
+    const spans = receiver.trace(traceId);
+    if (done(spans)) return spans;
+    if (Date.now() > deadline) throw new Error(`trace ${traceId} incomplete after ${SPANS_DEADLINE_MS} ms:\n${spanTree(spans)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function withTraceparent(traceId: string, spanId: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set("traceparent", `00-${traceId}-${spanId}-01`);
+  return metadata;
+}
+
+const names = (spans: readonly ReceivedSpan[]): string[] => spans.map((s) => s.name);
+const count = (spans: readonly ReceivedSpan[], name: string): number => spans.filter((s) => s.name === name).length;
+
+describe("tracing (integration)", function () {
+  let receiver: OtlpReceiver;
+  let server: ServerProcess;
+  let c: Clients;
+
+  before(async () => {
+    receiver = new OtlpReceiver();
+    await receiver.start();
+    server = await startServer({
+      env: {
+        QM_NODE_ID: "traced-node",
+        QM_LOG_LEVEL: "debug",
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+      },
+    });
+    c = createClients(server.addr);
+    await seedSku(c, "tr-a", 10);
+    await seedSku(c, "tr-b", 10);
+  });
+
+  after(async () => {
+    c?.close();
+    await server?.stop();
+    await receiver?.stop();
+  });
+
+  it("makes one CreateOrder one trace: the gRPC call, the order and SKU turns and their journal appends, no parent missing", async () => {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const clientSpanId = "00f067aa0ba902b7";
+    const order = await call(
+      c.order,
+      "createOrder",
+      { orderId: "tr-ord-1", customerId: "cust-1", lines: [{ skuId: "tr-a", quantity: 2 }, { skuId: "tr-b", quantity: 3 }], paymentTimeout: undefined },
+      { metadata: withTraceparent(traceId, clientSpanId) },
+    );
+    expect(order.state).to.equal(OrderState.ORDER_STATE_AWAITING_PAYMENT);
+    const spans = await traceUntil(
+      receiver,
+      traceId,
+      (s) => count(s, "turn sku") >= 2 && count(s, "journal.append") >= 3 && count(s, "quartermaster.v1.OrderService/CreateOrder") === 1,
+    );
+    const tree = spanTree(spans);
+    if (process.env.QM_PRINT_TRACE !== undefined) writeFileSync(process.env.QM_PRINT_TRACE, `${tree}\n`);
+
+    const server = spans.find((s) => s.name === "quartermaster.v1.OrderService/CreateOrder");
+    expect(server, tree).to.not.equal(undefined);
+    expect(server?.kind).to.equal(SPAN_KIND_SERVER);
+    // Continues the client's trace: its parent is the client's span.
+    expect(server?.parentSpanId).to.equal(clientSpanId);
+    expect(server?.attributes).to.include({ "rpc.system": "grpc", "rpc.service": "quartermaster.v1.OrderService", "rpc.method": "CreateOrder", "rpc.grpc.status_code": 0 });
+    expect(server?.resource).to.include({ "service.name": "quartermaster", "service.instance.id": "traced-node" });
+    expect(server?.resource["service.version"]).to.be.a("string");
+
+    const ids = new Set(spans.map((s) => s.spanId));
+    const orphans = spans.filter((s) => s !== server && !ids.has(s.parentSpanId));
+    expect(orphans.map((s) => s.name), tree).to.deep.equal([]);
+
+    const orderTurn = spans.find((s) => s.name === "turn order");
+    expect(orderTurn?.parentSpanId, tree).to.equal(server?.spanId);
+    expect(orderTurn?.attributes).to.include({ "actor.kind": "order", "actor.id": "order/tr-ord-1" });
+    expect(orderTurn?.attributes["actor.mailbox.wait_ms"]).to.be.a("number").at.least(0);
+    const skuTurns = spans.filter((s) => s.name === "turn sku");
+    expect(skuTurns.map((s) => s.attributes["actor.id"]).sort(), tree).to.include.members(["sku/tr-a", "sku/tr-b"]);
+    // The order actor asks the SKUs from inside its turn.
+    for (const turn of skuTurns) expect(turn.parentSpanId, tree).to.equal(orderTurn?.spanId);
+    const appends = spans.filter((s) => s.name === "journal.append");
+    expect(appends.map((s) => s.attributes["actor.id"]), tree).to.include.members(["order/tr-ord-1", "sku/tr-a", "sku/tr-b"]);
+    for (const append of appends) expect(append.attributes["journal.events"]).to.be.a("number").above(0);
+    expect(spans.every((s) => s.statusCode !== 2), tree).to.equal(true);
+
+    // Group commits are short traces of their own, linked to the appends they made durable.
+    const appendIds = new Set(appends.map((s) => s.spanId));
+    const commits = await (async () => {
+      const deadline = Date.now() + SPANS_DEADLINE_MS;
+      for (;;) {
+        const found = receiver.spans.filter((s) => s.name === "journal.commit" && s.links.some((l) => l.traceId === traceId && appendIds.has(l.spanId)));
+        const linked = new Set(found.flatMap((s) => s.links.map((l) => l.spanId)));
+        if ([...appendIds].every((id) => linked.has(id))) return found;
+        if (Date.now() > deadline) throw new Error(`no commit span links every append of ${traceId}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    for (const commit of commits) {
+      expect(commit.parentSpanId).to.equal("");
+      expect(commit.traceId).to.not.equal(traceId);
+      expect(commit.attributes["journal.appends"]).to.be.a("number").at.least(1);
+      expect(commit.attributes["journal.bytes"]).to.be.a("number").above(0);
+    }
+  });
+
+  it("starts a trace of its own for a call without a traceparent", async () => {
+    await call(c.inventory, "getSku", { skuId: "tr-a" });
+    const deadline = Date.now() + SPANS_DEADLINE_MS;
+    let root: ReceivedSpan | undefined;
+    while (root === undefined) {
+      root = receiver.spans.find((s) => s.name === "quartermaster.v1.InventoryService/GetSku" && s.parentSpanId === "");
+      if (root === undefined && Date.now() > deadline) throw new Error(`no GetSku span among ${names(receiver.spans).join(", ")}`);
+      if (root === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const spans = await traceUntil(receiver, root.traceId, (s) => count(s, "turn sku") === 1);
+    expect(spans.find((s) => s.name === "turn sku")?.parentSpanId).to.equal(root.spanId);
+  });
+
+  it("records insufficient stock as an event on the SKU turn and the gRPC span, leaving their status unset", async () => {
+    const traceId = "5bf92f3577b34da6a3ce929d0e0e4737";
+    const rejected = await call(
+      c.order,
+      "createOrder",
+      { orderId: "tr-ord-2", customerId: "cust-1", lines: [{ skuId: "tr-a", quantity: 1000 }], paymentTimeout: undefined },
+      { metadata: withTraceparent(traceId, "00f067aa0ba902b8") },
+    );
+    expect(rejected.state).to.equal(OrderState.ORDER_STATE_REJECTED);
+    let spans = await traceUntil(receiver, traceId, (s) => count(s, "turn sku") >= 1 && count(s, "quartermaster.v1.OrderService/CreateOrder") === 1);
+    let tree = spanTree(spans);
+    expect(spans.every((s) => s.statusCode === 0), tree).to.equal(true);
+    const skuTurn = spans.find((s) => s.name === "turn sku");
+    expect(skuTurn?.events.map((e) => [e.name, e.attributes["qm.code"]]), tree).to.deep.equal([["qm.domain_outcome", "INSUFFICIENT_STOCK"]]);
+
+    const reserveTrace = "5bf92f3577b34da6a3ce929d0e0e4739";
+    await expectFailure(
+      call(c.inventory, "reserve", { reservationId: "tr-res-1", skuId: "tr-a", quantity: 1000, locationId: "", ttl: undefined }, { metadata: withTraceparent(reserveTrace, "00f067aa0ba902ba") }),
+      GrpcStatus.FAILED_PRECONDITION,
+    );
+    spans = await traceUntil(receiver, reserveTrace, (s) => count(s, "turn sku") === 1 && count(s, "quartermaster.v1.InventoryService/Reserve") === 1);
+    tree = spanTree(spans);
+    const server = spans.find((s) => s.name === "quartermaster.v1.InventoryService/Reserve");
+    expect(server?.attributes["rpc.grpc.status_code"]).to.equal(GrpcStatus.FAILED_PRECONDITION);
+    expect(server?.statusCode, tree).to.equal(0);
+    expect(server?.events.map((e) => e.name)).to.deep.equal(["qm.domain_outcome"]);
+  });
+
+  it("puts the trace id and the span id on a log line written inside the trace", async () => {
+    const traceId = "6bf92f3577b34da6a3ce929d0e0e4738";
+    await call(
+      c.order,
+      "createOrder",
+      { orderId: "tr-ord-3", customerId: "cust-1", lines: [{ skuId: "tr-b", quantity: 1 }], paymentTimeout: undefined },
+      { metadata: withTraceparent(traceId, "00f067aa0ba902b9") },
+    );
+    const spans = await traceUntil(receiver, traceId, (s) => count(s, "turn order") >= 1);
+    const lines = server
+      .logs()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { msg?: string; trace_id?: string; span_id?: string; component?: string });
+    // The saga logs each step at debug from inside the order's turn.
+    const sagaLines = lines.filter((l) => l.trace_id === traceId);
+    expect(sagaLines.map((l) => l.msg), server.logs().slice(-2000)).to.include("saga step");
+    const spanIds = new Set(spans.map((s) => s.spanId));
+    for (const line of sagaLines) expect(spanIds.has(line.span_id ?? ""), `span ${line.span_id}`).to.equal(true);
+  });
+
+  it("received nothing but http/json OTLP trace exports", () => {
+    expect(receiver.rejected).to.deep.equal([]);
+  });
+});
