@@ -22,6 +22,7 @@
 // journal's per-append compare-and-set with the epoch closes the remaining
 // window for a process paused mid-write.
 
+import { annotateOwnership, ownershipEvent, traceOwnership } from "../observability/ownership_tracing";
 import type { Etcd3, Lease, Watcher } from "etcd3";
 import type { Logger } from "pino";
 import type { Clock } from "../clock";
@@ -400,14 +401,20 @@ export class EtcdCluster implements ClusterView {
     await Promise.all([...releases, ...claims]);
   }
 
-  private async claim(partition: number): Promise<void> {
+  private claim(partition: number): Promise<void> {
+    return traceOwnership("etcd.partition.claim", this.self, partition, () => this.claimKey(partition));
+  }
+
+  private async claimKey(partition: number): Promise<void> {
     const lease = this.lease;
     if (lease === undefined) return;
     const key = this.keys.partition(partition);
     const result = await this.client.if(key, "Create", "==", 0).then(lease.put(key).value(JSON.stringify({ node_id: this.self }))).commit();
+    annotateOwnership({ "qm.claimed": result.succeeded });
     if (!result.succeeded) return; // Someone else holds it; the watch will tell whom.
     // The put ran at the transaction's revision, so that is the key's create revision: the epoch.
     const epoch = Number(result.header.revision);
+    annotateOwnership({ "qm.epoch": epoch });
     this.owners[partition] = { owner: this.self, epoch };
     await this.options.beforeServe?.(partition, epoch);
     if (this.stopped || this.lease !== lease) return;
@@ -416,7 +423,11 @@ export class EtcdCluster implements ClusterView {
     this.emit({ kind: "gained", partition, epoch });
   }
 
-  private async release(partition: number): Promise<void> {
+  private release(partition: number): Promise<void> {
+    return traceOwnership("etcd.partition.release", this.self, partition, () => this.releaseKey(partition));
+  }
+
+  private async releaseKey(partition: number): Promise<void> {
     const epoch = this.serving.get(partition);
     if (epoch === undefined) return;
     this.lose(partition, epoch, "handoff");
@@ -445,6 +456,7 @@ export class EtcdCluster implements ClusterView {
   }
 
   private dropAll(why: string): void {
+    if (this.serving.size > 0) ownershipEvent("etcd.lease.lost", this.self, { "qm.reason": why, "qm.partitions": this.serving.size });
     for (const [partition, epoch] of [...this.serving]) this.lose(partition, epoch, why);
   }
 

@@ -26,6 +26,8 @@
 // index: an owner that claims a partition reads it once (a last-per-subject
 // consumer) and keeps it in memory, updated by its own appends.
 
+import type { SpanContext } from "@opentelemetry/api";
+import { appendSpanContext, traceCommit } from "../observability/journal_tracing";
 import { pack, unpack } from "msgpackr";
 import {
   DeliverPolicy,
@@ -96,6 +98,8 @@ interface Tail {
 
 interface Pending {
   readonly request: AppendRequest;
+  /** The journal.append span this append was issued under, linked from its commit span; undefined when untraced. */
+  readonly spanContext: SpanContext | undefined;
   readonly resolve: () => void;
   readonly reject: (error: QmError) => void;
 }
@@ -273,8 +277,9 @@ export class JetStreamJournal implements Journal {
     }
     return new Promise<void>((resolve, reject) => {
       const list = this.waiting.get(request.actorId);
-      if (list === undefined) this.waiting.set(request.actorId, [{ request, resolve, reject }]);
-      else list.push({ request, resolve, reject });
+      const pending: Pending = { request, spanContext: appendSpanContext(), resolve, reject };
+      if (list === undefined) this.waiting.set(request.actorId, [pending]);
+      else list.push(pending);
       this.queued++;
       this.pump(request.actorId);
     });
@@ -305,6 +310,7 @@ export class JetStreamJournal implements Journal {
 
   /** One journal message for every queued append of one actor; all succeed or all fail. */
   private async publishBatch(actorId: ActorId, batch: readonly Pending[]): Promise<void> {
+    const beganMs = performance.now();
     try {
       const tail = this.tails.get(actorId) ?? (await this.read(actorId)).tail;
       const merged = mergeAppends(actorId, tail, batch.map((p) => p.request));
@@ -324,6 +330,7 @@ export class JetStreamJournal implements Journal {
       this.commits++;
       this.appends += batch.length;
       this.eventsWritten += merged.message.events.length;
+      traceCommit("jetstream", batch, batch.length, (performance.now() - beganMs) / 1000, body.length);
       for (const p of batch) p.resolve();
     } catch (error) {
       const failure = error instanceof QmError ? error : unavailable(`journal write of ${actorId} failed`, error);

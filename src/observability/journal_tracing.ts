@@ -14,17 +14,22 @@ export function appendSpanContext(): SpanContext | undefined {
 }
 
 interface CarriedAppend {
-  readonly bytes: number;
+  /** Encoded size, when the journal knows it per append. */
+  readonly bytes?: number;
   readonly spanContext: SpanContext | undefined;
 }
 
-/** Records a finished group commit of `batch`, `seconds` long, when at least one of its appends was traced. */
-export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number): void {
+/**
+ * Records a finished group commit of `batch`, `seconds` long, when at least
+ * one of its appends was traced. `bytesTotal`: the size written, when the
+ * journal merges the appends into one message rather than knowing each one's.
+ */
+export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number, bytesTotal?: number): void {
   if (!tracingOn()) return;
   const links: Link[] = [];
   let bytes = 0;
   for (const pending of batch) {
-    bytes += pending.bytes;
+    bytes += pending.bytes ?? 0;
     if (pending.spanContext !== undefined) links.push({ context: pending.spanContext });
   }
   if (links.length === 0) return;
@@ -34,7 +39,7 @@ export function traceCommit(engine: string, batch: readonly CarriedAppend[], app
     root: true,
     links,
     startTime: endMs - seconds * 1000,
-    attributes: { "journal.engine": engine, "journal.appends": batch.length, "journal.appends.applied": applied, "journal.bytes": bytes },
+    attributes: { "journal.engine": engine, "journal.appends": batch.length, "journal.appends.applied": applied, "journal.bytes": bytesTotal ?? bytes },
   });
   span.end(endMs);
 }

@@ -6,6 +6,7 @@ import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { writeFileSync } from "node:fs";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
+import { idOwnedBy, startCluster, type TestCluster } from "../support/cluster";
 import { expectFailure, seedSku } from "../support/fixtures";
 import { OtlpReceiver, type ReceivedSpan, spanTree } from "../support/otlp_receiver";
 import { call, type Clients, createClients, type ServerProcess, startServer } from "../support/server_process";
@@ -190,5 +191,76 @@ describe("tracing (integration)", function () {
 
   it("received nothing but http/json OTLP trace exports", () => {
     expect(receiver.rejected).to.deep.equal([]);
+  });
+});
+
+describe("tracing across a three-node cluster (integration)", function () {
+  this.timeout(120_000);
+  let receiver: OtlpReceiver;
+  let cluster: TestCluster;
+
+  before(async () => {
+    receiver = new OtlpReceiver();
+    await receiver.start();
+    // Started empty, then each node with the exporter set: the harness's own env plus ours.
+    cluster = await startCluster([]);
+    const otel = { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: "50" };
+    for (const id of ["n1", "n2", "n3"]) await cluster.startNode(id, otel);
+    await cluster.settled();
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await receiver?.stop();
+  });
+
+  it("makes one CreateOrder one trace over the three nodes: the SKU owners' turns continue the caller's remote asks", async () => {
+    const orderId = await idOwnedBy(cluster, "order", "n1", "tro");
+    const skuA = await idOwnedBy(cluster, "sku", "n2", "trsa");
+    const skuB = await idOwnedBy(cluster, "sku", "n3", "trsb");
+    await seedSku(cluster.clients("n1"), skuA, 10);
+    await seedSku(cluster.clients("n1"), skuB, 10);
+    const traceId = "7bf92f3577b34da6a3ce929d0e0e4740";
+    const order = await call(
+      cluster.clients("n1").order,
+      "createOrder",
+      { orderId, customerId: "c-1", lines: [{ skuId: skuA, quantity: 2 }, { skuId: skuB, quantity: 1 }], paymentTimeout: undefined },
+      { metadata: withTraceparent(traceId, "00f067aa0ba902bb") },
+    );
+    expect(order.state).to.equal(OrderState.ORDER_STATE_AWAITING_PAYMENT);
+    const spans = await traceUntil(receiver, traceId, (s) => count(s, "turn sku") >= 2 && count(s, "actor.ask remote") >= 2 && count(s, "journal.append") >= 4);
+    const tree = spanTree(spans);
+    if (process.env.QM_PRINT_CLUSTER_TRACE !== undefined) writeFileSync(process.env.QM_PRINT_CLUSTER_TRACE, `${tree}\n`);
+    expect(new Set(spans.map((s) => s.resource["service.instance.id"])), tree).to.deep.equal(new Set(["n1", "n2", "n3"]));
+    const server = spans.find((s) => s.name === "quartermaster.v1.OrderService/CreateOrder");
+    const ids = new Set(spans.map((s) => s.spanId));
+    expect(spans.filter((s) => s !== server && !ids.has(s.parentSpanId)).map((s) => s.name), tree).to.deep.equal([]);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    for (const [sku, owner] of [
+      [skuA, "n2"],
+      [skuB, "n3"],
+    ] as const) {
+      const turns = spans.filter((s) => s.name === "turn sku" && s.attributes["actor.id"] === `sku/${sku}`);
+      expect(turns.map((t) => t.resource["service.instance.id"]), tree).to.include(owner);
+      for (const turn of turns) {
+        const ask = byId.get(turn.parentSpanId);
+        expect(ask?.name, tree).to.equal("actor.ask remote");
+        expect(ask?.resource["service.instance.id"]).to.equal("n1");
+        expect(ask?.attributes["qm.peer.node"]).to.equal(owner);
+        expect(turn.attributes["actor.epoch"]).to.be.a("number").above(0);
+      }
+    }
+  });
+
+  it("traces each node's etcd partition claims as short root traces carrying the epoch won", () => {
+    const claims = receiver.spans.filter((s) => s.name === "etcd.partition.claim" && s.attributes["qm.claimed"] === true);
+    expect(new Set(claims.map((s) => s.resource["service.instance.id"]))).to.deep.equal(new Set(["n1", "n2", "n3"]));
+    for (const claim of claims) {
+      expect(claim.parentSpanId).to.equal("");
+      expect(claim.attributes["qm.epoch"]).to.be.a("number").above(0);
+      expect(claim.attributes["qm.partition"]).to.be.a("number").at.least(0);
+    }
+    // Partitions moved to n2 and n3 as they joined: n1 released them.
+    expect(receiver.spans.filter((s) => s.name === "etcd.partition.release" && s.resource["service.instance.id"] === "n1").length).to.be.above(0);
   });
 });
