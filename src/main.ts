@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const log = logger.child({ component: "process" });
   let tracing: Tracing;
   try {
-    tracing = startTracing(config.tracing, config.nodeId, VERSION);
+    tracing = await startTracing(config.tracing, config.nodeId, VERSION);
   } catch (error) {
     process.stderr.write(`quartermaster: cannot start tracing: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(2);
