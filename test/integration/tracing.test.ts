@@ -2,14 +2,15 @@
 // OTLP to a receiver in the test: one client call is one trace, every span's
 // parent is in it, and log lines written inside it carry its id.
 
-import { Metadata, status as GrpcStatus } from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
+import { Metadata, Server as GrpcServer, ServerCredentials, type sendUnaryData, type ServerUnaryCall, status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { writeFileSync } from "node:fs";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
 import { idOwnedBy, startCluster, type TestCluster } from "../support/cluster";
 import { expectFailure, seedSku } from "../support/fixtures";
 import { OtlpReceiver, type ReceivedSpan, spanTree } from "../support/otlp_receiver";
-import { call, type Clients, createClients, type ServerProcess, startServer } from "../support/server_process";
+import { call, type Clients, createClients, makeTempDir, SERVER_MAIN, type ServerProcess, startServer } from "../support/server_process";
 
 const SPANS_DEADLINE_MS = 10_000;
 const SPAN_KIND_SERVER = 2;
@@ -191,6 +192,76 @@ describe("tracing (integration)", function () {
 
   it("received nothing but http/json OTLP trace exports", () => {
     expect(receiver.rejected).to.deep.equal([]);
+  });
+});
+
+describe("tracing protocols and configuration (integration)", function () {
+  this.timeout(60_000);
+
+  it("exports over http/protobuf to /v1/traces when OTEL_EXPORTER_OTLP_PROTOCOL asks for it", async () => {
+    const receiver = new OtlpReceiver();
+    await receiver.start();
+    const server = await startServer({
+      env: { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: "50" },
+    });
+    const c = createClients(server.addr);
+    try {
+      await expectFailure(call(c.inventory, "getSku", { skuId: "proto-none" }), GrpcStatus.NOT_FOUND);
+      const deadline = Date.now() + SPANS_DEADLINE_MS;
+      while (receiver.protobufExports === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(receiver.protobufExports).to.be.above(0);
+      expect(receiver.spans).to.deep.equal([]);
+      expect(receiver.rejected).to.deep.equal([]);
+    } finally {
+      c.close();
+      await server.stop();
+      await receiver.stop();
+    }
+  });
+
+  it("exports over OTLP/gRPC when OTEL_EXPORTER_OTLP_PROTOCOL=grpc", async () => {
+    const exports: number[] = [];
+    const collector = new GrpcServer();
+    collector.register<Buffer, Buffer>(
+      "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+      (callObj: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+        exports.push(callObj.request.length);
+        callback(null, Buffer.alloc(0));
+      },
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      "unary",
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      collector.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error))),
+    );
+    const server = await startServer({
+      env: { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_BSP_SCHEDULE_DELAY: "50" },
+    });
+    const c = createClients(server.addr);
+    try {
+      await expectFailure(call(c.inventory, "getSku", { skuId: "grpc-none" }), GrpcStatus.NOT_FOUND);
+      const deadline = Date.now() + SPANS_DEADLINE_MS;
+      while (exports.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(exports.length).to.be.above(0);
+      expect(exports[0]).to.be.above(0);
+    } finally {
+      c.close();
+      await server.stop();
+      collector.forceShutdown();
+    }
+  });
+
+  it("refuses a misspelt OTEL_TRACES_EXPORTER at start with exit 2, naming the variable", async () => {
+    const child = spawn(process.execPath, [SERVER_MAIN], {
+      env: { ...process.env, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: await makeTempDir("qm-otel-"), OTEL_TRACES_EXPORTER: "otpl" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code, stderr).to.equal(2);
+    expect(stderr).to.equal("quartermaster: OTEL_TRACES_EXPORTER=otpl: expected none, otlp, console\n");
   });
 });
 

@@ -60,8 +60,10 @@ interface JsonExport {
 
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
-  /** Requests that were not http/json OTLP traces, to fail the test with. */
+  /** Requests that were not OTLP trace exports, to fail the test with. */
   readonly rejected: string[] = [];
+  /** http/protobuf exports: accepted and counted, not decoded (the content type and path show the protocol was honoured). */
+  protobufExports = 0;
   private server: http.Server | undefined;
   endpoint = "";
 
@@ -92,7 +94,13 @@ export class OtlpReceiver {
       if (size <= BODY_BYTES_MAX) chunks.push(chunk);
     });
     req.on("end", () => {
-      if (req.method !== "POST" || req.url !== "/v1/traces" || !String(req.headers["content-type"]).startsWith("application/json") || size > BODY_BYTES_MAX) {
+      const contentType = String(req.headers["content-type"]);
+      if (req.method === "POST" && req.url === "/v1/traces" && contentType === "application/x-protobuf" && size > 0) {
+        this.protobufExports++;
+        res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+        return;
+      }
+      if (req.method !== "POST" || req.url !== "/v1/traces" || !contentType.startsWith("application/json") || size > BODY_BYTES_MAX) {
         this.rejected.push(`${req.method} ${req.url} ${req.headers["content-type"]} ${size} bytes`);
         res.writeHead(400).end();
         return;
