@@ -358,23 +358,31 @@ export async function main(argv: readonly string[]): Promise<number> {
     settings: { warmupMs: settings.warmupMs, durationMs: settings.durationMs, concurrency: settings.concurrency, sessions: settings.sessions, skuCount: settings.skuCount, checkoutSkus: settings.checkoutSkus, batchConcurrency: settings.batchConcurrency },
     measurements: [],
     qmIdleRssBytes: null,
+    qmIdleAnonBytes: null,
+    qmIdleFileBytes: null,
     failures: [],
   };
+  // Echo again at the end: the ratios use the mean of both, and their drift is the noise of the run.
+  const order: { name: ContenderName; label: string }[] = settings.contenders.map((name) => ({ name, label: name }));
+  if (!settings.smoke && settings.contenders.includes("echo") && settings.contenders.length > 1) order.push({ name: "echo", label: "echo-after" });
   try {
-    for (const name of settings.contenders) {
+    for (const { name, label } of order) {
       const workloads = settings.workloads.filter((w) => SUPPORTS[name].includes(w));
       if (workloads.length === 0) continue;
-      log(`\n== ${name} (load average ${loadAverage()})`);
+      log(`\n== ${label} (load average ${loadAverage()})`);
       let running: Running | null = null;
       try {
         running = await startContender(name, pinning, root);
         const seedStarted = Date.now();
         await running.admin?.seed(HOT_SKU_ID, settings.hotUnits, settings.skuCount, settings.skuUnits);
         if (running.admin !== null) log(`seeded in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
-        for (const workload of workloads) report.measurements.push(await runWorkload(running, workload, settings, pinning));
+        for (const workload of workloads) report.measurements.push({ ...(await runWorkload(running, workload, settings, pinning)), contender: label });
         if (name === "qm" && !settings.smoke) {
           await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS + IDLE_SETTLE_MS));
-          report.qmIdleRssBytes = readMemory(running.server.pid)?.rssBytes ?? null;
+          const memory = readMemory(running.server.pid);
+          report.qmIdleRssBytes = memory?.rssBytes ?? null;
+          report.qmIdleAnonBytes = memory?.anonRssBytes ?? null;
+          report.qmIdleFileBytes = memory?.fileRssBytes ?? null;
         }
       } catch (error) {
         const message = `${name}: ${error instanceof Error ? error.message : String(error)}`;
