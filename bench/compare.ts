@@ -265,7 +265,7 @@ function check(workload: WorkloadName, before: StockTotals, after: StockTotals, 
   return { passed: problems.length === 0, detail: problems.length === 0 ? detail : `${problems.join("; ")} (${detail})` };
 }
 
-async function runWorkload(c: Running, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Measurement> {
+async function runWorkload(c: Running, label: string, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Measurement> {
   const batch = workload === "batch-hot" || workload === "batch-uniform";
   const concurrency = batch ? settings.batchConcurrency : settings.concurrency;
   const sessions = Math.min(settings.sessions, concurrency);
@@ -311,7 +311,7 @@ async function runWorkload(c: Running, workload: WorkloadName, settings: Setting
   const after = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
   const verdict = before === null || after === null ? { passed: true, detail: "stateless (nothing to check)" } : check(workload, before, after, result, settings);
   const m: Measurement = {
-    contender: c.name,
+    contender: label,
     workload,
     opsPerSecond: result.callsPerSecond * perCall,
     callsPerSecond: result.callsPerSecond,
@@ -334,7 +334,7 @@ async function runWorkload(c: Running, workload: WorkloadName, settings: Setting
   };
   const cpu = m.cpuMsPer1000.server + m.cpuMsPer1000.database + m.cpuMsPer1000.generator;
   log(
-    `${c.name} ${workload}: ${m.opsPerSecond.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} p999 ${m.p999Ms.toFixed(2)} ms, ` +
+    `${label} ${workload}: ${m.opsPerSecond.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} p999 ${m.p999Ms.toFixed(2)} ms, ` +
       `${(cpu / 1000).toFixed(3)} CPU s/1000 ops, errors ${m.errors}${m.firstError === null ? "" : ` (${m.firstError})`}, check ${verdict.passed ? "ok" : "FAILED"}: ${verdict.detail}`,
   );
   return m;
@@ -376,7 +376,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         const seedStarted = Date.now();
         await running.admin?.seed(HOT_SKU_ID, settings.hotUnits, settings.skuCount, settings.skuUnits);
         if (running.admin !== null) log(`seeded in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
-        for (const workload of workloads) report.measurements.push({ ...(await runWorkload(running, workload, settings, pinning)), contender: label });
+        for (const workload of workloads) report.measurements.push(await runWorkload(running, label, workload, settings, pinning));
         if (name === "qm" && !settings.smoke) {
           await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS + IDLE_SETTLE_MS));
           const memory = readMemory(running.server.pid);
