@@ -25,6 +25,16 @@ import { NodeH2Session } from "./h2_node";
 import { RawH2Session } from "./h2_raw";
 import { LatencyHistogram, type LatencySummary } from "./histogram";
 import { type CallSink, LOOPBACK_HOST, type LoadSession, TRANSPORTS, type TransportName } from "./load_session";
+import { RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
+import {
+  CONFIRM_PAYMENT_PATH,
+  CREATE_ORDER_PATH,
+  confirmPaymentFrameFactory,
+  createOrderFrameFactory,
+  RESERVE_BATCH_PATH,
+  reserveBatchFrameFactory,
+  zipfSampler,
+} from "./scenarios";
 import {
   type FrameFactory,
   RESERVE_PATH,
@@ -86,6 +96,13 @@ export interface LoadOptions {
   /** Requests issued in total, warmup included; the run ends early when they have all completed. */
   readonly requestsMax: number;
   readonly frameFactory: FrameFactory;
+  /**
+   * A second call each lane makes after a successful first one, on its own
+   * sessions (a session carries one path): a checkout's ConfirmPayment after
+   * its CreateOrder. Latency and ok count the pair; a failed first call ends
+   * the pair and counts as its failure.
+   */
+  readonly followUp?: { readonly path: string; readonly frameFactory: FrameFactory };
 }
 
 export type StopReason = "duration" | "requests" | "fatal";
@@ -115,6 +132,8 @@ export interface LoadResult {
   readonly okTotal: number;
   readonly errorTotal: number;
   readonly issuedTotal: number;
+  /** First calls that succeeded over the whole run: with a follow-up, how many orders were created. */
+  readonly firstOkTotal: number;
   readonly callsPerSecond: number;
   readonly latency: LatencySummary;
   readonly cpu: CpuFigures;
@@ -147,6 +166,8 @@ function parseTarget(target: string): { host: string; port: number } {
 class LoadRun {
   readonly histogram = new LatencyHistogram();
   readonly sessions: LoadSession[] = [];
+  readonly followSessions: LoadSession[] = [];
+  firstOkTotal = 0;
   readonly errors = new Map<string, number>();
   phase = Phase.Connecting;
   issued = 0;
@@ -182,30 +203,33 @@ class LoadRun {
     for (let i = 0; i < this.options.concurrency; i++) {
       const session = this.sessions[i % this.sessions.length];
       if (session === undefined) throw new Error("no session");
-      lanes.push(new Lane(this, session));
+      lanes.push(new Lane(this, session, this.followSessions[i % Math.max(1, this.followSessions.length)] ?? null));
     }
     for (const lane of lanes) lane.next();
     await done;
     for (const timer of this.timers) clearTimeout(timer);
-    for (const session of this.sessions) session.destroy();
+    for (const session of [...this.sessions, ...this.followSessions]) session.destroy();
   }
 
   private async connect(): Promise<void> {
     const { host, port } = parseTarget(this.options.target);
     const onFatal = (message: string): void => this.onFatal(message);
     const connecting: Promise<LoadSession>[] = [];
-    for (let i = 0; i < this.options.sessions; i++) {
-      connecting.push(
-        this.options.transport === "raw"
-          ? RawH2Session.connect(host, port, this.options.path, onFatal)
-          : NodeH2Session.connect(host, port, this.options.path, onFatal),
-      );
+    const paths = [this.options.path, ...(this.options.followUp === undefined ? [] : [this.options.followUp.path])];
+    for (const path of paths) {
+      for (let i = 0; i < this.options.sessions; i++) {
+        connecting.push(
+          this.options.transport === "raw" ? RawH2Session.connect(host, port, path, onFatal) : NodeH2Session.connect(host, port, path, onFatal),
+        );
+      }
     }
     const settled = await Promise.allSettled(connecting);
-    for (const outcome of settled) if (outcome.status === "fulfilled") this.sessions.push(outcome.value);
+    settled.forEach((outcome, i) => {
+      if (outcome.status === "fulfilled") (i < this.options.sessions ? this.sessions : this.followSessions).push(outcome.value);
+    });
     const failure = settled.find((outcome) => outcome.status === "rejected");
     if (failure !== undefined) {
-      for (const session of this.sessions) session.destroy();
+      for (const session of [...this.sessions, ...this.followSessions]) session.destroy();
       throw failure.reason instanceof Error ? failure.reason : new Error(String(failure.reason));
     }
   }
@@ -310,6 +334,7 @@ class LoadRun {
       okTotal: this.okTotal,
       errorTotal: this.errorTotal,
       issuedTotal: this.issued,
+      firstOkTotal: this.firstOkTotal,
       callsPerSecond: measuredMs > 0 ? (this.ok * 1000) / measuredMs : 0,
       latency: this.histogram.summary(),
       cpu: {
@@ -331,10 +356,14 @@ class Lane implements CallSink {
   grpcStatus = -1;
   grpcMessage = "";
   private startMs = 0;
+  private sequence = 0;
+  /** Whether the call in flight is the follow-up of a pair. */
+  private second = false;
 
   constructor(
     private readonly run: LoadRun,
     private readonly session: LoadSession,
+    private readonly followSession: LoadSession | null,
   ) {}
 
   next(): void {
@@ -343,29 +372,41 @@ class Lane implements CallSink {
       run.laneIdle();
       return;
     }
-    const sequence = run.issued;
+    this.sequence = run.issued;
     run.issued += 1;
     run.inFlight += 1;
+    this.second = false;
+    this.startMs = performance.now();
+    this.send(this.session, run.options.frameFactory(this.sequence));
+  }
+
+  private send(session: LoadSession, body: Buffer): void {
     this.httpStatus = -1;
     this.grpcStatus = -1;
     this.grpcMessage = "";
-    this.startMs = performance.now();
     try {
-      this.session.request(run.options.frameFactory(sequence), this);
+      session.request(body, this);
     } catch (error) {
-      run.inFlight -= 1;
-      run.onFatal(`request failed: ${error instanceof Error ? error.message : String(error)}`);
+      this.run.inFlight -= 1;
+      this.run.onFatal(`request failed: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 
   onCallEnd(error: string | null): void {
     const run = this.run;
-    run.inFlight -= 1;
     let outcome: string | null = null;
     if (error !== null) outcome = `stream ${error}`;
     else if (this.httpStatus !== 200) outcome = `http ${this.httpStatus}`;
     else if (this.grpcStatus < 0) outcome = "no grpc-status";
     else if (this.grpcStatus !== 0) outcome = grpcStatusKey(this.grpcStatus);
+    const followUp = run.options.followUp;
+    if (!this.second && outcome === null) run.firstOkTotal += 1;
+    if (!this.second && outcome === null && followUp !== undefined && this.followSession !== null) {
+      this.second = true;
+      this.send(this.followSession, followUp.frameFactory(this.sequence));
+      return;
+    }
+    run.inFlight -= 1;
     run.record(performance.now() - this.startMs, outcome, this.grpcMessage);
     this.next();
   }
@@ -393,7 +434,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   return run.result();
 }
 
-export type ScenarioName = "hot" | "random";
+export type ScenarioName = "hot" | "random" | "zipf" | "checkout" | "batch-hot" | "batch-random";
+export const SCENARIOS: readonly ScenarioName[] = ["hot", "random", "zipf", "checkout", "batch-hot", "batch-random"];
+/** The Zipf exponent of the product owner's workload. */
+export const ZIPF_S_DEFAULT = 1.1;
 
 export interface ScenarioOptions {
   readonly scenario: ScenarioName;
@@ -402,6 +446,54 @@ export interface ScenarioOptions {
   /** Random scenario: SKUs sku-000000 .. sku-(skuCount-1). */
   readonly skuCount: number;
   readonly seed: number;
+  /** Zipf exponent (zipf scenario). */
+  readonly zipfS?: number;
+  /** Items per ReserveBatch call (batch scenarios). */
+  readonly batchItems?: number;
+}
+
+/** What a scenario sends: its path, its bodies and, for checkouts, the follow-up call. */
+export interface ScenarioCalls {
+  readonly path: string;
+  readonly frameFactory: FrameFactory;
+  readonly followUp?: { readonly path: string; readonly frameFactory: FrameFactory };
+}
+
+function checkSkuCount(skuCount: number): void {
+  if (!Number.isInteger(skuCount) || skuCount < 1 || skuCount > SKU_COUNT_MAX) {
+    throw new Error(`skuCount must be in [1, ${SKU_COUNT_MAX}]`);
+  }
+}
+
+export function scenarioCalls(options: ScenarioOptions): ScenarioCalls {
+  const random = xorshift32(options.seed);
+  switch (options.scenario) {
+    case "hot":
+    case "random":
+      return { path: RESERVE_PATH, frameFactory: scenarioFrameFactory(options) };
+    case "zipf": {
+      checkSkuCount(options.skuCount);
+      const next = zipfSampler(options.skuCount, options.zipfS ?? ZIPF_S_DEFAULT, random);
+      return { path: RESERVE_PATH, frameFactory: reserveFrameFactory({ runTag: options.runTag, fixedSkuId: null, skuIndexFor: next, quantity: 1 }) };
+    }
+    case "checkout":
+      checkSkuCount(options.skuCount);
+      return {
+        path: CREATE_ORDER_PATH,
+        frameFactory: createOrderFrameFactory(options.runTag, options.skuCount, random),
+        followUp: { path: CONFIRM_PAYMENT_PATH, frameFactory: confirmPaymentFrameFactory(options.runTag) },
+      };
+    case "batch-hot":
+    case "batch-random": {
+      checkSkuCount(options.skuCount);
+      const skuCount = options.skuCount;
+      const hot = options.scenario === "batch-hot" ? options.hotSkuId : null;
+      return {
+        path: RESERVE_BATCH_PATH,
+        frameFactory: reserveBatchFrameFactory(options.runTag, options.batchItems ?? RESERVE_BATCH_ITEMS_MAX, hot, () => Math.floor(random() * skuCount)),
+      };
+    }
+  }
 }
 
 export function scenarioFrameFactory(options: ScenarioOptions): FrameFactory {
@@ -413,9 +505,7 @@ export function scenarioFrameFactory(options: ScenarioOptions): FrameFactory {
       quantity: 1,
     });
   }
-  if (!Number.isInteger(options.skuCount) || options.skuCount < 1 || options.skuCount > SKU_COUNT_MAX) {
-    throw new Error(`skuCount must be in [1, ${SKU_COUNT_MAX}]`);
-  }
+  checkSkuCount(options.skuCount);
   const random = xorshift32(options.seed);
   const skuCount = options.skuCount;
   return reserveFrameFactory({
@@ -462,6 +552,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       "sku-count": { type: "string", default: "100000" },
       "run-tag": { type: "string" },
       seed: { type: "string", default: "1" },
+      "zipf-s": { type: "string", default: String(ZIPF_S_DEFAULT) },
+      "batch-items": { type: "string", default: String(RESERVE_BATCH_ITEMS_MAX) },
       label: { type: "string" },
       json: { type: "boolean", default: false },
       /** With --json: no human summary (the driver prints its own). */
@@ -470,27 +562,29 @@ export async function main(argv: readonly string[]): Promise<number> {
     strict: true,
   });
   if (values.target === undefined) throw new Error("--target 127.0.0.1:<port> is required");
-  const scenario = values.scenario;
-  if (scenario !== "hot" && scenario !== "random") throw new Error(`--scenario must be hot or random, got ${scenario}`);
+  const scenario = SCENARIOS.find((name) => name === values.scenario);
+  if (scenario === undefined) throw new Error(`--scenario must be one of ${SCENARIOS.join(", ")}, got ${values.scenario}`);
   const transport = TRANSPORTS.find((name) => name === values.transport);
   if (transport === undefined) throw new Error(`--transport must be one of ${TRANSPORTS.join(", ")}`);
   const runTag = values["run-tag"] ?? `${scenario}-${Date.now().toString(36)}-${process.pid}`;
+  const calls = scenarioCalls({
+    scenario,
+    runTag,
+    hotSkuId: values["hot-sku"],
+    skuCount: Number(values["sku-count"]),
+    seed: Number(values.seed),
+    zipfS: Number(values["zipf-s"]),
+    batchItems: Number(values["batch-items"]),
+  });
   const result = await runLoad({
     target: values.target,
-    path: RESERVE_PATH,
+    ...calls,
     transport,
     sessions: Number(values.sessions),
     concurrency: Number(values.concurrency),
     warmupMs: Number(values["warmup-ms"]),
     durationMs: Number(values["duration-ms"]),
     requestsMax: Number(values["requests-max"]),
-    frameFactory: scenarioFrameFactory({
-      scenario,
-      runTag,
-      hotSkuId: values["hot-sku"],
-      skuCount: Number(values["sku-count"]),
-      seed: Number(values.seed),
-    }),
   });
   if (!values.quiet) process.stderr.write(`${formatResult(values.label ?? scenario, result)}\n`);
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);

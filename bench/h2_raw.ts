@@ -107,6 +107,13 @@ export class RawH2Session implements LoadSession, HeaderSink {
   private readonly decoder = new HpackDecoder(HEADER_TABLE_BYTES);
   private readonly streams = new Map<number, CallSink>();
   private readonly pending: PendingRequest[] = [];
+  /**
+   * Bodies larger than one frame (a ReserveBatch of 1000 items is about 58 KB)
+   * whose DATA frames go out as the server's connection window allows: it
+   * grants credit only as it consumes what it got, so waiting for credit for a
+   * whole body before sending any of it could wait for ever.
+   */
+  private readonly uploads: { readonly streamId: number; readonly body: Buffer; offset: number }[] = [];
   private readonly requestHeaders: RequestHeaderBlocks;
   /** The peer's HPACK table limit (SETTINGS_HEADER_TABLE_SIZE); decides whether we index our request headers. */
   private peerHeaderTableBytes = HEADER_TABLE_BYTES;
@@ -200,6 +207,7 @@ export class RawH2Session implements LoadSession, HeaderSink {
     this.dead = true;
     this.streams.clear();
     this.pending.length = 0;
+    this.uploads.length = 0;
     this.socket.destroy();
   }
 
@@ -213,7 +221,8 @@ export class RawH2Session implements LoadSession, HeaderSink {
   }
 
   private canSend(bodyBytes: number): boolean {
-    return this.streams.size < this.peerMaxStreams && this.connectionSendWindow >= bodyBytes;
+    if (this.streams.size >= this.peerMaxStreams) return false;
+    return bodyBytes > DEFAULT_FRAME_BYTES || (this.uploads.length === 0 && this.connectionSendWindow >= bodyBytes);
   }
 
   private send(body: Buffer, sink: CallSink): void {
@@ -222,8 +231,9 @@ export class RawH2Session implements LoadSession, HeaderSink {
       this.die("stream ids exhausted on this connection");
       return;
     }
-    if (body.length > this.peerStreamWindow || body.length > DEFAULT_FRAME_BYTES) {
-      this.die(`request body of ${body.length} bytes exceeds the server's window or frame size`);
+    // Beyond the stream's window a body would wait for stream-level WINDOW_UPDATEs, which this client does not track.
+    if (body.length > this.peerStreamWindow) {
+      this.die(`request body of ${body.length} bytes exceeds the server's stream window`);
       return;
     }
     this.nextStreamId += 2;
@@ -231,6 +241,16 @@ export class RawH2Session implements LoadSession, HeaderSink {
     // Stream 1 indexes the headers in the peer's table; all later streams refer to them.
     const block =
       headers.tableBytes > this.peerHeaderTableBytes ? headers.plain : streamId === 1 ? headers.first : headers.repeat;
+    if (body.length > DEFAULT_FRAME_BYTES) {
+      const headerFrame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + block.length);
+      frameHeader(headerFrame, 0, block.length, FRAME_HEADERS, FLAG_END_HEADERS, streamId);
+      block.copy(headerFrame, FRAME_HEADER_BYTES);
+      this.streams.set(streamId, sink);
+      this.queue(headerFrame);
+      this.uploads.push({ streamId, body, offset: 0 });
+      this.upload();
+      return;
+    }
     const frames = Buffer.allocUnsafe(2 * FRAME_HEADER_BYTES + block.length + body.length);
     frameHeader(frames, 0, block.length, FRAME_HEADERS, FLAG_END_HEADERS, streamId);
     block.copy(frames, FRAME_HEADER_BYTES);
@@ -240,6 +260,23 @@ export class RawH2Session implements LoadSession, HeaderSink {
     this.connectionSendWindow -= body.length;
     this.streams.set(streamId, sink);
     this.queue(frames);
+  }
+
+  /** Sends what the connection window allows of the large bodies, oldest first. */
+  private upload(): void {
+    while (this.uploads.length > 0 && this.connectionSendWindow > 0 && !this.dead) {
+      const u = this.uploads[0];
+      if (u === undefined) return;
+      const length = Math.min(DEFAULT_FRAME_BYTES, u.body.length - u.offset, this.connectionSendWindow);
+      const last = u.offset + length === u.body.length;
+      const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
+      frameHeader(frame, 0, length, FRAME_DATA, last ? FLAG_END_STREAM : 0, u.streamId);
+      u.body.copy(frame, FRAME_HEADER_BYTES, u.offset, u.offset + length);
+      u.offset += length;
+      this.connectionSendWindow -= length;
+      this.queue(frame);
+      if (last) this.uploads.shift();
+    }
   }
 
   private pump(): void {
@@ -408,6 +445,7 @@ export class RawH2Session implements LoadSession, HeaderSink {
       case FRAME_WINDOW_UPDATE: {
         if (streamId === 0 && end - start >= 4) {
           this.connectionSendWindow += buffer.readUInt32BE(start) & 0x7fffffff;
+          this.upload();
           this.pump();
         }
         return;

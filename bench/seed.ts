@@ -69,20 +69,21 @@ function describe(error: ServiceError): string {
   return `${error.message} (grpc ${error.code})`;
 }
 
-async function seedHotSku(address: string): Promise<void> {
+/** Creates one SKU with hotUnits at wh-1 through grpc-js. */
+export async function seedHotSku(address: string, hotUnits: number, skuId = HOT_SKU_ID): Promise<void> {
   const client = new InventoryServiceClient(address, credentials.createInsecure());
   try {
     await new Promise<void>((resolve, reject) => {
-      client.upsertSku(upsertRequest(HOT_SKU_ID), new Metadata(), { deadline: Date.now() + CALL_DEADLINE_MS }, (error) =>
-        error !== null ? reject(new Error(`UpsertSku ${HOT_SKU_ID}: ${describe(error)}`)) : resolve(),
+      client.upsertSku(upsertRequest(skuId), new Metadata(), { deadline: Date.now() + CALL_DEADLINE_MS }, (error) =>
+        error !== null ? reject(new Error(`UpsertSku ${skuId}: ${describe(error)}`)) : resolve(),
       );
     });
     await new Promise<void>((resolve, reject) => {
       client.adjustStock(
-        receiveRequest(HOT_SKU_ID, HOT_SKU_UNITS),
+        receiveRequest(skuId, hotUnits),
         new Metadata(),
         { deadline: Date.now() + CALL_DEADLINE_MS },
-        (error) => (error !== null ? reject(new Error(`AdjustStock ${HOT_SKU_ID}: ${describe(error)}`)) : resolve()),
+        (error) => (error !== null ? reject(new Error(`AdjustStock ${skuId}: ${describe(error)}`)) : resolve()),
       );
     });
   } finally {
@@ -117,14 +118,14 @@ async function seedPass(address: string, label: string, path: string, skuCount: 
  * failure: scenarios on a half-seeded catalogue would measure NOT_FOUND
  * answers, not reservations.
  */
-export async function seedCatalogue(address: string, skuCount: number): Promise<SeedResult> {
+export async function seedCatalogue(address: string, skuCount: number, hotUnits = HOT_SKU_UNITS, skuUnits = SKU_UNITS): Promise<SeedResult> {
   const startedAt = Date.now();
-  await seedHotSku(address);
+  await seedHotSku(address, hotUnits);
   await seedPass(address, "UpsertSku", UPSERT_PATH, skuCount, (index) =>
     grpcFrame(UpsertSkuRequest.encode(upsertRequest(skuIdFor(index))).finish()),
   );
   await seedPass(address, "AdjustStock", ADJUST_PATH, skuCount, (index) =>
-    grpcFrame(AdjustStockRequest.encode(receiveRequest(skuIdFor(index), SKU_UNITS)).finish()),
+    grpcFrame(AdjustStockRequest.encode(receiveRequest(skuIdFor(index), skuUnits)).finish()),
   );
   const elapsedMs = Date.now() - startedAt;
   // Two calls per SKU, the hot SKU's included.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real engines the tests run against, from Debian's packages,
-# when they are missing: etcd (membership and leases) and nats-server
-# (transport and JetStream). Run by `npm test` before anything else, so a
+# when they are missing: etcd (membership and leases), nats-server
+# (transport and JetStream), and PostgreSQL 15 and redis-server (the
+# contenders of `npm run bench:compare` and its smoke test). Run by `npm test` before anything else, so a
 # fresh machine needs nothing but `npm ci && npm test`. A binary that cannot
 # be installed is a clear error here, never a skipped test later.
 set -euo pipefail
@@ -10,11 +11,18 @@ set -euo pipefail
 declare -A PACKAGES=(
   [etcd]=etcd-server
   [nats-server]=nats-server
+  [postgres]=postgresql
+  [redis-server]=redis-server
 )
+
+# Debian keeps PostgreSQL's server binaries off the PATH, under its version.
+present() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
+}
 
 missing=()
 for binary in "${!PACKAGES[@]}"; do
-  command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ] || missing+=("${PACKAGES[$binary]}")
+  present "$binary" || missing+=("${PACKAGES[$binary]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -32,6 +40,9 @@ apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || {
 }
 # Debian's packages enable services; the tests start their own processes on
 # free ports, so a packaged etcd left running would only hold port 2379.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
-  systemctl stop etcd >&2 || true
+# The same for PostgreSQL and Redis: bench:compare starts its own on free ports.
+if command -v systemctl >/dev/null 2>&1; then
+  for service in etcd postgresql redis-server; do
+    if systemctl is-active --quiet "$service" 2>/dev/null; then systemctl stop "$service" >&2 || true; fi
+  done
 fi

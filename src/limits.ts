@@ -14,6 +14,12 @@ export const ON_HAND_MAX = 1_000_000_000_000;
 export const ORDER_LINES_MAX = 200;
 /** SKUs per GetAvailability call: bounds the fan-out of one request. */
 export const AVAILABILITY_SKUS_MAX = 1000;
+/**
+ * Items per ReserveBatch call: bounds one request's fan-out and the events one
+ * SKU turn may append for it (1000 reserved events are about 100 KiB), and
+ * keeps the answer far below GRPC_MESSAGE_BYTES_MAX.
+ */
+export const RESERVE_BATCH_ITEMS_MAX = 1000;
 /** Stock locations per SKU: the SKU actor scans its levels on every reservation. */
 export const LOCATIONS_PER_SKU_MAX = 100;
 /** Live (reserved or committed) reservations per SKU: bounds the SKU actor's memory and snapshot. */

@@ -43,6 +43,8 @@ export interface CommandSpec {
   /** Positional arguments, e.g. `<sku-id>` or `<sku-id>...`; `...` accepts one or more. */
   readonly args: readonly string[];
   readonly options: Readonly<Record<string, OptionSpec>>;
+  /** What the usage line shows between the command and `[flags]` when it has alternative forms; default: its required flags. */
+  readonly synopsis?: string;
   build(input: Flags): PreparedCall;
 }
 

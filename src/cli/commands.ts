@@ -39,6 +39,7 @@ import { type CommandSpec, type Flags, type OptionSpec, type PreparedCall, prepa
 import type { Connection } from "./connection";
 import { availabilityJson, listAdjustmentsJson, orderJson, reservationJson, skuJson, stockLevelJson } from "./json";
 import { renderAdjustments, renderAvailability, renderOrder, renderReservation, renderSku, renderStockLevel } from "./render";
+import { buildReserveBatch } from "./reserve_batch";
 import { type CallOpts, call } from "./rpc";
 
 function lines(flags: Flags, name: string): { skuId: string; quantity: number }[] {
@@ -177,15 +178,29 @@ export const API_COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "reserve",
-    summary: "hold units of a SKU until the TTL passes (idempotent on --sku and --id)",
+    summary: "hold units of a SKU until the TTL passes (idempotent on --sku and --id); --batch FILE sends many in one ReserveBatch call",
     args: [],
+    // Not marked required, since --batch replaces them; build() requires them without it.
+    synopsis: "(--sku SKU --id ID --qty N | --batch FILE)",
     options: {
-      ...RESERVATION_ID_OPTIONS,
-      qty: { type: "string", value: "N", required: true, help: "units to hold" },
+      sku: { type: "string", value: "SKU", help: "SKU id (required without --batch)" },
+      id: { type: "string", value: "ID", help: "reservation id (required without --batch)" },
+      qty: { type: "string", value: "N", help: "units to hold (required without --batch)" },
       location: { type: "string", value: "LOC", help: "location (default: the one with the most available units)" },
       ttl: { type: "string", value: "DURATION", help: "how long the hold lasts, e.g. 15m (server default 15m)" },
+      batch: {
+        type: "string",
+        value: "FILE",
+        help: 'JSON lines, one reservation each: {"reservationId":..,"skuId":..,"quantity":..,"locationId":..,"ttl":"15m"}; up to 1000; each succeeds or fails on its own',
+      },
     },
     build(f) {
+      const batch = f.string("batch");
+      if (batch !== undefined) {
+        const single = ["sku", "id", "qty", "location", "ttl"].filter((n) => f.has(n));
+        if (single.length > 0) throw new UsageError(`--batch takes every item from its file; drop --${single.join(", --")}`);
+        return buildReserveBatch(batch);
+      }
       const ttl = f.string("ttl");
       const request: ReserveRequest = {
         reservationId: f.required("id"),

@@ -19,6 +19,9 @@ import type {
   GetAvailabilityResponse,
   ListAdjustmentsResponse,
   Reservation,
+  ReserveBatchError,
+  ReserveBatchResponse,
+  ReserveBatchResult,
   Sku,
   StockLevel,
 } from "../gen/quartermaster/v1/inventory";
@@ -114,6 +117,26 @@ export function reservationJson(r: Reservation): JsonOf<Reservation> {
     updatedAt: time(r.updatedAt),
     fulfilledQuantity: r.fulfilledQuantity,
   };
+}
+
+function reserveBatchErrorJson(e: ReserveBatchError): JsonOf<ReserveBatchError> {
+  return { code: e.code, reason: e.reason, message: e.message, metadata: stringMap(e.metadata) };
+}
+
+/**
+ * The oneof prints as each of its fields, the ones not taken as null, so that
+ * every result has the same keys; a case added to the oneof fails the build here.
+ */
+function reserveBatchResultJson(r: ReserveBatchResult): { [C in NonNullable<ReserveBatchResult["outcome"]>["$case"]]: JsonValue } {
+  const o = r.outcome;
+  return {
+    reservation: o?.$case === "reservation" ? reservationJson(o.reservation) : null,
+    error: o?.$case === "error" ? reserveBatchErrorJson(o.error) : null,
+  };
+}
+
+export function reserveBatchJson(r: ReserveBatchResponse): JsonOf<ReserveBatchResponse> {
+  return { results: r.results.map(reserveBatchResultJson), succeeded: r.succeeded, failed: r.failed };
 }
 
 function lineItemJson(l: LineItem): JsonOf<LineItem> {

@@ -70,7 +70,7 @@ function synopsis(spec: CommandSpec): string {
   const required = Object.entries(spec.options)
     .filter(([, o]) => o.required)
     .map(([name, o]) => `--${name} ${o.value ?? ""}`.trimEnd() + (o.multiple ? "..." : ""));
-  return ["qmctl", spec.name, ...spec.args, ...required, "[flags]"].join(" ");
+  return ["qmctl", spec.name, ...spec.args, ...(spec.synopsis === undefined ? required : [spec.synopsis]), "[flags]"].join(" ");
 }
 
 export function commandUsage(spec: CommandSpec): string {

@@ -6,6 +6,8 @@ import type {
   GetAvailabilityResponse,
   ListAdjustmentsResponse,
   Reservation,
+  ReserveBatchRequest,
+  ReserveBatchResponse,
   Sku,
   StockLevel,
 } from "../gen/quartermaster/v1/inventory";
@@ -250,4 +252,30 @@ function indent(block: string): string {
     .split("\n")
     .map((l) => `  ${l}`)
     .join("\n");
+}
+
+/** One row per item, in request order; a failed item shows what was asked and its reason and message in place of a state. */
+export function renderReserveBatch(request: ReserveBatchRequest, response: ReserveBatchResponse): string {
+  const rows = response.results.map((r, i) => {
+    const o = r.outcome;
+    if (o?.$case === "reservation") {
+      const v = o.reservation;
+      return [String(i), v.reservationId, v.skuId, v.locationId, String(v.quantity), RESERVATION_STATES.format(v.state)];
+    }
+    const asked = request.items[i];
+    const e = o?.$case === "error" ? `${o.error.reason}: ${o.error.message}` : "(no outcome)";
+    return [String(i), asked?.reservationId ?? "", asked?.skuId ?? "", asked?.locationId ?? "", String(asked?.quantity ?? ""), e];
+  });
+  const table = renderTable(
+    [
+      { header: "ITEM", align: "right" },
+      { header: "RESERVATION" },
+      { header: "SKU" },
+      { header: "LOCATION" },
+      { header: "QTY", align: "right" },
+      { header: "STATE / ERROR" },
+    ],
+    rows,
+  );
+  return `${table}\n${response.succeeded} reserved, ${response.failed} failed`;
 }

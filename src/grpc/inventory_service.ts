@@ -1,8 +1,9 @@
 // InventoryService: validate, ask the SKU actor, convert the view.
 
-import { skuActorId, type AdjustmentPage, type SkuMessage } from "../actors/inventory/sku_actor";
+import { skuActorId, type AdjustmentPage, type ReserveBatchOutcome, type SkuMessage } from "../actors/inventory/sku_actor";
 import type { ActorRouter, AskOptions } from "../actors/runtime/behavior";
 import type { AvailabilityView, LevelView, ReservationView, SkuView } from "../domain/sku";
+import { QmError } from "../errors";
 import type {
   AdjustStockRequest,
   CommitReservationRequest,
@@ -13,10 +14,14 @@ import type {
   InventoryServiceServer,
   ListAdjustmentsRequest,
   ReleaseReservationRequest,
+  ReserveBatchRequest,
+  ReserveBatchResponse,
+  ReserveBatchResult,
   ReserveRequest,
   UpsertSkuRequest,
 } from "../gen/quartermaster/v1/inventory";
 import { toAvailabilityItem, toListAdjustmentsResponse, toReservation, toSku, toStockLevel } from "./convert";
+import { toItemError } from "./status_mapping";
 import type { UnaryFactory } from "./unary";
 import {
   validateAdjustStock,
@@ -24,6 +29,8 @@ import {
   validateListAdjustments,
   validateReservationRef,
   validateReserve,
+  validateReserveBatch,
+  type ValidReserve,
   validateSkuId,
   validateUpsertSku,
 } from "./validation";
@@ -54,6 +61,7 @@ export function inventoryService(router: ActorRouter, unary: UnaryFactory): Inve
       const { skuId, cmd } = validateReserve(r);
       return toReservation(await ask<ReservationView>(skuId, { op: "reserve", cmd }, o));
     }),
+    reserveBatch: unary("ReserveBatch", async (r: ReserveBatchRequest, o) => reserveBatch(router, validateReserveBatch(r), o)),
     getReservation: unary("GetReservation", async (r: GetReservationRequest, o) => {
       const { skuId, id } = validateReservationRef(r);
       return toReservation(await ask<ReservationView>(skuId, { op: "getReservation", id }, o));
@@ -67,4 +75,45 @@ export function inventoryService(router: ActorRouter, unary: UnaryFactory): Inve
       return toReservation(await ask<ReservationView>(skuId, { op: "release", id }, o));
     }),
   };
+}
+
+/**
+ * One message per SKU carrying all its items, so one turn decides them and one
+ * sync makes them durable. A SKU that cannot be asked (overloaded, deadline,
+ * not owned here) fails its own items only. Anything but a QmError is a bug
+ * and fails the call, which the caller may retry: every item is idempotent.
+ */
+async function reserveBatch(router: ActorRouter, items: readonly ValidReserve[], o: AskOptions): Promise<ReserveBatchResponse> {
+  const groups = new Map<string, { readonly indexes: number[]; readonly cmds: ValidReserve["cmd"][] }>();
+  items.forEach((item, i) => {
+    let group = groups.get(item.skuId);
+    if (group === undefined) {
+      group = { indexes: [], cmds: [] };
+      groups.set(item.skuId, group);
+    }
+    group.indexes.push(i);
+    group.cmds.push(item.cmd);
+  });
+  const results = new Array<ReserveBatchResult>(items.length);
+  const failed = (error: QmError): ReserveBatchResult => ({ outcome: { $case: "error", error: toItemError(error) } });
+  await Promise.all(
+    [...groups].map(async ([skuId, group]) => {
+      try {
+        const message: SkuMessage = { op: "reserveBatch", cmds: group.cmds };
+        const outcomes = await router.ask<ReserveBatchOutcome[]>(skuActorId(skuId), message, o);
+        group.indexes.forEach((i, k) => {
+          const outcome = outcomes[k];
+          if (outcome === undefined) throw new Error(`sku ${skuId} answered ${outcomes.length} of ${group.indexes.length} items`);
+          results[i] = outcome.ok
+            ? { outcome: { $case: "reservation", reservation: toReservation(outcome.view) } }
+            : failed(QmError.fromJSON(outcome.error));
+        });
+      } catch (error) {
+        if (!(error instanceof QmError)) throw error;
+        for (const i of group.indexes) results[i] = failed(error);
+      }
+    }),
+  );
+  const succeeded = results.reduce((n, r) => n + (r.outcome?.$case === "reservation" ? 1 : 0), 0);
+  return { results, succeeded, failed: results.length - succeeded };
 }

@@ -7,6 +7,7 @@ import { type ErrorCode, QmError } from "../errors";
 import { Any } from "../gen/google/protobuf/any";
 import { BadRequest, ErrorInfo } from "../gen/google/rpc/error_details";
 import { Status } from "../gen/google/rpc/status";
+import type { ReserveBatchError } from "../gen/quartermaster/v1/inventory";
 
 export const ERROR_DOMAIN = "quartermaster.v1";
 
@@ -51,4 +52,10 @@ export function toServiceError(error: unknown): Partial<ServiceError> {
   const metadata = new Metadata();
   metadata.set("grpc-status-details-bin", Buffer.from(Status.encode({ code, message: qm.message, details }).finish()));
   return { code, details: qm.message, metadata };
+}
+
+/** One failed item of a batch call: the code, reason and metadata a single call would have carried. */
+export function toItemError(error: QmError): ReserveBatchError {
+  const { reason, ...rest } = error.metadata;
+  return { code: CODES[error.code], reason: reason ?? error.code, message: error.message, metadata: { code: error.code, ...rest } };
 }

@@ -12,6 +12,7 @@ import {
   type AdjustStockRequest,
   type GetAvailabilityRequest,
   type ListAdjustmentsRequest,
+  type ReserveBatchRequest,
   type ReserveRequest,
   type UpsertSkuRequest,
 } from "../gen/quartermaster/v1/inventory";
@@ -35,6 +36,7 @@ import {
   PAYMENT_TIMEOUT_MS_DEFAULT,
   QUANTITY_MAX,
   RESERVATION_TTL_MS_DEFAULT,
+  RESERVE_BATCH_ITEMS_MAX,
   TEXT_LENGTH_MAX,
   TTL_MS_MAX,
   TTL_MS_MIN,
@@ -291,15 +293,39 @@ export function validateGetAvailability(r: GetAvailabilityRequest): string[] {
   return r.skuIds;
 }
 
-export function validateReserve(r: ReserveRequest): { skuId: string; cmd: ReserveCommand } {
-  const c = new Check();
-  c.id("reservation_id", r.reservationId);
-  c.id("sku_id", r.skuId);
-  c.quantity("quantity", r.quantity);
-  c.optionalId("location_id", r.locationId);
-  const ttlMs = c.durationMs("ttl", r.ttl, RESERVATION_TTL_MS_DEFAULT);
-  c.done();
+export interface ValidReserve {
+  readonly skuId: string;
+  readonly cmd: ReserveCommand;
+}
+
+/** One reservation's checks; `prefix` names where it sits in the request ("" or "items[3]."). */
+function reserveItem(c: Check, prefix: string, r: ReserveRequest): ValidReserve {
+  c.id(`${prefix}reservation_id`, r.reservationId);
+  c.id(`${prefix}sku_id`, r.skuId);
+  c.quantity(`${prefix}quantity`, r.quantity);
+  c.optionalId(`${prefix}location_id`, r.locationId);
+  const ttlMs = c.durationMs(`${prefix}ttl`, r.ttl, RESERVATION_TTL_MS_DEFAULT);
   return { skuId: r.skuId, cmd: { id: r.reservationId, quantity: r.quantity, locationId: r.locationId, ttlMs } };
+}
+
+export function validateReserve(r: ReserveRequest): ValidReserve {
+  const c = new Check();
+  const valid = reserveItem(c, "", r);
+  c.done();
+  return valid;
+}
+
+/** Every item as Reserve checks it; one bad item rejects the whole batch, so nothing changes. */
+export function validateReserveBatch(r: ReserveBatchRequest): ValidReserve[] {
+  const c = new Check();
+  if (r.items.length === 0) c.fail("items", "at least one item is required");
+  if (r.items.length > RESERVE_BATCH_ITEMS_MAX) {
+    c.fail("items", `at most ${RESERVE_BATCH_ITEMS_MAX} items`);
+    c.done();
+  }
+  const valid = r.items.map((item, i) => reserveItem(c, `items[${i}].`, item));
+  c.done();
+  return valid;
 }
 
 export function validateReservationRef(r: { reservationId: string; skuId: string }): { skuId: string; id: string } {

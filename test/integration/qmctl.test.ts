@@ -3,7 +3,7 @@
 // read back through --json and the generated fromJSON.
 
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttp2Server } from "node:http2";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -256,6 +256,51 @@ describe("qmctl against a real server", function () {
     expect(run.stderr).to.match(/^error: FAILED_PRECONDITION: /);
     expect(run.stderr).to.match(/^ {2}reason: INSUFFICIENT_STOCK\b/m);
     expect(await stock("SKU-C")).to.deep.equal({ onHand: 5, reserved: 0, committed: 0, available: 5 });
+  });
+
+  it("reserves from a JSON-lines file with --batch in one call, printing each item's outcome", async () => {
+    await createSku("SKU-BATCH", 3);
+    const dir = await mkdtemp(path.join(tmpdir(), "qm-batch-"));
+    try {
+      const file = path.join(dir, "batch.jsonl");
+      await writeFile(
+        file,
+        [
+          JSON.stringify({ reservationId: "bt-1", skuId: "SKU-BATCH", quantity: 2, ttl: "10m" }),
+          "",
+          JSON.stringify({ reservation_id: "bt-2", sku_id: "SKU-BATCH", quantity: 2, location_id: "WH1" }),
+          JSON.stringify({ reservationId: "bt-3", skuId: "SKU-BATCH", quantity: 1 }),
+        ].join("\n"),
+      );
+      const json = (await qmJson("reserve", "--batch", file)) as {
+        results: { reservation: { reservationId: string; quantity: number } | null; error: { code: number; reason: string } | null }[];
+        succeeded: number;
+        failed: number;
+      };
+      expect(json.results.map((r) => [r.reservation?.reservationId ?? null, r.error?.reason ?? null])).to.deep.equal([
+        ["bt-1", null],
+        [null, "INSUFFICIENT_STOCK"],
+        ["bt-3", null],
+      ]);
+      expect(json.results[1]?.error?.code).to.equal(9);
+      expect([json.succeeded, json.failed]).to.deep.equal([2, 1]);
+      expect(await stock("SKU-BATCH")).to.deep.equal({ onHand: 3, reserved: 3, committed: 0, available: 0 });
+      // Text form, a retry of the same file: the same holds, nothing more reserved.
+      const text = await qm("reserve", "--batch", file);
+      expect(text.code, text.stderr).to.equal(0);
+      expect(text.stdout).to.match(/^ +1 +bt-2 +SKU-BATCH +WH1 +2 +INSUFFICIENT_STOCK: /m);
+      expect(text.stdout).to.contain("2 reserved, 1 failed");
+      expect(await stock("SKU-BATCH")).to.deep.equal({ onHand: 3, reserved: 3, committed: 0, available: 0 });
+      await writeFile(file, '{"reservationId":"bt-9","skuId":"SKU-BATCH","quantity":1,"colour":"red"}\n');
+      const bad = await qm("reserve", "--batch", file);
+      expect(bad.code).to.equal(2);
+      expect(bad.stderr).to.contain("line 1: unknown key \"colour\"");
+      const mixed = await qm("reserve", "--batch", file, "--sku", "SKU-BATCH");
+      expect(mixed.code).to.equal(2);
+      expect(mixed.stderr).to.contain("drop --sku");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("exits 3 naming the field when the quantity is zero", async () => {

@@ -303,7 +303,7 @@ describe("qmctl argument parsing", () => {
       expect(stdout).to.equal("");
       expect(stderr.split("\n")).to.deep.equal([
         'error: --ttl: "soon" is not a duration (e.g. 30s, 15m, 2h, 1h30m)',
-        "Usage: qmctl reserve --sku SKU --id ID --qty N [flags]",
+        "Usage: qmctl reserve (--sku SKU --id ID --qty N | --batch FILE) [flags]",
         'Run "qmctl reserve --help" for its flags.',
         "",
       ]);

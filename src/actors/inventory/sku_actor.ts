@@ -2,7 +2,7 @@
 // messages into domain decisions (src/domain/sku.ts), emits the events, and
 // replies with views once the turn is durable.
 
-import { illegalTransition, unknownOp } from "../../errors";
+import { illegalTransition, QmError, type QmErrorData, unknownOp } from "../../errors";
 import type { AuditRecord } from "../../journal/journal";
 import {
   type AdjustCommand,
@@ -19,6 +19,7 @@ import {
   type LevelView,
   newSkuState,
   nextExpiryMs,
+  type ReservationView,
   type ReserveCommand,
   type SkuPatch,
   type SkuEvent,
@@ -51,11 +52,18 @@ export type SkuMessage =
   | { readonly op: "adjust"; readonly cmd: AdjustCommand; readonly note: string }
   | { readonly op: "listAdjustments"; readonly afterSeq: number; readonly limit: number }
   | { readonly op: "reserve"; readonly cmd: ReserveCommand }
+  | { readonly op: "reserveBatch"; readonly cmds: readonly ReserveCommand[] }
   | { readonly op: "getReservation"; readonly id: string }
   | { readonly op: "commit"; readonly id: string }
   | { readonly op: "release"; readonly id: string }
   | { readonly op: "fulfil"; readonly id: string; readonly shipmentId: string; readonly quantity: number }
   | { readonly op: "unfulfil"; readonly id: string; readonly shipmentId: string };
+
+/**
+ * One item of a batch: the reservation, or why it failed as plain data (the
+ * reply may cross a process boundary, where an Error would lose its class).
+ */
+export type ReserveBatchOutcome = { readonly ok: true; readonly view: ReservationView } | { readonly ok: false; readonly error: QmErrorData };
 
 /** One entry of the adjustment audit log, as the journal keeps it. */
 export interface AdjustmentRecord {
@@ -122,6 +130,8 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
       case "reserve":
         emitAll(ctx, decideReserve(state, m.cmd, ctx.nowMs));
         return viewReservation(state, m.cmd.id);
+      case "reserveBatch":
+        return reserveBatch(ctx, m.cmds);
       case "getReservation":
         return viewReservation(state, m.id);
       case "commit": {
@@ -145,6 +155,28 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
     }
   },
 };
+
+/**
+ * Decides every item in this one turn, so they share one append and one sync.
+ * decideReserve throws before it emits, so a failed item leaves no trace and
+ * the items after it are decided on the same state as if it had not been sent.
+ */
+function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[]): ReserveBatchOutcome[] {
+  const out: ReserveBatchOutcome[] = [];
+  for (const cmd of cmds) {
+    let events: SkuEvent[];
+    try {
+      events = decideReserve(ctx.state, cmd, ctx.nowMs);
+    } catch (error) {
+      if (!(error instanceof QmError)) throw error;
+      out.push({ ok: false, error: error.toJSON() });
+      continue;
+    }
+    emitAll(ctx, events);
+    out.push({ ok: true, view: viewReservation(ctx.state, cmd.id) });
+  }
+  return out;
+}
 
 function adjust(ctx: Ctx, cmd: AdjustCommand, note: string): LevelView {
   const { events, replay } = decideAdjust(ctx.state, cmd, ctx.nowMs);

@@ -296,6 +296,44 @@ export interface ReserveRequest {
   ttl: Duration | undefined;
 }
 
+export interface ReserveBatchRequest {
+  /** 1-1000 items, each validated as a ReserveRequest. */
+  items: ReserveRequest[];
+}
+
+/** Why one item of a batch failed: the status the same Reserve would have got. */
+export interface ReserveBatchError {
+  /** google.rpc.Code, e.g. 9 (FAILED_PRECONDITION). */
+  code: number;
+  /**
+   * The stable reason, as google.rpc.ErrorInfo.reason of a single call
+   * (INSUFFICIENT_STOCK, NOT_FOUND, IDEMPOTENCY_KEY_REUSED, ...).
+   */
+  reason: string;
+  message: string;
+  /** ErrorInfo.metadata of a single call (sku_id, requested, available, ...). */
+  metadata: { [key: string]: string };
+}
+
+export interface ReserveBatchError_MetadataEntry {
+  key: string;
+  value: string;
+}
+
+export interface ReserveBatchResult {
+  outcome:
+    | { $case: "reservation"; reservation: Reservation }
+    | { $case: "error"; error: ReserveBatchError }
+    | undefined;
+}
+
+export interface ReserveBatchResponse {
+  /** One result per item, in request order. */
+  results: ReserveBatchResult[];
+  succeeded: number;
+  failed: number;
+}
+
 export interface GetReservationRequest {
   reservationId: string;
   skuId: string;
@@ -2435,6 +2473,511 @@ export const ReserveRequest: MessageFns<ReserveRequest> = {
   },
 };
 
+function createBaseReserveBatchRequest(): ReserveBatchRequest {
+  return { items: [] };
+}
+
+export const ReserveBatchRequest: MessageFns<ReserveBatchRequest> = {
+  encode(message: ReserveBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      ReserveRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReserveBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReserveBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(ReserveRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReserveBatchRequest {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => ReserveRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReserveBatchRequest): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => ReserveRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReserveBatchRequest>): ReserveBatchRequest {
+    return ReserveBatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReserveBatchRequest>): ReserveBatchRequest {
+    const message = createBaseReserveBatchRequest();
+    message.items = object.items?.map((e) => ReserveRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReserveBatchError(): ReserveBatchError {
+  return { code: 0, reason: "", message: "", metadata: {} };
+}
+
+export const ReserveBatchError: MessageFns<ReserveBatchError> = {
+  encode(message: ReserveBatchError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ReserveBatchError_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReserveBatchError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReserveBatchError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ReserveBatchError_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReserveBatchError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ReserveBatchError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReserveBatchError>): ReserveBatchError {
+    return ReserveBatchError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReserveBatchError>): ReserveBatchError {
+    const message = createBaseReserveBatchError();
+    message.code = object.code ?? 0;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseReserveBatchError_MetadataEntry(): ReserveBatchError_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ReserveBatchError_MetadataEntry: MessageFns<ReserveBatchError_MetadataEntry> = {
+  encode(message: ReserveBatchError_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReserveBatchError_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReserveBatchError_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReserveBatchError_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ReserveBatchError_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReserveBatchError_MetadataEntry>): ReserveBatchError_MetadataEntry {
+    return ReserveBatchError_MetadataEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReserveBatchError_MetadataEntry>): ReserveBatchError_MetadataEntry {
+    const message = createBaseReserveBatchError_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseReserveBatchResult(): ReserveBatchResult {
+  return { outcome: undefined };
+}
+
+export const ReserveBatchResult: MessageFns<ReserveBatchResult> = {
+  encode(message: ReserveBatchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.outcome?.$case) {
+      case "reservation":
+        Reservation.encode(message.outcome.reservation, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        ReserveBatchError.encode(message.outcome.error, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReserveBatchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReserveBatchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcome = { $case: "reservation", reservation: Reservation.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outcome = { $case: "error", error: ReserveBatchError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReserveBatchResult {
+    return {
+      outcome: isSet(object.reservation)
+        ? { $case: "reservation", reservation: Reservation.fromJSON(object.reservation) }
+        : isSet(object.error)
+        ? { $case: "error", error: ReserveBatchError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ReserveBatchResult): unknown {
+    const obj: any = {};
+    if (message.outcome?.$case === "reservation") {
+      obj.reservation = Reservation.toJSON(message.outcome.reservation);
+    } else if (message.outcome?.$case === "error") {
+      obj.error = ReserveBatchError.toJSON(message.outcome.error);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReserveBatchResult>): ReserveBatchResult {
+    return ReserveBatchResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReserveBatchResult>): ReserveBatchResult {
+    const message = createBaseReserveBatchResult();
+    switch (object.outcome?.$case) {
+      case "reservation": {
+        if (object.outcome?.reservation !== undefined && object.outcome?.reservation !== null) {
+          message.outcome = { $case: "reservation", reservation: Reservation.fromPartial(object.outcome.reservation) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.outcome?.error !== undefined && object.outcome?.error !== null) {
+          message.outcome = { $case: "error", error: ReserveBatchError.fromPartial(object.outcome.error) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseReserveBatchResponse(): ReserveBatchResponse {
+  return { results: [], succeeded: 0, failed: 0 };
+}
+
+export const ReserveBatchResponse: MessageFns<ReserveBatchResponse> = {
+  encode(message: ReserveBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ReserveBatchResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.succeeded !== 0) {
+      writer.uint32(16).int32(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(24).int32(message.failed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReserveBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReserveBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ReserveBatchResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.succeeded = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReserveBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ReserveBatchResult.fromJSON(e))
+        : [],
+      succeeded: isSet(object.succeeded) ? globalThis.Number(object.succeeded) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+    };
+  },
+
+  toJSON(message: ReserveBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ReserveBatchResult.toJSON(e));
+    }
+    if (message.succeeded !== 0) {
+      obj.succeeded = Math.round(message.succeeded);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReserveBatchResponse>): ReserveBatchResponse {
+    return ReserveBatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReserveBatchResponse>): ReserveBatchResponse {
+    const message = createBaseReserveBatchResponse();
+    message.results = object.results?.map((e) => ReserveBatchResult.fromPartial(e)) || [];
+    message.succeeded = object.succeeded ?? 0;
+    message.failed = object.failed ?? 0;
+    return message;
+  },
+};
+
 function createBaseGetReservationRequest(): GetReservationRequest {
   return { reservationId: "", skuId: "" };
 }
@@ -3032,6 +3575,24 @@ export const InventoryServiceService = {
     responseSerialize: (value: Reservation): Buffer => Buffer.from(Reservation.encode(value).finish()),
     responseDeserialize: (value: Buffer): Reservation => Reservation.decode(value),
   },
+  /**
+   * Up to 1000 reservations in one call. Each item succeeds or fails on its
+   * own, exactly as the same Reserve would (idempotent on (sku_id,
+   * reservation_id)), and the answer comes once every successful item is
+   * durable. Items of one SKU are decided in one turn of that SKU, in request
+   * order. An invalid item fails the whole call with INVALID_ARGUMENT naming
+   * items[i].<field>, and nothing changes.
+   */
+  reserveBatch: {
+    path: "/quartermaster.v1.InventoryService/ReserveBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReserveBatchRequest): Buffer => Buffer.from(ReserveBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReserveBatchRequest => ReserveBatchRequest.decode(value),
+    responseSerialize: (value: ReserveBatchResponse): Buffer =>
+      Buffer.from(ReserveBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReserveBatchResponse => ReserveBatchResponse.decode(value),
+  },
   getReservation: {
     path: "/quartermaster.v1.InventoryService/GetReservation" as const,
     requestStream: false as const,
@@ -3092,6 +3653,15 @@ export interface InventoryServiceServer extends UntypedServiceImplementation {
    * at the location "default" when it has none yet.
    */
   reserve: handleUnaryCall<ReserveRequest, Reservation>;
+  /**
+   * Up to 1000 reservations in one call. Each item succeeds or fails on its
+   * own, exactly as the same Reserve would (idempotent on (sku_id,
+   * reservation_id)), and the answer comes once every successful item is
+   * durable. Items of one SKU are decided in one turn of that SKU, in request
+   * order. An invalid item fails the whole call with INVALID_ARGUMENT naming
+   * items[i].<field>, and nothing changes.
+   */
+  reserveBatch: handleUnaryCall<ReserveBatchRequest, ReserveBatchResponse>;
   getReservation: handleUnaryCall<GetReservationRequest, Reservation>;
   /** Turns a hold into a commitment that no longer expires. */
   commitReservation: handleUnaryCall<CommitReservationRequest, Reservation>;
@@ -3202,6 +3772,29 @@ export interface InventoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Reservation) => void,
+  ): ClientUnaryCall;
+  /**
+   * Up to 1000 reservations in one call. Each item succeeds or fails on its
+   * own, exactly as the same Reserve would (idempotent on (sku_id,
+   * reservation_id)), and the answer comes once every successful item is
+   * durable. Items of one SKU are decided in one turn of that SKU, in request
+   * order. An invalid item fails the whole call with INVALID_ARGUMENT naming
+   * items[i].<field>, and nothing changes.
+   */
+  reserveBatch(
+    request: ReserveBatchRequest,
+    callback: (error: ServiceError | null, response: ReserveBatchResponse) => void,
+  ): ClientUnaryCall;
+  reserveBatch(
+    request: ReserveBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReserveBatchResponse) => void,
+  ): ClientUnaryCall;
+  reserveBatch(
+    request: ReserveBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReserveBatchResponse) => void,
   ): ClientUnaryCall;
   getReservation(
     request: GetReservationRequest,

@@ -1,0 +1,429 @@
+// `npm run bench:compare`: Quartermaster against the designs users could build
+// themselves, one after another, on this machine, against the same generator.
+//
+// Contenders (each a gRPC server with the same Reserve contract, pinned to the
+// server's core; their databases are pinned there too):
+//   echo       bare grpc-js answering from the request (the ceiling)
+//   pg         stateless service over PostgreSQL, a row lock per SKU
+//   redis      stateless service over Redis, a Lua check-and-decrement, persistence off
+//   redis-aof  the same with `appendfsync always` (durable answers)
+//   qm         Quartermaster embedded (a 3-node cluster once cluster mode exists)
+// Workloads: hot (one SKU), uniform and zipf (100,000 SKUs), checkout
+// (CreateOrder of 3 lines then ConfirmPayment, over 10,000 SKUs), and for
+// Quartermaster batch-hot and batch-uniform (ReserveBatch of 1000 items).
+//
+// For each: operations/s, latency percentiles, CPU per 1000 operations over
+// every process involved (server, database, generator), how busy the
+// generator's core was, and a stock check after the run. Writes
+// compare-<date>.md, .json and .svg (into bench/results/ or --out DIR).
+//
+//   node dist/bench/compare.js [--smoke] [--out DIR] [--duration-ms N] [--warmup-ms N]
+//        [--contenders echo,pg,...] [--workloads hot,uniform,...]
+
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
+import { PgAdmin } from "./contenders/pg_store";
+import { QmAdmin } from "./contenders/qm_admin";
+import { RedisAdmin } from "./contenders/redis_store";
+import { type Engine, processTree, startPostgres, startRedis } from "./contenders/engines";
+import { PG_BENCH_USER } from "./contenders/store_server";
+import type { StockTotals, StoreAdmin } from "./contenders/store";
+import { type CompareReport, type Measurement, writeReport } from "./compare_report";
+import type { LoadResult, ScenarioName } from "./h2_load";
+import { waitUntilServing } from "./health_client";
+import { LOOPBACK_HOST } from "./load_session";
+import {
+  type Child,
+  children,
+  choosePinning,
+  emergencyCleanup,
+  freeLoopbackPort,
+  type Pinning,
+  pinSelf,
+  readCpuTimeMs,
+  readMemory,
+  spawnNode,
+  stopChild,
+  temporaryDirs,
+} from "./processes";
+import { HOT_SKU_ID } from "./seed";
+
+export const CONTENDERS = ["echo", "pg", "redis", "redis-aof", "qm"] as const;
+export type ContenderName = (typeof CONTENDERS)[number];
+export const WORKLOADS = ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"] as const;
+export type WorkloadName = (typeof WORKLOADS)[number];
+
+const SCENARIO_OF: Readonly<Record<WorkloadName, ScenarioName>> = {
+  hot: "hot",
+  uniform: "random",
+  zipf: "zipf",
+  checkout: "checkout",
+  "batch-hot": "batch-hot",
+  "batch-uniform": "batch-random",
+};
+
+/** What each contender implements; the rest it would answer UNIMPLEMENTED. */
+const SUPPORTS: Readonly<Record<ContenderName, readonly WorkloadName[]>> = {
+  echo: ["hot", "uniform", "zipf"],
+  pg: ["hot", "uniform", "zipf", "checkout"],
+  redis: ["hot", "uniform", "zipf", "checkout"],
+  "redis-aof": ["hot", "uniform", "zipf", "checkout"],
+  qm: ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"],
+};
+
+/** ReserveBatch runs on its own hot SKU, so the hot run's live holds do not count against it. */
+const BATCH_HOT_SKU_ID = "hot-batch";
+/** Hot runs stop below the per-SKU live hold limit, as bench/run.ts's do. */
+const HOT_REQUESTS_MAX = Math.floor(LIVE_RESERVATIONS_PER_SKU_MAX * 0.9);
+const HEALTH_DEADLINE_MS = 60_000;
+const GENERATOR_SLACK_MS = 30_000;
+const GENERATOR_STDOUT_BYTES_MAX = 1024 * 1024;
+/** Quartermaster's actors passivate after this long idle; the memory figure is read once they have. */
+const QM_IDLE_MS = 2_000;
+const IDLE_SETTLE_MS = 3_000;
+
+interface Settings {
+  readonly smoke: boolean;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly concurrency: number;
+  readonly sessions: number;
+  readonly skuCount: number;
+  readonly checkoutSkus: number;
+  readonly hotUnits: number;
+  readonly skuUnits: number;
+  readonly batchConcurrency: number;
+  readonly batchCallsMax: number;
+  readonly contenders: readonly ContenderName[];
+  readonly workloads: readonly WorkloadName[];
+  readonly outDir: string;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function listOf<T extends string>(text: string | undefined, all: readonly T[], flag: string): readonly T[] {
+  if (text === undefined) return all;
+  return text.split(",").map((name) => {
+    const found = all.find((n) => n === name);
+    if (found === undefined) throw new Error(`${flag}: unknown ${name} (one of ${all.join(", ")})`);
+    return found;
+  });
+}
+
+function parseSettings(argv: readonly string[]): Settings {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      smoke: { type: "boolean", default: false },
+      out: { type: "string" },
+      "warmup-ms": { type: "string" },
+      "duration-ms": { type: "string" },
+      contenders: { type: "string" },
+      workloads: { type: "string" },
+    },
+    strict: true,
+  });
+  const smoke = values.smoke;
+  const number = (text: string | undefined, fallback: number): number => (text === undefined ? fallback : Number(text));
+  return {
+    smoke,
+    warmupMs: number(values["warmup-ms"], smoke ? 0 : 2_000),
+    durationMs: number(values["duration-ms"], smoke ? 1_000 : 10_000),
+    concurrency: smoke ? 16 : 64,
+    sessions: smoke ? 2 : 4,
+    // Smoke: small stocks that the runs sell out, so the oversell check has something to catch.
+    skuCount: smoke ? 30 : 100_000,
+    checkoutSkus: smoke ? 30 : 10_000,
+    hotUnits: smoke ? 100 : 900_000_000,
+    // Enough that the hottest Zipf SKU (about 10% of all requests) never sells out in a full run.
+    skuUnits: smoke ? 20 : 1_000_000,
+    batchConcurrency: smoke ? 1 : 4,
+    batchCallsMax: smoke ? 3 : Math.floor(HOT_REQUESTS_MAX / RESERVE_BATCH_ITEMS_MAX),
+    contenders: listOf(values.contenders, CONTENDERS, "--contenders"),
+    workloads: listOf(values.workloads, smoke ? ["hot", "checkout", "batch-hot"] : WORKLOADS, "--workloads"),
+    outDir: values.out ?? path.resolve(__dirname, "..", "..", "bench", "results"),
+  };
+}
+
+function distPath(relative: string): string {
+  return path.join(__dirname, relative);
+}
+
+/** One running contender: its gRPC server, its database if any, and how to seed and check it. */
+interface Running {
+  readonly name: ContenderName;
+  readonly address: string;
+  readonly server: Child;
+  readonly engine: Engine | null;
+  readonly admin: StoreAdmin | null;
+  stop(): Promise<void>;
+}
+
+async function waitServing(name: string, child: Child, address: string): Promise<void> {
+  try {
+    await waitUntilServing(address, HEALTH_DEADLINE_MS, () => child.running);
+  } catch (error) {
+    throw new Error(`${name}: ${error instanceof Error ? error.message : String(error)}\n${child.outputTail()}`);
+  }
+}
+
+async function startContender(name: ContenderName, pinning: Pinning, root: string): Promise<Running> {
+  const port = await freeLoopbackPort();
+  const address = `${LOOPBACK_HOST}:${port}`;
+  const cpu = pinning.serverCpu;
+  let engine: Engine | null = null;
+  let admin: StoreAdmin | null = null;
+  let server: Child;
+  if (name === "echo") {
+    server = spawnNode({ name, script: distPath("echo_server.js"), args: ["--port", String(port)], cpu });
+  } else if (name === "qm") {
+    const dataDir = path.join(root, "qm");
+    const env = { ...process.env, QM_LISTEN: address, QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
+    server = spawnNode({ name, script: path.join(__dirname, "..", "src", "main.js"), args: [], cpu, env });
+    admin = new QmAdmin(address, [BATCH_HOT_SKU_ID]);
+  } else {
+    const dbPort = await freeLoopbackPort();
+    if (name === "pg") {
+      engine = await startPostgres(path.join(root, "pg"), dbPort, cpu, PG_BENCH_USER);
+      const pgAdmin = new PgAdmin({ host: LOOPBACK_HOST, port: dbPort, user: PG_BENCH_USER, database: "postgres" });
+      await pgAdmin.createSchema();
+      admin = pgAdmin;
+    } else {
+      engine = await startRedis(path.join(root, name), dbPort, cpu, name === "redis-aof");
+      admin = new RedisAdmin(LOOPBACK_HOST, dbPort);
+    }
+    const store = name === "pg" ? "pg" : "redis";
+    server = spawnNode({ name, script: distPath("contenders/store_server.js"), args: ["--store", store, "--port", String(port), "--db-port", String(dbPort)], cpu });
+  }
+  await waitServing(name, server, address);
+  const stop = async (): Promise<void> => {
+    await admin?.close().catch(() => undefined);
+    await stopChild(server);
+    if (engine !== null) await stopChild(engine.child);
+  };
+  return { name, address, server, engine, admin, stop };
+}
+
+function treeCpuMs(pid: number | undefined): number {
+  if (pid === undefined || pid < 0) return 0;
+  let total = 0;
+  for (const p of processTree(pid)) total += readCpuTimeMs(p) ?? 0;
+  return total;
+}
+
+/** Busy and total jiffies of one CPU from /proc/stat, or null when it is not listed. */
+function cpuJiffies(cpu: number | null): { busy: number; total: number } | null {
+  if (cpu === null) return null;
+  const line = fs.readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${cpu} `));
+  if (line === undefined) return null;
+  const fields = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+function loadAverage(): string {
+  return os.loadavg().map((l) => l.toFixed(2)).join(" ");
+}
+
+/** Units a workload's calls hold per successful call, and what the check compares. */
+function opsPerCall(workload: WorkloadName): number {
+  return workload === "batch-hot" || workload === "batch-uniform" ? RESERVE_BATCH_ITEMS_MAX : 1;
+}
+
+function scope(workload: WorkloadName): { which: "hot" | "catalogue"; sku: string; count: number } {
+  if (workload === "hot") return { which: "hot", sku: HOT_SKU_ID, count: 1 };
+  if (workload === "batch-hot") return { which: "hot", sku: BATCH_HOT_SKU_ID, count: 1 };
+  return { which: "catalogue", sku: HOT_SKU_ID, count: 0 };
+}
+
+function check(workload: WorkloadName, before: StockTotals, after: StockTotals, result: LoadResult, settings: Settings): { passed: boolean; detail: string } {
+  const held = (t: StockTotals): number => t.reserved + t.committed;
+  const granted = held(after) - held(before);
+  const problems: string[] = [];
+  if (after.oversold > 0) problems.push(`${after.oversold} SKUs oversold`);
+  if (after.onHand !== before.onHand) problems.push(`on_hand moved by ${after.onHand - before.onHand}`);
+  let detail: string;
+  if (workload === "checkout") {
+    const committed = after.committed - before.committed;
+    if (committed !== 3 * result.okTotal) problems.push(`committed grew by ${committed}, 3 x ${result.okTotal} paid checkouts expected`);
+    if (granted > 3 * result.firstOkTotal) problems.push(`${granted} units held, more than 3 x ${result.firstOkTotal} created orders`);
+    detail = `${result.okTotal} paid x 3 = ${committed} committed; held ${held(after)} of ${after.onHand}`;
+  } else if (workload === "batch-hot" || workload === "batch-uniform") {
+    if (granted > result.okTotal * RESERVE_BATCH_ITEMS_MAX) problems.push(`${granted} units held, more than the calls could ask for`);
+    detail = `${granted} reserved by ${result.okTotal} calls; held ${held(after)} of ${after.onHand}`;
+  } else {
+    if (granted !== result.okTotal) problems.push(`${result.okTotal} successes but ${granted} units held`);
+    detail = `${result.okTotal} successes = ${granted} units held; final available ${after.onHand - held(after)}, initial ${before.onHand - held(before)}`;
+  }
+  if (settings.smoke && workload === "hot" && held(after) < after.onHand && result.errorTotal > 0) problems.push("calls failed although stock was left");
+  return { passed: problems.length === 0, detail: problems.length === 0 ? detail : `${problems.join("; ")} (${detail})` };
+}
+
+async function runWorkload(c: Running, label: string, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Measurement> {
+  const batch = workload === "batch-hot" || workload === "batch-uniform";
+  const concurrency = batch ? settings.batchConcurrency : settings.concurrency;
+  const sessions = Math.min(settings.sessions, concurrency);
+  const requestsMax = workload === "hot" ? HOT_REQUESTS_MAX : batch ? settings.batchCallsMax : null;
+  const s = scope(workload);
+  const skuCount = workload === "checkout" ? settings.checkoutSkus : settings.skuCount;
+  const before = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
+  const args = [
+    "--target", c.address, "--scenario", SCENARIO_OF[workload],
+    "--concurrency", String(concurrency), "--sessions", String(sessions),
+    "--warmup-ms", String(settings.warmupMs), "--duration-ms", String(settings.durationMs),
+    "--sku-count", String(skuCount), "--hot-sku", s.sku, "--run-tag", `${workload}-${Date.now().toString(36)}`,
+    "--json", "--quiet",
+    // The server grants flow-control credit in 32 KiB steps as it reads, which node:http2 follows more closely than the raw
+    // client; at batch call rates (tens per second) node:http2's CPU per call does not matter.
+    ...(batch ? ["--transport", "node-http2"] : []),
+    ...(requestsMax === null ? [] : ["--requests-max", String(requestsMax)]),
+  ];
+  const loadBefore = loadAverage();
+  const serverCpuBefore = treeCpuMs(c.server.pid);
+  const engineCpuBefore = treeCpuMs(c.engine?.child.pid);
+  const coreBefore = cpuJiffies(pinning.generatorCpu);
+  const startedAt = Date.now();
+  const generator = spawnNode({ name: `generator ${c.name} ${workload}`, script: distPath("h2_load.js"), args, cpu: pinning.generatorCpu, keepStdout: true, stdoutBytesMax: GENERATOR_STDOUT_BYTES_MAX });
+  let result: LoadResult;
+  try {
+    const limitMs = settings.warmupMs + settings.durationMs + GENERATOR_SLACK_MS;
+    if (!(await generator.waitForExit(limitMs))) throw new Error(`generator still running after ${limitMs} ms`);
+    const line = generator.stdout.trim().split("\n").pop() ?? "";
+    if (line === "") throw new Error(`generator printed no result (${generator.describeExit()}):\n${generator.outputTail()}`);
+    result = JSON.parse(line) as LoadResult;
+  } finally {
+    await stopChild(generator);
+  }
+  const wallMs = Date.now() - startedAt;
+  const serverCpuMs = treeCpuMs(c.server.pid) - serverCpuBefore;
+  const engineCpuMs = c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) - engineCpuBefore;
+  const coreAfter = cpuJiffies(pinning.generatorCpu);
+  const perCall = opsPerCall(workload);
+  const opsTotal = Math.max(1, result.okTotal * perCall);
+  const opsWindow = Math.max(1, result.ok * perCall);
+  const generatorCpuMs = result.cpu.userMs + result.cpu.systemMs;
+  const after = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
+  const verdict = before === null || after === null ? { passed: true, detail: "stateless (nothing to check)" } : check(workload, before, after, result, settings);
+  const m: Measurement = {
+    contender: label,
+    workload,
+    opsPerSecond: result.callsPerSecond * perCall,
+    callsPerSecond: result.callsPerSecond,
+    p50Ms: result.latency.p50Ms,
+    p99Ms: result.latency.p99Ms,
+    p999Ms: result.latency.p999Ms,
+    ok: result.ok,
+    errors: result.errorCount,
+    firstError: result.firstError,
+    cpuMsPer1000: {
+      server: (serverCpuMs / opsTotal) * 1000,
+      database: (engineCpuMs / opsTotal) * 1000,
+      generator: (generatorCpuMs / opsWindow) * 1000,
+    },
+    serverCorePercent: (serverCpuMs / wallMs) * 100,
+    generatorCpuPercent: result.cpu.percentOfOneCore,
+    generatorCoreBusyPercent: coreBefore === null || coreAfter === null ? null : ((coreAfter.busy - coreBefore.busy) / Math.max(1, coreAfter.total - coreBefore.total)) * 100,
+    check: verdict,
+    loadAverage: `${loadBefore} -> ${loadAverage()}`,
+  };
+  const cpu = m.cpuMsPer1000.server + m.cpuMsPer1000.database + m.cpuMsPer1000.generator;
+  log(
+    `${label} ${workload}: ${m.opsPerSecond.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} p999 ${m.p999Ms.toFixed(2)} ms, ` +
+      `${(cpu / 1000).toFixed(3)} CPU s/1000 ops, errors ${m.errors}${m.firstError === null ? "" : ` (${m.firstError})`}, check ${verdict.passed ? "ok" : "FAILED"}: ${verdict.detail}`,
+  );
+  return m;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const settings = parseSettings(argv);
+  const pinning = choosePinning();
+  pinSelf(pinning.generatorCpu);
+  log(`pinning: ${pinning.description}; load average ${loadAverage()}`);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "qm-compare-"));
+  temporaryDirs.add(root);
+  // PostgreSQL runs as its own user and must reach its directory inside this one.
+  fs.chmodSync(root, 0o755);
+  const report: CompareReport = {
+    startedAt: new Date().toISOString(),
+    smoke: settings.smoke,
+    pinning: pinning.description,
+    loadAverageStart: loadAverage(),
+    loadAverageEnd: "",
+    settings: { warmupMs: settings.warmupMs, durationMs: settings.durationMs, concurrency: settings.concurrency, sessions: settings.sessions, skuCount: settings.skuCount, checkoutSkus: settings.checkoutSkus, batchConcurrency: settings.batchConcurrency },
+    measurements: [],
+    qmIdleRssBytes: null,
+    qmIdleAnonBytes: null,
+    qmIdleFileBytes: null,
+    failures: [],
+  };
+  // Echo again at the end: the ratios use the mean of both, and their drift is the noise of the run.
+  const order: { name: ContenderName; label: string }[] = settings.contenders.map((name) => ({ name, label: name }));
+  if (!settings.smoke && settings.contenders.includes("echo") && settings.contenders.length > 1) order.push({ name: "echo", label: "echo-after" });
+  try {
+    for (const { name, label } of order) {
+      const workloads = settings.workloads.filter((w) => SUPPORTS[name].includes(w));
+      if (workloads.length === 0) continue;
+      log(`\n== ${label} (load average ${loadAverage()})`);
+      let running: Running | null = null;
+      try {
+        running = await startContender(name, pinning, root);
+        const seedStarted = Date.now();
+        await running.admin?.seed(HOT_SKU_ID, settings.hotUnits, settings.skuCount, settings.skuUnits);
+        if (running.admin !== null) log(`seeded in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
+        for (const workload of workloads) report.measurements.push(await runWorkload(running, label, workload, settings, pinning));
+        if (name === "qm" && !settings.smoke) {
+          await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS + IDLE_SETTLE_MS));
+          const memory = readMemory(running.server.pid);
+          report.qmIdleRssBytes = memory?.rssBytes ?? null;
+          report.qmIdleAnonBytes = memory?.anonRssBytes ?? null;
+          report.qmIdleFileBytes = memory?.fileRssBytes ?? null;
+        }
+      } catch (error) {
+        const message = `${name}: ${error instanceof Error ? error.message : String(error)}`;
+        log(`FAILED ${message}`);
+        report.failures.push(message);
+      } finally {
+        await running?.stop();
+      }
+    }
+  } finally {
+    await Promise.all([...children].map((child) => stopChild(child)));
+    fs.rmSync(root, { recursive: true, force: true });
+    temporaryDirs.delete(root);
+  }
+  report.loadAverageEnd = loadAverage();
+  const file = writeReport(report, settings.outDir);
+  log(`\nresults written to ${file}`);
+  const failedChecks = report.measurements.filter((m) => !m.check.passed);
+  for (const m of failedChecks) log(`CHECK FAILED: ${m.contender} ${m.workload}: ${m.check.detail}`);
+  return report.failures.length === 0 && failedChecks.length === 0 ? 0 : 1;
+}
+
+if (require.main === module) {
+  // An interrupted run must not leave servers, databases or data dirs behind.
+  process.once("SIGINT", () => {
+    emergencyCleanup();
+    process.exit(130);
+  });
+  process.once("SIGTERM", () => {
+    emergencyCleanup();
+    process.exit(143);
+  });
+  process.once("exit", emergencyCleanup);
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`bench:compare: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      emergencyCleanup();
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,92 @@
+// `npm run bench:compare --smoke`: every contender (echo, PostgreSQL, Redis
+// twice, Quartermaster) starts, answers, and sells out a small stock without
+// overselling; the results files are written. The figures themselves are not
+// asserted: this is a shared machine and the smoke runs are under a second.
+
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import type { CompareReport } from "../../bench/compare_report";
+import { REPO_ROOT } from "../support/server_process";
+
+/** Database start-up included; about 20 s on an idle machine. */
+const SMOKE_DEADLINE_MS = 120_000;
+const OUTPUT_CHARS_MAX = 256 * 1024;
+
+function runSmoke(outDir: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, "dist/bench/compare.js"), "--smoke", "--out", outDir], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (c: string) => {
+      if (stderr.length < OUTPUT_CHARS_MAX) stderr += c;
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      reject(new Error(`bench:compare --smoke did not finish within ${SMOKE_DEADLINE_MS} ms:\n${stderr}`));
+    }, SMOKE_DEADLINE_MS);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describe("bench:compare --smoke", function () {
+  this.timeout(SMOKE_DEADLINE_MS + 10_000);
+  let outDir = "";
+
+  before(async () => {
+    outDir = await mkdtemp(path.join(tmpdir(), "qm-compare-smoke-"));
+  });
+
+  after(async () => {
+    if (outDir !== "") await rm(outDir, { recursive: true, force: true });
+  });
+
+  it("runs every contender, each answers, none oversells, and the report names them all", async () => {
+    const run = await runSmoke(outDir);
+    expect(run.code, run.stderr).to.equal(0);
+    const files = (await readdir(outDir)).sort();
+    const base = files.find((f) => f.endsWith("-smoke.json"))?.replace(/\.json$/, "");
+    expect(base, files.join(", ")).to.be.a("string");
+    expect(files).to.include.members([`${base}.md`, `${base}.svg`]);
+    const report = JSON.parse(await readFile(path.join(outDir, `${base}.json`), "utf8")) as CompareReport;
+    expect(report.failures).to.deep.equal([]);
+    const cells = report.measurements.map((m) => `${m.contender} ${m.workload}`);
+    expect(cells).to.deep.equal([
+      "echo hot",
+      "pg hot",
+      "pg checkout",
+      "redis hot",
+      "redis checkout",
+      "redis-aof hot",
+      "redis-aof checkout",
+      "qm hot",
+      "qm checkout",
+      "qm batch-hot",
+    ]);
+    for (const m of report.measurements) {
+      expect(m.check.passed, `${m.contender} ${m.workload}: ${m.check.detail}`).to.equal(true);
+      expect(m.ok, `${m.contender} ${m.workload} answered`).to.be.greaterThan(0);
+    }
+    // Each stateful contender sold the hot SKU's 100 units exactly once.
+    for (const name of ["pg", "redis", "redis-aof", "qm"]) {
+      const hot = report.measurements.find((m) => m.contender === name && m.workload === "hot");
+      expect(hot?.check.detail, name).to.match(/^100 successes = 100 units held; final available 0/);
+    }
+    const batch = report.measurements.find((m) => m.workload === "batch-hot");
+    expect(batch?.check.detail).to.match(/^100 reserved by \d+ calls; held 100 of 100$/);
+    const markdown = await readFile(path.join(outDir, `${base}.md`), "utf8");
+    expect(markdown).to.contain("## Goals");
+    expect(markdown).to.match(/Load average \(1\/5\/15 min\) at the start [\d.]+ [\d.]+ [\d.]+/);
+    const svg = await readFile(path.join(outDir, `${base}.svg`), "utf8");
+    expect(svg).to.match(/^<svg /);
+    expect(svg.match(/<rect x=/g)?.length).to.equal(report.measurements.length);
+  });
+});
