@@ -72,6 +72,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     replicas: cc.journalReplicas,
     auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
     clock,
+    observer,
   });
   const system: ActorSystem = new ActorSystem({
     journal: withFaultDelays(journal, config.faultDelays),

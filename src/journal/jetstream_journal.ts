@@ -41,6 +41,7 @@ import type { Clock } from "../clock";
 import { partitionOf } from "../cluster/placement";
 import { assert, QmError } from "../errors";
 import { JOURNAL_APPEND_BYTES_MAX, JOURNAL_QUEUE_APPENDS_MAX, PAGE_SIZE_MAX, WAKEUPS_PER_TICK_MAX } from "../limits";
+import type { JournalObserver } from "../observability/observer";
 import type { ActorId, AppendRequest, AuditRecord, Journal, JournalStats, RecoverOptions, Recovered, Snapshot } from "./journal";
 
 const FORMAT = 1;
@@ -62,6 +63,8 @@ export interface JetStreamJournalOptions {
   readonly replicas: number;
   readonly auditRetention: { readonly maxAgeMs: number; readonly maxPerActor: number };
   readonly clock: Clock;
+  /** Told of every fencing conflict: the sign of a former owner's late write, refused. */
+  readonly observer?: JournalObserver;
 }
 
 /** One journal message: the durable write of one or more appends of one actor. */
@@ -327,6 +330,7 @@ export class JetStreamJournal implements Journal {
       for (const p of batch) p.resolve();
     } catch (error) {
       const failure = error instanceof QmError ? error : unavailable(`journal write of ${actorId} failed`, error);
+      if (failure.code === "FENCED") this.options.observer?.fencingConflict(actorId, failure.message);
       for (const p of batch) p.reject(failure);
     }
   }
