@@ -130,6 +130,10 @@ export class JetStreamJournal implements Journal {
   /** Actors of a partition being claimed whose wake-up this node wrote during the scan (bounded by that partition's actors). */
   private readonly touchedDuringClaim = new Map<number, Set<ActorId>>();
 
+  /** One per publish awaiting its ack (at most PUBLISHES_IN_FLIGHT_MAX): gives up on it when NATS disconnects. */
+  private readonly abandoners = new Set<(error: QmError) => void>();
+  private disconnected = false;
+
   private commits = 0;
   private appends = 0;
   private eventsWritten = 0;
@@ -315,9 +319,13 @@ export class JetStreamJournal implements Journal {
       if (body.length > JOURNAL_APPEND_BYTES_MAX) throw new QmError("LIMIT_EXCEEDED", `append to ${actorId} encodes to ${body.length} bytes`);
       let streamSeq: number;
       try {
-        streamSeq = (await this.jetstream().publish(this.subject("j", actorId), body, { expect: { lastSubjectSequence: tail.lastStreamSeq } })).seq;
+        streamSeq = (await this.abandonable(this.jetstream().publish(this.subject("j", actorId), body, { expect: { lastSubjectSequence: tail.lastStreamSeq } }))).seq;
       } catch (error) {
-        if (!isWrongLastSequence(error)) throw error;
+        if (!isWrongLastSequence(error)) {
+          // The write may still land (an abandoned publish, a lost ack): read the tail afresh next time.
+          this.tails.delete(actorId);
+          throw error;
+        }
         this.tails.delete(actorId);
         throw new QmError("FENCED", `append to ${actorId} lost its compare-and-set: another writer (a newer owner) appended first`, { actorId });
       }
@@ -333,6 +341,33 @@ export class JetStreamJournal implements Journal {
       if (failure.code === "FENCED") this.options.observer?.fencingConflict(actorId, failure.message);
       for (const p of batch) p.reject(failure);
     }
+  }
+
+  natsReconnected(): void {
+    this.disconnected = false;
+  }
+
+  /**
+   * The connection to NATS dropped: every publish awaiting its ack fails now
+   * with UNAVAILABLE instead of at its 5 s timeout, so its actor's callers
+   * learn at once that the outcome is unknown, and the actor's later appends
+   * are not held behind it; until it reconnects, every read and write fails
+   * at once rather than at its timeout. The write may still land once NATS is back; the
+   * next append re-reads the actor's tail, and its compare-and-set keeps the
+   * order.
+   */
+  natsDisconnected(): void {
+    this.disconnected = true;
+    const error = new QmError("UNAVAILABLE", "NATS disconnected while a journal write awaited its ack: its outcome is unknown");
+    for (const abandon of [...this.abandoners]) abandon(error);
+  }
+
+  private abandonable<T>(publish: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const abandon = (error: QmError): void => reject(error);
+      this.abandoners.add(abandon);
+      publish.then(resolve, reject).finally(() => this.abandoners.delete(abandon));
+    });
   }
 
   /**
@@ -443,6 +478,8 @@ export class JetStreamJournal implements Journal {
 
   private jetstream(): JetStreamClient {
     if (this.js === undefined) throw new QmError("UNAVAILABLE", "journal is not open");
+    // A request now would only sit in the client's reconnect buffer until its timeout.
+    if (this.disconnected) throw new QmError("UNAVAILABLE", "NATS is disconnected: the journal cannot be read or written now", { reason: "NATS_DISCONNECTED" });
     return this.js;
   }
 
