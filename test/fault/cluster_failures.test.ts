@@ -336,6 +336,15 @@ describe("cluster mode: etcd and nats-server fail (fault)", function () {
     const outageLabels: Record<string, number> = {};
     for (const c of duringOutage) outageLabels[c.label] = (outageLabels[c.label] ?? 0) + 1;
     for (const label of Object.keys(outageLabels)) expect(label, "outage failures are UNAVAILABLE or DEADLINE_EXCEEDED").to.match(/^(UNAVAILABLE|DEADLINE_EXCEEDED):/);
+    // Calls in flight when NATS died may run into their deadline (unknown outcome); once
+    // the node has seen the disconnect, it refuses at once instead.
+    const firstRefusal = Math.min(...duringOutage.filter((c) => c.label === "UNAVAILABLE:NATS_DISCONNECTED").map((c) => c.endedMs));
+    expect(firstRefusal, "some calls refused with NATS_DISCONNECTED").to.be.below(restartedAt);
+    const afterDetection = duringOutage.filter((c) => c.startedMs > firstRefusal + 100 && c.endedMs < restartedAt);
+    for (const c of afterDetection) {
+      expect(c.label, c.id).to.equal("UNAVAILABLE:NATS_DISCONNECTED");
+      expect(c.endedMs - c.startedMs, `${c.id} refused promptly`).to.be.below(500);
+    }
     const { contradictions, present, reserved } = await settledOutcomes(cluster, load.calls, "n3");
     expect(contradictions).to.deep.equal([]);
     const acked = load.count("ok");

@@ -26,11 +26,19 @@ export interface CallRecord {
  * Errors that say the reservation was not applied: the stock check refused
  * it, no owner was reachable before the deadline (every attempt got NOT_OWNER,
  * which an actor answers without looking at the message), this node's lease
- * lapsed (checked before any attempt), a breaker refused, or the journal's
+ * lapsed or NATS is disconnected (both checked before any attempt), a
+ * breaker refused, or the journal's
  * compare-and-set refused the write. Everything else (a deadline, a broken
  * connection) leaves the outcome unknown.
  */
-const REFUSALS = new Set(["FAILED_PRECONDITION:INSUFFICIENT_STOCK", "UNAVAILABLE:NO_OWNER", "UNAVAILABLE:NO_LEASE", "UNAVAILABLE:BREAKER_OPEN", "ABORTED:FENCED"]);
+const REFUSALS = new Set([
+  "FAILED_PRECONDITION:INSUFFICIENT_STOCK",
+  "UNAVAILABLE:NO_OWNER",
+  "UNAVAILABLE:NO_LEASE",
+  "UNAVAILABLE:NATS_DISCONNECTED",
+  "UNAVAILABLE:BREAKER_OPEN",
+  "ABORTED:FENCED",
+]);
 
 export function labelOf(error: unknown): string {
   const e = error as ServiceError;
