@@ -273,11 +273,19 @@ export class JetStreamJournal implements Journal {
 
   // ---- Appends ---------------------------------------------------------------------------
 
-  append(request: AppendRequest): Promise<void> {
+  append(original: AppendRequest): Promise<void> {
     if (this.state !== "open") return Promise.reject(new QmError("UNAVAILABLE", `journal is ${this.state === "new" ? "not open" : "closed"}`));
     if (this.queued >= JOURNAL_QUEUE_APPENDS_MAX) {
       return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${JOURNAL_QUEUE_APPENDS_MAX} appends waiting)`));
     }
+    // A snapshot's state may share objects with the actor's live state (the
+    // order actor's is the live state), and it is serialised only after the
+    // events are stored, when later turns may have changed it: a snapshot
+    // ahead of its sequence counts their events twice on recovery. Copied now
+    // (snapshots are rare: one per many events), as the LMDB journal encodes
+    // at append.
+    const request: AppendRequest =
+      original.snapshot === undefined ? original : { ...original, snapshot: { seq: original.snapshot.seq, state: unpack(pack(original.snapshot.state)) as unknown } };
     return new Promise<void>((resolve, reject) => {
       const list = this.waiting.get(request.actorId);
       if (list === undefined) this.waiting.set(request.actorId, [{ request, resolve, reject }]);
