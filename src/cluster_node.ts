@@ -20,6 +20,7 @@ import { ActorSystem } from "./actors/runtime/actor_system";
 import type { ActorBehavior } from "./actors/runtime/behavior";
 import { type Clock, systemClock } from "./clock";
 import { EtcdCluster } from "./cluster/etcd_cluster";
+import { NatsLink } from "./cluster/nats_link";
 import { NatsTransport } from "./cluster/nats_transport";
 import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
@@ -41,6 +42,12 @@ export const DEPENDENCY_CONNECT_MS = 5_000;
 const ETCD_BREAKER_FAILURES = 3;
 const ETCD_BREAKER_HALF_OPEN_MS = 5_000;
 const ETCD_RETRY_ATTEMPTS = 3;
+/**
+ * Pause between NATS reconnect attempts, which never stop: a node that gave up
+ * on NATS would serve nothing until restarted. Short, because every ask is
+ * refused while disconnected.
+ */
+const NATS_RECONNECT_WAIT_MS = 250;
 
 export async function startClusterNode(config: Config, cc: ClusterConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningNode> {
   const startedMs = clock.monotonicMs();
@@ -72,6 +79,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     replicas: cc.journalReplicas,
     auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
     clock,
+    observer,
   });
   const system: ActorSystem = new ActorSystem({
     journal: withFaultDelays(journal, config.faultDelays),
@@ -109,7 +117,14 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     if (change.kind === "lost") void system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === change.partition);
   });
   const transport = new NatsTransport({ nc, cluster: cc.name, self: config.nodeId, placement: cluster, local: system, clock, logger: logger.child({ component: "transport" }) });
-  const routed = new PlacementRouter(cluster, system, transport);
+  const link = new NatsLink(nc, logger.child({ component: "nats" }));
+  link.onChange((connected) => (connected ? journal.natsReconnected() : journal.natsDisconnected()));
+  // Refuse at once what could only wait for its deadline: no lease (etcd unreachable) or no NATS.
+  const routed = new PlacementRouter(
+    { self: cluster.self, ownerOf: (actorId) => cluster.ownerOf(actorId), unavailable: () => link.unavailable() ?? cluster.unavailable() },
+    system,
+    transport,
+  );
   system.router = routed;
   const server = new GrpcServer({
     listen: config.listen,
@@ -123,9 +138,13 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
   });
 
   const parts: Lifecycle[] = [
-    lifecycle("nats", async () => undefined, async () => {
-      await nc.drain().catch(() => nc.close());
-    }),
+    lifecycle(
+      "nats",
+      async () => link.start(),
+      async () => {
+        await nc.drain().catch(() => nc.close());
+      },
+    ),
     lifecycle("etcd", async () => undefined, async () => etcd.close()),
     lifecycle("journal", () => journal.open(), () => journal.close()),
     lifecycle("metrics", () => metrics.start(), () => metrics.stop()),
@@ -171,7 +190,13 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
 
 async function connectNats(cc: ClusterConfig): Promise<NatsConnection> {
   try {
-    return await connect({ servers: cc.natsUrl.split(","), timeout: DEPENDENCY_CONNECT_MS, name: "quartermaster" });
+    return await connect({
+      servers: cc.natsUrl.split(","),
+      timeout: DEPENDENCY_CONNECT_MS,
+      name: "quartermaster",
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
+    });
   } catch (error) {
     throw new QmError("UNAVAILABLE", `QM_NATS_URL=${cc.natsUrl}: cannot connect to NATS: ${messageOf(error)}`);
   }

@@ -179,6 +179,19 @@ export class EtcdCluster implements ClusterView {
     return owner === this.self ? undefined : owner;
   }
 
+  unavailable(): QmError | undefined {
+    if (this.leaseValid()) return undefined;
+    return new QmError(
+      "UNAVAILABLE",
+      `node ${this.self} has no valid etcd lease (etcd unreachable for about the lease TTL, or the lease expired): it serves nothing until the lease is renewed`,
+      { reason: "NO_LEASE", node_id: this.self },
+    );
+  }
+
+  private leaseValid(): boolean {
+    return this.lease !== undefined && this.options.clock.monotonicMs() < this.leaseValidUntilMs;
+  }
+
   /** The epoch under which this node serves the partition, or undefined if it does not serve it. */
   epochOf(partition: number): number | undefined {
     return this.serving.get(partition);
@@ -388,7 +401,7 @@ export class EtcdCluster implements ClusterView {
 
   private async reconcileOnce(): Promise<void> {
     const live = [...this.memberRecords.keys()].filter((n) => !this.drained.has(n));
-    const leaseValid = this.lease !== undefined && this.options.clock.monotonicMs() < this.leaseValidUntilMs;
+    const leaseValid = this.leaseValid();
     const claims: Promise<void>[] = [];
     const releases: Promise<void>[] = [];
     for (let p = 0; p < this.partitionTotal; p++) {

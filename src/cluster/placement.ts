@@ -3,6 +3,8 @@
 // partition → node (the cluster's placement over live members). Partitions
 // are the unit of ownership, handoff and fencing; a single node owns them all.
 
+import type { QmError } from "../errors";
+
 export type NodeId = string;
 
 /** Partitions of a cluster unless configured otherwise; fixed for the cluster's life. */
@@ -13,6 +15,12 @@ export interface Placement {
   readonly self: NodeId;
   /** The node that owns the actor now, or undefined while its partition has no owner (a handoff). */
   ownerOf(actorId: string): NodeId | undefined;
+  /**
+   * Why this node cannot route any ask right now, or undefined. Cluster mode:
+   * its etcd lease lapsed, so whatever it believes about owners is stale and
+   * waiting for an owner to answer would only run into the caller's deadline.
+   */
+  unavailable?(): QmError | undefined;
 }
 
 /** Every actor is here: the single-node process. */

@@ -8,7 +8,9 @@
 // exponential backoff until the caller's deadline: NOT_OWNER means the actor
 // never saw the message, so a retry cannot apply it twice. The caller only
 // ever sees success, a domain error, DEADLINE_EXCEEDED (an unknown outcome
-// from a lost reply), or UNAVAILABLE when no owner answered in time.
+// from a lost reply), or UNAVAILABLE when no owner answered in time (reason
+// NO_OWNER), or at once when this node's own etcd lease has lapsed (reason
+// NO_LEASE: etcd is unreachable, so no ownership it knows of is current).
 //
 // Failing nodes. Each remote node has a circuit breaker over transport
 // failures (UNAVAILABLE: NATS down or the node gone): once open, asks to that
@@ -72,6 +74,9 @@ export class PlacementRouter implements ActorRouter {
     const deadlineMs = options?.deadlineMs ?? this.nowMs() + ROUTED_ASK_DEADLINE_MS_DEFAULT;
     const routed: AskOptions = { ...options, deadlineMs };
     return reroute.execute(() => {
+      // Checked on every attempt: a lease can lapse while an ask is being re-routed.
+      const refusal = this.placement.unavailable?.();
+      if (refusal !== undefined) throw refusal;
       if (this.nowMs() >= deadlineMs) {
         throw new QmError("UNAVAILABLE", `no owner of ${actorId} answered within the deadline`, { reason: "NO_OWNER", actor: actorId });
       }

@@ -867,7 +867,11 @@ export function skuToSnapshot(state: SkuState): SkuSnapshot {
     createdAtMs: state.createdAtMs,
     updatedAtMs: state.updatedAtMs,
     version: state.version,
-    levels: [...state.levels],
+    // Copies, not the live objects: the journal may serialise the snapshot
+    // after later turns have changed the levels (pipelined appends), and a
+    // snapshot whose levels run ahead of its sequence counts those turns'
+    // units twice when its events are replayed on it.
+    levels: [...state.levels].map(([id, level]) => [id, { ...level }]),
     live: [...state.live.values()].map(snapshotReservation),
     ended: [...state.ended.values()].map(snapshotReservation),
     adjustmentSeq: state.adjustmentSeq,

@@ -43,6 +43,7 @@ import type { Clock } from "../clock";
 import { partitionOf } from "../cluster/placement";
 import { assert, QmError } from "../errors";
 import { JOURNAL_APPEND_BYTES_MAX, JOURNAL_QUEUE_APPENDS_MAX, PAGE_SIZE_MAX, WAKEUPS_PER_TICK_MAX } from "../limits";
+import type { JournalObserver } from "../observability/observer";
 import type { ActorId, AppendRequest, AuditRecord, Journal, JournalStats, RecoverOptions, Recovered, Snapshot } from "./journal";
 
 const FORMAT = 1;
@@ -64,6 +65,8 @@ export interface JetStreamJournalOptions {
   readonly replicas: number;
   readonly auditRetention: { readonly maxAgeMs: number; readonly maxPerActor: number };
   readonly clock: Clock;
+  /** Told of every fencing conflict: the sign of a former owner's late write, refused. */
+  readonly observer?: JournalObserver;
 }
 
 /** One journal message: the durable write of one or more appends of one actor. */
@@ -130,6 +133,10 @@ export class JetStreamJournal implements Journal {
   private readonly wakeups = new Map<number, Map<ActorId, number>>();
   /** Actors of a partition being claimed whose wake-up this node wrote during the scan (bounded by that partition's actors). */
   private readonly touchedDuringClaim = new Map<number, Set<ActorId>>();
+
+  /** One per publish awaiting its ack (at most PUBLISHES_IN_FLIGHT_MAX): gives up on it when NATS disconnects. */
+  private readonly abandoners = new Set<(error: QmError) => void>();
+  private disconnected = false;
 
   private commits = 0;
   private appends = 0;
@@ -270,11 +277,19 @@ export class JetStreamJournal implements Journal {
 
   // ---- Appends ---------------------------------------------------------------------------
 
-  append(request: AppendRequest): Promise<void> {
+  append(original: AppendRequest): Promise<void> {
     if (this.state !== "open") return Promise.reject(new QmError("UNAVAILABLE", `journal is ${this.state === "new" ? "not open" : "closed"}`));
     if (this.queued >= JOURNAL_QUEUE_APPENDS_MAX) {
       return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${JOURNAL_QUEUE_APPENDS_MAX} appends waiting)`));
     }
+    // A snapshot's state may share objects with the actor's live state (the
+    // order actor's is the live state), and it is serialised only after the
+    // events are stored, when later turns may have changed it: a snapshot
+    // ahead of its sequence counts their events twice on recovery. Copied now
+    // (snapshots are rare: one per many events), as the LMDB journal encodes
+    // at append.
+    const request: AppendRequest =
+      original.snapshot === undefined ? original : { ...original, snapshot: { seq: original.snapshot.seq, state: unpack(pack(original.snapshot.state)) as unknown } };
     return new Promise<void>((resolve, reject) => {
       const list = this.waiting.get(request.actorId);
       const pending: Pending = { request, spanContext: appendSpanContext(), resolve, reject };
@@ -318,9 +333,13 @@ export class JetStreamJournal implements Journal {
       if (body.length > JOURNAL_APPEND_BYTES_MAX) throw new QmError("LIMIT_EXCEEDED", `append to ${actorId} encodes to ${body.length} bytes`);
       let streamSeq: number;
       try {
-        streamSeq = (await this.jetstream().publish(this.subject("j", actorId), body, { expect: { lastSubjectSequence: tail.lastStreamSeq } })).seq;
+        streamSeq = (await this.abandonable(this.jetstream().publish(this.subject("j", actorId), body, { expect: { lastSubjectSequence: tail.lastStreamSeq } }))).seq;
       } catch (error) {
-        if (!isWrongLastSequence(error)) throw error;
+        if (!isWrongLastSequence(error)) {
+          // The write may still land (an abandoned publish, a lost ack): read the tail afresh next time.
+          this.tails.delete(actorId);
+          throw error;
+        }
         this.tails.delete(actorId);
         throw new QmError("FENCED", `append to ${actorId} lost its compare-and-set: another writer (a newer owner) appended first`, { actorId });
       }
@@ -334,8 +353,36 @@ export class JetStreamJournal implements Journal {
       for (const p of batch) p.resolve();
     } catch (error) {
       const failure = error instanceof QmError ? error : unavailable(`journal write of ${actorId} failed`, error);
+      if (failure.code === "FENCED") this.options.observer?.fencingConflict(actorId, failure.message);
       for (const p of batch) p.reject(failure);
     }
+  }
+
+  natsReconnected(): void {
+    this.disconnected = false;
+  }
+
+  /**
+   * The connection to NATS dropped: every publish awaiting its ack fails now
+   * with UNAVAILABLE instead of at its 5 s timeout, so its actor's callers
+   * learn at once that the outcome is unknown, and the actor's later appends
+   * are not held behind it; until it reconnects, every read and write fails
+   * at once rather than at its timeout. The write may still land once NATS is back; the
+   * next append re-reads the actor's tail, and its compare-and-set keeps the
+   * order.
+   */
+  natsDisconnected(): void {
+    this.disconnected = true;
+    const error = new QmError("UNAVAILABLE", "NATS disconnected while a journal write awaited its ack: its outcome is unknown");
+    for (const abandon of [...this.abandoners]) abandon(error);
+  }
+
+  private abandonable<T>(publish: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const abandon = (error: QmError): void => reject(error);
+      this.abandoners.add(abandon);
+      publish.then(resolve, reject).finally(() => this.abandoners.delete(abandon));
+    });
   }
 
   /**
@@ -446,6 +493,8 @@ export class JetStreamJournal implements Journal {
 
   private jetstream(): JetStreamClient {
     if (this.js === undefined) throw new QmError("UNAVAILABLE", "journal is not open");
+    // A request now would only sit in the client's reconnect buffer until its timeout.
+    if (this.disconnected) throw new QmError("UNAVAILABLE", "NATS is disconnected: the journal cannot be read or written now", { reason: "NATS_DISCONNECTED" });
     return this.js;
   }
 

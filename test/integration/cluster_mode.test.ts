@@ -127,7 +127,7 @@ describe("cluster mode: three nodes on real etcd and NATS JetStream (integration
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(String(error)).to.match(/node id n1 is already a live member/);
+    expect(String(error), String(error)).to.match(/node id n1 is already a live member/);
   });
 });
 

@@ -11,8 +11,9 @@ export const TEST_LEASE_TTL_S = 3;
 export const TEST_PARTITIONS = 16;
 
 export interface TestCluster {
-  readonly etcd: EtcdProcess;
-  readonly nats: NatsProcess;
+  /** Replaced by a test that restarts an engine on the same store and ports; stop() stops the current one. */
+  etcd: EtcdProcess;
+  nats: NatsProcess;
   /** Live nodes by id. */
   readonly nodes: Map<string, ServerProcess>;
   /** Clients per node id (closed by stop()). */
@@ -91,8 +92,8 @@ export async function startCluster(nodeIds: readonly string[], options: { cluste
       clientsByNode.clear();
       await Promise.all([...nodes.values()].map((n) => n.stop().catch(() => n.kill())));
       nodes.clear();
-      await nats.stop();
-      await etcd.stop();
+      await self.nats.stop();
+      await self.etcd.stop();
     },
   };
   try {

@@ -36,11 +36,17 @@ export interface EngineProcess {
 export interface EtcdProcess extends EngineProcess {
   /** http://127.0.0.1:PORT, for QM_ETCD_ENDPOINTS and etcd3 clients. */
   readonly endpoint: string;
+  /** Pass both back with dataDir to start etcd again on the same store at the same address. */
+  readonly clientPort: number;
+  readonly peerPort: number;
 }
 
 export interface NatsProcess extends EngineProcess {
   /** nats://127.0.0.1:PORT, for QM_NATS_URL and nats clients. */
   readonly url: string;
+  /** Pass both back with dataDir to start nats-server again on the same store at the same address. */
+  readonly port: number;
+  readonly monitorPort: number;
 }
 
 const live = new Set<ChildProcess>();
@@ -48,11 +54,11 @@ process.once("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-export async function startEtcd(opts: { dataDir?: string } = {}): Promise<EtcdProcess> {
+export async function startEtcd(opts: { dataDir?: string; clientPort?: number; peerPort?: number } = {}): Promise<EtcdProcess> {
   const binary = requireBinary("etcd", ["/usr/bin/etcd"]);
   const dataDir = opts.dataDir ?? (await makeTempDir("qm-etcd-"));
-  const clientPort = await freePort();
-  const peerPort = await distinctPort(clientPort);
+  const clientPort = opts.clientPort ?? (await freePort());
+  const peerPort = opts.peerPort ?? (await distinctPort(clientPort));
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const engine = spawnEngine(binary, [
@@ -74,18 +80,18 @@ export async function startEtcd(opts: { dataDir?: string } = {}): Promise<EtcdPr
       client.close();
     }
   });
-  return { ...engine, endpoint };
+  return { ...engine, endpoint, clientPort, peerPort };
 }
 
-export async function startNats(opts: { dataDir?: string } = {}): Promise<NatsProcess> {
+export async function startNats(opts: { dataDir?: string; port?: number; monitorPort?: number } = {}): Promise<NatsProcess> {
   const binary = requireBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
   const dataDir = opts.dataDir ?? (await makeTempDir("qm-nats-"));
-  const port = await freePort();
-  const monitorPort = await distinctPort(port);
+  const port = opts.port ?? (await freePort());
+  const monitorPort = opts.monitorPort ?? (await distinctPort(port));
   const url = `nats://127.0.0.1:${port}`;
   const engine = spawnEngine(binary, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir], dataDir);
   await waitReady(engine, `nats-server at ${url}`, () => httpOk(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`));
-  return { ...engine, url };
+  return { ...engine, url, port, monitorPort };
 }
 
 function requireBinary(name: string, candidates: readonly string[]): string {

@@ -45,6 +45,9 @@ export interface ServerProcess {
   stop(): Promise<number | null>;
   /** SIGKILL and wait for exit. */
   kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a process that stops answering without dying (zombie tests). */
+  pause(): void;
+  resume(): void;
   /** Captured stdout and stderr, the last LOG_BYTES_MAX of it. */
   logs(): string;
 }
@@ -166,7 +169,10 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     dataDir,
     pid: child.pid ?? -1,
     async stop(): Promise<number | null> {
-      if (exit === undefined) child.kill("SIGTERM");
+      if (exit === undefined) {
+        child.kill("SIGCONT");
+        child.kill("SIGTERM");
+      }
       const result = await waitExit(STOP_DEADLINE_MS);
       if (result === undefined) {
         child.kill("SIGKILL");
@@ -178,6 +184,12 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     async kill(): Promise<void> {
       if (exit === undefined) child.kill("SIGKILL");
       await exited;
+    },
+    pause(): void {
+      if (exit === undefined) child.kill("SIGSTOP");
+    },
+    resume(): void {
+      if (exit === undefined) child.kill("SIGCONT");
     },
     logs: () => logs.text(),
   };

@@ -221,6 +221,35 @@ describe("placement router re-routing and breakers (pure logic)", () => {
     expect(reasons).to.deep.equal(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "BREAKER_OPEN", "BREAKER_OPEN"]);
   });
 
+  it("refuses at once with the placement's reason (NO_LEASE) while it has one, also mid re-routing, and serves again once it clears", async () => {
+    let refusal: QmError | undefined = new QmError("UNAVAILABLE", "no lease", { reason: "NO_LEASE" });
+    let owner: NodeId | undefined = "B";
+    const sent: string[] = [];
+    const placement: Placement = { self: "A", ownerOf: () => owner, unavailable: () => refusal };
+    const transport: Transport = {
+      ask: async <R>(node: NodeId): Promise<R> => {
+        sent.push(node);
+        return "done" as R;
+      },
+    };
+    const router = new PlacementRouter(placement, local, transport);
+    const started = Date.now();
+    const first = await router.ask("sku/x", {}, { deadlineMs: Date.now() + 5_000 }).catch((e: unknown) => e as QmError);
+    expect([(first as QmError).code, (first as QmError).metadata.reason]).to.deep.equal(["UNAVAILABLE", "NO_LEASE"]);
+    expect(Date.now() - started, "not at the 5 s deadline").to.be.below(1_000);
+    expect(sent).to.deep.equal([]);
+    // The lease lapses while an ask waits for an owner: the next attempt refuses.
+    refusal = undefined;
+    owner = undefined;
+    const waiting = router.ask("sku/y", {}, { deadlineMs: Date.now() + 5_000 }).catch((e: unknown) => e as QmError);
+    refusal = new QmError("UNAVAILABLE", "no lease", { reason: "NO_LEASE" });
+    expect(((await waiting) as QmError).metadata.reason).to.equal("NO_LEASE");
+    refusal = undefined;
+    owner = "B";
+    expect(await router.ask("sku/z", {}, { deadlineMs: Date.now() + 5_000 })).to.equal("done");
+    expect(sent).to.deep.equal(["B"]);
+  });
+
   it("asks the local system directly when there is no transport (the single node)", async () => {
     const router = new PlacementRouter(new SingleNodePlacement(), local);
     expect(await router.ask("sku/x", {})).to.equal("local:sku/x");

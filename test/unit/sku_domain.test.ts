@@ -709,6 +709,18 @@ describe("SKU state machine", () => {
       return skuFromSnapshot(state.skuId, unpack(pack(skuToSnapshot(state))) as SkuSnapshot);
     }
 
+    it("takes a snapshot that later turns cannot change: the journal may serialise it after they ran", () => {
+      const state = skuWith({ A: 100 });
+      reserve(state, "before", 3, "A");
+      const snapshot = skuToSnapshot(state);
+      const afterEvents = reserve(state, "after", 2, "A", T0 + 1);
+      // Recovery: the snapshot (packed only now), then the events after it.
+      const recovered = skuFromSnapshot(state.skuId, unpack(pack(snapshot)) as SkuSnapshot);
+      apply(recovered, afterEvents);
+      expect([recovered.reserved, recovered.live.size]).to.deep.equal([5, 2]);
+      expect(viewSku(recovered)).to.deep.equal(viewSku(state));
+    });
+
     /** A state with every kind of record: levels, holds, commits, partial and full shipments, ended ones, keys. */
     function richState(): SkuState {
       const state = skuWith({ A: 100, B: 40 }, { safetyStock: 5 });
