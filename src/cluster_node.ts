@@ -14,10 +14,7 @@ import { Etcd3, isRecoverableError } from "etcd3";
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { connect, type NatsConnection } from "nats";
 import type { Logger } from "pino";
-import { createOrderBehavior } from "./actors/order/order_actor";
-import { observedSkuBehavior } from "./actors/inventory/sku_actor";
-import { ActorSystem } from "./actors/runtime/actor_system";
-import type { ActorBehavior } from "./actors/runtime/behavior";
+import type { ActorSystem } from "./actors/runtime/actor_system";
 import { type Clock, systemClock } from "./clock";
 import { EtcdCluster } from "./cluster/etcd_cluster";
 import { NatsLink } from "./cluster/nats_link";
@@ -26,14 +23,13 @@ import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { ClusterConfig, Config } from "./config";
 import { QmError } from "./errors";
-import { withFaultDelays } from "./fault/fault_delays";
 import { GrpcServer } from "./grpc/server";
 import { JetStreamJournal } from "./journal/jetstream_journal";
 import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
 import { Metrics } from "./observability/metrics";
 import type { RunningNode } from "./node";
 import { NodeObserver } from "./observability/observer";
-import { observeOrderExpiry } from "./observability/order_expiry";
+import { nodeActorSystem, servingPart } from "./node_parts";
 import { VERSION } from "./version";
 
 /** How long start-up waits for etcd or NATS before it names the variable and exits: a wrong endpoint must never hang. */
@@ -81,20 +77,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     clock,
     observer,
   });
-  const system: ActorSystem = new ActorSystem({
-    journal: withFaultDelays(journal, config.faultDelays),
-    clock,
-    logger: logger.child({ component: "actors" }),
-    behaviors: [
-      observedSkuBehavior(observer),
-      observeOrderExpiry(createOrderBehavior({ logger: logger.child({ component: "saga" }), observer }), observer),
-    ] as ActorBehavior<unknown, unknown>[],
-    idleMs: config.actorIdleMs,
-    activeMax: config.activeActorsMax,
-    timerTickMs: config.timerTickMs,
-    onTurn: (kind, messages) => metrics.observeTurn(kind, messages),
-    ownership: { epochOf: (actorId) => cluster.epochOf(partitionOf(actorId, cluster.partitionCount)) },
-  });
+  const system: ActorSystem = nodeActorSystem({ config, journal, metrics, observer, logger, clock, ownership: { epochOf: (actorId) => cluster.epochOf(partitionOf(actorId, cluster.partitionCount)) } });
   const cluster: EtcdCluster = new EtcdCluster({
     client: etcd,
     cluster: cc.name,
@@ -158,17 +141,9 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     lifecycle("actors", () => system.start(), () => system.stop()),
     lifecycle("transport", () => transport.start(), () => transport.stop()),
     lifecycle("membership", () => cluster.start(), () => cluster.stop()),
-    lifecycle(
-      "grpc-serving",
-      async () => {
-        server.setReady(true);
-        ready = true;
-      },
-      async () => {
-        ready = false;
-        await server.stop(config.shutdownGraceMs);
-      },
-    ),
+    servingPart(server, config.shutdownGraceMs, (on) => {
+      ready = on;
+    }),
   ];
   const node = new LifecycleList(parts, log, () => clock.monotonicMs());
   await node.start();

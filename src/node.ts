@@ -6,16 +6,12 @@
 import { hostname } from "node:os";
 import path from "node:path";
 import type { Logger } from "pino";
-import { createOrderBehavior } from "./actors/order/order_actor";
-import { observedSkuBehavior } from "./actors/inventory/sku_actor";
-import { ActorSystem } from "./actors/runtime/actor_system";
-import type { ActorBehavior } from "./actors/runtime/behavior";
+import type { ActorSystem } from "./actors/runtime/actor_system";
 import { DataDirBackup } from "./backup/data_dir_backup";
 import { type Clock, systemClock } from "./clock";
 import { SingleNodeCluster } from "./cluster/cluster_view";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { Config } from "./config";
-import { withFaultDelays } from "./fault/fault_delays";
 import { QmError } from "./errors";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
@@ -25,7 +21,7 @@ import { JOURNAL_FORMAT } from "./journal/record_codec";
 import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
 import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
-import { observeOrderExpiry } from "./observability/order_expiry";
+import { nodeActorSystem, servingPart } from "./node_parts";
 import { VERSION } from "./version";
 
 export interface RunningNode {
@@ -81,19 +77,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     sourceNode: () => ({ nodeId: config.nodeId, hostname: hostname(), address: grpcAddress || config.listen, dataDir: lock?.dir ?? config.dataDir, pid: process.pid }),
     clock,
   });
-  const system: ActorSystem = new ActorSystem({
-    journal: withFaultDelays(journal, config.faultDelays),
-    clock,
-    logger: logger.child({ component: "actors" }),
-    behaviors: [
-      observedSkuBehavior(observer),
-      observeOrderExpiry(createOrderBehavior({ logger: logger.child({ component: "saga" }), observer }), observer),
-    ] as ActorBehavior<unknown, unknown>[],
-    idleMs: config.actorIdleMs,
-    activeMax: config.activeActorsMax,
-    timerTickMs: config.timerTickMs,
-    onTurn: (kind, messages) => metrics.observeTurn(kind, messages),
-  });
+  const system: ActorSystem = nodeActorSystem({ config, journal, metrics, observer, logger, clock });
   // Every ask, from a handler or from an actor, goes through placement; on
   // one node it always answers "here".
   const router = new PlacementRouter(cluster, system);
@@ -152,19 +136,9 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       },
       () => system.stop(),
     ),
-    // Last to start and first to stop: health NOT_SERVING, then calls in
-    // flight drain while the actors still answer them.
-    lifecycle(
-      "grpc-serving",
-      async () => {
-        server.setReady(true);
-        ready = true;
-      },
-      async () => {
-        ready = false;
-        await server.stop(config.shutdownGraceMs);
-      },
-    ),
+    servingPart(server, config.shutdownGraceMs, (on) => {
+      ready = on;
+    }),
   ];
   const node = new LifecycleList(parts, log, () => clock.monotonicMs());
   await node.start();
