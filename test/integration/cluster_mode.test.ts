@@ -5,6 +5,8 @@
 import { spawn } from "node:child_process";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
+import { ActorKind } from "../../src/gen/quartermaster/v1/cluster";
+import { AdjustmentReason } from "../../src/gen/quartermaster/v1/inventory";
 import { OrderState, TrackingStatus } from "../../src/gen/quartermaster/v1/order";
 import { idOwnedBy, startCluster, TEST_LEASE_TTL_S, type TestCluster } from "../support/cluster";
 import { seedSku } from "../support/fixtures";
@@ -64,6 +66,44 @@ describe("cluster mode: three nodes on real etcd and NATS JetStream (integration
       [skuA, 8, 0, 0],
       [skuB, 8, 0, 0],
     ]);
+  });
+
+  it("answers every RPC through every node, for actors owned elsewhere", async () => {
+    for (const via of ["n1", "n2", "n3"]) {
+      const c = cluster.clients(via);
+      const owner = via === "n1" ? "n2" : "n1";
+      const sku = await idOwnedBy(cluster, "sku", owner, `every-${via}`);
+      const orderId = await idOwnedBy(cluster, "order", owner === "n1" ? "n3" : "n1", `every-o-${via}`);
+      const upserted = await call(c.inventory, "upsertSku", { skuId: sku, title: "Every", currency: "EUR", attributes: {}, updateMask: undefined });
+      expect(upserted.skuId).to.equal(sku);
+      const level = await call(c.inventory, "adjustStock", { skuId: sku, locationId: "wh-1", delta: 20, reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED, note: "", idempotencyKey: `k-${via}` });
+      expect(level.onHand).to.equal(20);
+      expect((await call(c.inventory, "listAdjustments", { skuId: sku, pageSize: 0, pageToken: "" })).adjustments).to.have.length(1);
+      expect((await call(c.inventory, "getSku", { skuId: sku })).onHand).to.equal(20);
+      const held = await call(c.inventory, "reserve", { skuId: sku, reservationId: "r-1", quantity: 2, locationId: "", ttl: undefined });
+      expect((await call(c.inventory, "getReservation", { skuId: sku, reservationId: "r-1" })).quantity).to.equal(held.quantity);
+      await call(c.inventory, "commitReservation", { skuId: sku, reservationId: "r-1" });
+      await call(c.inventory, "releaseReservation", { skuId: sku, reservationId: "r-1" });
+      const batch = await call(c.inventory, "reserveBatch", { items: [{ skuId: sku, reservationId: "b-1", quantity: 1, locationId: "", ttl: undefined }] });
+      expect(batch.succeeded).to.equal(1);
+      const availability = await call(c.inventory, "getAvailability", { skuIds: [sku] });
+      expect([availability.items[0]?.onHand, availability.items[0]?.reserved, availability.items[0]?.committed]).to.deep.equal([20, 1, 0]);
+      const lines = [{ skuId: sku, quantity: 3 }];
+      expect((await call(c.order, "createOrder", { orderId, customerId: "c", lines, paymentTimeout: undefined })).state).to.equal(OrderState.ORDER_STATE_AWAITING_PAYMENT);
+      expect((await call(c.order, "getOrder", { orderId })).lines).to.have.length(1);
+      await call(c.order, "confirmPayment", { orderId, paymentReference: "p" });
+      await call(c.order, "createShipment", { orderId, shipmentId: "s", lines: [{ skuId: sku, quantity: 1 }], carrier: "ups", trackingNumber: "t" });
+      await call(c.order, "recordTrackingEvent", { orderId, shipmentId: "s", eventId: "e", status: TrackingStatus.TRACKING_STATUS_DELIVERED, location: "", description: "", occurredAt: new Date() });
+      await call(c.order, "returnItems", { orderId, returnId: "r", lines: [{ skuId: sku, quantity: 1 }], restock: true });
+      const cancelId = `${orderId}-c`;
+      await call(c.order, "createOrder", { orderId: cancelId, customerId: "c", lines: [{ skuId: sku, quantity: 1 }], paymentTimeout: undefined });
+      expect((await call(c.order, "cancelOrder", { orderId: cancelId, reason: "r" })).state).to.equal(OrderState.ORDER_STATE_CANCELLED);
+      // 20 received, 1 held by the batch, 3 ordered: 1 shipped and returned to stock, 2 still committed; the cancelled order freed its unit.
+      const after = await call(c.inventory, "getSku", { skuId: sku });
+      expect([after.onHand, after.reserved, after.committed], `through ${via}`).to.deep.equal([20, 1, 2]);
+      expect((await call(c.cluster, "getClusterStatus", {})).members).to.have.length(3);
+      expect((await call(c.cluster, "locateKey", { kind: ActorKind.ACTOR_KIND_SKU, id: sku })).ownerNodeId).to.equal(owner);
+    }
   });
 
   it("takes exactly 300 of 600 concurrent 1-unit reserves through two non-owner nodes on a SKU with 300 units", async () => {
