@@ -3,21 +3,14 @@
 // they start short root traces a backend can search by name and node.
 
 import { context, type Attributes, SpanKind, trace } from "@opentelemetry/api";
-import { recordFailure, tracer, tracingOn } from "./tracing";
+import { endWhenSettled, tracer, tracingOn } from "./tracing";
 
 /** Runs an ownership operation inside a root span of its own when tracing is on. */
 export function traceOwnership<T>(name: string, node: string, partition: number, run: () => Promise<T>): Promise<T> {
   if (!tracingOn()) return run();
   const span = tracer().startSpan(name, { kind: SpanKind.CLIENT, root: true, attributes: { "db.system": "etcd", "qm.node": node, "qm.partition": partition } });
   const pending = context.with(trace.setSpan(context.active(), span), run);
-  pending.then(
-    () => span.end(),
-    (error: unknown) => {
-      recordFailure(span, error);
-      span.end();
-    },
-  );
-  return pending;
+  return endWhenSettled(span, pending);
 }
 
 /** Adds what the operation found out (the epoch won, a claim lost) to the active ownership span. */

@@ -4,7 +4,7 @@
 
 import { SpanKind } from "@opentelemetry/api";
 import type { AskOptions } from "../actors/runtime/behavior";
-import { contextFromTraceparent, recordFailure, traceparentOf, tracer, tracingOn } from "./tracing";
+import { contextFromTraceparent, endWhenSettled, traceparentOf, tracer, tracingOn } from "./tracing";
 
 /** Runs `send` inside a client span when tracing is on and the ask is traced; otherwise runs it as is. */
 export function traceRemoteAsk<R>(node: string, actorId: string, options: AskOptions | undefined, send: (options: AskOptions | undefined) => Promise<R>): Promise<R> {
@@ -18,12 +18,5 @@ export function traceRemoteAsk<R>(node: string, actorId: string, options: AskOpt
     contextFromTraceparent(options.traceparent),
   );
   const pending = send({ ...options, traceparent: traceparentOf(span) });
-  pending.then(
-    () => span.end(),
-    (error: unknown) => {
-      recordFailure(span, error);
-      span.end();
-    },
-  );
-  return pending;
+  return endWhenSettled(span, pending);
 }

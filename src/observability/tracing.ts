@@ -109,6 +109,18 @@ export function recordFailure(span: Span, error: unknown): void {
   else span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
 }
 
+/** Ends the span when `pending` settles, recording a failure first; returns `pending` for the caller to await. */
+export function endWhenSettled<T>(span: Span, pending: Promise<T>): Promise<T> {
+  pending.then(
+    () => span.end(),
+    (error: unknown) => {
+      recordFailure(span, error);
+      span.end();
+    },
+  );
+  return pending;
+}
+
 /** Fields pino adds to a line written inside a span (logger.ts's mixin). */
 export function traceFields(): { trace_id?: string; span_id?: string } {
   if (!state.on) return {};

@@ -7,7 +7,7 @@
 import { context, type Context, type Link, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Envelope } from "../actors/runtime/mailbox";
 import type { QmError } from "../errors";
-import { contextFromTraceparent, recordFailure, tracer, tracingOn } from "./tracing";
+import { contextFromTraceparent, endWhenSettled, recordFailure, tracer, tracingOn } from "./tracing";
 
 interface Outcome {
   readonly value: unknown;
@@ -80,14 +80,7 @@ export class TurnSpans {
       parent,
     );
     const pending = context.with(trace.setSpan(parent, span), write);
-    pending.then(
-      () => span.end(),
-      (error: unknown) => {
-        recordFailure(span, error);
-        span.end();
-      },
-    );
-    return pending;
+    return endWhenSettled(span, pending);
   }
 
   /** Ends each message's span once its reply is sent; `failure` is the append's failure, which fails every reply. */

@@ -21,16 +21,8 @@ import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
 import { type NatsProcess, startNats } from "../support/engines";
 import { qmRejectionOf } from "../support/qm_error";
+import { ByKindPlacement } from "../support/by_kind_placement";
 
-/** Orders on A, SKUs on B, anything else nowhere. */
-class ByKindPlacement implements Placement {
-  constructor(readonly self: NodeId) {}
-  ownerOf(actorId: string): NodeId | undefined {
-    if (actorId.startsWith("order/")) return "A";
-    if (actorId.startsWith("sku/")) return "B";
-    return undefined;
-  }
-}
 
 interface TestNode {
   readonly router: PlacementRouter;

@@ -21,16 +21,8 @@ import type { SkuView } from "../../src/domain/sku";
 import { QmError, type QmErrorData } from "../../src/errors";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
+import { ByKindPlacement } from "../support/by_kind_placement";
 
-/** Orders on A, SKUs on B. */
-class ByKindPlacement implements Placement {
-  constructor(readonly self: NodeId) {}
-  ownerOf(actorId: string): NodeId | undefined {
-    if (actorId.startsWith("order/")) return "A";
-    if (actorId.startsWith("sku/")) return "B";
-    return undefined;
-  }
-}
 
 interface Node {
   router: PlacementRouter;
