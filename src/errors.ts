@@ -17,6 +17,9 @@ export type ErrorCode =
   | "NOT_OWNER"
   | "FENCED"
   | "DEADLINE_EXCEEDED"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED"
+  | "RATE_LIMITED"
   | "INTERNAL";
 
 /**
@@ -35,6 +38,7 @@ const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "NOT_OWNER",
   "FENCED",
   "DEADLINE_EXCEEDED",
+  "RATE_LIMITED",
 ]);
 
 export function isRetryable(code: ErrorCode): boolean {

@@ -9,11 +9,18 @@ import type { DataDirBackup } from "../backup/data_dir_backup";
 import { invalidArgument, QmError } from "../errors";
 import type { AdminServiceServer, BackupChunk, BackupRequest } from "../gen/quartermaster/v1/admin";
 import { toServiceError } from "./status_mapping";
-import { type CallObserver, DecodeFailure } from "./unary";
+import type { CallGate } from "../security/call_gate";
+import { type CallObserver, DecodeFailure, gateCall } from "./unary";
 
 const METHOD = "AdminService/Backup";
 
-export function adminService(backups: DataDirBackup | undefined, logger: Logger, observe: CallObserver, isReady: () => boolean): AdminServiceServer {
+export function adminService(
+  backups: DataDirBackup | undefined,
+  logger: Logger,
+  observe: CallObserver,
+  isReady: () => boolean,
+  gate: CallGate,
+): AdminServiceServer {
   return {
     backup(call: ServerWritableStream<BackupRequest, BackupChunk>): void {
       const started = performance.now();
@@ -23,6 +30,12 @@ export function adminService(backups: DataDirBackup | undefined, logger: Logger,
         observe(METHOD, serviceError.code ?? GrpcStatus.INTERNAL, (performance.now() - started) / 1000);
         if (!call.cancelled) call.emit("error", serviceError);
       };
+      try {
+        gate.admit(gateCall(call));
+      } catch (error) {
+        fail(error);
+        return;
+      }
       const request = call.request as unknown;
       if (request instanceof DecodeFailure) {
         fail(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));

@@ -20,6 +20,7 @@ import { type EdgeDrop, edgeServerOptions, GrpcEdge } from "./edge";
 import { inventoryService } from "./inventory_service";
 import { orderService } from "./order_service";
 import { addReflection } from "./reflection";
+import { type CallGate, OPEN_GATE } from "../security/call_gate";
 import { asImplementation, type CallObserver, unaryFactory, withSafeDecoding } from "./unary";
 
 const SERVICE_NAMES = ["", "quartermaster.v1.InventoryService", "quartermaster.v1.OrderService", "quartermaster.v1.ClusterService"];
@@ -35,6 +36,8 @@ export interface GrpcServerOptions {
   readonly backups?: DataDirBackup;
   readonly edge: GrpcEdgeConfig;
   readonly onEdgeDrop?: (drop: EdgeDrop) => void;
+  /** Who may call what (src/security/); the open gate when absent. */
+  readonly gate?: CallGate;
 }
 
 export class GrpcServer {
@@ -52,7 +55,8 @@ export class GrpcServer {
     };
     this.server = new Server(channelOptions);
     this.edge = new GrpcEdge({ config: options.edge, logger: options.logger, onDrop: options.onEdgeDrop });
-    const unary = unaryFactory(options.logger, options.observe, () => this.ready);
+    const gate = options.gate ?? OPEN_GATE;
+    const unary = unaryFactory(options.logger, options.observe, () => this.ready, gate);
     this.server.addService(withSafeDecoding(inventoryServiceDefinition), asImplementation(inventoryService(options.router, unary)));
     this.server.addService(
       withSafeDecoding(OrderServiceService),
@@ -61,7 +65,7 @@ export class GrpcServer {
     this.server.addService(withSafeDecoding(ClusterServiceService), asImplementation(clusterService(options.cluster, unary)));
     this.server.addService(
       withSafeDecoding(AdminServiceService),
-      adminService(options.backups, options.logger, options.observe, () => this.ready),
+      adminService(options.backups, options.logger, options.observe, () => this.ready, gate),
     );
     this.health.addToServer(this.server);
     addReflection(this.server);

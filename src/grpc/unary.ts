@@ -1,11 +1,13 @@
 // Wraps each RPC: decodes safely, passes the caller's deadline to the actors,
 // maps every failure through status_mapping, and records the call's metrics.
 
-import { type handleUnaryCall, type ServerUnaryCall, status as GrpcStatus, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { type handleUnaryCall, type Metadata, type ServerUnaryCall, status as GrpcStatus, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { AskOptions } from "../actors/runtime/behavior";
 import { invalidArgument, QmError } from "../errors";
 import { tracedUnaryCall, withTraceparent } from "../observability/grpc_tracing";
+import type { Caller } from "../security/caller";
+import type { AuthContext, CallGate, GateCall } from "../security/call_gate";
 import { toServiceError } from "./status_mapping";
 
 /** What a request decodes to when its bytes are not a valid message: answered with INVALID_ARGUMENT. */
@@ -41,13 +43,19 @@ export function withSafeDecoding<D extends Record<string, MethodDefinitionLike>>
   return out as D;
 }
 
-export type Handler<Req, Res> = (request: Req, options: AskOptions) => Promise<Res>;
+/** A handler answers on behalf of the caller the gate admitted: its tenant scopes every id in the request. */
+export type Handler<Req, Res> = (request: Req, options: AskOptions, caller: Caller) => Promise<Res>;
 
 export interface UnaryFactory {
   <Req, Res>(method: string, handler: Handler<Req, Res>): handleUnaryCall<Req, Res>;
 }
 
-export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () => boolean): UnaryFactory {
+/** What the gate sees of a grpc-js call. */
+export function gateCall(call: { getPath(): string; readonly metadata: Metadata; getAuthContext(): AuthContext }): GateCall {
+  return { path: call.getPath(), metadata: call.metadata, authContext: () => call.getAuthContext() };
+}
+
+export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () => boolean, gate: CallGate): UnaryFactory {
   return <Req, Res>(method: string, handler: Handler<Req, Res>): handleUnaryCall<Req, Res> =>
     tracedUnaryCall((call: ServerUnaryCall<Req, Res>, callback) => {
       const started = performance.now();
@@ -63,6 +71,14 @@ export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () 
         observe(method, serviceError.code ?? GrpcStatus.INTERNAL, seconds);
         callback(serviceError);
       };
+      // The gate runs first: a caller who may not call learns nothing, not even whether its request was valid.
+      let caller: Caller;
+      try {
+        caller = gate.admit(gateCall(call));
+      } catch (error) {
+        finish(error);
+        return;
+      }
       const request = call.request as unknown;
       if (request instanceof DecodeFailure) {
         finish(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));
@@ -76,7 +92,7 @@ export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () 
       const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
       let pending: Promise<Res>;
       try {
-        pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? {} : { deadlineMs }));
+        pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? {} : { deadlineMs }), caller);
       } catch (error) {
         finish(error);
         return;

@@ -1,0 +1,26 @@
+// The one door every RPC passes before its handler runs: it names the caller
+// and decides whether the caller may make this call now. Authentication,
+// per-method permissions and rate limits live behind it (src/security/); the
+// gRPC layer only asks it. It throws QmError UNAUTHENTICATED,
+// PERMISSION_DENIED or RATE_LIMITED, which status_mapping turns into statuses.
+
+import type { Metadata, ServerUnaryCall } from "@grpc/grpc-js";
+
+/** grpc-js does not export its AuthContext type: the peer certificate a TLS connection presented. */
+export type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>["getAuthContext"]>;
+import { ANONYMOUS_CALLER, type Caller } from "./caller";
+
+/** What the gate reads of a call: its full method path, its metadata, its transport's peer certificate. */
+export interface GateCall {
+  /** The full method path, e.g. `/quartermaster.v1.InventoryService/Reserve`. */
+  readonly path: string;
+  readonly metadata: Metadata;
+  authContext(): AuthContext;
+}
+
+export interface CallGate {
+  admit(call: GateCall): Caller;
+}
+
+/** The gate of a node without QM_AUTH_CONFIG: everyone is the anonymous caller of the default tenant. */
+export const OPEN_GATE: CallGate = { admit: () => ANONYMOUS_CALLER };
