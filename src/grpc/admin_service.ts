@@ -10,7 +10,7 @@ import { invalidArgument, QmError } from "../errors";
 import type { AdminServiceServer, BackupChunk, BackupRequest } from "../gen/quartermaster/v1/admin";
 import { toServiceError } from "./status_mapping";
 import type { CallGate } from "../security/call_gate";
-import { type CallObserver, DecodeFailure, gateCall } from "./unary";
+import { admit, type CallObserver, DecodeFailure } from "./unary";
 
 const METHOD = "AdminService/Backup";
 
@@ -30,38 +30,40 @@ export function adminService(
         observe(METHOD, serviceError.code ?? GrpcStatus.INTERNAL, (performance.now() - started) / 1000);
         if (!call.cancelled) call.emit("error", serviceError);
       };
-      try {
-        gate.admit(gateCall(call));
-      } catch (error) {
-        fail(error);
-        return;
-      }
-      const request = call.request as unknown;
-      if (request instanceof DecodeFailure) {
-        fail(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));
-        return;
-      }
-      if (!isReady()) {
-        fail(new QmError("UNAVAILABLE", "recovery is not finished"));
-        return;
-      }
-      if (backups === undefined) {
-        // A cluster's journal is JetStream's: its streams are backed up with NATS's own tools.
-        fail(new QmError("FAILED_PRECONDITION", "a cluster node has no local journal to back up: back up the QM_<cluster>_* JetStream streams with nats stream backup", {
-          reason: "BACKUP_NOT_LOCAL",
-        }));
-        return;
-      }
-      backups.run((chunk) => send(call, chunk)).then(
-        (summary) => {
-          logger.info({ bytes: summary.bytes, files: summary.manifest.files.length, createdAt: summary.manifest.createdAt }, "backup sent");
-          observe(METHOD, GrpcStatus.OK, (performance.now() - started) / 1000);
-          call.end();
+      // The caller's identity is checked and recorded in the log; a backup holds no tenant's objects in particular.
+      admit(
+        gate,
+        call,
+        (caller) => {
+          const request = call.request as unknown;
+          if (request instanceof DecodeFailure) {
+            fail(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));
+            return;
+          }
+          if (!isReady()) {
+            fail(new QmError("UNAVAILABLE", "recovery is not finished"));
+            return;
+          }
+          if (backups === undefined) {
+            // A cluster's journal is JetStream's: its streams are backed up with NATS's own tools.
+            fail(new QmError("FAILED_PRECONDITION", "a cluster node has no local journal to back up: back up the QM_<cluster>_* JetStream streams with nats stream backup", {
+              reason: "BACKUP_NOT_LOCAL",
+            }));
+            return;
+          }
+          backups.run((chunk) => send(call, chunk)).then(
+            (summary) => {
+              logger.info({ subject: caller.subject, tenant: caller.tenant, bytes: summary.bytes, files: summary.manifest.files.length, createdAt: summary.manifest.createdAt }, "backup sent");
+              observe(METHOD, GrpcStatus.OK, (performance.now() - started) / 1000);
+              call.end();
+            },
+            (error: unknown) => {
+              logger.warn({ err: error }, "backup abandoned");
+              fail(error);
+            },
+          );
         },
-        (error: unknown) => {
-          logger.warn({ err: error }, "backup abandoned");
-          fail(error);
-        },
+        fail,
       );
     },
   };

@@ -71,37 +71,50 @@ export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () 
         observe(method, serviceError.code ?? GrpcStatus.INTERNAL, seconds);
         callback(serviceError);
       };
+      const run = (caller: Caller): void => {
+        const request = call.request as unknown;
+        if (request instanceof DecodeFailure) {
+          finish(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));
+          return;
+        }
+        if (!isReady()) {
+          finish(new QmError("UNAVAILABLE", "recovery is not finished"));
+          return;
+        }
+        const deadline = call.getDeadline();
+        const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
+        let pending: Promise<Res>;
+        try {
+          pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? {} : { deadlineMs }), caller);
+        } catch (error) {
+          finish(error);
+          return;
+        }
+        pending.then(
+          (response) => finish(null, response),
+          (error: unknown) => finish(error),
+        );
+      };
       // The gate runs first: a caller who may not call learns nothing, not even whether its request was valid.
-      let caller: Caller;
-      try {
-        caller = gate.admit(gateCall(call));
-      } catch (error) {
-        finish(error);
-        return;
-      }
-      const request = call.request as unknown;
-      if (request instanceof DecodeFailure) {
-        finish(invalidArgument([{ field: "request", description: `not a valid message: ${request.reason}` }]));
-        return;
-      }
-      if (!isReady()) {
-        finish(new QmError("UNAVAILABLE", "recovery is not finished"));
-        return;
-      }
-      const deadline = call.getDeadline();
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
-      let pending: Promise<Res>;
-      try {
-        pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? {} : { deadlineMs }), caller);
-      } catch (error) {
-        finish(error);
-        return;
-      }
-      pending.then(
-        (response) => finish(null, response),
-        (error: unknown) => finish(error),
-      );
+      admit(gate, call, run, finish);
     });
+}
+
+/**
+ * Runs `run` with the caller the gate admits, or `fail` with why it did not.
+ * The open gate answers at once; verifying a token or asking a shared rate
+ * limiter may take a promise, and only those calls pay for one.
+ */
+export function admit(gate: CallGate, call: Parameters<typeof gateCall>[0], run: (caller: Caller) => void, fail: (error: unknown) => void): void {
+  let admitted: Caller | Promise<Caller>;
+  try {
+    admitted = gate.admit(gateCall(call));
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  if (admitted instanceof Promise) admitted.then(run, fail);
+  else run(admitted);
 }
 
 export function asImplementation<T>(impl: T): UntypedServiceImplementation {

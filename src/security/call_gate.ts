@@ -19,7 +19,8 @@ export interface GateCall {
 }
 
 export interface CallGate {
-  admit(call: GateCall): Caller;
+  /** Synchronous when it can be (the open gate, a cached token); a promise when it must wait (signature checks, a shared limiter). */
+  admit(call: GateCall): Caller | Promise<Caller>;
 }
 
 /** The gate of a node without QM_AUTH_CONFIG: everyone is the anonymous caller of the default tenant. */
