@@ -30,6 +30,7 @@ import { Metrics } from "./observability/metrics";
 import type { RunningNode } from "./node";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
+import { AuthGate, reloadOnSighup } from "./security/auth_gate";
 import { VERSION } from "./version";
 
 /** How long start-up waits for etcd or NATS before it names the variable and exits: a wrong endpoint must never hang. */
@@ -109,6 +110,8 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     transport,
   );
   system.router = routed;
+  // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
+  const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
   const server = new GrpcServer({
     listen: config.listen,
     router: routed,
@@ -118,9 +121,11 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     reservationGraceMs: config.orderReservationGraceMs,
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
+    ...(auth === undefined ? {} : { gate: auth }),
   });
 
   const parts: Lifecycle[] = [
+    ...(auth === undefined ? [] : [reloadOnSighup(auth, log)]),
     lifecycle(
       "nats",
       async () => link.start(),

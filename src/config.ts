@@ -4,6 +4,7 @@
 import { hostname } from "node:os";
 import { type FaultDelays, parseFaultDelays } from "./fault/fault_delays";
 import { CRASH_POINT_NAMES, type CrashPointName } from "./fault/crash_points";
+import { type AuthConfig, AuthConfigError, loadAuthConfig } from "./security/auth_config";
 import {
   ACTIVE_ACTORS_MAX,
   GRPC_CONNECTIONS_MAX,
@@ -46,6 +47,8 @@ export interface Config {
   readonly cluster: ClusterConfig | undefined;
   /** OpenTelemetry tracing, from the standard OTEL_* variables. */
   readonly tracing: TracingConfig;
+  /** QM_AUTH_CONFIG, read and checked (src/security/auth_config.ts); undefined: every caller is anonymous. */
+  readonly auth: AuthConfig | undefined;
 }
 
 export type TraceSamplerName =
@@ -147,6 +150,7 @@ export const CONFIG_VARIABLES = {
   QM_GRPC_SEND_STALL_TIMEOUT_MS: [String(GRPC_SEND_STALL_TIMEOUT_MS), "a response the client has not read any of for this long is reset"],
   QM_GRPC_PENDING_REQUEST_MB: [String(GRPC_PENDING_REQUEST_BYTES_MAX / (1024 * 1024)), "MiB of unfinished request bodies held for all clients; a call beyond it is reset"],
   QM_GRPC_QUEUED_RESPONSE_MB: [String(GRPC_QUEUED_RESPONSE_BYTES_MAX / (1024 * 1024)), "MiB of responses waiting for clients that do not read; stalled ones are reset beyond it"],
+  QM_AUTH_CONFIG: ["", "JSON file of token issuer, key set, roles, principals and rate limits (SECURITY.md); set: every RPC but health needs an authenticated caller with the method's permission; SIGHUP re-reads it"],
 } as const;
 
 type VariableName = keyof typeof CONFIG_VARIABLES;
@@ -229,7 +233,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       queuedResponseBytesMax: int("QM_GRPC_QUEUED_RESPONSE_MB", 8, 64 * 1024) * 1024 * 1024,
     },
     tracing: tracingConfig(get, int),
+    auth: authConfig(get("QM_AUTH_CONFIG").trim()),
   };
+}
+
+function authConfig(file: string): AuthConfig | undefined {
+  if (file === "") return undefined;
+  try {
+    return loadAuthConfig(file);
+  } catch (error) {
+    if (error instanceof AuthConfigError) throw new ConfigError(`QM_AUTH_CONFIG=${file}: ${error.message}`);
+    throw error;
+  }
 }
 
 const SAMPLERS: readonly TraceSamplerName[] = [

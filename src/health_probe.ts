@@ -47,7 +47,8 @@ function check(address: string): Promise<number> {
 async function main(): Promise<void> {
   let listen: string;
   try {
-    listen = loadConfig().listen;
+    // The probe needs only the address: a QM_AUTH_CONFIG edited (and refused by SIGHUP) on a running node must not fail its health check.
+    listen = loadConfig({ ...process.env, QM_AUTH_CONFIG: "" }).listen;
   } catch (error) {
     process.stderr.write(`health probe: ${error instanceof ConfigError ? error.message : String(error)}\n`);
     process.exit(2);

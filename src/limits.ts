@@ -242,3 +242,36 @@ export const GRPC_PING_STRIKES_MAX = 2;
 export const GRPC_KEEPALIVE_TIME_MS = 5 * 60 * 1000;
 /** ...which must answer within this, or the connection is closed. */
 export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
+
+// Authentication and authorization (QM_AUTH_CONFIG, src/security/).
+/**
+ * Clock difference tolerated between a token's issuer and this node when exp and nbf are checked:
+ * NTP keeps hosts within milliseconds, 30 s covers a VM resumed from a pause or a host whose NTP
+ * is catching up, and keeps an expired token useful for no more than half a minute.
+ */
+export const TOKEN_CLOCK_SKEW_S = 30;
+/**
+ * Verified tokens a node remembers (by the token's text, until it expires), so a caller's repeated
+ * token costs a map lookup instead of a signature check. One entry per live caller session; beyond
+ * it the least recently used goes first. About 1 KiB each, so 10 MiB at most.
+ */
+export const TOKEN_CACHE_ENTRIES_MAX = 10_000;
+/** An authorization value longer than this is refused unparsed: real JWTs are 0.5–2 KiB, and this bounds what a hostile caller makes us decode. */
+export const TOKEN_BYTES_MAX = 8 * 1024;
+/** Role names a token's `roles` claim may carry; more is a token meant for something else. */
+export const TOKEN_ROLES_MAX = 64;
+/** A caller's subject (token `sub` or certificate CN) is recorded in logs and the audit trail: bounded like other text. */
+export const SUBJECT_LENGTH_MAX = 256;
+/** A tenant id is part of every actor id and journal key of its objects, so it is short and plain. */
+export const TENANT_LENGTH_MAX = 64;
+export const TENANT_PATTERN = /^[A-Za-z0-9_-]+$/;
+/** QM_AUTH_CONFIG and its key set are read whole at start and on SIGHUP: a mistaken path (a log file) fails instead of filling memory. */
+export const AUTH_FILE_BYTES_MAX = 1024 * 1024;
+/** Keys in the key set: a few during a rotation; more is not a key set we were meant to read. */
+export const AUTH_KEYS_MAX = 64;
+/** Roles and principals in QM_AUTH_CONFIG: each is looked up per call from a map, but is also read and validated on every SIGHUP. */
+export const AUTH_ROLES_MAX = 1000;
+export const AUTH_PRINCIPALS_MAX = 100_000;
+/** A rate limit above these is a typo (a node answers about 10k calls/s), not a policy. */
+export const RATE_PER_SECOND_MAX = 1_000_000;
+export const RATE_BURST_MAX = 10_000_000;

@@ -22,6 +22,7 @@ import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
 import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
+import { AuthGate, reloadOnSighup } from "./security/auth_gate";
 import { VERSION } from "./version";
 
 export interface RunningNode {
@@ -82,6 +83,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
   // one node it always answers "here".
   const router = new PlacementRouter(cluster, system);
   system.router = router;
+  // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
+  const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
   const server = new GrpcServer({
     listen: config.listen,
     router,
@@ -92,11 +95,13 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     backups,
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
+    ...(auth === undefined ? {} : { gate: auth }),
   });
 
   let recoveryMs = 0;
   const parts: Lifecycle[] = [
     lockPart,
+    ...(auth === undefined ? [] : [reloadOnSighup(auth, log)]),
     lifecycle(
       "journal",
       async () => {

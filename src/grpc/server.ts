@@ -68,7 +68,7 @@ export class GrpcServer {
       adminService(options.backups, options.logger, options.observe, () => this.ready, gate),
     );
     this.health.addToServer(this.server);
-    addReflection(this.server);
+    addReflection(this.server, gate);
   }
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */

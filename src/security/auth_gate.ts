@@ -1,0 +1,212 @@
+// The gate of a node with QM_AUTH_CONFIG: names the caller from its bearer
+// token (or, without one, its verified client certificate and principals
+// entry), then lets the call through only if one of the caller's roles grants
+// the method's permission (permissions.ts). A refused call never reaches its
+// handler, so nothing changes and nothing about the request is revealed.
+//
+// Decisions (SECURITY.md says them to operators):
+// - A token wins over a certificate: the certificate authenticated the
+//   connection, the token names who makes this call.
+// - Role names in a token that the config does not define are ignored: an
+//   identity provider serves many services and its tokens carry their roles too.
+//   They grant nothing here, and refusing the token would couple every role
+//   rename elsewhere to a restart here.
+// - Tenant: the token's `tenant` claim, else its principals entry's. A token
+//   whose claim contradicts its principals entry is refused (the entry's roles
+//   were granted for that tenant), and so is a caller with no tenant at all:
+//   falling back to the default tenant would hand it the data written before
+//   authentication was turned on.
+// - SIGHUP re-reads the file and the key set; a bad file is logged and the old
+//   config kept. Remembered tokens are forgotten on reload, so a removed key or
+//   role stops working at once.
+
+import type { Logger } from "pino";
+import type { Clock } from "../clock";
+import { QmError } from "../errors";
+import { type Lifecycle, lifecycle } from "../lifecycle";
+import { TENANT_LENGTH_MAX, TOKEN_ROLES_MAX } from "../limits";
+import { type AuthConfig, AuthConfigError, isValidSubject, isValidTenant, loadAuthConfig, type Principal, type RateLimit, rateLimitPolicy } from "./auth_config";
+import type { CallGate, GateCall } from "./call_gate";
+import { ANONYMOUS_CALLER, type Caller } from "./caller";
+import { certificateSubject } from "./peer_certificate";
+import { OPEN, type Permission, ruleFor } from "./permissions";
+import { bearerToken, TokenCache, TokenVerifier, unauthenticated } from "./tokens";
+
+/** A caller and what its roles grant, resolved once per token (or per principal) and reused per call. */
+interface Admitted {
+  readonly caller: Caller;
+  readonly permissions: ReadonlySet<Permission>;
+}
+
+/** Everything derived from one version of the config; swapped whole on reload. */
+interface State {
+  readonly config: AuthConfig;
+  readonly verifier: TokenVerifier | undefined;
+  readonly tokens: TokenCache<Admitted>;
+  /** Certificate callers by subject: every principal with a tenant. */
+  readonly certificates: ReadonlyMap<string, Admitted>;
+}
+
+export interface AuthGateOptions {
+  readonly config: AuthConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+export class AuthGate implements CallGate {
+  private state: State;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+
+  constructor(options: AuthGateOptions) {
+    this.clock = options.clock;
+    this.logger = options.logger;
+    this.state = this.build(options.config);
+  }
+
+  get config(): AuthConfig {
+    return this.state.config;
+  }
+
+  /** The rate limit engineer's policy, reading whichever config is current (it follows SIGHUP). */
+  rateLimitPolicy(): (caller: Caller) => RateLimit | undefined {
+    return (caller) => rateLimitPolicy(this.state.config)(caller);
+  }
+
+  admit(call: GateCall): Caller | Promise<Caller> {
+    const rule = ruleFor(call.path);
+    if (rule === OPEN) return ANONYMOUS_CALLER;
+    if (rule === undefined) {
+      // A registered method the table does not name (the unit test should have caught it): refused, never open.
+      this.logger.error({ path: call.path }, "method missing from the permission table: refused");
+      throw new QmError("PERMISSION_DENIED", `no permission is defined for ${call.path}`, { reason: "METHOD_NOT_IN_PERMISSION_TABLE" });
+    }
+    const state = this.state;
+    const values = call.metadata.get("authorization");
+    if (values.length === 0) {
+      const subject = certificateSubject(call.authContext());
+      if (subject !== undefined) return authorize(certificateCaller(state, subject), rule, call.path);
+    }
+    const token = bearerToken(values);
+    const cached = state.tokens.get(token);
+    if (cached !== undefined) return authorize(cached, rule, call.path);
+    return this.verify(state, token).then((admitted) => authorize(admitted, rule, call.path));
+  }
+
+  /**
+   * Re-reads QM_AUTH_CONFIG and its key set. On any error the running config
+   * stays and the error is logged; returns whether the new one took effect.
+   */
+  reload(): boolean {
+    const file = this.state.config.file;
+    let config: AuthConfig;
+    try {
+      config = loadAuthConfig(file);
+    } catch (error) {
+      const message = error instanceof AuthConfigError ? error.message : String(error);
+      this.logger.error({ file, error: message }, "QM_AUTH_CONFIG reload failed: keeping the previous config");
+      return false;
+    }
+    this.state = this.build(config);
+    this.logger.info(summary(config), "QM_AUTH_CONFIG reloaded");
+    return true;
+  }
+
+  private build(config: AuthConfig): State {
+    const certificates = new Map<string, Admitted>();
+    for (const principal of config.principals.values()) {
+      if (principal.tenant !== undefined) certificates.set(principal.subject, admitted(config, principal.subject, principal.tenant, principal.roles));
+    }
+    return {
+      config,
+      verifier: config.tokens === undefined ? undefined : new TokenVerifier(config.tokens, this.clock),
+      tokens: new TokenCache<Admitted>(this.clock),
+      certificates,
+    };
+  }
+
+  private async verify(state: State, token: string): Promise<Admitted> {
+    if (state.verifier === undefined) throw unauthenticated("TOKEN_INVALID", "this node accepts no bearer tokens");
+    const payload = await state.verifier.verify(token);
+    const sub = payload.sub ?? "";
+    if (!isValidSubject(sub)) throw unauthenticated("TOKEN_INVALID", "the token's sub claim is not a valid subject");
+    const principal = state.config.principals.get(sub);
+    const tenant = tokenTenant(payload["tenant"], principal);
+    const roles = tokenRoles(payload["roles"], state.config);
+    const result = admitted(state.config, sub, tenant, [...new Set([...roles, ...(principal?.roles ?? [])])]);
+    // exp is required by the verifier, so it is a number here.
+    state.tokens.set(token, payload.exp ?? 0, result);
+    return result;
+  }
+}
+
+/** Installs the SIGHUP handler for the node's lifetime: `kill -HUP <pid>` reloads the config and key set. */
+export function reloadOnSighup(gate: AuthGate, logger: Logger): Lifecycle {
+  const onHup = (): void => {
+    logger.info("SIGHUP: reloading QM_AUTH_CONFIG");
+    gate.reload();
+  };
+  return lifecycle(
+    "auth-reload",
+    async () => {
+      logger.info(summary(gate.config), "QM_AUTH_CONFIG loaded: every call but health needs a caller with the method's permission");
+      process.on("SIGHUP", onHup);
+    },
+    async () => {
+      process.off("SIGHUP", onHup);
+    },
+  );
+}
+
+/** What a start-up log line says of the config: counts, no keys. */
+export function summary(config: AuthConfig): Record<string, unknown> {
+  return {
+    file: config.file,
+    keys: config.tokens?.keys.map((k) => k.kid) ?? [],
+    roles: config.roles.size,
+    principals: config.principals.size,
+    defaultRateLimit: config.rateLimits.default ?? null,
+  };
+}
+
+function authorize(admitted: Admitted, permission: Permission, path: string): Caller {
+  if (admitted.permissions.has(permission)) return admitted.caller;
+  const method = path.slice(path.lastIndexOf(".") + 1);
+  throw new QmError("PERMISSION_DENIED", `${method} needs the permission ${permission}, which no role of this caller grants`, {
+    reason: "MISSING_PERMISSION",
+    permission,
+  });
+}
+
+function certificateCaller(state: State, subject: string): Admitted {
+  const known = state.certificates.get(subject);
+  if (known === undefined) throw unauthenticated("PRINCIPAL_UNKNOWN", "the client certificate's subject has no principals entry with a tenant");
+  return known;
+}
+
+function admitted(config: AuthConfig, subject: string, tenant: string, roles: readonly string[]): Admitted {
+  const permissions = new Set<Permission>();
+  for (const role of roles) for (const p of config.roles.get(role) ?? []) permissions.add(p);
+  return { caller: Object.freeze({ subject, tenant, roles: Object.freeze([...roles]), authenticated: true }), permissions };
+}
+
+function tokenTenant(claim: unknown, principal: Principal | undefined): string {
+  if (claim !== undefined && (typeof claim !== "string" || !isValidTenant(claim))) {
+    throw unauthenticated("TOKEN_INVALID", `the token's tenant claim is not 1-${TENANT_LENGTH_MAX} letters, digits, _ and -`);
+  }
+  if (claim !== undefined && principal?.tenant !== undefined && claim !== principal.tenant) {
+    throw unauthenticated("TOKEN_INVALID", "the token's tenant claim differs from its subject's principals entry");
+  }
+  const tenant = claim ?? principal?.tenant;
+  if (tenant === undefined) throw unauthenticated("TOKEN_INVALID", "the token has no tenant claim and its subject no principals entry with a tenant");
+  return tenant;
+}
+
+/** The token's role names that the config defines; others are ignored (see the header). */
+function tokenRoles(claim: unknown, config: AuthConfig): string[] {
+  if (claim === undefined) return [];
+  if (!Array.isArray(claim) || claim.length > TOKEN_ROLES_MAX || !claim.every((r) => typeof r === "string")) {
+    throw unauthenticated("TOKEN_INVALID", `the token's roles claim is not an array of at most ${TOKEN_ROLES_MAX} role names`);
+  }
+  return (claim as string[]).filter((role) => config.roles.has(role));
+}
