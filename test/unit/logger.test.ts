@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { Writable } from "node:stream";
+import { Metadata } from "@grpc/grpc-js";
 import { createLogger } from "../../src/observability/logger";
 
 function capture(): { lines: () => Record<string, unknown>[]; stream: Writable } {
@@ -36,5 +37,28 @@ describe("logger", () => {
     const [line] = out.lines();
     expect(line?.component).to.equal("etcd");
     expect(line?.options).to.deep.equal({ hosts: "127.0.0.1:2379", auth: { username: "qm", password: "[redacted]" }, token: "[redacted]" });
+  });
+});
+
+describe("logger and gRPC metadata", () => {
+  it("censors a bearer token in metadata logged as a field, nested in an object, or inside an error under any key", () => {
+    const out = capture();
+    const logger = createLogger("info", out.stream);
+    const metadata = new Metadata();
+    metadata.set("authorization", "Bearer eyJhbGciOi.secret-token.sig");
+    metadata.set("x-request-id", "r-1");
+    const error = Object.assign(new Error("refused"), { code: 16, metadata });
+    logger.info({ metadata }, "field");
+    logger.info({ call: { metadata } }, "nested");
+    logger.info({ err: error }, "err");
+    logger.info({ error }, "error");
+    logger.info({ headers: { authorization: "Bearer eyJhbGciOi.secret-token.sig" } }, "plain object");
+    const lines = out.lines();
+    expect(lines).to.have.length(5);
+    expect(JSON.stringify(lines)).not.to.contain("secret-token");
+    expect(lines[0]?.metadata).to.deep.equal({ authorization: "[redacted]", "x-request-id": ["r-1"] });
+    expect((lines[1]?.call as Record<string, unknown>).metadata).to.deep.equal({ authorization: "[redacted]", "x-request-id": ["r-1"] });
+    expect((lines[2]?.err as Record<string, unknown>).metadata).to.deep.equal({ authorization: "[redacted]", "x-request-id": ["r-1"] });
+    expect((lines[3]?.error as Record<string, unknown>).message).to.equal("refused");
   });
 });
