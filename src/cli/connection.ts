@@ -4,7 +4,17 @@
 // server that answered UNAVAILABLE itself with the same status code, and only
 // the channel's state tells them apart.
 
-import { Channel, type ChannelCredentials, type ClientOptions, connectivityState, credentials, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
+import {
+  Channel,
+  type ChannelCredentials,
+  type ClientOptions,
+  connectivityState,
+  credentials,
+  type Interceptor,
+  InterceptingCall,
+  type ServiceError,
+  status as GrpcStatus,
+} from "@grpc/grpc-js";
 import { ClusterServiceClient } from "../gen/quartermaster/v1/cluster";
 import type { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
 import { OrderServiceClient } from "../gen/quartermaster/v1/order";
@@ -20,7 +30,11 @@ export class Connection implements Clients {
   private readonly clients = new Map<ClientConstructor<unknown>, unknown>();
   private closed = false;
 
-  constructor(readonly addr: ServerAddress) {}
+  constructor(
+    readonly addr: ServerAddress,
+    /** Sent as `authorization: Bearer <token>` on every call of every client. */
+    private readonly token?: string,
+  ) {}
 
   /** A client of any generated service on the shared channel; the channel opens on first use, so offline commands never connect. */
   client<C>(ctor: ClientConstructor<C>): C {
@@ -30,7 +44,10 @@ export class Connection implements Clients {
     // Plaintext: the server listens without TLS on a private network or loopback.
     const creds = credentials.createInsecure();
     this.channel ??= new Channel(this.addr.target, creds, {});
-    const created = new ctor(this.addr.target, creds, { channelOverride: this.channel });
+    const created = new ctor(this.addr.target, creds, {
+      channelOverride: this.channel,
+      ...(this.token === undefined ? {} : { interceptors: [bearerInterceptor(this.token)] }),
+    });
     this.clients.set(ctor, created);
     return created;
   }
@@ -72,6 +89,21 @@ export class Connection implements Clients {
     this.closed = true;
     this.channel?.close();
   }
+}
+
+/**
+ * Adds the bearer token to each call's metadata. grpc-js refuses call
+ * credentials on a plaintext channel, and a server on loopback may well run
+ * QM_AUTH_CONFIG without TLS, so the header is set here instead.
+ */
+function bearerInterceptor(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 /** grpc-js's text for a failed connection, shortened to the cause a user can act on. */

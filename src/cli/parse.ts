@@ -22,6 +22,8 @@ export interface GlobalOptions {
   readonly addr: ServerAddress;
   readonly json: boolean;
   readonly timeoutMs: number;
+  /** Bearer token sent as `authorization` metadata with every call (--token, else QM_TOKEN). */
+  readonly token: string | undefined;
 }
 
 export type ParsedCommandLine =
@@ -33,6 +35,7 @@ export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   addr: { type: "string", value: "HOST:PORT", help: `server address (env QM_ADDR, else ${ADDR_DEFAULT}); also :PORT, PORT, [IPv6]:PORT, http://HOST:PORT` },
   json: { type: "boolean", help: "print the response (or the error, on stderr) as one JSON object with every field" },
   timeout: { type: "string", value: "MS", help: `deadline of the call in ms, or a duration like 30s (default ${TIMEOUT_MS_DEFAULT})` },
+  token: { type: "string", value: "JWT", help: "bearer token for a server with QM_AUTH_CONFIG (env QM_TOKEN, which keeps it out of ps and shell history)" },
   help: { type: "boolean", short: "h", help: "show help" },
   version: { type: "boolean", help: "print qmctl's version" },
 };
@@ -226,7 +229,17 @@ function globalOptions(flags: Flags, env: Readonly<Record<string, string | undef
     addr: parseServerAddress(text, source),
     json: flags.boolean("json"),
     timeoutMs: timeout === undefined ? TIMEOUT_MS_DEFAULT : parseTimeoutMs(timeout),
+    token: parseToken(flags.string("token") ?? nonEmpty(env["QM_TOKEN"]?.trim())),
   };
+}
+
+/** A JWT is three base64url parts; anything else (a pasted "Bearer ..." or a newline) would be refused by the server with a vaguer message. */
+function parseToken(token: string | undefined): string | undefined {
+  if (token === undefined) return undefined;
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
+    throw new UsageError("--token / QM_TOKEN: expected a JWT (header.payload.signature), without the \"Bearer \" prefix");
+  }
+  return token;
 }
 
 /** Finds the command the words name, or explains, with the closest names, why there is none. */

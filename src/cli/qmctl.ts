@@ -4,7 +4,7 @@
 
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import type { ServiceError } from "@grpc/grpc-js";
+import { type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
 import { type ServerAddress, settingName } from "./address";
 import { UsageError } from "./args";
 import { Connection, connectionFailureCause } from "./connection";
@@ -36,6 +36,8 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
   if (json) {
     return JSON.stringify({ error: { code, codeNumber: err.code, message: err.details, ...details } });
   }
+  const refusal = formatRefusal(err, details.errorInfo);
+  if (refusal !== undefined) return refusal;
   const out = [`error: ${code}: ${err.details}`];
   if (details.errorInfo !== undefined) {
     const { reason, domain, metadata } = details.errorInfo;
@@ -51,6 +53,24 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
     out.push(`  ${v.field}: ${v.description}`);
   }
   return out.join("\n");
+}
+
+/**
+ * Authentication and permission refusals in one line each, with the reason or
+ * the permission a script or an operator acts on ("log in again" is not "ask
+ * for a role").
+ */
+function formatRefusal(err: ServiceError, info: { reason: string; metadata: Record<string, string> } | undefined): string | undefined {
+  if (err.code === GrpcStatus.UNAUTHENTICATED) {
+    const reason = info?.reason ?? "UNAUTHENTICATED";
+    const hint = reason === "TOKEN_MISSING" ? " (pass --token or set QM_TOKEN)" : "";
+    return `error: UNAUTHENTICATED (${reason}): ${err.details}${hint}`;
+  }
+  if (err.code === GrpcStatus.PERMISSION_DENIED) {
+    const permission = info?.metadata["permission"];
+    return `error: PERMISSION_DENIED${permission === undefined ? "" : ` (needs ${permission})`}: ${err.details}`;
+  }
+  return undefined;
 }
 
 /**
@@ -106,7 +126,7 @@ export async function run(argv: readonly string[], env: Readonly<Record<string, 
   }
 
   const { global } = parsed;
-  const connection = new Connection(global.addr);
+  const connection = new Connection(global.addr, global.token);
   try {
     const output = await parsed.call.execute(connection, { deadlineMs: global.timeoutMs });
     io.stdout(global.json ? `${JSON.stringify(output.json)}\n` : `${output.text}\n`);

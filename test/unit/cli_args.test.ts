@@ -241,13 +241,21 @@ describe("qmctl argument parsing", () => {
     it("reads global flags before or after the command, then QM_ADDR, then the default", () => {
       const defaults = parseCall(["sku", "get", "A"]);
       expect(ADDR_DEFAULT).to.equal("127.0.0.1:50051");
-      expect(defaults.global).to.deep.equal({ addr: { target: "127.0.0.1:50051", source: "default" }, json: false, timeoutMs: TIMEOUT_MS_DEFAULT });
+      expect(defaults.global).to.deep.equal({ addr: { target: "127.0.0.1:50051", source: "default" }, json: false, timeoutMs: TIMEOUT_MS_DEFAULT, token: undefined });
       expect(parseCall(["sku", "get", "A"], { QM_ADDR: "qm:1" }).global.addr).to.deep.equal({ target: "qm:1", source: "QM_ADDR" });
       expect(parseCall(["sku", "get", "A"], { QM_ADDR: "" }).global.addr.source).to.equal("default");
       const before = parseCall(["--addr", "h:1", "--json", "--timeout", "2500", "sku", "get", "A"], { QM_ADDR: "qm:1" });
-      expect(before.global).to.deep.equal({ addr: { target: "h:1", source: "--addr" }, json: true, timeoutMs: 2500 });
+      expect(before.global).to.deep.equal({ addr: { target: "h:1", source: "--addr" }, json: true, timeoutMs: 2500, token: undefined });
       const after = parseCall(["sku", "get", "A", "--addr=h:2", "--timeout", "5s", "--json"]);
-      expect(after.global).to.deep.equal({ addr: { target: "h:2", source: "--addr" }, json: true, timeoutMs: 5000 });
+      expect(after.global).to.deep.equal({ addr: { target: "h:2", source: "--addr" }, json: true, timeoutMs: 5000, token: undefined });
+    });
+
+    it("takes the bearer token from --token, else QM_TOKEN, and refuses one that is not a JWT", () => {
+      const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+      expect(parseCall(["sku", "get", "A"], { QM_TOKEN: jwt }).global.token).to.equal(jwt);
+      expect(parseCall(["sku", "get", "A", "--token", jwt], { QM_TOKEN: "a.b.c" }).global.token).to.equal(jwt);
+      expect(parseCall(["sku", "get", "A"], { QM_TOKEN: "" }).global.token).to.equal(undefined);
+      expect(() => parseCommandLine(["sku", "get", "A", "--token", `Bearer ${jwt}`], NO_ENV)).to.throw(/--token \/ QM_TOKEN: expected a JWT/);
     });
 
     it("answers --help with the command's usage, and the general help with the exit codes", () => {
