@@ -10,7 +10,7 @@
 // recently used first). Only verified tokens are remembered: garbage cannot
 // push real callers out, it costs its sender a parse and a failed check.
 
-import { createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, type JSONWebKeySet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
 import { TOKEN_BYTES_MAX, TOKEN_CACHE_ENTRIES_MAX, TOKEN_CLOCK_SKEW_S } from "../limits";
@@ -60,6 +60,8 @@ export class TokenVerifier {
     let kid: unknown;
     try {
       kid = decodeProtectedHeader(token).kid;
+      // Only to tell a malformed token from a forged one: the payload is trusted after jwtVerify alone.
+      decodeJwt(token);
     } catch {
       throw unauthenticated("TOKEN_MALFORMED", "the token is not a JWT");
     }
