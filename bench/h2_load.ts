@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { NodeH2Session } from "./h2_node";
 import { RawH2Session } from "./h2_raw";
 import { LatencyHistogram, type LatencySummary } from "./histogram";
-import { type CallSink, LOOPBACK_HOST, type LoadSession, TRANSPORTS, type TransportName } from "./load_session";
+import { type CallSink, type ExtraHeader, LOOPBACK_HOST, type LoadSession, TRANSPORTS, type TransportName } from "./load_session";
 import { RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
 import {
   CONFIRM_PAYMENT_PATH,
@@ -103,6 +103,8 @@ export interface LoadOptions {
    * the pair and counts as its failure.
    */
   readonly followUp?: { readonly path: string; readonly frameFactory: FrameFactory };
+  /** Headers every call carries (e.g. authorization); HPACK-indexed, so sent in full once per session. */
+  readonly headers?: readonly ExtraHeader[];
 }
 
 export type StopReason = "duration" | "requests" | "fatal";
@@ -219,7 +221,9 @@ class LoadRun {
     for (const path of paths) {
       for (let i = 0; i < this.options.sessions; i++) {
         connecting.push(
-          this.options.transport === "raw" ? RawH2Session.connect(host, port, path, onFatal) : NodeH2Session.connect(host, port, path, onFatal),
+          this.options.transport === "raw"
+            ? RawH2Session.connect(host, port, path, onFatal, this.options.headers)
+            : NodeH2Session.connect(host, port, path, onFatal, this.options.headers),
         );
       }
     }

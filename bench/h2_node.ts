@@ -4,7 +4,7 @@
 // saturates its core first and is not the default.
 
 import * as http2 from "node:http2";
-import type { CallSink, LoadSession, SessionFatal } from "./load_session";
+import type { CallSink, ExtraHeader, LoadSession, SessionFatal } from "./load_session";
 
 const CONNECT_TIMEOUT_MS = 5_000;
 /** Per-stream window we grant the server; larger than any response, so responses never wait for WINDOW_UPDATE. */
@@ -62,14 +62,15 @@ export class NodeH2Session implements LoadSession {
   private constructor(
     private readonly session: http2.ClientHttp2Session,
     path: string,
+    extraHeaders: readonly ExtraHeader[],
   ) {
-    this.headers = { ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" };
+    this.headers = { ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...Object.fromEntries(extraHeaders) };
   }
 
-  static async connect(host: string, port: number, path: string, fatal: SessionFatal): Promise<NodeH2Session> {
+  static async connect(host: string, port: number, path: string, fatal: SessionFatal, extraHeaders: readonly ExtraHeader[] = []): Promise<NodeH2Session> {
     const authority = `http://${host}:${port}`;
     const session = http2.connect(authority, { settings: { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false } });
-    const wrapper = new NodeH2Session(session, path);
+    const wrapper = new NodeH2Session(session, path, extraHeaders);
     const die = (message: string): void => {
       if (wrapper.dead) return;
       wrapper.dead = true;

@@ -29,7 +29,7 @@ import {
   STATIC_NAME_PATH,
   encodeRequestHeaderBlocks,
 } from "./hpack";
-import type { CallSink, LoadSession, SessionFatal } from "./load_session";
+import type { CallSink, ExtraHeader, LoadSession, SessionFatal } from "./load_session";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const FRAME_HEADER_BYTES = 9;
@@ -139,6 +139,7 @@ export class RawH2Session implements LoadSession, HeaderSink {
     authority: string,
     path: string,
     private readonly fatal: SessionFatal,
+    extraHeaders: readonly ExtraHeader[],
   ) {
     this.requestHeaders = encodeRequestHeaderBlocks(
       [STATIC_INDEX_METHOD_POST, STATIC_INDEX_SCHEME_HTTP],
@@ -147,6 +148,7 @@ export class RawH2Session implements LoadSession, HeaderSink {
         { name: ":authority", value: authority, nameIndex: STATIC_NAME_AUTHORITY },
         { name: "content-type", value: "application/grpc", nameIndex: STATIC_NAME_CONTENT_TYPE },
         { name: "te", value: "trailers", nameIndex: 0 },
+        ...extraHeaders.map(([name, value]) => ({ name, value, nameIndex: 0 })),
       ],
     );
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -155,9 +157,9 @@ export class RawH2Session implements LoadSession, HeaderSink {
   }
 
   /** Connects, exchanges SETTINGS, and resolves once the server's SETTINGS have arrived. */
-  static async connect(host: string, port: number, path: string, fatal: SessionFatal): Promise<RawH2Session> {
+  static async connect(host: string, port: number, path: string, fatal: SessionFatal, extraHeaders: readonly ExtraHeader[] = []): Promise<RawH2Session> {
     const socket = net.connect({ host, port, noDelay: true });
-    const session = new RawH2Session(socket, `${host}:${port}`, path, fatal);
+    const session = new RawH2Session(socket, `${host}:${port}`, path, fatal, extraHeaders);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();

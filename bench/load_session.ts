@@ -23,6 +23,9 @@ export interface LoadSession {
 }
 
 /** Reported at most once per session, when it can no longer carry requests. */
+/** A request header every call of a session carries (name in lower case), e.g. an authorization token. */
+export type ExtraHeader = readonly [string, string];
+
 export type SessionFatal = (message: string) => void;
 
 export type TransportName = "raw" | "node-http2";

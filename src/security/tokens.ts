@@ -34,6 +34,9 @@ const BEARER = /^Bearer +([A-Za-z0-9_.-]+)$/i;
 
 /** The token of an `authorization` metadata value, or why there is none. */
 export function bearerToken(values: readonly (string | Buffer)[]): string {
+  // The common case without the regex: a client library's exact "Bearer " prefix; the token is checked by the cache or the verifier.
+  const only = values.length === 1 ? values[0] : undefined;
+  if (typeof only === "string" && only.startsWith("Bearer ") && only.length <= TOKEN_BYTES_MAX + 7 && only.indexOf(" ", 7) < 0) return only.slice(7);
   if (values.length === 0) throw unauthenticated("TOKEN_MISSING", "no credentials: send authorization: Bearer <token>");
   if (values.length > 1) throw unauthenticated("TOKEN_MALFORMED", "more than one authorization value");
   const value = values[0];
@@ -110,14 +113,28 @@ function verificationFailure(error: unknown): QmError {
 }
 
 interface CacheEntry<T> {
+  /** The whole token: the map is keyed by its last characters only, so a hit is confirmed by comparing this. */
+  readonly token: string;
   readonly value: T;
   /** Last millisecond (node clock) at which the token is still accepted: exp plus the skew. */
   readonly untilMs: number;
+  /** Used since eviction last passed it (the CLOCK algorithm's reference bit). */
+  recent: boolean;
 }
 
-/** What a verified token was resolved to, remembered until the token expires. Bounded; least recently used goes first. */
+/** Characters of a token's end that key the cache: signature bytes, random to anyone without the signing key. */
+const CACHE_KEY_CHARS = 32;
+
+/**
+ * What a verified token was resolved to, remembered until the token expires.
+ * Bounded, evicting with the CLOCK approximation of least recently used: a hit
+ * only sets a flag, since re-inserting into the map on every call cost more
+ * than the rest of the gate. The token arrives as a new string on every call,
+ * so its hash is computed every time: the key is its last CACHE_KEY_CHARS
+ * characters (signature), and a hit is confirmed against the whole token.
+ */
 export class TokenCache<T> {
-  // A Map iterates in insertion order; a hit is re-inserted, so the first key is the least recently used.
+  // Insertion order is the clock's order: eviction starts at the first key.
   private readonly entries = new Map<string, CacheEntry<T>>();
 
   constructor(
@@ -126,22 +143,23 @@ export class TokenCache<T> {
   ) {}
 
   get(token: string): T | undefined {
-    const entry = this.entries.get(token);
-    if (entry === undefined) return undefined;
-    this.entries.delete(token);
-    if (this.clock.nowMs() >= entry.untilMs) return undefined;
-    this.entries.set(token, entry);
+    const key = token.slice(-CACHE_KEY_CHARS);
+    const entry = this.entries.get(key);
+    if (entry === undefined || entry.token !== token) return undefined;
+    if (this.clock.nowMs() >= entry.untilMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    entry.recent = true;
     return entry.value;
   }
 
   /** `expSeconds`: the token's exp claim. */
   set(token: string, expSeconds: number, value: T): void {
-    this.entries.delete(token);
-    if (this.entries.size >= this.capacity) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done !== true) this.entries.delete(oldest.value);
-    }
-    this.entries.set(token, { value, untilMs: (expSeconds + TOKEN_CLOCK_SKEW_S) * 1000 });
+    const key = token.slice(-CACHE_KEY_CHARS);
+    this.entries.delete(key);
+    if (this.entries.size >= this.capacity) this.evictOne();
+    this.entries.set(key, { token, value, untilMs: (expSeconds + TOKEN_CLOCK_SKEW_S) * 1000, recent: false });
   }
 
   get size(): number {
@@ -150,5 +168,15 @@ export class TokenCache<T> {
 
   clear(): void {
     this.entries.clear();
+  }
+
+  /** The first entry not used since the clock hand last passed it; used ones get a second chance at the end. Ends within two passes. */
+  private evictOne(): void {
+    for (const [key, entry] of this.entries) {
+      this.entries.delete(key);
+      if (!entry.recent) return;
+      entry.recent = false;
+      this.entries.set(key, entry);
+    }
   }
 }
