@@ -256,6 +256,8 @@ export const TOKEN_CLOCK_SKEW_S = 30;
  * it the least recently used goes first. About 1 KiB each, so 10 MiB at most.
  */
 export const TOKEN_CACHE_ENTRIES_MAX = 10_000;
+/** Token verifications under way that later calls with the same token wait for instead of verifying again; about the calls one node has in flight. */
+export const TOKEN_VERIFICATIONS_SHARED_MAX = 10_000;
 /** An authorization value longer than this is refused unparsed: real JWTs are 0.5–2 KiB, and this bounds what a hostile caller makes us decode. */
 export const TOKEN_BYTES_MAX = 8 * 1024;
 /** Role names a token's `roles` claim may carry; more is a token meant for something else. */

@@ -24,7 +24,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
 import { type Lifecycle, lifecycle } from "../lifecycle";
-import { TENANT_LENGTH_MAX, TOKEN_ROLES_MAX } from "../limits";
+import { TENANT_LENGTH_MAX, TOKEN_ROLES_MAX, TOKEN_VERIFICATIONS_SHARED_MAX } from "../limits";
 import { type AuthConfig, AuthConfigError, isValidSubject, isValidTenant, loadAuthConfig, type Principal, type RateLimit, rateLimitPolicy } from "./auth_config";
 import type { CallGate, GateCall } from "./call_gate";
 import { ANONYMOUS_CALLER, type Caller } from "./caller";
@@ -43,6 +43,12 @@ interface State {
   readonly config: AuthConfig;
   readonly verifier: TokenVerifier | undefined;
   readonly tokens: TokenCache<Admitted>;
+  /**
+   * Verifications under way, by token: a client sends many calls at once with a
+   * token the node has not seen (at its start, after a reload), and one
+   * signature check serves them all. Entries leave when they settle.
+   */
+  readonly verifying: Map<string, Promise<Admitted>>;
   /** Certificate callers by subject: every principal with a tenant. */
   readonly certificates: ReadonlyMap<string, Admitted>;
 }
@@ -90,7 +96,22 @@ export class AuthGate implements CallGate {
     const token = bearerToken(values);
     const cached = state.tokens.get(token);
     if (cached !== undefined) return authorize(cached, rule, call.path);
-    return this.verify(state, token).then((admitted) => authorize(admitted, rule, call.path));
+    return this.verifyOnce(state, token).then((admitted) => authorize(admitted, rule, call.path));
+  }
+
+  private verifyOnce(state: State, token: string): Promise<Admitted> {
+    const pending = state.verifying.get(token);
+    if (pending !== undefined) return pending;
+    const verification = this.verify(state, token);
+    // Beyond the bound (a flood of distinct tokens) each call verifies its own: correct, only not shared.
+    if (state.verifying.size < TOKEN_VERIFICATIONS_SHARED_MAX) {
+      state.verifying.set(token, verification);
+      const done = (): void => {
+        state.verifying.delete(token);
+      };
+      void verification.then(done, done);
+    }
+    return verification;
   }
 
   /**
@@ -121,6 +142,7 @@ export class AuthGate implements CallGate {
       config,
       verifier: config.tokens === undefined ? undefined : new TokenVerifier(config.tokens, this.clock),
       tokens: new TokenCache<Admitted>(this.clock),
+      verifying: new Map(),
       certificates,
     };
   }

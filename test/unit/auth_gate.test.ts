@@ -11,7 +11,7 @@ import { loadAuthConfig } from "../../src/security/auth_config";
 import { AuthGate } from "../../src/security/auth_gate";
 import type { AuthContext, GateCall } from "../../src/security/call_gate";
 import type { Caller } from "../../src/security/caller";
-import { TokenCache } from "../../src/security/tokens";
+import { TokenCache, TokenVerifier } from "../../src/security/tokens";
 import { makeTempDir } from "../support/server_process";
 import { bearer, generateTestKey, jwksText, signToken, type TestKey, type TokenClaims, writeAuthFiles } from "../support/security";
 
@@ -142,6 +142,23 @@ describe("AuthGate", () => {
     expect((await refusal(gate, gateCall(RESERVE, bearer(jwt)))).code).to.equal("PERMISSION_DENIED");
     clock.advance((60 + TOKEN_CLOCK_SKEW_S) * 1000);
     expect((await refusal(gate, gateCall(GET_SKU, bearer(jwt)))).metadata["reason"]).to.equal("TOKEN_EXPIRED");
+  });
+
+  it("verifies a token once for many calls that arrive with it before the first check is done", async () => {
+    const jwt = await token(ec, { sub: "burst", tenant: "t", roles: ["reader"] });
+    const original = TokenVerifier.prototype.verify;
+    let verifications = 0;
+    TokenVerifier.prototype.verify = function (this: TokenVerifier, t: string) {
+      verifications++;
+      return original.call(this, t);
+    };
+    try {
+      const callers = await Promise.all(Array.from({ length: 20 }, () => gate.admit(gateCall(GET_SKU, bearer(jwt)))));
+      expect(callers.map((c) => c.subject)).to.deep.equal(Array(20).fill("burst"));
+      expect(verifications).to.equal(1);
+    } finally {
+      TokenVerifier.prototype.verify = original;
+    }
   });
 
   it("names a certificate caller by its principals entry, refuses an unknown one, and lets a token win over a certificate", async () => {
