@@ -165,6 +165,8 @@ export interface SpawnOptions {
   readonly script: string;
   readonly args: readonly string[];
   readonly cpu: number | null;
+  /** Flags for node itself, before the script (--cpu-prof, --heapsnapshot-signal...). */
+  readonly nodeArgs?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
   /** Collect stdout (up to stdoutBytesMax) for the caller instead of only keeping a tail. */
   readonly keepStdout?: boolean;
@@ -176,7 +178,7 @@ export const children = new Set<Child>();
 
 /** Starts `node script args`, under `taskset -c cpu` when cpu is set; taskset execs node, so the pid is node's. */
 export function spawnNode(options: SpawnOptions): Child {
-  const nodeArgs = [options.script, ...options.args];
+  const nodeArgs = [...(options.nodeArgs ?? []), options.script, ...options.args];
   const [command, args] =
     options.cpu === null
       ? [process.execPath, nodeArgs]
