@@ -18,6 +18,8 @@
 //   --sku-count N           SKUs seeded for the random run (default 100000)
 //   --idle-ms N             QM_ACTOR_IDLE_MS given to the server (default 5000)
 //   --keep-data             keep the server's data dir
+//   --tracing-rounds N      rounds of the tracing-cost step (default 2; 0 skips it)
+//   --tracing-requests N    hot reservations measured per server in that step (default 20000)
 //   --no-write              do not write bench/results/latest.json
 
 import { execFileSync } from "node:child_process";
@@ -55,6 +57,7 @@ import {
   temporaryDirs,
 } from "./processes";
 import { HOT_SKU_ID, seedCatalogue } from "./seed";
+import { compareVariants, type PassFigures, parseVariant, summaryTable as variantTable, type VariantSummary } from "./hot_cpu";
 import { SKU_COUNT_MAX } from "./reserve_frames";
 
 /** The service's memory budget for the random scenario's working set, after passivation. */
@@ -82,6 +85,20 @@ const HOT_RUN_REQUESTS_MAX = Math.floor(LIVE_RESERVATIONS_PER_SKU_MAX * 0.9);
 const GENERATOR_STDOUT_BYTES_MAX = 1024 * 1024;
 /** Fixed seed: the random scenario's SKU sequence is the same in every run. */
 const RANDOM_SEED = 20_240_601;
+/** Rounds of the tracing-cost step: each round runs off, 10% and 100% once, alternating. */
+const TRACING_ROUNDS_DEFAULT = 2;
+const TRACING_REQUESTS_DEFAULT = 20_000;
+const TRACING_WARMUP_REQUESTS = 3_000;
+/**
+ * The tracing-cost step's variants, as the issue names them: off, 10% of
+ * traces sampled, and every trace sampled and exported over OTLP/HTTP
+ * protobuf to a local receiver (otlp_sink.ts, on the generator's core).
+ */
+const TRACING_VARIANTS: readonly string[] = [
+  "off",
+  "sampled-10% OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.1",
+  "sampled-100% OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=always_on",
+];
 
 const METRIC_COMMITS = "qm_journal_commits_total";
 const METRIC_APPENDS = "qm_journal_appends_total";
@@ -101,6 +118,8 @@ interface Settings {
   readonly idleMs: number;
   readonly keepData: boolean;
   readonly write: boolean;
+  readonly tracingRounds: number;
+  readonly tracingRequests: number;
 }
 
 interface FsyncFigures {
@@ -132,6 +151,7 @@ class Report {
   readonly failures: string[] = [];
   seed: { skus: number; elapsedMs: number; callsPerSecond: number } | null = null;
   memory: MemoryReport | null = null;
+  tracing: { passes: PassFigures[]; summary: VariantSummary[] } | null = null;
   /** calls/s of each echo run (before the service, and after it). */
   readonly echoCallsPerSecond: number[] = [];
 
@@ -156,6 +176,8 @@ function parseSettings(argv: readonly string[]): Settings {
       "idle-ms": { type: "string", default: String(ACTOR_IDLE_MS_DEFAULT) },
       "keep-data": { type: "boolean", default: false },
       "no-write": { type: "boolean", default: false },
+      "tracing-rounds": { type: "string", default: String(TRACING_ROUNDS_DEFAULT) },
+      "tracing-requests": { type: "string", default: String(TRACING_REQUESTS_DEFAULT) },
     },
     strict: true,
   });
@@ -179,6 +201,8 @@ function parseSettings(argv: readonly string[]): Settings {
     idleMs: Number(values["idle-ms"]),
     keepData: values["keep-data"],
     write: !values["no-write"],
+    tracingRounds: Number(values["tracing-rounds"]),
+    tracingRequests: Number(values["tracing-requests"]),
   };
 }
 
@@ -468,6 +492,28 @@ async function serviceScenarios(report: Report, settings: Settings, pinning: Pin
 }
 
 /**
+ * What tracing costs on the hot SKU: fresh servers with tracing off, 10%
+ * sampled and 100% sampled (exported to a local receiver), in alternating
+ * rounds. The figure that matters is server CPU per reservation, which a busy
+ * machine disturbs less than calls/s; both are given as ratios to "off" of
+ * the same round.
+ */
+async function tracingCost(report: Report, settings: Settings, pinning: Pinning): Promise<void> {
+  if (settings.tracingRounds === 0) return;
+  log(`\n== tracing cost: hot SKU, ${settings.tracingRounds} alternating rounds of ${settings.tracingRequests} reservations per server (fresh server each)`);
+  const main = distPath("..", "src", "main.js");
+  const variants = TRACING_VARIANTS.map((spec) => parseVariant(spec, main));
+  const result = await compareVariants(
+    variants,
+    { rounds: settings.tracingRounds, warmup: TRACING_WARMUP_REQUESTS, requests: settings.tracingRequests, concurrency: settings.concurrency, sessions: settings.sessions },
+    pinning,
+  );
+  report.tracing = result;
+  for (const pass of result.passes) if (pass.errors > 0) report.failures.push(`tracing ${pass.variant} round ${pass.round}: ${pass.errors} errors`);
+  log(variantTable(result.summary));
+}
+
+/**
  * Actors in memory and V8 heap in use, when the service exports them: they
  * tell apart "actors were not passivated" from "the heap shrank but the
  * process kept its pages" when VmRSS stays high.
@@ -540,6 +586,7 @@ function writeResults(report: Report, settings: Settings, pinning: Pinning): str
     echoCallsPerSecond: report.echoCallsPerSecond,
     seed: report.seed,
     memory: report.memory,
+    tracing: report.tracing,
     warnings: report.warnings,
     failures: report.failures,
     scenarios: report.scenarios,
@@ -562,6 +609,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     await echoBaseline(report, "echo", settings, pinning);
     if (!settings.onlyEcho) {
       await serviceScenarios(report, settings, pinning);
+      if (!settings.standInEcho) await tracingCost(report, settings, pinning);
       await echoBaseline(report, "echo-after", settings, pinning);
     }
   } catch (error) {
@@ -582,6 +630,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     const drift = Math.abs(echoAfter - echoBefore) / echoMean;
     log(`echo drift between the first and last baseline: ${(drift * 100).toFixed(0)}% (the machine's noise during this run)`);
     if (drift > ECHO_DRIFT_WARN) report.warnings.push(`the echo baseline moved ${(drift * 100).toFixed(0)}% during the run: ratios are uncertain by about that much`);
+  }
+  if (report.tracing !== null) {
+    log(`tracing cost (medians; ratios to "off" of the same round; µs = server CPU per reservation, all threads):`);
+    log(variantTable(report.tracing.summary));
   }
   if (report.memory !== null) {
     log(`memory after passivation: VmRSS ${mib(report.memory.rssBytes)} / ${mib(report.memory.budgetBytes)} budget: ${report.memory.pass ? "PASS" : "FAIL"}`);

@@ -4,8 +4,11 @@
 // span of every append it carries, so a backend leads from an order's append
 // to the commit that made it durable and to its neighbours in the batch.
 
-import { context, type Link, SpanKind, type SpanContext, trace } from "@opentelemetry/api";
+import { context, type Link, SpanKind, type SpanContext, trace, TraceFlags } from "@opentelemetry/api";
 import { tracer, tracingOn } from "./tracing";
+
+/** Name of the group commit's span; the sampler samples it whenever it links a sampled append (tracing_sdk.ts). */
+export const COMMIT_SPAN_NAME = "journal.commit";
 
 /** The journal.append span an append is written under, to be linked from its commit; undefined when none. */
 export function appendSpanContext(): SpanContext | undefined {
@@ -21,7 +24,10 @@ interface CarriedAppend {
 
 /**
  * Records a finished group commit of `batch`, `seconds` long, when at least
- * one of its appends was traced. `bytesTotal`: the size written, when the
+ * one of its appends was sampled. Only sampled appends are linked: a link to
+ * a trace the backend never receives leads nowhere, and the commit is
+ * sampled exactly when it links one (whatever the ratio sampler would say of
+ * its own trace id), so a sampled append never misses its commit. `bytesTotal`: the size written, when the
  * journal merges the appends into one message rather than knowing each one's.
  */
 export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number, bytesTotal?: number): void {
@@ -30,11 +36,11 @@ export function traceCommit(engine: string, batch: readonly CarriedAppend[], app
   let bytes = 0;
   for (const pending of batch) {
     bytes += pending.bytes ?? 0;
-    if (pending.spanContext !== undefined) links.push({ context: pending.spanContext });
+    if (pending.spanContext !== undefined && (pending.spanContext.traceFlags & TraceFlags.SAMPLED) !== 0) links.push({ context: pending.spanContext });
   }
   if (links.length === 0) return;
   const endMs = performance.timeOrigin + performance.now();
-  const span = tracer().startSpan("journal.commit", {
+  const span = tracer().startSpan(COMMIT_SPAN_NAME, {
     kind: SpanKind.INTERNAL,
     root: true,
     links,

@@ -15,11 +15,15 @@ import {
   ConsoleSpanExporter,
   ParentBasedSampler,
   type Sampler,
+  SamplingDecision,
+  type SamplingResult,
   type SpanExporter,
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
+import { type Attributes, type Context, type Link, type SpanKind, TraceFlags } from "@opentelemetry/api";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import type { TracingConfig } from "../config";
+import { COMMIT_SPAN_NAME } from "./journal_tracing";
 
 /** Not yet in the stable semantic conventions package: the incubating name. */
 const ATTR_SERVICE_INSTANCE_ID = "service.instance.id";
@@ -35,7 +39,7 @@ export function startSdk(config: TracingConfig, nodeId: string, version: string)
     }),
     // Detectors would read OTEL_* themselves; config.ts is the one reader.
     autoDetectResources: false,
-    sampler: sampler(config),
+    sampler: new CommitFollowsAppends(sampler(config)),
     spanProcessors: [
       new BatchSpanProcessor(exporter(config), {
         scheduledDelayMillis: config.bspScheduleDelayMs,
@@ -51,6 +55,27 @@ export function startSdk(config: TracingConfig, nodeId: string, version: string)
   });
   sdk.start();
   return () => sdk.shutdown();
+}
+
+/**
+ * The configured sampler, except that a group commit's span is sampled when
+ * it links a sampled append. The commit is a root span of its own trace, so
+ * a ratio sampler alone would keep it at the ratio, independently of the
+ * appends it carries, and a sampled append would usually miss its commit.
+ */
+export class CommitFollowsAppends implements Sampler {
+  constructor(private readonly inner: Sampler) {}
+
+  shouldSample(context: Context, traceId: string, spanName: string, spanKind: SpanKind, attributes: Attributes, links: Link[]): SamplingResult {
+    if (spanName === COMMIT_SPAN_NAME) {
+      for (const link of links) if ((link.context.traceFlags & TraceFlags.SAMPLED) !== 0) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+    }
+    return this.inner.shouldSample(context, traceId, spanName, spanKind, attributes, links);
+  }
+
+  toString(): string {
+    return `CommitFollowsAppends{${this.inner.toString()}}`;
+  }
 }
 
 function sampler(config: TracingConfig): Sampler {
