@@ -2,21 +2,32 @@
 // reserve on one hot SKU through the actor system and the LMDB journal.
 // `node dist/bench/actor_path.js [seconds]` prints calls/s, CPU µs per call and
 // requests per commit. It isolates what Quartermaster adds to a gRPC echo.
+//
+// With the OTEL_* variables of the server (OTEL_TRACES_EXPORTER=otlp ...) it
+// starts tracing as main.ts does and wraps each call in the gRPC seam's
+// server span (tracedUnaryCall on a stand-in call): what tracing costs per
+// reservation in one process, export included, without the gRPC transport
+// (whose CPU drowns the difference in the noise of a shared machine).
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Metadata, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
 import pino from "pino";
 import { skuActorId, skuBehavior, type SkuMessage } from "../src/actors/inventory/sku_actor";
 import { ActorSystem } from "../src/actors/runtime/actor_system";
 import type { ActorBehavior } from "../src/actors/runtime/behavior";
 import { systemClock } from "../src/clock";
+import { loadConfig } from "../src/config";
 import { LmdbJournal } from "../src/journal/lmdb_journal";
+import { tracedUnaryCall, withTraceparent } from "../src/observability/grpc_tracing";
+import { startTracing } from "../src/observability/tracing";
 
 const CALLERS = 64;
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? "5");
+  const tracing = await startTracing(loadConfig().tracing, "actor-path", "bench");
   const dir = mkdtempSync(path.join(tmpdir(), "qm-actor-path-"));
   const journal = new LmdbJournal({ path: dir, auditRetention: { maxAgeMs: 1e12, maxPerActor: 1000 }, clock: systemClock });
   await journal.open();
@@ -36,9 +47,23 @@ async function main(): Promise<void> {
   let next = 0;
   let done = 0;
   let stop = false;
+  // The gRPC seam as the server runs it: a pass-through when tracing is off.
+  const handle = tracedUnaryCall<SkuMessage, unknown>((call, callback) => {
+    system.ask(hot, call.request, withTraceparent({})).then(
+      (value) => callback(null, value),
+      (error: unknown) => callback(error as Error),
+    );
+  });
+  const metadata = new Metadata();
+  const reserve = (request: SkuMessage): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const call = { request, metadata, getPath: () => "/quartermaster.v1.InventoryService/Reserve" } as unknown as ServerUnaryCall<SkuMessage, unknown>;
+      const callback: sendUnaryData<unknown> = (error) => (error === null ? resolve() : reject(error));
+      handle(call, callback);
+    });
   const caller = async (): Promise<void> => {
     while (!stop) {
-      await system.ask(hot, { op: "reserve", cmd: { id: `r${next++}`, quantity: 1, locationId: "", ttlMs: 3_600_000 } });
+      await reserve({ op: "reserve", cmd: { id: `r${next++}`, quantity: 1, locationId: "", ttlMs: 3_600_000 } });
       done++;
     }
   };
@@ -59,6 +84,7 @@ async function main(): Promise<void> {
   );
   await system.stop();
   await journal.close();
+  await tracing.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 
