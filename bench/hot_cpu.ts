@@ -80,6 +80,8 @@ export interface PassFigures {
   readonly callsPerSecond: number;
   /** Server CPU (all threads) per successful reservation, µs. */
   readonly cpuMicrosPerOp: number;
+  /** The server's main thread alone (gRPC, actors, planning the journal's writes) per reservation, µs; null when unreadable. */
+  readonly mainThreadMicrosPerOp: number | null;
   /** Share of one core the server used over the pass. */
   readonly serverCpuPercent: number;
   readonly p50Ms: number;
@@ -148,6 +150,18 @@ async function startSink(pinning: Pinning): Promise<{ child: Child; endpoint: st
   return { child, endpoint: `http://${LOOPBACK_HOST}:${port}` };
 }
 
+/** CPU time of a process's main thread (its task id is its pid), in ms; null when unreadable. */
+function mainThreadCpuMs(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime in clock ticks (USER_HZ, 100 on Linux), as in processes.ts.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return null;
+  }
+}
+
 async function heapUsed(metricsAddress: string): Promise<number | null> {
   const scrape = await scrapeMetrics(metricsAddress);
   if ("error" in scrape) return null;
@@ -195,8 +209,10 @@ async function onePass(variant: Variant, round: number, options: HotCpuOptions, 
     const warm = await hotPass(address, options.warmup, options, `${tag}-w`);
     if (warm.fatal !== null) throw new Error(`${variant.name} warmup: ${warm.fatal}`);
     const cpuBefore = readCpuTimeMs(server.pid);
+    const mainBefore = mainThreadCpuMs(server.pid);
     const result = await hotPass(address, options.requests, options, tag);
     const cpuAfter = readCpuTimeMs(server.pid);
+    const mainAfter = mainThreadCpuMs(server.pid);
     if (result.fatal !== null) throw new Error(`${variant.name}: ${result.fatal}`);
     if (cpuBefore === null || cpuAfter === null) throw new Error(`${variant.name}: server CPU unreadable (${server.describeExit()})`);
     const seconds = result.measuredMs / 1000;
@@ -210,6 +226,7 @@ async function onePass(variant: Variant, round: number, options: HotCpuOptions, 
       seconds,
       callsPerSecond: ok / seconds,
       cpuMicrosPerOp: ok === 0 ? Number.NaN : (cpuMs * 1000) / ok,
+      mainThreadMicrosPerOp: mainBefore === null || mainAfter === null || ok === 0 ? null : ((mainAfter - mainBefore) * 1000) / ok,
       serverCpuPercent: (cpuMs / (seconds * 1000)) * 100,
       p50Ms: result.latency.p50Ms,
       p99Ms: result.latency.p99Ms,
@@ -246,7 +263,7 @@ export async function compareVariants(
         passes.push(pass);
         log(
           `round ${round} ${variant.name.padEnd(12)} ${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  ` +
-            `${pass.cpuMicrosPerOp.toFixed(1).padStart(6)} µs CPU/op  server ${pass.serverCpuPercent.toFixed(0)}% of a core  ` +
+            `${pass.cpuMicrosPerOp.toFixed(1).padStart(6)} µs CPU/op (main thread ${pass.mainThreadMicrosPerOp?.toFixed(1) ?? "?"})  server ${pass.serverCpuPercent.toFixed(0)}% of a core  ` +
             `p99 ${pass.p99Ms.toFixed(1)} ms  heap ${pass.heapUsedBytes === null ? "?" : (pass.heapUsedBytes / 1048576).toFixed(0)} MiB  load ${pass.loadAverage.toFixed(1)}`,
         );
       }

@@ -10,18 +10,33 @@
 //
 // Group commit is ours, not lmdb-js's: appends wait in a bounded queue, and
 // one write at a time takes everything queued (up to JOURNAL_BATCH_APPENDS_MAX)
-// into ONE transaction, so N appends cost one fsync. The batch is taken from
-// the queue inside the transaction callback, so appends that arrive while the
-// write lock is being taken still join it. lmdb-js's own event-turn batching
-// is switched off: we never issue loose puts, and with it on lmdb-js leaves an
-// internal promise unhandled when a commit fails, which would crash the
-// process on the first disk error (seen with lmdb 3.5.6).
+// into ONE transaction, so N appends cost one fsync. This process is the only
+// writer, so the compare-and-set of every append (expected last seq, snapshot
+// and audit order) is decided on the main thread against the last committed
+// state plus the batch's own earlier appends; the batch's puts and deletes
+// then go to lmdb-js's write thread as one instruction-buffer batch
+// (root.batch), which commits and syncs without calling back into the main
+// thread. (Before, the batch ran in a transaction callback on the main thread,
+// so every commit cycle waited for the main thread to be free while holding
+// the write lock; measured on 64 actors: main-thread CPU per append -10%,
+// process CPU +5% as the B-tree work moved to the write thread.) As soon as a
+// write is durable the next batch is planned and handed over, before the
+// finished batch's appends are answered, so the next fsync runs while the
+// main thread sends replies. lmdb-js's own event-turn batching is switched
+// off: with it on lmdb-js leaves an internal promise unhandled when a commit
+// fails, which would crash the process on the first disk error (seen with
+// lmdb 3.5.6).
 //
-// Atomicity. The batch runs in a child transaction: if anything throws half
-// way, LMDB aborts the child, nothing of the batch is written, and every
-// append of the batch is rejected with UNAVAILABLE. A per-append failure that
-// we can decide before writing (FENCED, a stale snapshot, a repeated audit
-// seq) rejects only that append and writes none of it.
+// Atomicity. One batch is one LMDB transaction: if it fails (a full disk, an
+// I/O error, a damaged page met by a put), nothing of it is written, and
+// every append of the batch is rejected (UNAVAILABLE, DISK_FULL, or DATA_LOSS
+// for the appends that reach the damage, the others retried). Only one write
+// is in flight, and the next is planned after it finished, so an append
+// chained on a failed one fails its compare-and-set. A per-append failure
+// that we can decide before writing (FENCED, a stale snapshot, a repeated
+// audit seq, a damaged meta record) rejects only that append and plans none
+// of it. Nothing may throw between the first and last put of a batch (it
+// cannot be taken back): keys and values are all built and checked first.
 //
 // Key layout: named sub-databases (openDB), one per keyspace, all in one
 // environment so one transaction spans them. We chose them over one database
