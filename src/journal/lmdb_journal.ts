@@ -10,33 +10,18 @@
 //
 // Group commit is ours, not lmdb-js's: appends wait in a bounded queue, and
 // one write at a time takes everything queued (up to JOURNAL_BATCH_APPENDS_MAX)
-// into ONE transaction, so N appends cost one fsync. This process is the only
-// writer, so the compare-and-set of every append (expected last seq, snapshot
-// and audit order) is decided on the main thread against the last committed
-// state plus the batch's own earlier appends; the batch's puts and deletes
-// then go to lmdb-js's write thread as one instruction-buffer batch
-// (root.batch), which commits and syncs without calling back into the main
-// thread. (Before, the batch ran in a transaction callback on the main thread,
-// so every commit cycle waited for the main thread to be free while holding
-// the write lock; measured on 64 actors: main-thread CPU per append -10%,
-// process CPU +5% as the B-tree work moved to the write thread.) As soon as a
-// write is durable the next batch is planned and handed over, before the
-// finished batch's appends are answered, so the next fsync runs while the
-// main thread sends replies. lmdb-js's own event-turn batching is switched
-// off: with it on lmdb-js leaves an internal promise unhandled when a commit
-// fails, which would crash the process on the first disk error (seen with
-// lmdb 3.5.6).
+// into ONE transaction, so N appends cost one fsync. The batch is taken from
+// the queue inside the transaction callback, so appends that arrive while the
+// write lock is being taken still join it. lmdb-js's own event-turn batching
+// is switched off: we never issue loose puts, and with it on lmdb-js leaves an
+// internal promise unhandled when a commit fails, which would crash the
+// process on the first disk error (seen with lmdb 3.5.6).
 //
-// Atomicity. One batch is one LMDB transaction: if it fails (a full disk, an
-// I/O error, a damaged page met by a put), nothing of it is written, and
-// every append of the batch is rejected (UNAVAILABLE, DISK_FULL, or DATA_LOSS
-// for the appends that reach the damage, the others retried). Only one write
-// is in flight, and the next is planned after it finished, so an append
-// chained on a failed one fails its compare-and-set. A per-append failure
-// that we can decide before writing (FENCED, a stale snapshot, a repeated
-// audit seq, a damaged meta record) rejects only that append and plans none
-// of it. Nothing may throw between the first and last put of a batch (it
-// cannot be taken back): keys and values are all built and checked first.
+// Atomicity. The batch runs in a child transaction: if anything throws half
+// way, LMDB aborts the child, nothing of the batch is written, and every
+// append of the batch is rejected with UNAVAILABLE. A per-append failure that
+// we can decide before writing (FENCED, a stale snapshot, a repeated audit
+// seq) rejects only that append and writes none of it.
 //
 // Key layout: named sub-databases (openDB), one per keyspace, all in one
 // environment so one transaction spans them. We chose them over one database
@@ -203,30 +188,6 @@ interface PendingAppend {
   readonly spanContext: SpanContext | undefined;
   readonly resolve: () => void;
   readonly reject: (error: QmError) => void;
-}
-
-/** One put (value) or delete (value undefined) of a planned write. */
-interface PlannedWrite {
-  // The keyspaces differ in key type; the plan only hands each key back to the database it came with.
-  readonly db: Database<Buffer, ActorId | EventKey | WakeKey | AuditKey>;
-  readonly key: ActorId | EventKey | WakeKey | AuditKey;
-  readonly value: Buffer | undefined;
-}
-
-/** What one batch has decided so far about an actor. */
-interface PlannedActor {
-  /** The meta record as it stands after the batch's appends to this actor so far. */
-  meta: ActorMeta;
-  /** Audit records at or below this seq are already deleted by this batch. */
-  prunedThroughSeq: number;
-  /** Audit records this batch adds, oldest first, as pruning needs them. */
-  readonly auditAdded: { readonly seq: number; readonly atMs: number }[];
-}
-
-/** The writes of one batch, and what it decided per actor. Bounded by JOURNAL_BATCH_APPENDS_MAX appends. */
-class BatchPlan {
-  readonly writes: PlannedWrite[] = [];
-  readonly actors = new Map<ActorId, PlannedActor>();
 }
 
 export type EventKey = [ActorId, number];
@@ -580,28 +541,10 @@ export class LmdbJournal implements Journal {
     });
   }
 
-  /**
-   * Writes batches until the queue is empty, one write in flight at a time.
-   * Never rejects: every outcome goes to the appends.
-   *
-   * Pipelining: the first batch starts after the current event-loop turn, so
-   * every actor turn of that turn joins it. While a write commits and syncs
-   * on lmdb-js's write thread, new appends queue; as soon as it is durable
-   * the next batch is planned and handed to the write thread BEFORE the
-   * finished batch's appends are answered, so the next fsync runs while this
-   * thread sends the replies.
-   */
+  /** Writes batches until the queue is empty. Never rejects: every outcome goes to the appends. */
   private async writeLoop(): Promise<void> {
     try {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      let inFlight: Promise<() => void> | null = this.queue.length > 0 ? this.writeBatch() : null;
-      while (inFlight !== null) {
-        const settle = await inFlight;
-        // Planned after the previous write finished, failed ones included:
-        // an append chained on a failed one then fails its compare-and-set.
-        inFlight = this.queue.length > 0 ? this.writeBatch() : null;
-        settle();
-      }
+      while (this.queue.length > 0) await this.writeBatch();
     } catch (error) {
       // Only a broken invariant gets here (writeBatch answers every append it
       // took); fail what is queued rather than leave callers waiting forever.
@@ -611,57 +554,41 @@ export class LmdbJournal implements Journal {
     }
   }
 
-  /**
-   * Plans the queued appends (up to JOURNAL_BATCH_APPENDS_MAX) and starts
-   * their write. Resolves once the write is finished, with what answers the
-   * appends: a write that failed has already answered them (or put the
-   * healthy ones back at the front of the queue), a durable one is answered
-   * by calling the result.
-   */
-  private async writeBatch(): Promise<() => void> {
+  private async writeBatch(): Promise<void> {
     const root = this.root;
     assert(root !== undefined, "the journal is open while appends are queued");
-    const stores = this.openStores();
-    const batch = this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX);
+    // Filled inside the transaction callback; a holder object because the
+    // catch below must know whether the callback took a batch.
+    const taken: { batch?: PendingAppend[] } = {};
+    let outcomes: (QmError | null)[];
     const beganMs = this.clock.monotonicMs();
-    // Decided here, on the main thread, against the last committed state: this
-    // process is the only writer and only one write is in flight, so what the
-    // read transaction shows plus this batch's own earlier appends is exactly
-    // what the write will find.
-    const plan = new BatchPlan();
-    const outcomes = batch.map((pending) => this.planAppend(stores, pending, plan));
-    // Every append was rejected: nothing to write, no fsync.
-    if (plan.writes.length === 0) return () => this.settleBatch(batch, outcomes, 0);
     try {
-      await this.writeAll(root, plan.writes);
+      const stores = this.openStores();
+      outcomes = await root.childTransaction(() => {
+        const batch = this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX);
+        taken.batch = batch;
+        return batch.map((pending) => this.applyAppend(stores, pending));
+      });
     } catch (error) {
-      // The write transaction failed: nothing of it is on disk.
-      const cause = await commitCauseOf(error);
-      if (isLmdbCorruption(error) || isLmdbCorruption(cause)) this.isolateDamage(batch, cause ?? error);
-      else await this.failBatch(batch, error, cause);
-      return () => undefined;
-    }
-    const seconds = (this.clock.monotonicMs() - beganMs) / 1000;
-    return () => this.settleBatch(batch, outcomes, seconds);
-  }
-
-  /**
-   * One write transaction through lmdb-js's instruction buffer: the puts are
-   * queued for its write thread as one batch (never split across
-   * transactions), which commits and syncs them without calling back into
-   * this thread. The promise settles once the commit is flushed
-   * (overlappingSync off), or rejects if the transaction failed as a whole.
-   */
-  private writeAll(root: RootDatabase<Buffer, string>, writes: readonly PlannedWrite[]): Promise<boolean> {
-    // Nothing in here may throw after the first put: a batch cannot be taken
-    // back, and a half-queued one would be committed. Keys and values were
-    // all built and checked while planning.
-    return root.batch(() => {
-      for (const write of writes) {
-        if (write.value === undefined) void write.db.remove(write.key);
-        else void write.db.put(write.key, write.value);
+      // The transaction failed before or after our callback ran; either way
+      // nothing of this batch is on disk. If the callback never ran, the
+      // appends are still queued: fail the next batch's worth so the loop
+      // always makes progress instead of retrying a broken disk forever.
+      if (taken.batch !== undefined && isLmdbCorruption(error)) {
+        this.isolateDamage(taken.batch, error);
+        return;
       }
-    });
+      await this.failBatch(taken.batch ?? this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), error);
+      return;
+    }
+    const batch = taken.batch;
+    if (batch === undefined) {
+      // lmdb-js resolved without running the callback: the appends are still
+      // queued, but fail them rather than spin on empty transactions.
+      await this.failBatch(this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), new Error("transaction ended without running the batch"));
+      return;
+    }
+    this.settleBatch(batch, outcomes, (this.clock.monotonicMs() - beganMs) / 1000);
   }
 
   /**
@@ -722,12 +649,12 @@ export class LmdbJournal implements Journal {
     }
   }
 
-  private async failBatch(batch: readonly PendingAppend[], error: unknown, knownCause?: unknown): Promise<void> {
+  private async failBatch(batch: readonly PendingAppend[], error: unknown): Promise<void> {
     // lmdb-js rejects with "Commit failed (see commitError for details)" and
     // rejects error.commitError with the errno; that second promise must be
     // handled or the process dies of an unhandled rejection, and it is the
     // only place that says whether the disk is full.
-    const cause = knownCause ?? (await commitCauseOf(error));
+    const cause = await commitCauseOf(error);
     if (isDiskFull(cause) || isDiskFull(error) || (await this.diskHasNoRoom())) {
       this.diskFullWrites += batch.length;
       if (!this.diskFull) {
@@ -762,26 +689,22 @@ export class LmdbJournal implements Journal {
   }
 
   /**
-   * Decides one append against the committed state and the batch's earlier
-   * appends, and adds its writes to the plan. Returns null when the append
-   * will be written, or the error that rejects it alone (then nothing of it
-   * is planned).
+   * Runs inside the write transaction. Returns null when the append was
+   * written, or the error that rejects it alone (then nothing of it is
+   * written). Throws only for a failure of the transaction itself.
    */
-  private planAppend(stores: Stores, pending: PendingAppend, plan: BatchPlan): QmError | null {
+  private applyAppend(stores: Stores, pending: PendingAppend): QmError | null {
     const { actorId } = pending;
-    let actor = plan.actors.get(actorId);
-    if (actor === undefined) {
-      let meta: ActorMeta;
-      try {
-        meta = this.guardRead(actorId, () => decodeMeta(actorId, stores.meta.get(actorId)));
-      } catch (error) {
-        if (error instanceof QmError) return error;
-        throw error;
-      }
-      actor = { meta, prunedThroughSeq: 0, auditAdded: [] };
-      plan.actors.set(actorId, actor);
+    let meta: ActorMeta;
+    try {
+      // Reads inside the write transaction see this batch's earlier writes,
+      // so two appends of one actor in one batch chain.
+      meta = decodeMeta(actorId, stores.meta.get(actorId));
+    } catch (error) {
+      if (!(error instanceof QmError)) throw error; // an LMDB failure poisons the transaction: let it abort
+      if (isCorruptError(error)) this.noteDamage(actorId, error.message);
+      return error;
     }
-    const { meta } = actor;
     if (meta.lastSeq !== pending.expectedLastSeq) {
       return new QmError("FENCED", `append to ${actorId} expected last seq ${pending.expectedLastSeq}, journal has ${meta.lastSeq}`, {
         actorId,
@@ -796,110 +719,75 @@ export class LmdbJournal implements Journal {
     if (firstAudit !== undefined && firstAudit.seq <= meta.auditLastSeq) {
       return new QmError("INVALID_ARGUMENT", `audit seq ${firstAudit.seq} of ${actorId} is not after the stored ${meta.auditLastSeq}`);
     }
-    let auditDoomed: AuditKey[] = [];
-    let auditCount = meta.auditCount + pending.audit.length;
-    if (auditCount > 0) {
-      try {
-        auditDoomed = this.guardRead(actorId, () => this.auditToPrune(stores.audit, actorId, actor, pending.audit, auditCount));
-      } catch (error) {
-        if (error instanceof QmError) return error;
-        throw error;
-      }
-      auditCount -= auditDoomed.length;
-    }
 
-    const { writes } = plan;
     // Events the snapshot in this same append already covers are never written.
     const coveredSeq = pending.snapshot?.seq ?? 0;
     const lastSeq = pending.expectedLastSeq + pending.events.length;
     for (let i = 0; i < pending.events.length; i++) {
       const seq = pending.expectedLastSeq + 1 + i;
-      if (seq > coveredSeq) writes.push({ db: stores.events, key: [actorId, seq], value: pending.events[i]! });
+      if (seq > coveredSeq) stores.events.putSync([actorId, seq], pending.events[i]!);
     }
 
     let snapshotSeq = meta.snapshotSeq;
     if (pending.snapshot !== undefined) {
-      writes.push({ db: stores.snapshots, key: actorId, value: pending.snapshot.state });
+      stores.snapshots.putSync(actorId, pending.snapshot.state);
       // Compaction: events up to the previous snapshot are already gone, so
       // this deletes exactly the stored events the new snapshot covers, work
       // proportional to events written since the last snapshot.
       const deleteThrough = Math.min(pending.snapshot.seq, pending.expectedLastSeq);
-      for (let seq = meta.snapshotSeq + 1; seq <= deleteThrough; seq++) writes.push({ db: stores.events, key: [actorId, seq], value: undefined });
+      for (let seq = meta.snapshotSeq + 1; seq <= deleteThrough; seq++) stores.events.removeSync([actorId, seq]);
       snapshotSeq = pending.snapshot.seq;
     }
 
     let wakeAtMs = meta.wakeAtMs;
     if (pending.wakeAtMs !== undefined && pending.wakeAtMs !== meta.wakeAtMs) {
-      if (meta.wakeAtMs !== null) writes.push({ db: stores.wakeups, key: [meta.wakeAtMs, actorId], value: undefined });
-      if (pending.wakeAtMs !== null) writes.push({ db: stores.wakeups, key: [pending.wakeAtMs, actorId], value: wakeupValue(actorId, pending.wakeAtMs) });
+      if (meta.wakeAtMs !== null) stores.wakeups.removeSync([meta.wakeAtMs, actorId]);
+      if (pending.wakeAtMs !== null) stores.wakeups.putSync([pending.wakeAtMs, actorId], wakeupValue(actorId, pending.wakeAtMs));
       wakeAtMs = pending.wakeAtMs;
     }
 
+    let auditCount = meta.auditCount;
     let auditLastSeq = meta.auditLastSeq;
     for (const record of pending.audit) {
-      writes.push({ db: stores.audit, key: [actorId, record.seq], value: record.value });
+      stores.audit.putSync([actorId, record.seq], record.value);
+      auditCount++;
       auditLastSeq = record.seq;
     }
-    // After the puts: a record added and pruned in the same batch is put, then removed.
-    for (const key of auditDoomed) writes.push({ db: stores.audit, key, value: undefined });
+    if (auditCount > 0) {
+      auditCount -= this.pruneAudit(stores.audit, actorId, auditCount, AUDIT_PRUNE_PER_APPEND_MAX + pending.audit.length);
+    }
 
-    actor.meta = { lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq };
-    writes.push({ db: stores.meta, key: actorId, value: encodeMeta(actorId, actor.meta) });
+    stores.meta.putSync(actorId, encodeMeta(actorId, { lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq }));
     return null;
   }
 
   /**
-   * The actor's oldest audit records to drop while they are over maxPerActor
-   * or older than maxAgeMs, at most AUDIT_PRUNE_PER_APPEND_MAX plus the
-   * append's own. Age is judged in seq order and stops at the first record
-   * still young: the actor stamps atMs from its clock as seq grows, so the
-   * expired ones form the oldest prefix. The committed records come first,
-   * then those this batch adds (the read transaction cannot see them);
-   * `actor` remembers how far this batch has pruned already.
+   * Drops the actor's oldest audit records while they are over maxPerActor or
+   * older than maxAgeMs, at most budget of them. Returns how many it dropped.
+   * Age is judged in seq order and stops at the first record still young: the
+   * actor stamps atMs from its clock as seq grows, so the expired ones form
+   * the oldest prefix.
    */
-  private auditToPrune(audit: Database<Buffer, AuditKey>, actorId: ActorId, actor: PlannedActor, adding: readonly EncodedAudit[], count: number): AuditKey[] {
+  private pruneAudit(audit: Database<Buffer, AuditKey>, actorId: ActorId, count: number, budget: number): number {
     const cutoffMs = this.clock.nowMs() - this.retention.maxAgeMs;
-    const budget = AUDIT_PRUNE_PER_APPEND_MAX + adding.length;
     const doomed: AuditKey[] = [];
     let remaining = count;
-    const keep = (atMs: number): boolean => remaining <= this.retention.maxPerActor && atMs >= cutoffMs;
-    let young = false;
     for (const { key, value } of released(
       audit.getRange({
-        start: [actorId, actor.prunedThroughSeq],
-        exclusiveStart: true,
+        start: [actorId, 0],
         end: [actorId, Number.MAX_SAFE_INTEGER],
         inclusiveEnd: true,
         limit: budget,
       }),
     )) {
       // A damaged record's atMs may be garbage; pruning it early or late is harmless, reading it is checked.
-      if (value.length >= CHECKSUM_BYTES + AUDIT_HEADER_BYTES && keep(value.readDoubleBE(CHECKSUM_BYTES))) {
-        young = true;
-        break;
-      }
+      if (remaining <= this.retention.maxPerActor && value.length >= CHECKSUM_BYTES + AUDIT_HEADER_BYTES && value.readDoubleBE(CHECKSUM_BYTES) >= cutoffMs) break;
       doomed.push(key);
       remaining--;
     }
-    const added = actor.auditAdded;
-    for (const record of adding) added.push({ seq: record.seq, atMs: record.value.readDoubleBE(CHECKSUM_BYTES) });
-    if (!young && doomed.length < budget) {
-      // Past the committed records: this batch's own, oldest first.
-      while (added.length > 0 && doomed.length < budget) {
-        const oldest = added[0]!;
-        if (oldest.seq <= actor.prunedThroughSeq) {
-          added.shift();
-          continue;
-        }
-        if (keep(oldest.atMs)) break;
-        doomed.push([actorId, oldest.seq]);
-        remaining--;
-        added.shift();
-      }
-    }
-    const last = doomed[doomed.length - 1];
-    if (last !== undefined) actor.prunedThroughSeq = last[1];
-    return doomed;
+    // Deleting after the walk: the cursor must not see its own deletions.
+    for (const key of doomed) audit.removeSync(key);
+    return doomed.length;
   }
 
   private openStores(): Stores {

@@ -371,28 +371,24 @@ describe("LmdbJournal", function () {
       expect(await storedKeys(path, "events")).to.equal(50);
     });
 
-    it("writes nothing of a batch whose write transaction fails, answers all its appends, and commits the next batch", async () => {
+    it("writes nothing of a batch that fails half way: earlier appends of the batch are rolled back too", async () => {
       const journal = await openJournal(tempDir());
-      // Reach into the private root to make the batch's write fail as lmdb-js
-      // reports a failed transaction: "Commit failed", the errno behind
-      // error.commitError. (A real disk error mid-batch: the EFBIG test below.)
-      const root = (journal as unknown as { root: { batch(action: () => void): Promise<boolean> } }).root;
-      const batch = root.batch.bind(root);
-      root.batch = () => {
-        const error = Object.assign(new Error("Commit failed (see commitError for details)"), {
-          commitError: Promise.reject(new Error("injected write failure")),
-        });
-        return Promise.reject(error);
+      // Reach into the private keyspaces to make one put of the batch throw,
+      // as an LMDB error in the middle of the transaction would.
+      const events = (journal as unknown as { stores: { events: { putSync(key: [string, number], value: Buffer): void } } }).stores.events;
+      const putSync = events.putSync.bind(events);
+      events.putSync = (key, value) => {
+        if (key[0] === "sku/BAD") throw new Error("injected put failure");
+        putSync(key, value);
       };
       const first = journal.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["a1"], wakeAtMs: 1_000 });
       const bad = journal.append({ actorId: "sku/BAD", expectedLastSeq: 0, events: ["x"] });
       const errors = await Promise.all([rejectionOf(first), rejectionOf(bad)]);
       expect(errors.map((e) => e.code)).to.deep.equal(["UNAVAILABLE", "UNAVAILABLE"]);
-      expect(errors[0]?.message).to.include("injected write failure");
       expect(await journal.recover("sku/A")).to.deep.equal({ snapshot: undefined, events: [], lastSeq: 0, wakeAtMs: null });
       expect(await journal.dueWakeups(5_000, 10)).to.deep.equal([]);
       expect(journal.stats()).to.deep.equal({ commits: 0, appends: 0, events: 0 });
-      root.batch = batch;
+      events.putSync = putSync;
       await journal.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["a1"] });
       expect((await journal.recover("sku/A")).events).to.deep.equal(["a1"]);
     });
