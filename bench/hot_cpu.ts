@@ -183,7 +183,14 @@ async function hotPass(address: string, requests: number, options: HotCpuOptions
 }
 
 /** One server of one variant: start, seed, warm up, measure, stop. */
-async function onePass(variant: Variant, round: number, options: HotCpuOptions, pinning: Pinning, sinkEndpoint: string | null): Promise<PassFigures> {
+async function onePass(
+  variant: Variant,
+  index: number,
+  round: number,
+  options: HotCpuOptions,
+  pinning: Pinning,
+  sinkEndpoint: string | null,
+): Promise<PassFigures> {
   const port = await freeLoopbackPort();
   const metricsPort = await freeLoopbackPort();
   const address = `${LOOPBACK_HOST}:${port}`;
@@ -205,9 +212,11 @@ async function onePass(variant: Variant, round: number, options: HotCpuOptions, 
   try {
     await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
     await seedHotSku(address, HOT_SKU_UNITS);
-    const tag = `${variant.name}-${round}-${process.pid}`;
+    // Reservation ids take only [A-Za-z0-9._:-]; a variant's name may hold anything.
+    const tag = `v${index}-${round}-${process.pid}`;
     const warm = await hotPass(address, options.warmup, options, `${tag}-w`);
     if (warm.fatal !== null) throw new Error(`${variant.name} warmup: ${warm.fatal}`);
+    if (warm.errorTotal > 0) throw new Error(`${variant.name} warmup: ${warm.errorTotal} errors; first: ${warm.firstError ?? "?"}`);
     const cpuBefore = readCpuTimeMs(server.pid);
     const mainBefore = mainThreadCpuMs(server.pid);
     const result = await hotPass(address, options.requests, options, tag);
@@ -258,8 +267,8 @@ export async function compareVariants(
   const passes: PassFigures[] = [];
   try {
     for (let round = 1; round <= options.rounds; round++) {
-      for (const variant of variants) {
-        const pass = await onePass(variant, round, options, pinning, sink?.endpoint ?? null);
+      for (const [index, variant] of variants.entries()) {
+        const pass = await onePass(variant, index, round, options, pinning, sink?.endpoint ?? null);
         passes.push(pass);
         log(
           `round ${round} ${variant.name.padEnd(12)} ${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  ` +
