@@ -278,6 +278,11 @@ export async function compareVariants(
       }
     }
   } finally {
+    if (sink !== null) {
+      // The sink counts what it received every 10 s: proof that the spans were exported, not dropped.
+      const counts = sink.child.stdout.trim().split("\n").filter((line) => line.startsWith("otlp sink:"));
+      log(counts.length === 0 ? "otlp sink: no count printed yet" : (counts[counts.length - 1] ?? ""));
+    }
     await stopChild(sink?.child ?? null);
   }
   const first = variants[0]!.name;
