@@ -4,7 +4,7 @@
 // span of every append it carries, so a backend leads from an order's append
 // to the commit that made it durable and to its neighbours in the batch.
 
-import { context, type Link, SpanKind, type SpanContext, trace } from "@opentelemetry/api";
+import { context, type Link, SpanKind, type SpanContext, trace, TraceFlags } from "@opentelemetry/api";
 import { tracer, tracingOn } from "./tracing";
 
 /** The journal.append span an append is written under, to be linked from its commit; undefined when none. */
@@ -23,16 +23,18 @@ interface CarriedAppend {
  * Records a finished group commit of `batch`, `seconds` long, when at least
  * one of its appends was traced. `bytesTotal`: the size written, when the
  * journal merges the appends into one message rather than knowing each one's.
+ * Returns a sampled trace for the commit latency's exemplar: the commit span's
+ * own, or else (it is sampled on its own) that of the first sampled append.
  */
-export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number, bytesTotal?: number): void {
-  if (!tracingOn()) return;
+export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number, bytesTotal?: number): string | undefined {
+  if (!tracingOn()) return undefined;
   const links: Link[] = [];
   let bytes = 0;
   for (const pending of batch) {
     bytes += pending.bytes ?? 0;
     if (pending.spanContext !== undefined) links.push({ context: pending.spanContext });
   }
-  if (links.length === 0) return;
+  if (links.length === 0) return undefined;
   const endMs = performance.timeOrigin + performance.now();
   const span = tracer().startSpan("journal.commit", {
     kind: SpanKind.INTERNAL,
@@ -42,4 +44,7 @@ export function traceCommit(engine: string, batch: readonly CarriedAppend[], app
     attributes: { "journal.engine": engine, "journal.appends": batch.length, "journal.appends.applied": applied, "journal.bytes": bytesTotal ?? bytes },
   });
   span.end(endMs);
+  const own = span.spanContext();
+  if ((own.traceFlags & TraceFlags.SAMPLED) !== 0) return own.traceId;
+  return links.find((link) => (link.context.traceFlags & TraceFlags.SAMPLED) !== 0)?.context.traceId;
 }

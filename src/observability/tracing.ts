@@ -8,7 +8,7 @@
 // `tracingOn` stays false: every seam checks that one flag and does nothing
 // else, so a request pays one branch per seam.
 
-import { context, type Context, propagation, ROOT_CONTEXT, type Span, SpanStatusCode, trace, type Tracer } from "@opentelemetry/api";
+import { context, type Context, propagation, ROOT_CONTEXT, type Span, SpanStatusCode, trace, TraceFlags, type Tracer } from "@opentelemetry/api";
 import type { TracingConfig } from "../config";
 import { type ErrorCode, QmError } from "../errors";
 
@@ -65,6 +65,13 @@ export function activeTraceparent(): string | undefined {
   return span === undefined ? undefined : traceparentOf(span);
 }
 
+/** The trace id of the active span when it is sampled (exported), for a metric's exemplar; undefined otherwise. */
+export function sampledTraceId(): string | undefined {
+  if (!state.on) return undefined;
+  const sc = trace.getSpan(context.active())?.spanContext();
+  return sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? sc.traceId : undefined;
+}
+
 /** The context a W3C traceparent (and tracestate) continue; the root context for a missing or malformed one. */
 export function contextFromTraceparent(traceparent: string | undefined, tracestate?: string): Context {
   if (traceparent === undefined) return ROOT_CONTEXT;
@@ -92,6 +99,11 @@ const DOMAIN_OUTCOMES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 ]);
 
 export const DOMAIN_OUTCOME_EVENT = "qm.domain_outcome";
+
+/** True for a code that answers a request correctly (the domain said no), false for a failure. */
+export function isDomainOutcome(code: ErrorCode): boolean {
+  return DOMAIN_OUTCOMES.has(code);
+}
 
 /** Records a failed outcome on a span: an event for a domain outcome, ERROR status for a real failure. */
 export function recordOutcome(span: Span, code: ErrorCode, reason: string): void {
