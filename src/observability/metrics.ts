@@ -102,14 +102,30 @@ export class Metrics implements Lifecycle {
   private readonly fencingConflicts: Counter;
   private readonly edgeDrops: Counter<"reason">;
   private readonly kinds = new Map<string, KindCounts>();
-  private readonly mailboxWaits: ScrapeHistogram;
+  private readonly mailboxWaits = new ScrapeHistogram(
+    "qm_mailbox_wait_seconds",
+    "time a message waited in its actor's mailbox before its turn began",
+    "kind",
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  );
   private readonly reservations: Record<ReservationOutcome, number> = { reserved: 0, insufficient_stock: 0, rejected: 0, replayed: 0 };
   private readonly ownershipChanges: Counter<"change">;
   private readonly leaseRenewalSeconds: Histogram;
   private readonly leaseRenewalFailures: Counter;
   private readonly leasesLost: Counter;
-  private readonly natsAskSeconds: ScrapeHistogram;
-  private readonly natsAskSeries: Record<NatsAskOutcome, HistogramSeries>;
+  private readonly natsAskSeconds = new ScrapeHistogram(
+    "qm_nats_ask_duration_seconds",
+    "asks to another node over NATS, from request to reply, by outcome: ok, error, timeout, not_owner",
+    "outcome",
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10],
+  );
+  /** Made at once, so every outcome is served (at 0) before the first ask. */
+  private readonly natsAskSeries: Record<NatsAskOutcome, HistogramSeries> = {
+    ok: this.natsAskSeconds.seriesOf("ok"),
+    error: this.natsAskSeconds.seriesOf("error"),
+    timeout: this.natsAskSeconds.seriesOf("timeout"),
+    not_owner: this.natsAskSeconds.seriesOf("not_owner"),
+  };
   private natsAskTimeouts = 0;
   private server: http.Server | undefined;
   private bound = "";
@@ -198,16 +214,6 @@ export class Metrics implements Lifecycle {
       counterFrom("qm_journal_disk_full_appends_total", "appends refused because the disk was full", () => integrity().diskFullWrites);
     }
     counterFrom("qm_actor_faults_total", "requests failed by a fault in an actor (bugs)", sources.actorFaults);
-    const gaugeFrom = (name: string, help: string, read: () => number): void => {
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    };
     new Gauge({
       name: "qm_actors_active",
       help: "actors in memory",
@@ -224,80 +230,12 @@ export class Metrics implements Lifecycle {
         this.set(sources.ready?.() === true ? 1 : 0);
       },
     });
-    this.mailboxWaits = new ScrapeHistogram(
-      "qm_mailbox_wait_seconds",
-      "time a message waited in its actor's mailbox before its turn began",
-      "kind",
-      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    );
-    const kindCounter = (name: string, help: string, read: (counts: KindCounts) => number): void => {
-      const kinds = this.kinds;
-      new Counter({
-        name,
-        help,
-        labelNames: ["kind"],
-        registers,
-        collect() {
-          this.reset();
-          for (const [kind, counts] of kinds) this.labels(kind).inc(read(counts));
-        },
-      });
-    };
-    kindCounter("qm_actor_activations_total", "actors brought into memory (state recovered from the journal), by kind", (c) => c.activations);
-    kindCounter("qm_actor_passivations_total", "actors dropped from memory (idle, evicted, handed off or rebuilt), by kind", (c) => c.passivations);
-    kindCounter("qm_mailbox_rejections_total", "messages refused because the actor's mailbox was full (OVERLOADED), by kind", (c) => c.rejections);
-    const mailboxes = (): MailboxStats => sources.mailboxes?.() ?? { depthMax: 0, messages: 0 };
-    gaugeFrom("qm_mailbox_depth_max", "messages queued in the deepest single mailbox (compare with qm_mailbox_capacity)", () => mailboxes().depthMax);
-    gaugeFrom("qm_mailbox_capacity", "messages one mailbox holds before it refuses more (MAILBOX_DEPTH_MAX)", () => MAILBOX_DEPTH_MAX);
-    gaugeFrom("qm_mailbox_messages", "messages queued across every mailbox", () => mailboxes().messages);
-    const reservations = this.reservations;
-    new Counter({
-      name: "qm_reservations_total",
-      help: "reservation requests decided by SKU actors, by outcome: reserved, insufficient_stock, rejected (another refusal), replayed (an idempotent repeat)",
-      labelNames: ["outcome"],
-      registers,
-      collect() {
-        this.reset();
-        for (const outcome of RESERVATION_OUTCOMES) this.labels(outcome).inc(reservations[outcome]);
-      },
-    });
-    const partitions = (): PartitionCounts => sources.partitions?.() ?? { owned: 0, unowned: 0 };
-    gaugeFrom("qm_partitions_owned", "partitions this node owns and serves now", () => partitions().owned);
-    gaugeFrom("qm_partitions_unowned", "partitions this node sees without a serving owner (0 on the embedded node)", () => partitions().unowned);
-    this.ownershipChanges = new Counter({
-      name: "qm_partition_ownership_changes_total",
-      help: "partitions this node acquired, released (handed off) or lost (lease lapsed or key deleted)",
-      labelNames: ["change"],
-      registers,
-    });
-    for (const change of OWNERSHIP_CHANGES) this.ownershipChanges.labels(change).inc(0);
-    this.leaseRenewalSeconds = new Histogram({
-      name: "qm_lease_renewal_duration_seconds",
-      help: "time from sending an etcd lease keepalive to its answer",
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    });
-    this.leaseRenewalFailures = new Counter({ name: "qm_lease_renewal_failures_total", help: "etcd lease keepalives that failed", registers });
-    this.leasesLost = new Counter({ name: "qm_lease_lost_total", help: "times this node's etcd lease was lost (expired or revoked) and it stopped serving every partition", registers });
-    this.natsAskSeconds = new ScrapeHistogram(
-      "qm_nats_ask_duration_seconds",
-      "asks to another node over NATS, from request to reply, by outcome: ok, error, timeout, not_owner",
-      "outcome",
-      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10],
-    );
-    const series = (outcome: NatsAskOutcome): HistogramSeries => this.natsAskSeconds.seriesOf(outcome);
-    this.natsAskSeries = { ok: series("ok"), error: series("error"), timeout: series("timeout"), not_owner: series("not_owner") };
-    counterFrom("qm_nats_ask_timeouts_total", "asks to another node that got no reply within their deadline (outcome unknown)", () => this.natsAskTimeouts);
-    new Gauge({
-      name: "qm_breaker_state",
-      help: "circuit breaker of asks to each peer node: 0 closed, 1 half-open, 2 open",
-      labelNames: ["peer"],
-      registers,
-      collect() {
-        this.reset();
-        for (const [peer, state] of sources.breakers?.() ?? []) this.labels(peer).set(state);
-      },
-    });
+    registerActorMetrics(registers, sources, this.kinds, this.reservations);
+    const cluster = registerClusterMetrics(registers, sources, () => this.natsAskTimeouts);
+    this.ownershipChanges = cluster.ownershipChanges;
+    this.leaseRenewalSeconds = cluster.leaseRenewalSeconds;
+    this.leaseRenewalFailures = cluster.leaseRenewalFailures;
+    this.leasesLost = cluster.leasesLost;
     new Gauge({
       name: "qm_build_info",
       help: "always 1; the labels say which build runs",
@@ -431,4 +369,106 @@ export class Metrics implements Lifecycle {
     this.bound = "";
     if (server?.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+function gaugeFrom(registers: Registry[], name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers,
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** The runtime's counts per actor kind, the mailbox gauges and reservations by outcome: all read at scrape time. */
+function registerActorMetrics(
+  registers: Registry[],
+  sources: MetricsSources,
+  kinds: ReadonlyMap<string, KindCounts>,
+  reservations: Readonly<Record<ReservationOutcome, number>>,
+): void {
+  const kindCounter = (name: string, help: string, read: (counts: KindCounts) => number): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [kind, counts] of kinds) this.labels(kind).inc(read(counts));
+      },
+    });
+  };
+  kindCounter("qm_actor_activations_total", "actors brought into memory (state recovered from the journal), by kind", (c) => c.activations);
+  kindCounter("qm_actor_passivations_total", "actors dropped from memory (idle, evicted, handed off or rebuilt), by kind", (c) => c.passivations);
+  kindCounter("qm_mailbox_rejections_total", "messages refused because the actor's mailbox was full (OVERLOADED), by kind", (c) => c.rejections);
+  const mailboxes = (): MailboxStats => sources.mailboxes?.() ?? { depthMax: 0, messages: 0 };
+  gaugeFrom(registers, "qm_mailbox_depth_max", "messages queued in the deepest single mailbox (compare with qm_mailbox_capacity)", () => mailboxes().depthMax);
+  gaugeFrom(registers, "qm_mailbox_capacity", "messages one mailbox holds before it refuses more (MAILBOX_DEPTH_MAX)", () => MAILBOX_DEPTH_MAX);
+  gaugeFrom(registers, "qm_mailbox_messages", "messages queued across every mailbox", () => mailboxes().messages);
+  new Counter({
+    name: "qm_reservations_total",
+    help: "reservation requests decided by SKU actors, by outcome: reserved, insufficient_stock, rejected (another refusal), replayed (an idempotent repeat)",
+    labelNames: ["outcome"],
+    registers,
+    collect() {
+      this.reset();
+      for (const outcome of RESERVATION_OUTCOMES) this.labels(outcome).inc(reservations[outcome]);
+    },
+  });
+}
+
+interface ClusterMetrics {
+  readonly ownershipChanges: Counter<"change">;
+  readonly leaseRenewalSeconds: Histogram;
+  readonly leaseRenewalFailures: Counter;
+  readonly leasesLost: Counter;
+}
+
+/** Partitions, the etcd lease, NATS ask timeouts and breakers; served on the embedded node too (at their idle values). */
+function registerClusterMetrics(registers: Registry[], sources: MetricsSources, natsAskTimeouts: () => number): ClusterMetrics {
+  const partitions = (): PartitionCounts => sources.partitions?.() ?? { owned: 0, unowned: 0 };
+  gaugeFrom(registers, "qm_partitions_owned", "partitions this node owns and serves now", () => partitions().owned);
+  gaugeFrom(registers, "qm_partitions_unowned", "partitions this node sees without a serving owner (0 on the embedded node)", () => partitions().unowned);
+  const ownershipChanges = new Counter({
+    name: "qm_partition_ownership_changes_total",
+    help: "partitions this node acquired, released (handed off) or lost (lease lapsed or key deleted)",
+    labelNames: ["change"],
+    registers,
+  });
+  for (const change of OWNERSHIP_CHANGES) ownershipChanges.labels(change).inc(0);
+  const leaseRenewalSeconds = new Histogram({
+    name: "qm_lease_renewal_duration_seconds",
+    help: "time from sending an etcd lease keepalive to its answer",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const leaseRenewalFailures = new Counter({ name: "qm_lease_renewal_failures_total", help: "etcd lease keepalives that failed", registers });
+  const leasesLost = new Counter({
+    name: "qm_lease_lost_total",
+    help: "times this node's etcd lease was lost (expired or revoked) and it stopped serving every partition",
+    registers,
+  });
+  new Counter({
+    name: "qm_nats_ask_timeouts_total",
+    help: "asks to another node that got no reply within their deadline (outcome unknown)",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(natsAskTimeouts());
+    },
+  });
+  new Gauge({
+    name: "qm_breaker_state",
+    help: "circuit breaker of asks to each peer node: 0 closed, 1 half-open, 2 open",
+    labelNames: ["peer"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [peer, state] of sources.breakers?.() ?? []) this.labels(peer).set(state);
+    },
+  });
+  return { ownershipChanges, leaseRenewalSeconds, leaseRenewalFailures, leasesLost };
 }
