@@ -65,7 +65,11 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
       actorFaults: () => system.bugCount,
       mailboxes: () => system.mailboxStats(),
       partitions: () => cluster.partitionCounts(),
-      breakers: () => routed.breakerStates(),
+      // Members only: the breaker of a node that left stays as it was (open, say) until asked again, which never happens.
+      breakers: () => {
+        const members = new Set(cluster.members().map((m) => m.nodeId));
+        return routed.breakerStates().filter(([peer]) => members.has(peer));
+      },
       ready: () => ready,
       version: VERSION,
     },
