@@ -63,6 +63,13 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
       journalStats: () => journal.stats(),
       activeActors: () => system.activeCount,
       actorFaults: () => system.bugCount,
+      mailboxes: () => system.mailboxStats(),
+      partitions: () => cluster.partitionCounts(),
+      // Members only: the breaker of a node that left stays as it was (open, say) until asked again, which never happens.
+      breakers: () => {
+        const members = new Set(cluster.members().map((m) => m.nodeId));
+        return routed.breakerStates().filter(([peer]) => members.has(peer));
+      },
       ready: () => ready,
       version: VERSION,
     },
@@ -78,7 +85,16 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     clock,
     observer,
   });
-  const system: ActorSystem = nodeActorSystem({ config, journal, metrics, observer, logger, clock, ownership: { epochOf: (actorId) => cluster.epochOf(partitionOf(actorId, cluster.partitionCount)) } });
+  const system: ActorSystem = nodeActorSystem({
+    config,
+    journal,
+    metrics,
+    observer,
+    logger,
+    clock,
+    ownership: { epochOf: (actorId) => cluster.epochOf(partitionOf(actorId, cluster.partitionCount)) },
+    partitionOf: (actorId) => partitionOf(actorId, cluster.partitionCount),
+  });
   const cluster: EtcdCluster = new EtcdCluster({
     client: etcd,
     cluster: cc.name,
@@ -90,6 +106,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     partitions: cc.partitions,
     clock,
     logger: logger.child({ component: "cluster" }),
+    observer,
     beforeServe: (partition) => journal.claimPartition(partition),
     beforeRelease: async (partition) => {
       await system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === partition);
@@ -100,7 +117,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     // A lease lapse takes partitions without a handoff: drop their actors (their late writes fail the fence).
     if (change.kind === "lost") void system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === change.partition);
   });
-  const transport = new NatsTransport({ nc, cluster: cc.name, self: config.nodeId, placement: cluster, local: system, clock, logger: logger.child({ component: "transport" }) });
+  const transport = new NatsTransport({ nc, cluster: cc.name, self: config.nodeId, placement: cluster, local: system, clock, logger: logger.child({ component: "transport" }), observer });
   const link = new NatsLink(nc, logger.child({ component: "nats" }));
   link.onChange((connected) => (connected ? journal.natsReconnected() : journal.natsDisconnected()));
   // Refuse at once what could only wait for its deadline: no lease (etcd unreachable) or no NATS.

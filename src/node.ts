@@ -10,6 +10,7 @@ import type { ActorSystem } from "./actors/runtime/actor_system";
 import { DataDirBackup } from "./backup/data_dir_backup";
 import { type Clock, systemClock } from "./clock";
 import { SingleNodeCluster } from "./cluster/cluster_view";
+import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { Config } from "./config";
 import { QmError } from "./errors";
@@ -57,6 +58,9 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       journalIntegrity: () => journal.integrityStats(),
       activeActors: () => system.activeCount,
       actorFaults: () => system.bugCount,
+      mailboxes: () => system.mailboxStats(),
+      // The embedded node owns every partition, for ever.
+      partitions: () => ({ owned: cluster.partitionCount, unowned: 0 }),
       ready: () => ready,
       version: VERSION,
     },
@@ -78,7 +82,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     sourceNode: () => ({ nodeId: config.nodeId, hostname: hostname(), address: grpcAddress || config.listen, dataDir: lock?.dir ?? config.dataDir, pid: process.pid }),
     clock,
   });
-  const system: ActorSystem = nodeActorSystem({ config, journal, metrics, observer, logger, clock });
+  // Partitions mean nothing to one node, but Locate answers one (hash mod the default count): turn spans say the same.
+  const system: ActorSystem = nodeActorSystem({ config, journal, metrics, observer, logger, clock, partitionOf: (actorId) => partitionOf(actorId, cluster.partitionCount) });
   // Every ask, from a handler or from an actor, goes through placement; on
   // one node it always answers "here".
   const router = new PlacementRouter(cluster, system);

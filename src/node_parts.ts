@@ -26,6 +26,8 @@ export interface ActorSystemParts {
   readonly clock: Clock;
   /** Cluster mode: which actors this node owns now. */
   readonly ownership?: Ownership;
+  /** The partition of an actor id, as Locate answers it (turn spans carry it). */
+  readonly partitionOf: (actorId: string) => number;
 }
 
 /** The SKU and order actors over the journal, observed by the node's metrics and logs. */
@@ -42,6 +44,8 @@ export function nodeActorSystem(p: ActorSystemParts): ActorSystem {
     activeMax: p.config.activeActorsMax,
     timerTickMs: p.config.timerTickMs,
     onTurn: (kind, messages) => p.metrics.observeTurn(kind, messages),
+    observer: p.observer,
+    partitionOf: p.partitionOf,
     ...(p.ownership === undefined ? {} : { ownership: p.ownership }),
   });
 }

@@ -22,6 +22,7 @@
 // journal's per-append compare-and-set with the epoch closes the remaining
 // window for a process paused mid-write.
 
+import type { ClusterObserver } from "../observability/observer";
 import { annotateOwnership, ownershipEvent, traceOwnership } from "../observability/ownership_tracing";
 import type { Etcd3, Lease, Watcher } from "etcd3";
 import type { Logger } from "pino";
@@ -61,6 +62,8 @@ export interface EtcdClusterOptions {
   readonly partitions: number;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Told of partitions acquired, released and lost, and of lease renewals. */
+  readonly observer?: ClusterObserver;
   /**
    * Called after this node stopped serving a partition and before its key is
    * deleted: finish the partition's turns so the next owner reads everything.
@@ -192,6 +195,19 @@ export class EtcdCluster implements ClusterView {
     return this.lease !== undefined && this.options.clock.monotonicMs() < this.leaseValidUntilMs;
   }
 
+  /**
+   * Partitions this node serves, and those without a serving owner as routing
+   * sees them (no key, or a key of ours we do not serve): read at scrape time.
+   */
+  partitionCounts(): { owned: number; unowned: number } {
+    let unowned = 0;
+    for (let p = 0; p < this.partitionTotal; p++) {
+      const owner = this.owners[p]?.owner;
+      if (owner === undefined || (owner === this.self && !this.serving.has(p))) unowned++;
+    }
+    return { owned: this.serving.size, unowned };
+  }
+
   /** The epoch under which this node serves the partition, or undefined if it does not serve it. */
   epochOf(partition: number): number | undefined {
     return this.serving.get(partition);
@@ -271,13 +287,18 @@ export class EtcdCluster implements ClusterView {
     });
     lease.on("keepaliveSucceeded", () => {
       if (this.lease !== lease) return;
+      this.options.observer?.leaseRenewed((this.options.clock.monotonicMs() - firedAtMs) / 1000);
       const wasValid = this.options.clock.monotonicMs() < this.leaseValidUntilMs;
       this.leaseValidUntilMs = firedAtMs + this.options.leaseTtlS * 1000 - leaseSafetyMarginMs(this.options.leaseTtlS);
       // Back from a lapse: take the partitions up again (under new epochs).
       if (!wasValid) this.scheduleReconcile();
     });
+    lease.on("keepaliveFailed", () => {
+      if (this.lease === lease && !this.stopped) this.options.observer?.leaseRenewalFailed();
+    });
     lease.on("lost", (error) => {
       if (this.lease !== lease || this.stopped) return;
+      this.options.observer?.leaseLost();
       this.logger.error({ err: error }, "etcd lease lost: stopped serving every partition; re-registering");
       this.lease = undefined;
       this.dropAll("lease lost");
@@ -367,7 +388,7 @@ export class EtcdCluster implements ClusterView {
       this.owners[parsed.partition] = undefined;
       // Our key gone behind our back (an operator, or the lease): stop serving it.
       const epoch = this.serving.get(parsed.partition);
-      if (epoch !== undefined) this.lose(parsed.partition, epoch, "partition key deleted");
+      if (epoch !== undefined) this.lose(parsed.partition, epoch, "partition key deleted", "lost");
     }
   }
 
@@ -432,6 +453,7 @@ export class EtcdCluster implements ClusterView {
     await this.options.beforeServe?.(partition, epoch);
     if (this.stopped || this.lease !== lease) return;
     this.serving.set(partition, epoch);
+    this.options.observer?.partitionChange("acquired");
     this.logger.info({ partition, epoch }, "partition claimed");
     this.emit({ kind: "gained", partition, epoch });
   }
@@ -443,7 +465,7 @@ export class EtcdCluster implements ClusterView {
   private async releaseKey(partition: number): Promise<void> {
     const epoch = this.serving.get(partition);
     if (epoch === undefined) return;
-    this.lose(partition, epoch, "handoff");
+    this.lose(partition, epoch, "handoff", "released");
     await this.options.beforeRelease?.(partition);
     // Delete only our own key: if it is already gone (lease) or re-created by another node, leave it.
     const key = this.keys.partition(partition);
@@ -462,15 +484,18 @@ export class EtcdCluster implements ClusterView {
     await this.client.if(key, "Create", "==", epoch).then(this.client.delete().key(key)).commit();
   }
 
-  private lose(partition: number, epoch: number, why: string): void {
+  /** `change`: released when this node handed the partition off (or stops), lost when it was taken from it. */
+  private lose(partition: number, epoch: number, why: string, change: "released" | "lost"): void {
     if (!this.serving.delete(partition)) return;
+    this.options.observer?.partitionChange(change);
     this.logger.info({ partition, epoch, why }, "partition no longer served here");
     this.emit({ kind: "lost", partition, epoch });
   }
 
   private dropAll(why: string): void {
     if (this.serving.size > 0) ownershipEvent("etcd.lease.lost", this.self, { "qm.reason": why, "qm.partitions": this.serving.size });
-    for (const [partition, epoch] of [...this.serving]) this.lose(partition, epoch, why);
+    const change = why === "stopping" ? "released" : "lost";
+    for (const [partition, epoch] of [...this.serving]) this.lose(partition, epoch, why, change);
   }
 
   private checkLease(): void {

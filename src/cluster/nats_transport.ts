@@ -12,7 +12,9 @@
 // caller gets DEADLINE_EXCEEDED, and every command is idempotent by its id, so
 // a retry with the same id never takes stock twice.
 
+import type { NatsAskOutcome, TransportObserver } from "../observability/observer";
 import { traceRemoteAsk } from "../observability/remote_tracing";
+import { isDomainOutcome } from "../observability/tracing";
 import { pack, unpack } from "msgpackr";
 import { type Msg, type NatsConnection, type Subscription, ErrorCode as NatsErrorCode, NatsError } from "nats";
 import type { Logger } from "pino";
@@ -50,6 +52,8 @@ export interface NatsTransportOptions {
   readonly local: ActorRouter;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Told of every ask sent: its outcome and how long the reply took. */
+  readonly observer?: TransportObserver;
 }
 
 export class NatsTransport implements Transport {
@@ -88,15 +92,26 @@ export class NatsTransport implements Transport {
     if (timeoutMs <= 0) throw new QmError("DEADLINE_EXCEEDED", `deadline passed before asking ${actorId} on node ${node}`);
     const envelope: AskEnvelope = { v: ENVELOPE_VERSION, actorId, message, deadlineMs, ...(options?.traceparent ? { traceparent: options.traceparent } : {}) };
     const body = encode(envelope, `ask to ${actorId}`);
+    const sentMs = performance.now();
     let reply: Msg;
     try {
       reply = await this.options.nc.request(askSubject(this.options.cluster, node), body, { timeout: timeoutMs });
     } catch (error) {
-      throw transportError(error, node, actorId);
+      const failure = transportError(error, node, actorId);
+      this.options.observer?.natsAsk(askOutcome(failure), (performance.now() - sentMs) / 1000);
+      throw failure;
     }
-    const decoded = decodeReply(reply.data);
-    if ("error" in decoded) throw QmError.fromJSON(decoded.error);
-    return decoded.ok as R;
+    let decoded: ReplyEnvelope;
+    try {
+      decoded = decodeReply(reply.data);
+    } catch (error) {
+      this.options.observer?.natsAsk("error", (performance.now() - sentMs) / 1000);
+      throw error;
+    }
+    const failure = "error" in decoded ? QmError.fromJSON(decoded.error) : undefined;
+    this.options.observer?.natsAsk(failure === undefined ? "ok" : askOutcome(failure), (performance.now() - sentMs) / 1000);
+    if (failure !== undefined) throw failure;
+    return (decoded as { readonly ok: unknown }).ok as R;
   }
 
   private serve(msg: Msg): void {
@@ -196,6 +211,17 @@ function unpackRecord(data: Uint8Array): Record<string, unknown> {
 
 function asQmError(error: unknown): QmError {
   return error instanceof QmError ? error : new QmError("INTERNAL", "internal error");
+}
+
+/**
+ * A reply that is a domain outcome (no stock, not found) is an ask that
+ * worked; NOT_OWNER (the owner moved, or nobody listens for that node) is
+ * re-routed; DEADLINE_EXCEEDED had no answer in time; anything else failed.
+ */
+function askOutcome(failure: QmError): NatsAskOutcome {
+  if (failure.code === "NOT_OWNER") return "not_owner";
+  if (failure.code === "DEADLINE_EXCEEDED") return "timeout";
+  return isDomainOutcome(failure.code) ? "ok" : "error";
 }
 
 function transportError(error: unknown, node: NodeId, actorId: string): QmError {

@@ -20,6 +20,7 @@
 import {
   BrokenCircuitError,
   circuitBreaker,
+  CircuitState,
   ConsecutiveBreaker,
   ExponentialBackoff,
   handleWhen,
@@ -105,6 +106,13 @@ export class PlacementRouter implements ActorRouter {
       });
   }
 
+  /** Each remote node's breaker as a number for the qm_breaker_state gauge: 0 closed, 1 half-open, 2 open. */
+  breakerStates(): [NodeId, number][] {
+    const out: [NodeId, number][] = [];
+    for (const [node, breaker] of this.breakers) out.push([node, breakerLevel(breaker.state)]);
+    return out;
+  }
+
   private breakerOf(node: NodeId): CircuitBreakerPolicy {
     let breaker = this.breakers.get(node);
     if (breaker === undefined) {
@@ -116,5 +124,17 @@ export class PlacementRouter implements ActorRouter {
       this.breakers.set(node, breaker);
     }
     return breaker;
+  }
+}
+
+function breakerLevel(state: CircuitState): number {
+  switch (state) {
+    case CircuitState.Closed:
+      return 0;
+    case CircuitState.HalfOpen:
+      return 1;
+    case CircuitState.Open:
+    case CircuitState.Isolated:
+      return 2;
   }
 }

@@ -349,7 +349,9 @@ export class JetStreamJournal implements Journal {
       this.commits++;
       this.appends += batch.length;
       this.eventsWritten += merged.message.events.length;
-      traceCommit("jetstream", batch, batch.length, (performance.now() - beganMs) / 1000, body.length);
+      const seconds = (performance.now() - beganMs) / 1000;
+      // Like the LMDB journal's, so commit latency and its alert cover cluster nodes too.
+      this.options.observer?.journalCommit(seconds, batch.length, traceCommit("jetstream", batch, batch.length, seconds, body.length));
       for (const p of batch) p.resolve();
     } catch (error) {
       const failure = error instanceof QmError ? error : unavailable(`journal write of ${actorId} failed`, error);

@@ -636,12 +636,12 @@ export class LmdbJournal implements Journal {
         pending.reject(outcome ?? new QmError("INTERNAL", "append outcome missing"));
       }
     }
+    const traceId = traceCommit("lmdb", batch, applied, seconds);
     // A batch of rejected appends writes nothing, so it is no durable write.
     if (applied > 0) {
       this.commits++;
-      this.observer?.journalCommit(seconds, applied);
+      this.observer?.journalCommit(seconds, applied, traceId);
     }
-    traceCommit("lmdb", batch, applied, seconds);
     this.appends += batch.length;
     if (this.diskFull) {
       this.diskFull = false;

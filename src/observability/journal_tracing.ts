@@ -29,16 +29,18 @@ interface CarriedAppend {
  * sampled exactly when it links one (whatever the ratio sampler would say of
  * its own trace id), so a sampled append never misses its commit. `bytesTotal`: the size written, when the
  * journal merges the appends into one message rather than knowing each one's.
+ * Returns a sampled trace for the commit latency's exemplar: the commit span's
+ * own, or else (it is sampled on its own) that of the first sampled append.
  */
-export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number, bytesTotal?: number): void {
-  if (!tracingOn()) return;
+export function traceCommit(engine: string, batch: readonly CarriedAppend[], applied: number, seconds: number, bytesTotal?: number): string | undefined {
+  if (!tracingOn()) return undefined;
   const links: Link[] = [];
   let bytes = 0;
   for (const pending of batch) {
     bytes += pending.bytes ?? 0;
     if (pending.spanContext !== undefined && (pending.spanContext.traceFlags & TraceFlags.SAMPLED) !== 0) links.push({ context: pending.spanContext });
   }
-  if (links.length === 0) return;
+  if (links.length === 0) return undefined;
   const endMs = performance.timeOrigin + performance.now();
   const span = tracer().startSpan(COMMIT_SPAN_NAME, {
     kind: SpanKind.INTERNAL,
@@ -48,4 +50,7 @@ export function traceCommit(engine: string, batch: readonly CarriedAppend[], app
     attributes: { "journal.engine": engine, "journal.appends": batch.length, "journal.appends.applied": applied, "journal.bytes": bytesTotal ?? bytes },
   });
   span.end(endMs);
+  const own = span.spanContext();
+  if ((own.traceFlags & TraceFlags.SAMPLED) !== 0) return own.traceId;
+  return links.find((link) => (link.context.traceFlags & TraceFlags.SAMPLED) !== 0)?.context.traceId;
 }

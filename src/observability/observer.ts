@@ -4,7 +4,10 @@
 // and logs it at its level; tests and tools use `quietObserver`.
 
 import type { Logger } from "pino";
-import type { Metrics } from "./metrics";
+import type { ActorKindObserver, RuntimeObserver } from "../actors/runtime/actor_system";
+import type { Metrics, NatsAskOutcome, OwnershipChange, ReservationOutcome } from "./metrics";
+
+export type { NatsAskOutcome, OwnershipChange, ReservationOutcome };
 
 /** The order saga's steps report each attempt (outcome e.g. completed, failed, retrying, parked). */
 export interface SagaObserver {
@@ -19,13 +22,32 @@ export interface ExpiryObserver {
 
 /** The journal's durable writes and the appends it refused. */
 export interface JournalObserver {
-  /** One durable write (one fsync) carrying `appends` actor appends took `seconds`. */
-  journalCommit(seconds: number, appends: number): void;
+  /** One durable write (one fsync) carrying `appends` actor appends took `seconds`; `traceId` a sampled trace it carried. */
+  journalCommit(seconds: number, appends: number, traceId?: string): void;
   /** An append lost its compare-and-set: another writer got there first, or a stale activation wrote. */
   fencingConflict(actorId: string, detail: string): void;
 }
 
-export type ActorObserver = SagaObserver & ExpiryObserver & JournalObserver;
+/** The SKU actor decided a reservation request (Reserve, a batch item, an order's saga). */
+export interface ReservationObserver {
+  reservation(outcome: ReservationOutcome): void;
+}
+
+/** Partition ownership and the etcd lease (EtcdCluster). */
+export interface ClusterObserver {
+  partitionChange(change: OwnershipChange): void;
+  /** A lease keepalive was answered `seconds` after it was sent. */
+  leaseRenewed(seconds: number): void;
+  leaseRenewalFailed(): void;
+  leaseLost(): void;
+}
+
+/** Asks sent to other nodes over NATS (NatsTransport). */
+export interface TransportObserver {
+  natsAsk(outcome: NatsAskOutcome, seconds: number): void;
+}
+
+export type ActorObserver = SagaObserver & ExpiryObserver & JournalObserver & ReservationObserver;
 
 export const quietObserver: ActorObserver = {
   sagaStep: () => undefined,
@@ -33,9 +55,10 @@ export const quietObserver: ActorObserver = {
   orderExpired: () => undefined,
   journalCommit: () => undefined,
   fencingConflict: () => undefined,
+  reservation: () => undefined,
 };
 
-export class NodeObserver implements ActorObserver {
+export class NodeObserver implements ActorObserver, RuntimeObserver, ClusterObserver, TransportObserver {
   private readonly timers: Logger;
   private readonly journal: Logger;
 
@@ -61,8 +84,36 @@ export class NodeObserver implements ActorObserver {
     this.timers.debug({ orderId }, "payment deadline passed: order expires");
   }
 
-  journalCommit(seconds: number, appends: number): void {
-    this.metrics.journalCommit(seconds, appends);
+  journalCommit(seconds: number, appends: number, traceId?: string): void {
+    this.metrics.journalCommit(seconds, appends, traceId);
+  }
+
+  actorKind(kind: string): ActorKindObserver {
+    return this.metrics.actorKind(kind);
+  }
+
+  reservation(outcome: ReservationOutcome): void {
+    this.metrics.reservation(outcome);
+  }
+
+  partitionChange(change: OwnershipChange): void {
+    this.metrics.partitionChange(change);
+  }
+
+  leaseRenewed(seconds: number): void {
+    this.metrics.leaseRenewed(seconds);
+  }
+
+  leaseRenewalFailed(): void {
+    this.metrics.leaseRenewalFailed();
+  }
+
+  leaseLost(): void {
+    this.metrics.leaseLost();
+  }
+
+  natsAsk(outcome: NatsAskOutcome, seconds: number): void {
+    this.metrics.natsAsk(outcome, seconds);
   }
 
   fencingConflict(actorId: string, detail: string): void {

@@ -74,6 +74,13 @@ export function activeTraceparent(): string | undefined {
   return traceparentOf(span);
 }
 
+/** The trace id of the active span when it is sampled (exported), for a metric's exemplar; undefined otherwise. */
+export function sampledTraceId(): string | undefined {
+  if (!state.on) return undefined;
+  const sc = trace.getSpan(context.active())?.spanContext();
+  return sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0 ? sc.traceId : undefined;
+}
+
 /** What traceparentOf writes: version 00, lowercase hex, flags 00 or 01. */
 const OWN_TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
 const INVALID_TRACE_ID = "0".repeat(32);
@@ -117,6 +124,11 @@ const DOMAIN_OUTCOMES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 ]);
 
 export const DOMAIN_OUTCOME_EVENT = "qm.domain_outcome";
+
+/** True for a code that answers a request correctly (the domain said no), false for a failure. */
+export function isDomainOutcome(code: ErrorCode): boolean {
+  return DOMAIN_OUTCOMES.has(code);
+}
 
 /** Records a failed outcome on a span: an event for a domain outcome, ERROR status for a real failure. */
 export function recordOutcome(span: Span, code: ErrorCode, reason: string): void {

@@ -23,7 +23,7 @@ export class TurnSpans {
   ) {}
 
   /** Undefined when tracing is off or no message of the batch carries a traceparent. */
-  static start(kind: string, actorId: string, epoch: number | undefined, batch: readonly Envelope[]): TurnSpans | undefined {
+  static start(kind: string, actorId: string, epoch: number | undefined, partition: number | undefined, batch: readonly Envelope[]): TurnSpans | undefined {
     if (!tracingOn()) return undefined;
     let traced = false;
     for (const envelope of batch) if (envelope.traceparent !== undefined) traced = true;
@@ -46,6 +46,7 @@ export class TurnSpans {
             "actor.turn.index": i,
             "actor.mailbox.wait_ms": envelope.enqueuedAtMs === undefined ? 0 : Math.max(0, nowMs - envelope.enqueuedAtMs),
             ...(epoch === undefined ? {} : { "actor.epoch": epoch }),
+            ...(partition === undefined ? {} : { "qm.partition": partition }),
           },
         },
         parent,

@@ -244,6 +244,9 @@ describe("cluster mode: a paused owner (zombie) (fault)", function () {
     await until("n3 counting and logging a fencing conflict", 10_000, async () => (await metricValue(n3.metricsAddr, "qm_fencing_conflicts_total")) > fencedBefore && n3.logs().slice(mark).includes("fencing conflict: append refused"));
     await cluster.settled();
     const rejoinedMs = Date.now() - resumedAt;
+    // Its lease expired on etcd while it was stopped: counted once it ran again.
+    await until("n3 counting its lease lost", 10_000, async () => (await metricValue(n3.metricsAddr, "qm_lease_lost_total")) >= 1);
+    expect(await metricValue(n3.metricsAddr, 'qm_partition_ownership_changes_total{change="lost"}')).to.be.above(0);
     const okAfter = atZombie.count("ok");
     await until("calls through the former zombie acknowledged again", 10_000, () => atZombie.count("ok") > okAfter);
     await through.stop();
@@ -313,6 +316,16 @@ describe("cluster mode: etcd and nats-server fail (fault)", function () {
     await cluster.settled();
     const s = await call(cluster.clients("n3").inventory, "getSku", { skuId: sku });
     expect(s.onHand).to.equal(1000);
+    // What on-call saw: keepalives failing, every node losing its partitions, and all of them owned again.
+    let renewalFailures = 0;
+    let lost = 0;
+    for (const node of ["n1", "n2", "n3"]) {
+      const addr = cluster.nodes.get(node)!.metricsAddr;
+      renewalFailures += await metricValue(addr, "qm_lease_renewal_failures_total");
+      lost += await metricValue(addr, 'qm_partition_ownership_changes_total{change="lost"}');
+    }
+    expect(renewalFailures, "qm_lease_renewal_failures_total over the nodes").to.be.above(0);
+    expect(lost, "partitions lost over the nodes").to.be.at.least(TEST_PARTITIONS);
     console.log(`      etcd stop: NO_LEASE on every node ${refusedMs} ms after etcd stopped; writes back ${recoveredMs} ms after etcd returned (outage ${backAt - stoppedAt} ms)`);
   });
 

@@ -12,6 +12,7 @@ import { skuActorId, skuBehavior, type SkuMessage } from "../../src/actors/inven
 import { ActorSystem } from "../../src/actors/runtime/actor_system";
 import type { ActorBehavior, ActorRouter } from "../../src/actors/runtime/behavior";
 import { systemClock } from "../../src/clock";
+import { QmError } from "../../src/errors";
 import { askSubject, NatsTransport } from "../../src/cluster/nats_transport";
 import type { NodeId, Placement } from "../../src/cluster/placement";
 import { PlacementRouter } from "../../src/cluster/placement_router";
@@ -38,6 +39,8 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
   let nats: NatsProcess;
   const dirs: string[] = [];
   const nodes: TestNode[] = [];
+  /** Every ask's outcome as the sending transport reported it (qm_nats_ask_duration_seconds). */
+  const asks: { from: NodeId; outcome: string; seconds: number }[] = [];
   let a: TestNode;
   let b: TestNode;
 
@@ -55,7 +58,8 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
       timerTickMs: 50,
     });
     const nc = await connect({ servers: nats.url });
-    const transport = new NatsTransport({ nc, cluster: "test", self: id, placement, local: local ?? system, clock: systemClock, logger: pino({ level: "silent" }) });
+    const observer = { natsAsk: (outcome: string, seconds: number): void => void asks.push({ from: id, outcome, seconds }) };
+    const transport = new NatsTransport({ nc, cluster: "test", self: id, placement, local: local ?? system, clock: systemClock, logger: pino({ level: "silent" }), observer });
     const router = new PlacementRouter(placement, system, transport);
     system.router = router;
     await system.start();
@@ -134,6 +138,23 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
     const error = await qmRejectionOf(a.transport.ask("C", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
     expect(error.code).to.equal("DEADLINE_EXCEEDED");
     expect(Date.now() - started).to.be.within(250, 3_000);
+  });
+
+  it("reports each ask sent with its outcome and time: a result or a domain refusal is ok; not_owner, timeout and error otherwise", async () => {
+    await node("D", { ask: () => new Promise<never>(() => undefined) }, { self: "D", ownerOf: () => "D" });
+    await node("E", { ask: () => Promise.reject(new QmError("UNAVAILABLE", "journal down")) }, { self: "E", ownerOf: () => "E" });
+    asks.length = 0;
+    await a.transport.ask("B", skuActorId("m-1"), { op: "get" });
+    await qmRejectionOf(a.transport.ask("B", skuActorId("m-1"), { op: "reserve", cmd: { id: "r-obs", quantity: 99, locationId: "", ttlMs: 60_000 } }));
+    await qmRejectionOf(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
+    await qmRejectionOf(a.transport.ask("Z", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
+    await qmRejectionOf(a.transport.ask("D", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
+    await qmRejectionOf(a.transport.ask("E", skuActorId("m-1"), { op: "get" }));
+    // Never sent: no outcome to report.
+    await qmRejectionOf(a.transport.ask("B", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() - 1 }));
+    expect(asks.map((x) => `${x.from}:${x.outcome}`)).to.deep.equal(["A:ok", "A:ok", "A:not_owner", "A:not_owner", "A:timeout", "A:error"]);
+    const timeout = asks.find((x) => x.outcome === "timeout");
+    expect(timeout?.seconds).to.be.within(0.25, 3);
   });
 
   it("refuses at once an ask whose deadline has already passed", async () => {

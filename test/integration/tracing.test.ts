@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { Metadata, Server as GrpcServer, ServerCredentials, type sendUnaryData, type ServerUnaryCall, status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { writeFileSync } from "node:fs";
+import { ActorKind } from "../../src/gen/quartermaster/v1/cluster";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
 import { idOwnedBy, startCluster, type TestCluster } from "../support/cluster";
 import { expectFailure, seedSku } from "../support/fixtures";
@@ -103,6 +104,9 @@ describe("tracing (integration)", function () {
     expect(skuTurns.map((s) => s.attributes["actor.id"]).sort(), tree).to.include.members(["sku/tr-a", "sku/tr-b"]);
     // The order actor asks the SKUs from inside its turn.
     for (const turn of skuTurns) expect(turn.parentSpanId, tree).to.equal(orderTurn?.spanId);
+    // The partition a turn span names is the one Locate answers for the actor (the embedded node has them too).
+    const located = await call(c.cluster, "locateKey", { kind: ActorKind.ACTOR_KIND_ORDER, id: "tr-ord-1" });
+    expect(orderTurn?.attributes["qm.partition"], tree).to.equal(located.partition);
     const appends = spans.filter((s) => s.name === "journal.append");
     expect(appends.map((s) => s.attributes["actor.id"]), tree).to.include.members(["order/tr-ord-1", "sku/tr-a", "sku/tr-b"]);
     for (const append of appends) expect(append.attributes["journal.events"]).to.be.a("number").above(0);

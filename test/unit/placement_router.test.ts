@@ -201,6 +201,7 @@ describe("placement router re-routing and breakers (pure logic)", () => {
       },
     };
     const router = new PlacementRouter(placement, local, transport);
+    expect(router.breakerStates()).to.deep.equal([]);
     const reasons: string[] = [];
     for (let i = 0; i < 7; i++) {
       try {
@@ -211,6 +212,8 @@ describe("placement router re-routing and breakers (pure logic)", () => {
     }
     expect(calls).to.equal(5);
     expect(reasons).to.deep.equal(["UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE", "BREAKER_OPEN", "BREAKER_OPEN"]);
+    // qm_breaker_state reads 2 (open) for B.
+    expect(router.breakerStates()).to.deep.equal([["B", 2]]);
   });
 
   it("refuses at once with the placement's reason (NO_LEASE) while it has one, also mid re-routing, and serves again once it clears", async () => {

@@ -33,7 +33,7 @@ import {
   viewReservation,
   viewSku,
 } from "../../domain/sku";
-import type { ExpiryObserver } from "../../observability/observer";
+import type { ExpiryObserver, ReservationObserver, ReservationOutcome } from "../../observability/observer";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
 
 export const SKU_KIND = "sku";
@@ -83,9 +83,9 @@ export interface AdjustmentPage {
 
 type Ctx = TurnContext<SkuState>;
 
-/** The SKU behavior, reporting the holds it expires (the node counts and logs them). */
-export function observedSkuBehavior(observer: ExpiryObserver): ActorBehavior<SkuState, SkuMessage> {
-  return { ...skuBehavior, onTurnStart: (ctx) => expireDue(ctx, observer) };
+/** The SKU behavior, reporting the holds it expires and each reservation's outcome (the node counts and logs them). */
+export function observedSkuBehavior(observer: ExpiryObserver & ReservationObserver): ActorBehavior<SkuState, SkuMessage> {
+  return { ...skuBehavior, onTurnStart: (ctx) => expireDue(ctx, observer), handle: (ctx, m) => handleSku(ctx, m, observer) };
 }
 
 function expireDue(ctx: Ctx, observer: ExpiryObserver | undefined): void {
@@ -113,60 +113,81 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
     expireDue(ctx, undefined);
   },
 
-  handle(ctx, m): unknown {
-    const state = ctx.state;
-    switch (m.op) {
-      case "define":
-        emitAll(ctx, decideDefine(state, m.patch, ctx.nowMs));
-        return viewSku(state);
-      case "get":
-        return viewSku(state);
-      case "availability":
-        return viewAvailability(state);
-      case "adjust":
-        return adjust(ctx, m.cmd, m.note);
-      case "listAdjustments":
-        return listAdjustments(ctx, m.afterSeq, m.limit);
-      case "reserve":
-        emitAll(ctx, decideReserve(state, m.cmd, ctx.nowMs));
-        return viewReservation(state, m.cmd.id);
-      case "reserveBatch":
-        return reserveBatch(ctx, m.cmds);
-      case "getReservation":
-        return viewReservation(state, m.id);
-      case "commit": {
-        emitAll(ctx, decideCommit(state, m.id, ctx.nowMs));
-        const view = viewReservation(state, m.id);
-        // The hold had lapsed: the expiry is recorded, and the commit fails.
-        if (view.state === "EXPIRED") return illegalTransition("reservation", view.state, "commit");
-        return view;
-      }
-      case "release":
-        emitAll(ctx, decideRelease(state, m.id, ctx.nowMs));
-        return viewReservation(state, m.id);
-      case "fulfil":
-        emitAll(ctx, decideFulfil(state, m.id, m.shipmentId, m.quantity, ctx.nowMs));
-        return viewReservation(state, m.id);
-      case "unfulfil":
-        emitAll(ctx, decideUnfulfil(state, m.id, m.shipmentId, ctx.nowMs));
-        return viewReservation(state, m.id);
-      default:
-        throw unknownOp("sku", m);
-    }
-  },
+  handle: (ctx, m) => handleSku(ctx, m, undefined),
 };
+
+function handleSku(ctx: Ctx, m: SkuMessage, observer: ReservationObserver | undefined): unknown {
+  const state = ctx.state;
+  switch (m.op) {
+    case "define":
+      emitAll(ctx, decideDefine(state, m.patch, ctx.nowMs));
+      return viewSku(state);
+    case "get":
+      return viewSku(state);
+    case "availability":
+      return viewAvailability(state);
+    case "adjust":
+      return adjust(ctx, m.cmd, m.note);
+    case "listAdjustments":
+      return listAdjustments(ctx, m.afterSeq, m.limit);
+    case "reserve":
+      emitAll(ctx, decideObserved(ctx, m.cmd, observer));
+      return viewReservation(state, m.cmd.id);
+    case "reserveBatch":
+      return reserveBatch(ctx, m.cmds, observer);
+    case "getReservation":
+      return viewReservation(state, m.id);
+    case "commit": {
+      emitAll(ctx, decideCommit(state, m.id, ctx.nowMs));
+      const view = viewReservation(state, m.id);
+      // The hold had lapsed: the expiry is recorded, and the commit fails.
+      if (view.state === "EXPIRED") return illegalTransition("reservation", view.state, "commit");
+      return view;
+    }
+    case "release":
+      emitAll(ctx, decideRelease(state, m.id, ctx.nowMs));
+      return viewReservation(state, m.id);
+    case "fulfil":
+      emitAll(ctx, decideFulfil(state, m.id, m.shipmentId, m.quantity, ctx.nowMs));
+      return viewReservation(state, m.id);
+    case "unfulfil":
+      emitAll(ctx, decideUnfulfil(state, m.id, m.shipmentId, ctx.nowMs));
+      return viewReservation(state, m.id);
+    default:
+      throw unknownOp("sku", m);
+  }
+}
+
+/** decideReserve, with its outcome reported: every way a reservation is asked for (Reserve, a batch item, an order's saga) passes here. */
+function decideObserved(ctx: Ctx, cmd: ReserveCommand, observer: ReservationObserver | undefined): SkuEvent[] {
+  if (observer === undefined) return decideReserve(ctx.state, cmd, ctx.nowMs);
+  let events: SkuEvent[];
+  try {
+    events = decideReserve(ctx.state, cmd, ctx.nowMs);
+  } catch (error) {
+    observer.reservation(refusalOutcome(error));
+    throw error;
+  }
+  // No event for a known id: the same reservation asked again (an idempotent retry).
+  observer.reservation(events.length === 0 ? "replayed" : "reserved");
+  return events;
+}
+
+function refusalOutcome(error: unknown): ReservationOutcome {
+  return error instanceof QmError && error.code === "INSUFFICIENT_STOCK" ? "insufficient_stock" : "rejected";
+}
 
 /**
  * Decides every item in this one turn, so they share one append and one sync.
  * decideReserve throws before it emits, so a failed item leaves no trace and
  * the items after it are decided on the same state as if it had not been sent.
  */
-function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[]): ReserveBatchOutcome[] {
+function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[], observer: ReservationObserver | undefined): ReserveBatchOutcome[] {
   const out: ReserveBatchOutcome[] = [];
   for (const cmd of cmds) {
     let events: SkuEvent[];
     try {
-      events = decideReserve(ctx.state, cmd, ctx.nowMs);
+      events = decideObserved(ctx, cmd, observer);
     } catch (error) {
       if (!(error instanceof QmError)) throw error;
       out.push({ ok: false, error: error.toJSON() });

@@ -20,6 +20,7 @@ import type { AuditRecord, Journal } from "../../journal/journal";
 import { MAILBOX_DEPTH_MAX, PIPELINE_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
 import { activeTraceparent } from "../../observability/tracing";
 import { TurnSpans } from "../../observability/turn_tracing";
+import type { ActorKindObserver } from "./actor_system";
 import type { ActorBehavior, ActorRouter, AskOptions, TurnContext } from "./behavior";
 import { type Envelope, Mailbox } from "./mailbox";
 
@@ -39,6 +40,8 @@ export interface ActivationHost {
    * own the actor's partition.
    */
   epochFor(actorId: string): number | undefined;
+  /** The actor's partition for turn spans, or undefined when the node does not say. */
+  partitionOf(actorId: string): number | undefined;
   observeTurn(kind: string, messages: number, events: number): void;
 }
 
@@ -87,17 +90,25 @@ export class Activation<S, M> implements TurnContext<S> {
   lastUsedMs = 0;
   /** The partition epoch this activation recovered and writes under (cluster mode). */
   epoch: number | undefined;
+  /** The actor's partition, for turn spans. */
+  private partition: number | undefined;
 
   constructor(
     private readonly host: ActivationHost,
     private readonly behavior: ActorBehavior<S, M>,
     readonly actorId: string,
+    readonly observer: ActorKindObserver,
   ) {
     this.key = actorId.slice(behavior.kind.length + 1);
   }
 
   get state(): S {
     return this.current;
+  }
+
+  /** Messages waiting in the mailbox (not those of a running turn). */
+  get queued(): number {
+    return this.mailbox.length;
   }
 
   /** Busy actors are never passivated: they hold queued work or a turn in flight. */
@@ -108,6 +119,7 @@ export class Activation<S, M> implements TurnContext<S> {
   async load(): Promise<void> {
     try {
       this.epoch = this.host.epochFor(this.actorId);
+      this.partition = this.host.partitionOf(this.actorId);
       const recovered = await this.host.journal.recover(this.actorId, this.epoch === undefined ? undefined : { epoch: this.epoch });
       const state =
         recovered.snapshot === undefined
@@ -133,7 +145,12 @@ export class Activation<S, M> implements TurnContext<S> {
   }
 
   enqueue(envelope: Envelope): void {
-    this.mailbox.push(envelope, this.actorId);
+    try {
+      this.mailbox.push(envelope, this.actorId);
+    } catch (error) {
+      this.observer.mailboxRejected();
+      throw error;
+    }
     this.schedule();
   }
 
@@ -300,7 +317,8 @@ export class Activation<S, M> implements TurnContext<S> {
     // Swept from now on: turn-start work (a saga step) may wait on other actors.
     this.turnBatch = batch;
     this.turnDeadlineMs = Number.NEGATIVE_INFINITY;
-    const spans = TurnSpans.start(this.behavior.kind, this.actorId, this.epoch, batch);
+    this.observeWaits(batch);
+    const spans = TurnSpans.start(this.behavior.kind, this.actorId, this.epoch, this.partition, batch);
     this.turnSpans = spans;
     try {
       this.nowMs = this.host.clock.nowMs();
@@ -382,6 +400,15 @@ export class Activation<S, M> implements TurnContext<S> {
       this.notifyIfIdle();
     });
     this.inflight.push(settled);
+  }
+
+  /** Each message's time in the mailbox, up to now (its turn starts). */
+  private observeWaits(batch: readonly Envelope[]): void {
+    const nowMs = performance.now();
+    for (let i = 0; i < batch.length; i++) {
+      const enqueuedAtMs = (batch[i] as Envelope).enqueuedAtMs;
+      if (enqueuedAtMs !== undefined) this.observer.mailboxWait((nowMs - enqueuedAtMs) / 1000);
+    }
   }
 
   /** Sends the turn's replies once its append is durable, or fails them all if it is not. */

@@ -53,7 +53,48 @@ export interface ActorSystemOptions {
    * Absent on a single node, which owns every actor and fences nothing.
    */
   readonly ownership?: Ownership;
+  /**
+   * The partition of an actor id, for turn spans: the same number Locate
+   * answers, so a trace and `qmctl locate` agree. Absent: spans carry none.
+   */
+  readonly partitionOf?: (actorId: string) => number;
+  /** Counts per actor kind; asked once per kind here, then called from the turn loop. */
+  readonly observer?: RuntimeObserver;
 }
+
+/**
+ * What the runtime reports of one actor kind as it happens. Asked for once
+ * per kind, so the turn loop calls a method on an object it holds: no label
+ * lookup and no allocation per message.
+ */
+export interface ActorKindObserver {
+  activated(): void;
+  /** The actor left memory, for whatever reason (idle, evicted, handed off, rebuilt after a fault). */
+  passivated(): void;
+  /** A message was refused because the actor's mailbox held MAILBOX_DEPTH_MAX already. */
+  mailboxRejected(): void;
+  /** One message waited this long between its enqueue and the start of its turn. */
+  mailboxWait(seconds: number): void;
+}
+
+export interface RuntimeObserver {
+  actorKind(kind: string): ActorKindObserver;
+}
+
+/** The mailboxes of every actor in memory at one moment. */
+export interface MailboxStats {
+  /** The deepest single mailbox. */
+  readonly depthMax: number;
+  /** Messages queued across all mailboxes (not counting those in a running turn). */
+  readonly messages: number;
+}
+
+const unobserved: ActorKindObserver = {
+  activated: () => undefined,
+  passivated: () => undefined,
+  mailboxRejected: () => undefined,
+  mailboxWait: () => undefined,
+};
 
 export interface Ownership {
   /** The epoch under which this node owns the actor's partition now, or undefined when it does not own it. */
@@ -72,6 +113,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   router: ActorRouter = this;
   private readonly logger: Logger;
   private readonly behaviors = new Map<string, ActorBehavior<unknown, unknown>>();
+  private readonly kindObservers = new Map<string, ActorKindObserver>();
   /** Insertion order is recency order: every use moves an actor to the end (LRU). */
   private readonly active = new Map<string, AnyActivation>();
   private readonly activeMax: number;
@@ -89,7 +131,10 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     this.logger = options.logger;
     this.activeMax = options.activeMax ?? ACTIVE_ACTORS_MAX;
     this.headroom = Math.max(1, Math.ceil((this.activeMax * ACTIVE_ACTORS_HEADROOM_PERCENT) / 100));
-    for (const b of options.behaviors) this.behaviors.set(b.kind, b);
+    for (const b of options.behaviors) {
+      this.behaviors.set(b.kind, b);
+      this.kindObservers.set(b.kind, options.observer?.actorKind(b.kind) ?? unobserved);
+    }
   }
 
   get activeCount(): number {
@@ -98,6 +143,18 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   get bugCount(): number {
     return this.bugs;
+  }
+
+  /** One pass over the actors in memory: O(active), for a metrics scrape, not for the hot path. */
+  mailboxStats(): MailboxStats {
+    let depthMax = 0;
+    let messages = 0;
+    for (const activation of this.active.values()) {
+      const queued = activation.queued;
+      messages += queued;
+      if (queued > depthMax) depthMax = queued;
+    }
+    return { depthMax, messages };
   }
 
   /** Begins serving and runs one pass of due wake-ups (expiries and sagas left by the last run). */
@@ -156,7 +213,8 @@ export class ActorSystem implements ActorRouter, ActivationHost {
         message,
         deadlineMs: options?.deadlineMs,
         traceparent: options?.traceparent,
-        enqueuedAtMs: options?.traceparent === undefined ? undefined : performance.now(),
+        // Every envelope, traced or not: the mailbox wait histogram observes each message.
+        enqueuedAtMs: performance.now(),
         resolve: resolve as (value: unknown) => void,
         reject,
       };
@@ -182,7 +240,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   // ---- ActivationHost -------------------------------------------------------
 
   retire(activation: AnyActivation, leftover: Envelope[], wakeSuccessor: boolean): void {
-    if (this.active.get(activation.actorId) === activation) this.active.delete(activation.actorId);
+    if (this.active.get(activation.actorId) === activation) this.drop(activation);
     if (leftover.length === 0 && !wakeSuccessor) return;
     const fresh = this.activation(activation.actorId, "replacement");
     if (wakeSuccessor) fresh.requestWake();
@@ -193,6 +251,10 @@ export class ActorSystem implements ActorRouter, ActivationHost {
         envelope.reject(error as Error);
       }
     }
+  }
+
+  partitionOf(actorId: string): number | undefined {
+    return this.options.partitionOf?.(actorId);
   }
 
   epochFor(actorId: string): number | undefined {
@@ -215,7 +277,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     for (const activation of leaving) {
       if (this.active.get(activation.actorId) !== activation) continue;
       activation.markRetired();
-      this.active.delete(activation.actorId);
+      this.drop(activation);
     }
   }
 
@@ -237,7 +299,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
       // lapse): a fresh activation recovers, and fences, under the new one.
       if (activation.epoch !== this.options.ownership.epochOf(actorId)) {
         activation.markRetired();
-        this.active.delete(actorId);
+        this.drop(activation);
         activation = undefined;
       }
     }
@@ -258,9 +320,11 @@ export class ActorSystem implements ActorRouter, ActivationHost {
         active_max: String(this.activeMax),
       });
     }
-    activation = new Activation(this, behavior, actorId);
+    const observer = this.kindObservers.get(behavior.kind) ?? unobserved;
+    activation = new Activation(this, behavior, actorId, observer);
     activation.lastUsedMs = this.clock.monotonicMs();
     this.active.set(actorId, activation);
+    observer.activated();
     void activation.load();
     return activation;
   }
@@ -268,24 +332,30 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   /** Passivates up to `count` of the least recently used idle actors. */
   private evictLeastRecent(count: number): void {
     let evicted = 0;
-    for (const [id, activation] of this.active) {
+    for (const activation of this.active.values()) {
       if (evicted >= count) break;
       if (activation.busy) continue;
       activation.markRetired();
-      this.active.delete(id);
+      this.drop(activation);
       evicted++;
     }
   }
 
   private passivateIdle(): void {
     const cutoff = this.clock.monotonicMs() - this.options.idleMs;
-    for (const [id, activation] of this.active) {
+    for (const activation of this.active.values()) {
       const overFull = this.active.size > this.activeMax;
       if (!overFull && activation.lastUsedMs > cutoff) break; // LRU order: the rest are newer
       if (activation.busy) continue;
       activation.markRetired();
-      this.active.delete(id);
+      this.drop(activation);
     }
+  }
+
+  /** Every way out of memory goes through here, so activations minus passivations is the count in memory. */
+  private drop(activation: AnyActivation): void {
+    this.active.delete(activation.actorId);
+    activation.observer.passivated();
   }
 
   private expireDeadlines(): void {
