@@ -2,6 +2,7 @@
 // start. A bad value stops the process with a message naming the variable.
 
 import { hostname } from "node:os";
+import type { KeyObject, X509Certificate } from "node:crypto";
 import { type FaultDelays, parseFaultDelays } from "./fault/fault_delays";
 import { CRASH_POINT_NAMES, type CrashPointName } from "./fault/crash_points";
 import { type AuthConfig, AuthConfigError, loadAuthConfig } from "./security/auth_config";
@@ -19,6 +20,7 @@ import {
   ID_PATTERN,
   ORDER_RESERVATION_GRACE_MS,
 } from "./limits";
+import { PemFile, readCertificates, readPrivateKey, readTlsFile, Secret } from "./security/tls_files";
 
 export interface Config {
   /** host:port of the gRPC server. */
@@ -43,6 +45,8 @@ export interface Config {
   /** Tests only: points where the process kills itself (src/fault/crash_points.ts). */
   readonly faultCrashPoints: readonly CrashPointName[];
   readonly grpcEdge: GrpcEdgeConfig;
+  /** TLS on the gRPC listener (QM_TLS_CERT, QM_TLS_KEY); undefined: plaintext h2c. */
+  readonly tls: ListenerTlsConfig | undefined;
   /** Cluster mode, when QM_ETCD_ENDPOINTS and QM_NATS_URL are set; undefined: the embedded single node. */
   readonly cluster: ClusterConfig | undefined;
   /** OpenTelemetry tracing, from the standard OTEL_* variables. */
@@ -87,6 +91,22 @@ export interface ClusterConfig {
   /** The address other nodes and clients use for this node; empty: the bound QM_LISTEN address. */
   readonly advertise: string;
   readonly journalReplicas: number;
+  /** CA that signed etcd's server certificate (QM_ETCD_CA); only with https:// endpoints. */
+  readonly etcdCa: PemFile | undefined;
+  /** etcd's own authentication (QM_ETCD_USER, QM_ETCD_PASSWORD). */
+  readonly etcdAuth: { readonly username: string; readonly password: Secret<string> } | undefined;
+  /** A NATS .creds file (user JWT and NKey seed), QM_NATS_CREDS. */
+  readonly natsCreds: { readonly path: string; readonly contents: Secret<Uint8Array> } | undefined;
+  /** CA that signed the NATS server's certificate (QM_NATS_CA); the connection then requires TLS. */
+  readonly natsCa: PemFile | undefined;
+}
+
+/** The listener's certificate and key, and the CA its clients' certificates must chain to for mutual TLS. */
+export interface ListenerTlsConfig {
+  readonly cert: PemFile;
+  readonly key: PemFile;
+  /** QM_TLS_CLIENT_CA: set, a client without a certificate signed by it is refused in the handshake. */
+  readonly clientCa: PemFile | undefined;
 }
 
 /** What the gRPC edge allows clients (src/grpc/edge.ts); the defaults and reasons are in limits.ts. */
@@ -127,6 +147,14 @@ export const CONFIG_VARIABLES = {
   QM_PARTITIONS: ["256", "partitions of a new cluster (fixed once the cluster exists)"],
   QM_ADVERTISE: ["", "host:port other nodes and clients use for this node; empty: the bound QM_LISTEN"],
   QM_JOURNAL_REPLICAS: ["1", "JetStream replicas of the cluster's journal streams (production: 3)"],
+  QM_ETCD_CA: ["", "cluster mode: PEM CA bundle that signed etcd's server certificate (endpoints must be https://)"],
+  QM_ETCD_USER: ["", "cluster mode: etcd user (etcd's own authentication; with QM_ETCD_PASSWORD)"],
+  QM_ETCD_PASSWORD: ["", "cluster mode: the etcd user's password (never logged)"],
+  QM_NATS_CREDS: ["", "cluster mode: NATS .creds file (user JWT and NKey seed) the node authenticates with"],
+  QM_NATS_CA: ["", "cluster mode: PEM CA bundle that signed the NATS server's certificate; the connection then requires TLS"],
+  QM_TLS_CERT: ["", "PEM certificate (chain) of the gRPC listener; with QM_TLS_KEY the listener serves TLS only"],
+  QM_TLS_KEY: ["", "PEM private key (unencrypted) of QM_TLS_CERT"],
+  QM_TLS_CLIENT_CA: ["", "PEM CA bundle: clients must present a certificate signed by it (mutual TLS); its subject CN names the caller"],
   OTEL_TRACES_EXPORTER: ["none", "tracing: none (off, no cost), otlp (to OTEL_EXPORTER_OTLP_ENDPOINT) or console (spans on stdout)"],
   OTEL_EXPORTER_OTLP_ENDPOINT: ["", "OTLP receiver base URL; empty: http://localhost:4318 (http/*) or http://localhost:4317 (grpc)"],
   OTEL_EXPORTER_OTLP_PROTOCOL: ["http/protobuf", "http/protobuf, http/json or grpc"],
@@ -234,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     tracing: tracingConfig(get, int),
     auth: authConfig(get("QM_AUTH_CONFIG").trim()),
+    tls: listenerTlsConfig(get),
   };
 }
 
@@ -244,6 +273,50 @@ function authConfig(file: string): AuthConfig | undefined {
   } catch (error) {
     if (error instanceof AuthConfigError) throw new ConfigError(`QM_AUTH_CONFIG=${file}: ${error.message}`);
     throw error;
+  }
+}
+
+/** A file variable's failure, named: `QM_TLS_KEY=/etc/qm/key.pem: cannot read: no such file`. */
+function fileVariable<T>(name: VariableName, path: string, read: (path: string) => T): T {
+  try {
+    return read(path);
+  } catch (error) {
+    const message = (error as Error).message;
+    throw new ConfigError(`${name}=${message.startsWith(path) ? message : `${path}: ${message}`}`);
+  }
+}
+
+function certificatesOf(name: VariableName, path: string): { file: PemFile; certificates: X509Certificate[] } {
+  return fileVariable(name, path, readCertificates);
+}
+
+function listenerTlsConfig(get: (name: VariableName) => string): ListenerTlsConfig | undefined {
+  const certPath = get("QM_TLS_CERT");
+  const keyPath = get("QM_TLS_KEY");
+  const caPath = get("QM_TLS_CLIENT_CA");
+  if (certPath === "" && keyPath === "") {
+    if (caPath !== "") throw new ConfigError("QM_TLS_CLIENT_CA is set but QM_TLS_CERT and QM_TLS_KEY are not: mutual TLS needs the listener's own certificate and key");
+    return undefined;
+  }
+  if (certPath === "" || keyPath === "") {
+    const [set, unset] = certPath === "" ? ["QM_TLS_KEY", "QM_TLS_CERT"] : ["QM_TLS_CERT", "QM_TLS_KEY"];
+    throw new ConfigError(`${set} is set but ${unset} is not: TLS needs both the certificate and its private key`);
+  }
+  const { file: cert, certificates } = certificatesOf("QM_TLS_CERT", certPath);
+  const { file: key, key: privateKey } = fileVariable("QM_TLS_KEY", keyPath, readPrivateKey);
+  // The first certificate of a chain is the listener's own; a key of another one would fail every handshake.
+  if (!matches(certificates[0], privateKey)) {
+    throw new ConfigError(`QM_TLS_KEY=${keyPath}: this key does not belong to the certificate in QM_TLS_CERT=${certPath}`);
+  }
+  const clientCa = caPath === "" ? undefined : certificatesOf("QM_TLS_CLIENT_CA", caPath).file;
+  return { cert, key, clientCa };
+}
+
+function matches(certificate: X509Certificate | undefined, key: KeyObject): boolean {
+  try {
+    return certificate?.checkPrivateKey(key) ?? false;
+  } catch {
+    return false;
   }
 }
 
@@ -348,6 +421,17 @@ function clusterConfig(
   if (!(name.length >= 1 && name.length <= ID_LENGTH_MAX && /^[A-Za-z0-9_-]+$/.test(name))) {
     throw new ConfigError(`QM_CLUSTER=${name}: expected 1-${ID_LENGTH_MAX} characters of letters, digits, _ and -`);
   }
+  const etcdCaPath = get("QM_ETCD_CA");
+  if (etcdCaPath !== "" && etcdEndpoints.some((e) => !e.startsWith("https://"))) {
+    throw new ConfigError(`QM_ETCD_CA is set but QM_ETCD_ENDPOINTS=${etcd} has an http:// endpoint: etcd over TLS needs https:// endpoints`);
+  }
+  const etcdUser = get("QM_ETCD_USER");
+  const etcdPassword = get("QM_ETCD_PASSWORD");
+  if ((etcdUser === "") !== (etcdPassword === "")) {
+    throw new ConfigError(etcdUser === "" ? "QM_ETCD_PASSWORD is set but QM_ETCD_USER is not" : "QM_ETCD_USER is set but QM_ETCD_PASSWORD is not");
+  }
+  const natsCredsPath = get("QM_NATS_CREDS");
+  const natsCaPath = get("QM_NATS_CA");
   return {
     etcdEndpoints,
     natsUrl: nats,
@@ -356,7 +440,21 @@ function clusterConfig(
     partitions: int("QM_PARTITIONS", 1, 65_536),
     advertise: address("QM_ADVERTISE"),
     journalReplicas: int("QM_JOURNAL_REPLICAS", 1, 5),
+    etcdCa: etcdCaPath === "" ? undefined : certificatesOf("QM_ETCD_CA", etcdCaPath).file,
+    etcdAuth: etcdUser === "" ? undefined : { username: etcdUser, password: new Secret(etcdPassword) },
+    natsCreds: natsCredsPath === "" ? undefined : { path: natsCredsPath, contents: new Secret(fileVariable("QM_NATS_CREDS", natsCredsPath, natsCredsFile)) },
+    natsCa: natsCaPath === "" ? undefined : certificatesOf("QM_NATS_CA", natsCaPath).file,
   };
+}
+
+/** A .creds file holds a user JWT and an NKey seed between nats' BEGIN/END markers; anything else would fail only at connect. */
+function natsCredsFile(path: string): Uint8Array {
+  const bytes = readTlsFile(path);
+  const text = bytes.toString("utf8");
+  if (!/-----BEGIN NATS USER JWT-----/.test(text) || !/-----BEGIN USER NKEY SEED-----/.test(text)) {
+    throw new Error(`${path}: not a NATS .creds file (expected a user JWT and an NKey seed)`);
+  }
+  return new Uint8Array(bytes);
 }
 
 /** The host name as a node id: characters an id may not hold become '-'. */
