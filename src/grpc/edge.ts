@@ -10,12 +10,16 @@
 // per connection and in total, and a deadline), and responses that make no
 // progress (a stall deadline, and a total budget for queued bytes).
 // nghttp2 itself enforces the stream cap (SETTINGS_MAX_CONCURRENT_STREAMS).
+// Under TLS (QM_TLS_CERT) grpc-js's injector is an http2 secure server: the
+// handshake deadline then covers the TLS handshake and the HTTP/2 preface
+// together, and every other protection watches the same sessions.
 // grpc-node.max_session_memory is left unlimited, as grpc-js does by default:
 // measured here, a session over it was torn down with INTERNAL_ERROR, failing
 // the calls of clients that read normally. The byte budgets below replace it.
 
 import http2 from "node:http2";
 import { createServer, type Server as NetServer, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { ChannelOptions, ConnectionInjector, Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { type Clock, systemClock } from "../clock";
@@ -53,6 +57,8 @@ export function edgeServerOptions(config: GrpcEdgeConfig): ChannelOptions {
 export type EdgeDrop =
   | "connection_over_cap"
   | "handshake_timeout"
+  | "tls_handshake_timeout"
+  | "tls_handshake_failed"
   | "too_many_pings"
   | "request_body_timeout"
   | "request_bytes_over_budget"
@@ -70,8 +76,16 @@ interface Connection {
   /** Bytes written since the previous sweep reached CONNECTION_PROGRESS_BYTES_MIN. */
   progressed: boolean;
   readonly session: http2.ServerHttp2Session;
-  /** The raw socket, for bytesWritten: session.socket throws once the session has let it go. */
+  /** The socket http2 writes to (the TLS socket under TLS), for bytesWritten: session.socket throws once the session has let it go. */
   readonly socket: Socket | undefined;
+}
+
+/** A connection between accept and the client's first SETTINGS. */
+interface Handshake {
+  readonly socket: Socket;
+  readonly done: () => void;
+  /** Under TLS: the TLS socket once its handshake has finished. */
+  tlsSocket: TLSSocket | undefined;
 }
 
 interface Watch {
@@ -116,8 +130,14 @@ export class GrpcEdge {
   private readonly netServer: NetServer;
   private injector: ConnectionInjector | undefined;
   private readonly handshaking = new Set<Socket>();
-  /** The socket being injected and the end of its handshake deadline, for the session it is about to become. */
-  private accepting: { readonly socket: Socket; readonly handshakeDone: () => void } | undefined;
+  /** The plaintext socket being injected, for the session it is about to become (synchronously). */
+  private accepting: Handshake | undefined;
+  /**
+   * Under TLS the session comes after the TLS handshake, asynchronously: it finds its handshake by the
+   * peer's address and port, which the TLS socket shares with the raw one. At most connectionsMax entries.
+   */
+  private readonly handshakingByPeer = new Map<string, Handshake>();
+  private tls = false;
   private readonly watches = new Set<Watch>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepNo = 0;
@@ -127,6 +147,8 @@ export class GrpcEdge {
   private readonly drops: Record<EdgeDrop, number> = {
     connection_over_cap: 0,
     handshake_timeout: 0,
+    tls_handshake_timeout: 0,
+    tls_handshake_failed: 0,
     too_many_pings: 0,
     request_body_timeout: 0,
     request_bytes_over_budget: 0,
@@ -150,13 +172,19 @@ export class GrpcEdge {
 
   /**
    * Creates the injector on `server`, listens on host:port and returns the bound address.
-   * The preface check assumes plaintext HTTP/2 (h2c), the only transport the server offers;
-   * TLS would put the handshake deadline around the TLS handshake instead.
+   * With secure credentials the handshake deadline runs from accept to the client's first
+   * SETTINGS, after the TLS handshake: a client that never finishes either is closed by it.
    */
   start(server: Server, credentials: ServerCredentials, listen: string): Promise<string> {
     const { injector, http2Server } = injectorWithServer(server, credentials);
     this.injector = injector;
+    this.tls = credentials._isSecure();
     http2Server.on("session", (session: http2.ServerHttp2Session) => this.onSession(session));
+    if (this.tls) {
+      // Prepended: http2's own listener creates the session, whose handler needs the TLS socket.
+      http2Server.prependListener("secureConnection", (tlsSocket: TLSSocket) => this.onTlsDone(tlsSocket));
+      http2Server.on("tlsClientError", (error: NodeJS.ErrnoException, tlsSocket: TLSSocket) => this.onTlsError(error, tlsSocket));
+    }
     this.sweepTimer = setInterval(() => this.sweep(), this.sweepMs);
     this.sweepTimer.unref();
     const colon = listen.lastIndexOf(":");
@@ -179,36 +207,48 @@ export class GrpcEdge {
     if (this.netServer.listening) this.netServer.close();
     for (const socket of this.handshaking) socket.destroy();
     this.handshaking.clear();
+    this.handshakingByPeer.clear();
   }
 
-  private count(drop: EdgeDrop): void {
+  private count(drop: EdgeDrop, cause?: string): void {
     this.drops[drop]++;
     this.onDrop?.(drop);
     // Hostile traffic must not turn into a log flood: one line per kind per power of two.
     const n = this.drops[drop];
-    if ((n & (n - 1)) === 0) this.logger.warn({ drop, count: n }, "grpc edge dropped a connection or call");
+    if ((n & (n - 1)) === 0) this.logger.warn({ drop, count: n, ...(cause === undefined ? {} : { cause }) }, "grpc edge dropped a connection or call");
   }
 
   /**
    * Hands the socket to grpc-js at once, and closes it unless the client's first SETTINGS (which must
-   * follow the preface) arrives within the handshake deadline; nghttp2 itself rejects a wrong preface.
+   * follow the preface, and under TLS the TLS handshake) arrives within the handshake deadline;
+   * nghttp2 itself rejects a wrong preface, and the TLS server a failed handshake.
    * Reading the preface in JavaScript first and unshifting it would be simpler, but then http2 no
    * longer reads the socket natively: measured here, +35% CPU per call (bench/edge_cost.ts).
    */
   private onConnection(socket: Socket): void {
     this.handshaking.add(socket);
+    const peer = this.tls ? peerKey(socket) : "";
     const timer = setTimeout(() => {
       if (!this.handshaking.delete(socket)) return;
-      this.count("handshake_timeout");
+      this.forgetPeer(peer, handshake);
+      // Destroying the raw socket also ends a TLS socket still in its handshake.
+      this.count(this.tls && handshake.tlsSocket === undefined ? "tls_handshake_timeout" : "handshake_timeout");
       socket.destroy();
     }, this.config.handshakeTimeoutMs);
     const done = (): void => {
       clearTimeout(timer);
       this.handshaking.delete(socket);
+      this.forgetPeer(peer, handshake);
     };
+    const handshake: Handshake = { socket, done, tlsSocket: undefined };
     socket.once("close", done);
+    if (this.tls) {
+      this.handshakingByPeer.set(peer, handshake);
+      this.injector?.injectConnection(socket);
+      return;
+    }
     // grpc-js creates the session, and the http2 server emits 'session', synchronously inside injectConnection.
-    this.accepting = { socket, handshakeDone: done };
+    this.accepting = handshake;
     try {
       this.injector?.injectConnection(socket);
     } finally {
@@ -216,9 +256,28 @@ export class GrpcEdge {
     }
   }
 
+  private forgetPeer(peer: string, handshake: Handshake): void {
+    if (this.tls && this.handshakingByPeer.get(peer) === handshake) this.handshakingByPeer.delete(peer);
+  }
+
+  private onTlsDone(tlsSocket: TLSSocket): void {
+    const handshake = this.handshakingByPeer.get(peerKey(tlsSocket));
+    if (handshake !== undefined) handshake.tlsSocket = tlsSocket;
+  }
+
+  /**
+   * A refused TLS handshake: a plaintext client, no or an untrusted client certificate. Counted while the
+   * deadline still runs (a socket the deadline closed reports a reset here too), and a client that left is none.
+   */
+  private onTlsError(error: NodeJS.ErrnoException, tlsSocket: TLSSocket): void {
+    const handshake = this.handshakingByPeer.get(peerKey(tlsSocket));
+    if (handshake === undefined || error.code === "ECONNRESET") return;
+    this.count("tls_handshake_failed", error.message);
+  }
+
   private onSession(session: http2.ServerHttp2Session): void {
-    const accepted = this.accepting;
-    if (accepted !== undefined) session.once("remoteSettings", accepted.handshakeDone);
+    const accepted = this.accepting ?? (this.tls ? this.handshakingByPeer.get(peerKey(session.socket)) : undefined);
+    if (accepted !== undefined) session.once("remoteSettings", accepted.done);
     const connection: Connection = {
       pendingRequestBytes: 0,
       queuedResponseBytes: 0,
@@ -229,7 +288,7 @@ export class GrpcEdge {
       bytesWritten: 0,
       progressed: false,
       session,
-      socket: accepted?.socket,
+      socket: accepted?.tlsSocket ?? accepted?.socket,
     };
     session.on("ping", () => this.onPing(connection));
     session.on("stream", (stream: http2.ServerHttp2Stream) => this.onStream(connection, stream));
@@ -411,9 +470,15 @@ export class GrpcEdge {
   }
 }
 
+/** A connection's peer, the same for the raw socket and the TLS socket over it. */
+function peerKey(socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string {
+  return `${socket.remoteAddress ?? ""}|${socket.remotePort ?? ""}`;
+}
+
 /**
  * grpc-js keeps the http2 server behind its injector private; the edge needs its 'session' events.
  * grpc-js creates that server with http2.createServer inside createConnectionInjector, so the call
+ * (http2.createSecureServer with secure credentials) inside createConnectionInjector, so the call
  * is observed for that one synchronous moment. A grpc-js that stops doing so fails here, at start,
  * and not silently later.
  */
@@ -421,18 +486,24 @@ function injectorWithServer(
   server: Server,
   credentials: ServerCredentials,
 ): { injector: ConnectionInjector; http2Server: http2.Http2Server } {
-  const mutable = http2 as unknown as { createServer: (...args: unknown[]) => http2.Http2Server };
-  const original = mutable.createServer;
+  type Create = (...args: unknown[]) => http2.Http2Server;
+  const mutable = http2 as unknown as { createServer: Create; createSecureServer: Create };
+  const original = { createServer: mutable.createServer, createSecureServer: mutable.createSecureServer };
   let created: http2.Http2Server | undefined;
   mutable.createServer = (...args: unknown[]): http2.Http2Server => {
-    created = original(...args);
+    created = original.createServer(...args);
+    return created;
+  };
+  mutable.createSecureServer = (...args: unknown[]): http2.Http2Server => {
+    created = original.createSecureServer(...args);
     return created;
   };
   let injector: ConnectionInjector;
   try {
     injector = server.createConnectionInjector(credentials);
   } finally {
-    mutable.createServer = original;
+    mutable.createServer = original.createServer;
+    mutable.createSecureServer = original.createSecureServer;
   }
   if (created === undefined) throw new Error("grpc-js did not create its injector's server with http2.createServer");
   return { injector, http2Server: created };
