@@ -12,7 +12,7 @@
 
 import { Etcd3, isRecoverableError } from "etcd3";
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } from "cockatiel";
-import { connect, type NatsConnection } from "nats";
+import { connect, type ConnectionOptions, credsAuthenticator, type NatsConnection } from "nats";
 import type { Logger } from "pino";
 import type { ActorSystem } from "./actors/runtime/actor_system";
 import { type Clock, systemClock } from "./clock";
@@ -31,6 +31,7 @@ import type { RunningNode } from "./node";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
 import { AuthGate, reloadOnSighup } from "./security/auth_gate";
+import { warnIfExposed } from "./security/exposure";
 import { VERSION } from "./version";
 
 /** How long start-up waits for etcd or NATS before it names the variable and exits: a wrong endpoint must never hang. */
@@ -129,6 +130,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
   system.router = routed;
   // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
   const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
+  warnIfExposed(log, { listen: config.listen, tls: config.tls !== undefined, authenticating: auth !== undefined });
   const server = new GrpcServer({
     listen: config.listen,
     router: routed,
@@ -139,6 +141,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
     ...(auth === undefined ? {} : { gate: auth }),
+    tls: config.tls,
   });
 
   const parts: Lifecycle[] = [
@@ -187,22 +190,38 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
 
 async function connectNats(cc: ClusterConfig): Promise<NatsConnection> {
   try {
-    return await connect({
-      servers: cc.natsUrl.split(","),
-      timeout: DEPENDENCY_CONNECT_MS,
-      name: "quartermaster",
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
-    });
+    return await connect(natsOptions(cc));
   } catch (error) {
-    throw new QmError("UNAVAILABLE", `QM_NATS_URL=${cc.natsUrl}: cannot connect to NATS: ${messageOf(error)}`);
+    throw new QmError("UNAVAILABLE", `QM_NATS_URL=${cc.natsUrl}: cannot connect to NATS${natsSecurity(cc)}: ${messageOf(error)}`);
   }
+}
+
+/** The node's NATS connection; with QM_NATS_CA it refuses a server that does not offer TLS, or one whose certificate the CA did not sign. */
+export function natsOptions(cc: ClusterConfig): ConnectionOptions {
+  return {
+    servers: cc.natsUrl.split(","),
+    timeout: DEPENDENCY_CONNECT_MS,
+    name: "quartermaster",
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
+    ...(cc.natsCa === undefined ? {} : { tls: { ca: cc.natsCa.bytes.toString("utf8") } }),
+    ...(cc.natsCreds === undefined ? {} : { authenticator: credsAuthenticator(cc.natsCreds.contents.reveal()) }),
+  };
+}
+
+/** What a connection failure message adds about the security settings in use (names and paths, never contents). */
+function natsSecurity(cc: ClusterConfig): string {
+  const parts = [cc.natsCa === undefined ? "" : `QM_NATS_CA=${cc.natsCa.path}`, cc.natsCreds === undefined ? "" : `QM_NATS_CREDS=${cc.natsCreds.path}`];
+  const set = parts.filter((p) => p !== "");
+  return set.length === 0 ? "" : ` (with ${set.join(", ")})`;
 }
 
 async function connectEtcd(cc: ClusterConfig): Promise<Etcd3> {
   const client = new Etcd3({
     hosts: [...cc.etcdEndpoints],
     dialTimeout: DEPENDENCY_CONNECT_MS,
+    ...(cc.etcdCa === undefined ? {} : { credentials: { rootCertificate: cc.etcdCa.bytes } }),
+    ...(cc.etcdAuth === undefined ? {} : { auth: { username: cc.etcdAuth.username, password: cc.etcdAuth.password.reveal() } }),
     faultHandling: {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: ETCD_BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(ETCD_BREAKER_FAILURES) }),
       global: retry(handleWhen(isRecoverableError), { maxAttempts: ETCD_RETRY_ATTEMPTS, backoff: new ExponentialBackoff() }),
@@ -219,7 +238,10 @@ async function connectEtcd(cc: ClusterConfig): Promise<Etcd3> {
     return client;
   } catch (error) {
     client.close();
-    throw new QmError("UNAVAILABLE", `QM_ETCD_ENDPOINTS=${cc.etcdEndpoints.join(",")}: cannot reach etcd: ${messageOf(error)}`);
+    const security = [cc.etcdCa === undefined ? "" : `QM_ETCD_CA=${cc.etcdCa.path}`, cc.etcdAuth === undefined ? "" : `QM_ETCD_USER=${cc.etcdAuth.username}`].filter((p) => p !== "");
+    const withSecurity = security.length === 0 ? "" : ` (with ${security.join(", ")})`;
+    // etcd3 may quote a failed Authenticate call; the password is never part of its message, nor of ours.
+    throw new QmError("UNAVAILABLE", `QM_ETCD_ENDPOINTS=${cc.etcdEndpoints.join(",")}: cannot reach etcd${withSecurity}: ${messageOf(error)}`);
   } finally {
     clearTimeout(timer);
   }

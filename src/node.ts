@@ -24,6 +24,7 @@ import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
 import { AuthGate, reloadOnSighup } from "./security/auth_gate";
+import { warnIfExposed } from "./security/exposure";
 import { VERSION } from "./version";
 
 export interface RunningNode {
@@ -90,6 +91,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
   system.router = router;
   // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
   const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
+  warnIfExposed(log, { listen: config.listen, tls: config.tls !== undefined, authenticating: auth !== undefined });
   const server = new GrpcServer({
     listen: config.listen,
     router,
@@ -101,6 +103,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
     ...(auth === undefined ? {} : { gate: auth }),
+    tls: config.tls,
   });
 
   let recoveryMs = 0;

@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { ActorRouter } from "../actors/runtime/behavior";
 import type { DataDirBackup } from "../backup/data_dir_backup";
 import { AdminServiceService } from "../gen/quartermaster/v1/admin";
-import type { GrpcEdgeConfig } from "../config";
+import type { GrpcEdgeConfig, ListenerTlsConfig } from "../config";
 import { OrderServiceService } from "../gen/quartermaster/v1/order";
 import { ClusterServiceService } from "../gen/quartermaster/v1/cluster";
 import type { ClusterView } from "../cluster/cluster_view";
@@ -38,6 +38,18 @@ export interface GrpcServerOptions {
   readonly onEdgeDrop?: (drop: EdgeDrop) => void;
   /** Who may call what (src/security/); the open gate when absent. */
   readonly gate?: CallGate;
+  /** TLS (and mutual TLS) on the listener; plaintext when absent. */
+  readonly tls?: ListenerTlsConfig | undefined;
+}
+
+/**
+ * The listener's credentials. With a client CA, a client must present a certificate that chains to it
+ * (checkClientCertificate): one without, or from another CA, is refused in the TLS handshake, before
+ * any call exists.
+ */
+export function listenerCredentials(tls: ListenerTlsConfig | undefined): ServerCredentials {
+  if (tls === undefined) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.clientCa?.bytes ?? null, [{ cert_chain: tls.cert.bytes, private_key: tls.key.bytes }], tls.clientCa !== undefined);
 }
 
 export class GrpcServer {
@@ -73,7 +85,7 @@ export class GrpcServer {
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
   start(): Promise<string> {
-    return this.edge.start(this.server, ServerCredentials.createInsecure(), this.options.listen);
+    return this.edge.start(this.server, listenerCredentials(this.options.tls), this.options.listen);
   }
 
   /** Health turns SERVING and requests are accepted. */

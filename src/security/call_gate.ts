@@ -8,7 +8,8 @@ import type { Metadata, ServerUnaryCall } from "@grpc/grpc-js";
 
 /** grpc-js does not export its AuthContext type: the peer certificate a TLS connection presented. */
 export type AuthContext = ReturnType<ServerUnaryCall<unknown, unknown>["getAuthContext"]>;
-import { ANONYMOUS_CALLER, type Caller } from "./caller";
+import { ANONYMOUS_CALLER, type Caller, DEFAULT_TENANT } from "./caller";
+import { certificateSubject } from "./peer_certificate";
 
 /** What the gate reads of a call: its full method path, its metadata, its transport's peer certificate. */
 export interface GateCall {
@@ -23,5 +24,16 @@ export interface CallGate {
   admit(call: GateCall): Caller | Promise<Caller>;
 }
 
-/** The gate of a node without QM_AUTH_CONFIG: everyone is the anonymous caller of the default tenant. */
-export const OPEN_GATE: CallGate = { admit: () => ANONYMOUS_CALLER };
+/**
+ * The gate of a node without QM_AUTH_CONFIG: it admits everyone to the default
+ * tenant. A caller whose client certificate the listener verified (mutual TLS,
+ * QM_TLS_CLIENT_CA) is named by its CN, so that the audit trail and the logs
+ * say who it was; everyone else is the anonymous caller. No roles either way:
+ * without QM_AUTH_CONFIG nothing checks them.
+ */
+export const OPEN_GATE: CallGate = {
+  admit: (call) => {
+    const subject = certificateSubject(call.authContext());
+    return subject === undefined ? ANONYMOUS_CALLER : { subject, tenant: DEFAULT_TENANT, roles: [], authenticated: true };
+  },
+};
