@@ -1,11 +1,16 @@
 // `node dist/src/health_probe.js`: exits 0 when this machine's server answers
 // the standard gRPC health check with SERVING, 1 otherwise. The container's
 // HEALTHCHECK, for images that ship no grpc_health_probe binary. It reads
-// QM_LISTEN like the server; a wildcard host is probed on loopback.
+// QM_LISTEN like the server; a wildcard host is probed on loopback. Under
+// TLS (QM_TLS_CERT) it speaks TLS to its own listener without verifying it:
+// it dials this machine's server, and asks whether it is alive, not who it
+// is. Under mutual TLS (QM_TLS_CLIENT_CA) it presents the node's own
+// certificate, so that certificate must also be valid for client use and
+// signed by the client CA (or use grpc_health_probe with its own flags).
 
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { ConfigError, loadConfig } from "./config";
+import { type ChannelCredentials, Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { ConfigError, type ListenerTlsConfig, loadConfig } from "./config";
 import { HEALTH_PROBE_DEADLINE_MS } from "./limits";
 
 const SERVING = 1;
@@ -19,8 +24,14 @@ function probeAddress(listen: string): string {
   return listen;
 }
 
-function check(address: string): Promise<number> {
-  const client = new Client(address, credentials.createInsecure());
+function probeCredentials(tls: ListenerTlsConfig | undefined): ChannelCredentials {
+  if (tls === undefined) return credentials.createInsecure();
+  const own = tls.clientCa === undefined ? [null, null] as const : [tls.key.bytes, tls.cert.bytes] as const;
+  return credentials.createSsl(null, own[0], own[1], { rejectUnauthorized: false });
+}
+
+function check(address: string, tls: ListenerTlsConfig | undefined): Promise<number> {
+  const client = new Client(address, probeCredentials(tls));
   return new Promise<number>((resolve, reject) => {
     client.makeUnaryRequest(
       "/grpc.health.v1.Health/Check",
@@ -46,16 +57,19 @@ function check(address: string): Promise<number> {
 
 async function main(): Promise<void> {
   let listen: string;
+  let tls: ListenerTlsConfig | undefined;
   try {
-    // The probe needs only the address: a QM_AUTH_CONFIG edited (and refused by SIGHUP) on a running node must not fail its health check.
-    listen = loadConfig({ ...process.env, QM_AUTH_CONFIG: "" }).listen;
+    // The probe needs only the address and the listener's TLS: a QM_AUTH_CONFIG edited (and refused by SIGHUP) on a running node must not fail its health check.
+    ({ listen, tls } = loadConfig({ ...process.env, QM_AUTH_CONFIG: "" }));
   } catch (error) {
     process.stderr.write(`health probe: ${error instanceof ConfigError ? error.message : String(error)}\n`);
     process.exit(2);
   }
   const address = probeAddress(listen);
   try {
-    const status = await check(address);
+    // Node's DEP0123 (an IP address as the TLS server name) would otherwise fill the container's health log.
+    process.noDeprecation = true;
+    const status = await check(address, tls);
     process.stdout.write(`${address}: ${status === SERVING ? "SERVING" : `status ${status}`}\n`);
     process.exit(status === SERVING ? 0 : 1);
   } catch (error) {

@@ -17,12 +17,14 @@ export interface ServerAddress {
   /** `host:port`: what grpc-js is given, and what messages show. */
   readonly target: string;
   readonly source: AddrSource;
+  /** Given as https://HOST:PORT: TLS, verified against the system's CAs unless --tls-ca names one. */
+  readonly tls?: true;
 }
 
 /** The host a port alone (`17051`, `:17051`) means: the server's default QM_LISTEN host. */
 export const ADDR_HOST_DEFAULT = "127.0.0.1";
 
-export const ADDR_FORMS = "HOST:PORT, :PORT, PORT, [IPv6]:PORT, http://HOST:PORT or dns:HOST:PORT";
+export const ADDR_FORMS = "HOST:PORT, :PORT, PORT, [IPv6]:PORT, http://HOST:PORT, https://HOST:PORT or dns:HOST:PORT";
 
 const PORT_MAX = 65535;
 /** Target schemes grpc-js knows besides dns: none of them reaches a server that listens on TCP host:port. */
@@ -50,9 +52,8 @@ export function parseServerAddress(text: string, source: AddrSource): ServerAddr
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):(.*)$/.exec(rest);
   const schemeName = scheme?.[1]?.toLowerCase();
   const afterScheme = scheme?.[2] ?? "";
-  if (schemeName === "https") fail("the server speaks plaintext gRPC, not TLS; use http://HOST:PORT or HOST:PORT");
-  if (schemeName === "http") {
-    if (!afterScheme.startsWith("//")) fail("expected http://HOST:PORT");
+  if (schemeName === "http" || schemeName === "https") {
+    if (!afterScheme.startsWith("//")) fail(`expected ${schemeName}://HOST:PORT`);
     rest = afterScheme.slice(2).replace(/\/$/, "");
     if (rest.includes("/")) fail("a path cannot be part of a gRPC address");
   } else if (schemeName === "dns") {
@@ -68,20 +69,21 @@ export function parseServerAddress(text: string, source: AddrSource): ServerAddr
     fail(`unsupported scheme "${schemeName}:"`);
   }
 
-  if (/^\d+$/.test(rest)) return { target: `${ADDR_HOST_DEFAULT}:${port(rest, fail)}`, source };
+  const tls = schemeName === "https" ? ({ tls: true } as const) : {};
+  if (/^\d+$/.test(rest)) return { target: `${ADDR_HOST_DEFAULT}:${port(rest, fail)}`, source, ...tls };
   if (rest.startsWith("[")) {
     const close = rest.indexOf("]");
     const host = rest.slice(1, close);
     if (close < 0 || !IPV6.test(host)) fail("not an IPv6 address in brackets");
     if (rest[close + 1] !== ":") fail("no port after the IPv6 address; expected [IPv6]:PORT");
-    return { target: `[${host}]:${port(rest.slice(close + 2), fail)}`, source };
+    return { target: `[${host}]:${port(rest.slice(close + 2), fail)}`, source, ...tls };
   }
   const colon = rest.lastIndexOf(":");
   if (colon < 0) fail("no port; expected HOST:PORT, e.g. localhost:50051");
   const host = rest.slice(0, colon);
   if (host.includes(":")) fail("an IPv6 address needs brackets, e.g. [::1]:50051");
   if (host !== "" && !HOSTNAME.test(host)) fail(`"${host}" is not a host name or IPv4 address`);
-  return { target: `${host === "" ? ADDR_HOST_DEFAULT : host}:${port(rest.slice(colon + 1), fail)}`, source };
+  return { target: `${host === "" ? ADDR_HOST_DEFAULT : host}:${port(rest.slice(colon + 1), fail)}`, source, ...tls };
 }
 
 function port(text: string, fail: (why: string) => never): number {

@@ -20,6 +20,7 @@ import type { InventoryServiceClient } from "../gen/quartermaster/v1/inventory";
 import { OrderServiceClient } from "../gen/quartermaster/v1/order";
 import type { ServerAddress } from "./address";
 import { type Clients, InventoryClient } from "./rpc";
+import { type ClientTls, tlsCredentials, tlsFailureCause } from "./tls";
 
 /** The shape of every ts-proto generated grpc-js client. */
 export type ClientConstructor<C> = new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => C;
@@ -30,19 +31,28 @@ export class Connection implements Clients {
   private readonly clients = new Map<ClientConstructor<unknown>, unknown>();
   private closed = false;
 
+  private channelCredentials: ChannelCredentials | undefined;
+
+  /** `tls` undefined: plaintext, for a server on loopback or a private network. */
   constructor(
     readonly addr: ServerAddress,
     /** Sent as `authorization: Bearer <token>` on every call of every client. */
     private readonly token?: string,
+    readonly tls?: ClientTls,
   ) {}
+
+  /** Reads the TLS files now, so that a missing one is reported before any call (a UsageError naming its setting). */
+  prepare(): void {
+    this.channelCredentials ??= this.tls === undefined ? credentials.createInsecure() : tlsCredentials(this.tls);
+  }
 
   /** A client of any generated service on the shared channel; the channel opens on first use, so offline commands never connect. */
   client<C>(ctor: ClientConstructor<C>): C {
     if (this.closed) throw new Error("connection closed");
     const existing = this.clients.get(ctor);
     if (existing !== undefined) return existing as C;
-    // Plaintext: the server listens without TLS on a private network or loopback.
-    const creds = credentials.createInsecure();
+    this.prepare();
+    const creds = this.channelCredentials ?? credentials.createInsecure();
     this.channel ??= new Channel(this.addr.target, creds, {});
     const created = new ctor(this.addr.target, creds, {
       channelOverride: this.channel,
@@ -107,8 +117,10 @@ function bearerInterceptor(token: string): Interceptor {
 }
 
 /** grpc-js's text for a failed connection, shortened to the cause a user can act on. */
-export function connectionFailureCause(err: ServiceError, deadlineMs: number): string {
+export function connectionFailureCause(err: ServiceError, deadlineMs: number, tls = false): string {
   const text = err.details;
+  const tlsCause = tlsFailureCause(text, tls);
+  if (tlsCause !== undefined) return tlsCause;
   const httpStatus = /Received HTTP status code (\d+)/.exec(text)?.[1];
   if (err.code === GrpcStatus.UNIMPLEMENTED && httpStatus !== undefined) return `it answers HTTP ${httpStatus}, not gRPC`;
   if (/ECONNREFUSED/.test(text)) return "connection refused";

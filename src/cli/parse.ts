@@ -14,6 +14,7 @@ import { type CommandSpec, type FlagValues, Flags, type OptionSpec, type Prepare
 import { EXIT_CODES_HELP } from "./exit_codes";
 import { COMMANDS } from "./registry";
 import { didYouMean } from "./suggest";
+import { type ClientTls, clientTls } from "./tls";
 
 export const ADDR_DEFAULT = "127.0.0.1:50051";
 export const TIMEOUT_MS_DEFAULT = 10_000;
@@ -24,6 +25,8 @@ export interface GlobalOptions {
   readonly timeoutMs: number;
   /** Bearer token sent as `authorization` metadata with every call (--token, else QM_TOKEN). */
   readonly token: string | undefined;
+  /** Absent: plaintext. */
+  readonly tls?: ClientTls;
 }
 
 export type ParsedCommandLine =
@@ -36,6 +39,9 @@ export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   json: { type: "boolean", help: "print the response (or the error, on stderr) as one JSON object with every field" },
   timeout: { type: "string", value: "MS", help: `deadline of the call in ms, or a duration like 30s (default ${TIMEOUT_MS_DEFAULT})` },
   token: { type: "string", value: "JWT", help: "bearer token for a server with QM_AUTH_CONFIG (env QM_TOKEN, which keeps it out of ps and shell history)" },
+  "tls-ca": { type: "string", value: "FILE", help: "TLS: PEM CA bundle the server's certificate must chain to (env QM_TLS_CA); https:// in --addr alone uses the system's CAs" },
+  "tls-cert": { type: "string", value: "FILE", help: "mutual TLS: PEM client certificate, with --tls-key (env QM_TLS_CLIENT_CERT)" },
+  "tls-key": { type: "string", value: "FILE", help: "mutual TLS: PEM private key of --tls-cert (env QM_TLS_CLIENT_KEY)" },
   help: { type: "boolean", short: "h", help: "show help" },
   version: { type: "boolean", help: "print qmctl's version" },
 };
@@ -225,11 +231,14 @@ function globalOptions(flags: Flags, env: Readonly<Record<string, string | undef
   const [text, source]: [string, AddrSource] =
     given !== undefined ? [given, "--addr"] : fromEnv !== undefined ? [fromEnv, "QM_ADDR"] : [ADDR_DEFAULT, "default"];
   const timeout = flags.string("timeout");
+  const addr = parseServerAddress(text, source);
+  const tls = clientTls((name) => flags.string(name), env, addr.tls === true);
   return {
-    addr: parseServerAddress(text, source),
+    addr,
     json: flags.boolean("json"),
     timeoutMs: timeout === undefined ? TIMEOUT_MS_DEFAULT : parseTimeoutMs(timeout),
     token: parseToken(flags.string("token") ?? nonEmpty(env["QM_TOKEN"]?.trim())),
+    ...(tls === undefined ? {} : { tls }),
   };
 }
 

@@ -78,14 +78,16 @@ function formatRefusal(err: ServiceError, info: { reason: string; metadata: Reco
  * established. Last error: … Resolution note: ") names neither the setting to
  * fix nor the likely causes; this does both.
  */
-export function formatConnectionFailure(err: ServiceError, addr: ServerAddress, deadlineMs: number, json: boolean): string {
-  const cause = connectionFailureCause(err, deadlineMs);
+export function formatConnectionFailure(err: ServiceError, addr: ServerAddress, deadlineMs: number, json: boolean, tls = false): string {
+  const cause = connectionFailureCause(err, deadlineMs, tls);
   const message = `cannot reach a Quartermaster server at ${addr.target} (${settingName(addr.source)}): ${cause}`;
   if (json) {
     return JSON.stringify({
       error: { code: statusName(err.code), codeNumber: err.code, message, addr: addr.target, addrSource: addr.source },
     });
   }
+  // A TLS failure's cause already says what to fix: one line.
+  if (cause.startsWith("TLS: ")) return `error: ${message}`;
   const check =
     addr.source === "default"
       ? `Is the server running? qmctl used ${ADDR_DEFAULT} because neither --addr nor QM_ADDR is set.`
@@ -126,14 +128,20 @@ export async function run(argv: readonly string[], env: Readonly<Record<string, 
   }
 
   const { global } = parsed;
-  const connection = new Connection(global.addr, global.token);
+  const connection = new Connection(global.addr, global.token, global.tls);
+  try {
+    connection.prepare();
+  } catch (err) {
+    io.stderr(`error: ${errorMessage(err)}\n`);
+    return err instanceof UsageError ? EXIT_USAGE : EXIT_OTHER;
+  }
   try {
     const output = await parsed.call.execute(connection, { deadlineMs: global.timeoutMs });
     io.stdout(global.json ? `${JSON.stringify(output.json)}\n` : `${output.text}\n`);
     return EXIT_OK;
   } catch (err) {
     if (isServiceError(err) && (connection.neverReached(err) || Connection.answeredNotGrpc(err))) {
-      io.stderr(`${formatConnectionFailure(err, global.addr, global.timeoutMs, global.json)}\n`);
+      io.stderr(`${formatConnectionFailure(err, global.addr, global.timeoutMs, global.json, global.tls !== undefined)}\n`);
       return EXIT_UNAVAILABLE;
     }
     if (isServiceError(err)) {
@@ -156,6 +164,9 @@ function errorMessage(err: unknown): string {
  * process.exit(), so that output piped to another process is flushed first.
  */
 export function main(argv: readonly string[] = process.argv.slice(2)): void {
+  // Node warns (DEP0123) when grpc-js sends an IP address as the TLS server name (--addr 127.0.0.1:PORT with TLS):
+  // a message for Node's developers, not for someone running a command.
+  process.noDeprecation = true;
   const io: Io = {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
