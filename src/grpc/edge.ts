@@ -86,6 +86,8 @@ interface Handshake {
   readonly done: () => void;
   /** Under TLS: the TLS socket once its handshake has finished. */
   tlsSocket: TLSSocket | undefined;
+  /** Already counted as a drop: a socket is counted once. */
+  counted: boolean;
 }
 
 interface Watch {
@@ -231,6 +233,7 @@ export class GrpcEdge {
     const timer = setTimeout(() => {
       if (!this.handshaking.delete(socket)) return;
       this.forgetPeer(peer, handshake);
+      handshake.counted = true;
       // Destroying the raw socket also ends a TLS socket still in its handshake.
       this.count(this.tls && handshake.tlsSocket === undefined ? "tls_handshake_timeout" : "handshake_timeout");
       socket.destroy();
@@ -240,8 +243,9 @@ export class GrpcEdge {
       this.handshaking.delete(socket);
       this.forgetPeer(peer, handshake);
     };
-    const handshake: Handshake = { socket, done, tlsSocket: undefined };
+    const handshake: Handshake = { socket, done, tlsSocket: undefined, counted: false };
     socket.once("close", done);
+    if (this.tls) socket.once("close", () => this.onClosedInTls(handshake));
     if (this.tls) {
       this.handshakingByPeer.set(peer, handshake);
       this.injector?.injectConnection(socket);
@@ -271,8 +275,20 @@ export class GrpcEdge {
    */
   private onTlsError(error: NodeJS.ErrnoException, tlsSocket: TLSSocket): void {
     const handshake = this.handshakingByPeer.get(peerKey(tlsSocket));
-    if (handshake === undefined || error.code === "ECONNRESET") return;
-    this.count("tls_handshake_failed", error.message);
+    if (handshake === undefined || handshake.counted || error.code === "ECONNRESET") return;
+    handshake.counted = true;
+    this.count("tls_handshake_failed", error.message.trim());
+  }
+
+  /**
+   * Node's TLS server closes a connection whose client certificate does not verify without any event
+   * (TLS 1.3 checks it after the handshake, and 'secureConnection' never comes). A socket that sent
+   * bytes and closed before its TLS handshake finished is that, or a client that gave up mid-handshake.
+   */
+  private onClosedInTls(handshake: Handshake): void {
+    if (handshake.counted || handshake.tlsSocket !== undefined || handshake.socket.bytesRead === 0) return;
+    handshake.counted = true;
+    this.count("tls_handshake_failed", "closed before the TLS handshake finished (an untrusted client certificate, or a client that gave up)");
   }
 
   private onSession(session: http2.ServerHttp2Session): void {
