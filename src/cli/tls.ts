@@ -81,7 +81,7 @@ export function tlsFailureCause(text: string, tls: boolean): string | undefined 
     return "TLS: the server does not speak TLS at this address (drop https:// and the --tls-* flags)";
   }
   // Under TLS 1.3 a server that refuses the client's certificate just closes the connection after the handshake.
-  if (tls && /ECONNRESET|socket hang up|Connection dropped/i.test(text)) {
+  if (tls && /ECONNRESET|socket hang up|Connection dropped|Failed to connect/i.test(text)) {
     return "TLS: the server closed the connection in the handshake: it refused qmctl's client certificate (give one signed by the server's QM_TLS_CLIENT_CA with --tls-cert and --tls-key)";
   }
   // A plaintext client's HTTP/2 preface is no TLS ClientHello: a TLS server closes the connection at once.

@@ -479,14 +479,14 @@ describe("qmctl without a server", function () {
   });
 
   it("exits 2 for a malformed address, before any connection attempt", async () => {
-    const run = await runQmctl(["sku", "get", "SKU-A", "--addr", "https://localhost:1"]);
+    const run = await runQmctl(["sku", "get", "SKU-A", "--addr", "https://localhost:1/v1"]);
     expect(run.code).to.equal(2);
-    expect(run.stderr).to.match(/^error: --addr "https:\/\/localhost:1": the server speaks plaintext gRPC, not TLS/);
+    expect(run.stderr).to.match(/^error: --addr "https:\/\/localhost:1\/v1": a path cannot be part of a gRPC address/);
     const env = await runQmctl(["sku", "get", "SKU-A"], { QM_ADDR: "localhost" });
     expect(env.code).to.equal(2);
     expect(env.stderr).to.equal(
       'error: QM_ADDR="localhost": no port; expected HOST:PORT, e.g. localhost:50051 ' +
-        "(accepted: HOST:PORT, :PORT, PORT, [IPv6]:PORT, http://HOST:PORT or dns:HOST:PORT)\n" +
+        "(accepted: HOST:PORT, :PORT, PORT, [IPv6]:PORT, http://HOST:PORT, https://HOST:PORT or dns:HOST:PORT)\n" +
         'Run "qmctl sku get --help" for its flags.\n',
     );
   });

@@ -10,7 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Client, credentials, Metadata, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
+import { type ChannelCredentials, Client, credentials, Metadata, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
 import { call, type CallOpts, type Clients, createClients } from "../../src/cli/rpc";
 import { decodeStatusDetails, type StatusDetails } from "../../src/cli/status_details";
 
@@ -58,6 +58,10 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Default true: resolve only once the health service answers SERVING. */
   waitServing?: boolean;
+  /** How the readiness poll connects; plaintext by default (a TLS listener needs its CA, and a client certificate under mutual TLS). */
+  healthCredentials?: ChannelCredentials;
+  /** QM_LISTEN's host (default 127.0.0.1); `addr` stays 127.0.0.1:PORT, which a wildcard host also serves. */
+  listenHost?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -123,7 +127,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     cwd: REPO_ROOT,
     env: {
       ...process.env,
-      QM_LISTEN: addr,
+      QM_LISTEN: `${opts.listenHost ?? "127.0.0.1"}:${port}`,
       QM_METRICS_LISTEN: metricsAddr,
       QM_DATA_DIR: dataDir,
       QM_LOG_LEVEL: "warn",
@@ -196,7 +200,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
 
   if (opts.waitServing ?? true) {
     try {
-      await waitServing(addr, exited);
+      await waitServing(addr, exited, opts.healthCredentials ?? credentials.createInsecure());
     } catch (err) {
       await server.kill();
       const message = err instanceof Error ? err.message : String(err);
@@ -222,8 +226,10 @@ async function distinctFreePorts(): Promise<[number, number]> {
  * milliseconds: grpc-js's default (1 s, growing) would make a server that opens
  * its port a moment after the first attempt look slow to start.
  */
-async function waitServing(addr: string, exited: Promise<Exit>): Promise<void> {
-  const client = new Client(addr, credentials.createInsecure(), {
+async function waitServing(addr: string, exited: Promise<Exit>, channelCredentials: ChannelCredentials): Promise<void> {
+  const client = new Client(addr, channelCredentials, {
+    // Test servers' certificates name localhost; an IP as the TLS server name only earns a Node warning.
+    "grpc.ssl_target_name_override": "localhost",
     "grpc.initial_reconnect_backoff_ms": HEALTH_POLL_INTERVAL_MS,
     "grpc.max_reconnect_backoff_ms": 250,
   });
@@ -266,8 +272,8 @@ function describe(err: unknown): string {
  * or a rejection with the ServiceError (NOT_FOUND for an unknown service).
  * Exported for fault tests that watch a server go NOT_SERVING while it drains.
  */
-export async function healthStatus(addr: string, opts: { service?: string; deadlineMs?: number } = {}): Promise<number> {
-  const client = new Client(addr, credentials.createInsecure());
+export async function healthStatus(addr: string, opts: { service?: string; deadlineMs?: number; credentials?: ChannelCredentials } = {}): Promise<number> {
+  const client = new Client(addr, opts.credentials ?? credentials.createInsecure());
   try {
     return await healthCheckOn(client, opts.service ?? "", opts.deadlineMs ?? HEALTH_CALL_DEADLINE_MS);
   } finally {

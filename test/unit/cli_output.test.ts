@@ -51,6 +51,11 @@ describe("qmctl --addr forms", () => {
     }
   });
 
+  it("reads https://HOST:PORT as the same target over TLS", () => {
+    expect(parseServerAddress("https://qm.example:443", "--addr")).to.deep.equal({ target: "qm.example:443", source: "--addr", tls: true });
+    expect(parseServerAddress("HTTPS://[::1]:17051/", "QM_ADDR")).to.deep.equal({ target: "[::1]:17051", source: "QM_ADDR", tls: true });
+  });
+
   it("refuses other forms with a message naming the setting, the reason and the accepted forms", () => {
     const cases: [string, string][] = [
       ["", "empty address"],
@@ -62,7 +67,7 @@ describe("qmctl --addr forms", () => {
       ["::1:17051", "an IPv6 address needs brackets"],
       ["[::1]", "no port after the IPv6 address"],
       ["[nope]:1", "not an IPv6 address in brackets"],
-      ["https://localhost:17051", "plaintext gRPC, not TLS"],
+      ["https:localhost:17051", "expected https://HOST:PORT"],
       ["http://localhost:17051/v1", "a path cannot be part"],
       ["http:localhost:17051", "expected http://HOST:PORT"],
       ["dns://8.8.8.8/localhost:17051", "DNS server authority"],
@@ -74,7 +79,7 @@ describe("qmctl --addr forms", () => {
       expect(() => parseServerAddress(text, "--addr"), text)
         .to.throw(UsageError, message)
         .with.property("message")
-        .that.matches(/^--addr ".*": .*\(accepted: HOST:PORT, :PORT, PORT, \[IPv6\]:PORT, http:\/\/HOST:PORT or dns:HOST:PORT\)$/);
+        .that.matches(/^--addr ".*": .*\(accepted: HOST:PORT, :PORT, PORT, \[IPv6\]:PORT, http:\/\/HOST:PORT, https:\/\/HOST:PORT or dns:HOST:PORT\)$/);
     }
     expect(() => parseServerAddress("nope", "QM_ADDR")).to.throw(UsageError, 'QM_ADDR="nope": no port');
   });
