@@ -7,7 +7,7 @@
 // /healthz?js-enabled-only=true once JetStream is up.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import { Etcd3 } from "etcd3";
 import { freePort, makeTempDir } from "./server_process";
@@ -54,12 +54,15 @@ process.once("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-export async function startEtcd(opts: { dataDir?: string; clientPort?: number; peerPort?: number } = {}): Promise<EtcdProcess> {
+/** `tls`: serve clients over https with this certificate; `ca` is what the readiness probe trusts. */
+export async function startEtcd(
+  opts: { dataDir?: string; clientPort?: number; peerPort?: number; tls?: { cert: string; key: string; ca: string } } = {},
+): Promise<EtcdProcess> {
   const binary = requireBinary("etcd", ["/usr/bin/etcd"]);
   const dataDir = opts.dataDir ?? (await makeTempDir("qm-etcd-"));
   const clientPort = opts.clientPort ?? (await freePort());
   const peerPort = opts.peerPort ?? (await distinctPort(clientPort));
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = `${opts.tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const engine = spawnEngine(binary, [
     "--name", "qm-test",
@@ -71,9 +74,11 @@ export async function startEtcd(opts: { dataDir?: string; clientPort?: number; p
     "--initial-cluster", `qm-test=${peer}`,
     "--log-level", "error",
     "--logger", "zap",
+    ...(opts.tls === undefined ? [] : ["--cert-file", opts.tls.cert, "--key-file", opts.tls.key]),
   ], dataDir);
+  const credentials = opts.tls === undefined ? {} : { credentials: { rootCertificate: readFileSync(opts.tls.ca) } };
   await waitReady(engine, `etcd at ${endpoint}`, async () => {
-    const client = new Etcd3({ hosts: endpoint, dialTimeout: 1_000 });
+    const client = new Etcd3({ hosts: endpoint, dialTimeout: 1_000, ...credentials });
     try {
       await client.get("/quartermaster/ready-probe").string();
     } finally {
@@ -83,13 +88,13 @@ export async function startEtcd(opts: { dataDir?: string; clientPort?: number; p
   return { ...engine, endpoint, clientPort, peerPort };
 }
 
-export async function startNats(opts: { dataDir?: string; port?: number; monitorPort?: number } = {}): Promise<NatsProcess> {
+export async function startNats(opts: { dataDir?: string; port?: number; monitorPort?: number; args?: readonly string[] } = {}): Promise<NatsProcess> {
   const binary = requireBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
   const dataDir = opts.dataDir ?? (await makeTempDir("qm-nats-"));
   const port = opts.port ?? (await freePort());
   const monitorPort = opts.monitorPort ?? (await distinctPort(port));
   const url = `nats://127.0.0.1:${port}`;
-  const engine = spawnEngine(binary, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir], dataDir);
+  const engine = spawnEngine(binary, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir, ...(opts.args ?? [])], dataDir);
   await waitReady(engine, `nats-server at ${url}`, () => httpOk(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`));
   return { ...engine, url, port, monitorPort };
 }
