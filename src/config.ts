@@ -172,7 +172,7 @@ export const CONFIG_VARIABLES = {
   QM_FAULT_CRASH_POINTS: ["", `tests only: comma-separated crash points (${CRASH_POINT_NAMES.join(", ")}) where the process SIGKILLs itself`],
   QM_GRPC_CONNECTIONS_MAX: [String(GRPC_CONNECTIONS_MAX), "open gRPC connections at most; a new one beyond it is closed at once"],
   QM_GRPC_STREAMS_PER_CONNECTION_MAX: [String(GRPC_STREAMS_PER_CONNECTION_MAX), "concurrent calls per connection (HTTP/2 streams); more are refused"],
-  QM_GRPC_HANDSHAKE_TIMEOUT_MS: [String(GRPC_HANDSHAKE_TIMEOUT_MS), "a connection that has not sent the HTTP/2 preface by then is closed"],
+  QM_GRPC_HANDSHAKE_TIMEOUT_MS: [String(GRPC_HANDSHAKE_TIMEOUT_MS), "a connection that has not finished the TLS handshake (under TLS) and sent the HTTP/2 preface by then is closed"],
   QM_GRPC_IDLE_TIMEOUT_MS: [String(GRPC_IDLE_TIMEOUT_MS), "a connection without a call for this long is closed (GOAWAY)"],
   QM_GRPC_REQUEST_BODY_TIMEOUT_MS: [String(GRPC_REQUEST_BODY_TIMEOUT_MS), "a call whose request body is not complete by then is reset"],
   QM_GRPC_SEND_STALL_TIMEOUT_MS: [String(GRPC_SEND_STALL_TIMEOUT_MS), "a response the client has not read any of for this long is reset"],

@@ -180,7 +180,7 @@ export const GRPC_CONNECTIONS_MAX = 1024;
  * runs 16 per connection), few enough that one connection cannot pin hundreds of buffered calls.
  */
 export const GRPC_STREAMS_PER_CONNECTION_MAX = 100;
-/** A socket must send the HTTP/2 preface within this (QM_GRPC_HANDSHAKE_TIMEOUT_MS), or it is closed. */
+/** A socket must finish the TLS handshake (under TLS) and send the HTTP/2 preface within this (QM_GRPC_HANDSHAKE_TIMEOUT_MS), or it is closed. */
 export const GRPC_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** A connection with no open stream for this long gets GOAWAY (QM_GRPC_IDLE_TIMEOUT_MS). */
 export const GRPC_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
