@@ -245,8 +245,8 @@ export class GrpcEdge {
     };
     const handshake: Handshake = { socket, done, tlsSocket: undefined, counted: false };
     socket.once("close", done);
-    if (this.tls) socket.once("close", () => this.onClosedInTls(handshake));
     if (this.tls) {
+      socket.once("close", () => this.onClosedInTls(handshake));
       this.handshakingByPeer.set(peer, handshake);
       this.injector?.injectConnection(socket);
       return;
