@@ -7,6 +7,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { UsageError } from "../../src/cli/args";
 import { clientTls, tlsFailureCause } from "../../src/cli/tls";
+import { natsOptions } from "../../src/cluster_node";
 import { ConfigError, loadConfig } from "../../src/config";
 import { isLoopbackListen } from "../../src/security/exposure";
 import { createPki, type TestPki } from "../support/tls";
@@ -60,6 +61,15 @@ describe("TLS configuration", function () {
     expect(logged).not.to.contain("hunter2");
     expect(logged).not.to.contain("SUAEXAMPLE");
     expect(logged).to.contain("[redacted]");
+  });
+
+  it("hands NATS the CA as TLS options and the creds as an authenticator, and neither when unset", () => {
+    const plain = natsOptions(loadConfig(CLUSTER).cluster ?? expect.fail("no cluster config"));
+    expect(plain.tls).to.equal(undefined);
+    expect(plain.authenticator).to.equal(undefined);
+    const secured = natsOptions(loadConfig({ ...CLUSTER, QM_NATS_CA: pki.ca.cert, QM_NATS_CREDS: creds }).cluster ?? expect.fail("no cluster config"));
+    expect((secured.tls as { ca?: string } | undefined)?.ca).to.contain("-----BEGIN CERTIFICATE-----");
+    expect(secured.authenticator).to.be.a("function");
   });
 
   it("refuses QM_ETCD_CA with http:// endpoints, a user without a password, and a file that is no .creds", () => {
