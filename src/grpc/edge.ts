@@ -267,6 +267,7 @@ export class GrpcEdge {
   private onTlsDone(tlsSocket: TLSSocket): void {
     const handshake = this.handshakingByPeer.get(peerKey(tlsSocket));
     if (handshake !== undefined) handshake.tlsSocket = tlsSocket;
+    memoizePeerCertificate(tlsSocket);
   }
 
   /**
@@ -484,6 +485,24 @@ export class GrpcEdge {
     }
     return connection.progressed;
   }
+}
+
+/**
+ * grpc-js reads the peer certificate for every call's auth context, and Node builds it anew each
+ * time: measured here, 35-55 µs per call under mutual TLS, about a fifth of a call's server CPU.
+ * HTTP/2 forbids TLS renegotiation (RFC 9113, 9.2.1), so it is refused, and the certificate is
+ * then the same for the connection's life: built once, frozen, and handed to every call.
+ */
+function memoizePeerCertificate(tlsSocket: TLSSocket): void {
+  tlsSocket.disableRenegotiation();
+  const read = tlsSocket.getPeerCertificate.bind(tlsSocket);
+  let brief: ReturnType<TLSSocket["getPeerCertificate"]> | undefined;
+  const memoized = (detailed?: boolean): ReturnType<TLSSocket["getPeerCertificate"]> => {
+    if (detailed === true) return read(true);
+    brief ??= Object.freeze(read());
+    return brief;
+  };
+  Object.defineProperty(tlsSocket, "getPeerCertificate", { value: memoized });
 }
 
 /** A connection's peer, the same for the raw socket and the TLS socket over it. */
