@@ -1,0 +1,185 @@
+// `npm run bench:growth`: how start-up, memory and throughput grow with the
+// data set (issue 10's growth goal). Not a timed test; it prints figures.
+//
+//   node dist/bench/growth.js build --dir D --skus N --events-per-sku K [--snapshot]
+//       builds a data directory straight through the LmdbJournal API (growth_data.ts)
+//   node dist/bench/growth.js [--skus 10000,1000000] [--events-per-sku 10] [--keep DIR] ...
+//       for each catalogue size: builds a data directory (or reuses DIR/skus-N
+//       with --keep), starts the node on it pinned to CPU 0, and measures the
+//       time from spawn to SERVING, RSS once serving, then reserves/s of the
+//       random scenario over all its SKUs from a generator on CPU 1, and RSS
+//       after the run.
+//
+// The figures that must not grow with the catalogue are time to SERVING and
+// RSS at SERVING: recovery is lazy (an actor is read from the journal on its
+// first message), so start-up reads a fixed number of records.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { systemClock } from "../src/clock";
+import { buildCatalogue } from "./growth_data";
+import { REQUESTS_MAX_LIMIT, runLoad, scenarioCalls } from "./h2_load";
+import { waitUntilServing } from "./health_client";
+import { LOOPBACK_HOST } from "./load_session";
+import { choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readMemory, spawnNode, stopChild } from "./processes";
+
+const SERVING_DEADLINE_MS = 120_000;
+
+interface SizeFigures {
+  readonly skus: number;
+  readonly events: number;
+  readonly buildSeconds: number | null;
+  readonly dataFileMiB: number;
+  readonly servingMs: number;
+  readonly rssServingMiB: number;
+  readonly reservesPerSecond: number;
+  readonly p99Ms: number;
+  readonly errors: number;
+  readonly rssAfterMiB: number;
+}
+
+function intList(text: string): number[] {
+  return text.split(",").map((part) => {
+    const n = Number(part.replace(/_/g, ""));
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`not a positive integer: ${part}`);
+    return n;
+  });
+}
+
+async function build(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { dir: { type: "string" }, skus: { type: "string" }, "events-per-sku": { type: "string", default: "10" }, snapshot: { type: "boolean", default: false } },
+  });
+  if (values.dir === undefined || values.skus === undefined) throw new Error("build needs --dir and --skus");
+  const skus = intList(values.skus)[0]!;
+  let lastReport = 0;
+  const result = await buildCatalogue({
+    dir: values.dir,
+    skus,
+    eventsPerSku: Number(values["events-per-sku"]),
+    snapshot: values.snapshot === true,
+    clock: systemClock,
+    progress: (done) => {
+      if (done - lastReport >= 100_000 || done === skus) {
+        lastReport = done;
+        process.stderr.write(`  ${done} SKUs\n`);
+      }
+    },
+  });
+  console.log(`built ${result.skus} SKUs, ${result.events} events in ${result.seconds.toFixed(1)} s (${Math.round(result.events / result.seconds)} events/s)`);
+}
+
+function dataFileMiB(dir: string): number {
+  return fs.statSync(path.join(dir, "journal", "data.mdb")).size / 1048576;
+}
+
+async function measureSize(skus: number, eventsPerSku: number, keep: string | undefined, o: { durationMs: number; warmupMs: number }): Promise<SizeFigures> {
+  const pinning = choosePinning();
+  const dir = keep === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "qm-growth-")) : path.join(keep, `skus-${skus}-e${eventsPerSku}`);
+  let buildSeconds: number | null = null;
+  let events = skus * eventsPerSku;
+  try {
+    if (!fs.existsSync(path.join(dir, "journal", "data.mdb"))) {
+      fs.mkdirSync(dir, { recursive: true });
+      process.stderr.write(`building ${skus} SKUs x ${eventsPerSku} events in ${dir}\n`);
+      const built = await buildCatalogue({ dir, skus, eventsPerSku, clock: systemClock });
+      buildSeconds = built.seconds;
+      events = built.events;
+    }
+    const port = await freeLoopbackPort();
+    const metricsPort = await freeLoopbackPort();
+    const spawnedAt = performance.now();
+    const server = spawnNode({
+      name: "qm",
+      script: path.join(__dirname, "..", "src", "main.js"),
+      args: [],
+      cpu: pinning.serverCpu,
+      env: {
+        ...process.env,
+        QM_LISTEN: `${LOOPBACK_HOST}:${port}`,
+        QM_METRICS_LISTEN: `${LOOPBACK_HOST}:${metricsPort}`,
+        QM_DATA_DIR: dir,
+        QM_LOG_LEVEL: "warn",
+      },
+    });
+    try {
+      await waitUntilServing(`${LOOPBACK_HOST}:${port}`, SERVING_DEADLINE_MS, () => server.running);
+      const servingMs = performance.now() - spawnedAt;
+      const atServing = readMemory(server.pid);
+      const calls = scenarioCalls({ scenario: "random", runTag: `g${Date.now().toString(36)}`, hotSkuId: "", skuCount: skus, seed: 11 });
+      const result = await runLoad({
+        target: `${LOOPBACK_HOST}:${port}`,
+        path: calls.path,
+        frameFactory: calls.frameFactory,
+        transport: "raw",
+        requestsMax: REQUESTS_MAX_LIMIT,
+        sessions: 4,
+        concurrency: 64,
+        warmupMs: o.warmupMs,
+        durationMs: o.durationMs,
+      });
+      const after = readMemory(server.pid);
+      return {
+        skus,
+        events,
+        buildSeconds,
+        dataFileMiB: dataFileMiB(dir),
+        servingMs,
+        rssServingMiB: (atServing?.rssBytes ?? 0) / 1048576,
+        reservesPerSecond: result.callsPerSecond,
+        p99Ms: result.latency.p99Ms,
+        errors: result.errorCount,
+        rssAfterMiB: (after?.rssBytes ?? 0) / 1048576,
+      };
+    } finally {
+      await stopChild(server);
+    }
+  } finally {
+    if (keep === undefined) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === "build") return build(argv.slice(1));
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      skus: { type: "string", default: "10000,1000000" },
+      "events-per-sku": { type: "string", default: "10" },
+      keep: { type: "string" },
+      "duration-ms": { type: "string", default: "8000" },
+      "warmup-ms": { type: "string", default: "2000" },
+    },
+  });
+  const pinning = choosePinning();
+  pinSelf(pinning.generatorCpu);
+  const rows: SizeFigures[] = [];
+  for (const skus of intList(values.skus)) {
+    rows.push(
+      await measureSize(skus, Number(values["events-per-sku"]), values.keep, {
+        durationMs: Number(values["duration-ms"]),
+        warmupMs: Number(values["warmup-ms"]),
+      }),
+    );
+  }
+  const first = rows[0]!;
+  console.log("| SKUs | events | build s | data.mdb MiB | spawn → SERVING ms | RSS at SERVING MiB | reserves/s (ratio to first) | p99 ms | errors | RSS after run MiB |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.skus.toLocaleString("en")} | ${r.events.toLocaleString("en")} | ${r.buildSeconds === null ? "reused" : r.buildSeconds.toFixed(0)} | ${r.dataFileMiB.toFixed(0)} | ` +
+        `${r.servingMs.toFixed(0)} | ${r.rssServingMiB.toFixed(0)} | ${Math.round(r.reservesPerSecond).toLocaleString("en")} (${(r.reservesPerSecond / first.reservesPerSecond).toFixed(2)}) | ` +
+        `${r.p99Ms.toFixed(1)} | ${r.errors} | ${r.rssAfterMiB.toFixed(0)} |`,
+    );
+  }
+}
+
+process.on("exit", emergencyCleanup);
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
