@@ -46,6 +46,10 @@ const { values } = parseArgs({
   },
 });
 
+/** The batch workload of bench:compare: 4 callers, 1,000 items per ReserveBatch. */
+const BATCH_ITEMS = 1000;
+const BATCH_CALLERS = 4;
+
 function intOf(name: string, text: string | undefined): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be an integer >= 0`);
@@ -60,7 +64,7 @@ async function main(): Promise<void> {
   const callers = intOf("callers", values.callers);
   const activeMax = intOf("active-max", values["active-max"]);
   const op = values.op;
-  if (op !== "reserve" && op !== "availability") throw new Error("--op must be reserve or availability");
+  if (op !== "reserve" && op !== "availability" && op !== "batch") throw new Error("--op must be reserve, availability or batch");
   const journal = new LmdbJournal({ path: journalDirOf(values.dir), auditRetention: { maxAgeMs: 1e12, maxPerActor: 1000 }, clock: systemClock });
   await journal.open();
   const system = new ActorSystem({
@@ -88,7 +92,7 @@ interface MeasureOptions {
   readonly ops: number;
   readonly warmOps: number;
   readonly callers: number;
-  readonly op: "reserve" | "availability";
+  readonly op: "reserve" | "availability" | "batch";
   readonly zipf: boolean;
   readonly seed: number;
 }
@@ -99,7 +103,8 @@ async function measure(system: ActorSystem, journal: LmdbJournal, o: MeasureOpti
   const tag = `a${process.pid}-${Date.now().toString(36)}`;
   let issued = 0;
   let failed = 0;
-  const run = async (count: number, op: "reserve" | "availability"): Promise<void> => {
+  const run = async (count: number, op: "reserve" | "availability" | "batch"): Promise<void> => {
+    if (op === "batch") return runBatches(count);
     const end = issued + count;
     const caller = async (): Promise<void> => {
       while (issued < end) {
@@ -115,6 +120,31 @@ async function measure(system: ActorSystem, journal: LmdbJournal, o: MeasureOpti
       }
     };
     await Promise.all(Array.from({ length: o.callers }, caller));
+  };
+  // As the ReserveBatch handler does: 1,000 items grouped by SKU, one reserveBatch ask per SKU, all at once.
+  const runBatches = async (count: number): Promise<void> => {
+    const end = issued + count;
+    const caller = async (): Promise<void> => {
+      while (issued < end) {
+        const groups = new Map<number, { id: string; quantity: number; locationId: string; ttlMs: number }[]>();
+        for (let k = 0; k < BATCH_ITEMS && issued < end; k++) {
+          const sku = pick();
+          const cmds = groups.get(sku) ?? [];
+          cmds.push({ id: `${tag}-${issued++}`, quantity: 1, locationId: SEED_LOCATION_ID, ttlMs: 3_600_000 });
+          groups.set(sku, cmds);
+        }
+        await Promise.all(
+          [...groups].map(async ([sku, cmds]) => {
+            try {
+              await system.ask(skuActorId(skuIdFor(sku)), { op: "reserveBatch", cmds } satisfies SkuMessage);
+            } catch {
+              failed += cmds.length;
+            }
+          }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: BATCH_CALLERS }, caller));
   };
   // The warmup reads (activates without writing), so a large one fills the resident set cheaply.
   await run(o.warmOps, "availability");

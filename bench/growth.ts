@@ -23,7 +23,7 @@ import { buildCatalogue } from "./growth_data";
 import { REQUESTS_MAX_LIMIT, runLoad, scenarioCalls } from "./h2_load";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
-import { choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readMemory, spawnNode, stopChild } from "./processes";
+import { type Child, choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readMemory, spawnNode, stopChild } from "./processes";
 
 const SERVING_DEADLINE_MS = 120_000;
 /** The node's info log up to the serving line is a few lines; the rest of a run's log is not needed. */
@@ -91,8 +91,84 @@ function dataFileMiB(dir: string): number {
   return fs.statSync(path.join(dir, "journal", "data.mdb")).size / 1048576;
 }
 
-async function measureSize(skus: number, eventsPerSku: number, keep: string | undefined, o: { durationMs: number; warmupMs: number }): Promise<SizeFigures> {
+interface StartedNode {
+  readonly server: Child;
+  readonly port: number;
+  /** Spawn to the node's "quartermaster serving" log line (polled every 5 ms). */
+  readonly servingMs: number;
+  readonly started: { startupMs: number; recoveryMs: number };
+}
+
+/** Starts the node on dir, pinned to CPU 0, and waits for its serving line, then for SERVING over gRPC health. */
+async function startNode(dir: string): Promise<StartedNode> {
   const pinning = choosePinning();
+  const port = await freeLoopbackPort();
+  const metricsPort = await freeLoopbackPort();
+  const spawnedAt = performance.now();
+  const server = spawnNode({
+    name: "qm",
+    script: path.join(__dirname, "..", "src", "main.js"),
+    args: [],
+    cpu: pinning.serverCpu,
+    env: {
+      ...process.env,
+      QM_LISTEN: `${LOOPBACK_HOST}:${port}`,
+      QM_METRICS_LISTEN: `${LOOPBACK_HOST}:${metricsPort}`,
+      QM_DATA_DIR: dir,
+      QM_LOG_LEVEL: "info",
+    },
+    keepStdout: true,
+    stdoutBytesMax: STDOUT_BYTES_MAX,
+  });
+  try {
+    // Not the health poll: grpc-js backs off between refused connections, which would add seconds of noise.
+    const giveUpAt = spawnedAt + SERVING_DEADLINE_MS;
+    while (!server.stdout.includes("quartermaster serving")) {
+      if (!server.running) throw new Error(`node exited before serving: ${server.describeExit()}\n${server.outputTail()}`);
+      if (performance.now() > giveUpAt) throw new Error(`node not serving after ${SERVING_DEADLINE_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const servingMs = performance.now() - spawnedAt;
+    await waitUntilServing(`${LOOPBACK_HOST}:${port}`, SERVING_DEADLINE_MS, () => server.running);
+    return { server, port, servingMs, started: startupLine(server.stdout) };
+  } catch (error) {
+    await stopChild(server);
+    throw error;
+  }
+}
+
+/** `startup --dirs A,B [--rounds 5]`: starts the node on each directory in turn, rounds times, and prints the medians. */
+async function startupRounds(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { dirs: { type: "string" }, rounds: { type: "string", default: "5" } } });
+  if (values.dirs === undefined) throw new Error("startup needs --dirs");
+  const dirs = values.dirs.split(",");
+  const figures = dirs.map(() => ({ serving: [] as number[], startup: [] as number[], recovery: [] as number[], rss: [] as number[] }));
+  for (let round = 0; round < Number(values.rounds); round++) {
+    for (let i = 0; i < dirs.length; i++) {
+      const node = await startNode(dirs[i]!);
+      const rss = readMemory(node.server.pid)?.rssBytes ?? 0;
+      await stopChild(node.server);
+      const f = figures[i]!;
+      f.serving.push(node.servingMs);
+      f.startup.push(node.started.startupMs);
+      f.recovery.push(node.started.recoveryMs);
+      f.rss.push(rss / 1048576);
+    }
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const range = (xs: number[]): string => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
+  console.log("| data directory | spawn → serving line ms, median (range) | node start-up ms | journal + wake-ups ms | RSS at serving MiB |");
+  console.log("|---|---|---|---|---|");
+  dirs.forEach((dir, i) => {
+    const f = figures[i]!;
+    console.log(
+      `| ${path.basename(dir)} | ${median(f.serving).toFixed(0)} (${range(f.serving)}) | ${median(f.startup).toFixed(0)} (${range(f.startup)}) | ` +
+        `${median(f.recovery).toFixed(0)} (${range(f.recovery)}) | ${median(f.rss).toFixed(0)} |`,
+    );
+  });
+}
+
+async function measureSize(skus: number, eventsPerSku: number, keep: string | undefined, o: { durationMs: number; warmupMs: number }): Promise<SizeFigures> {
   const dir = keep === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "qm-growth-")) : path.join(keep, `skus-${skus}-e${eventsPerSku}`);
   let buildSeconds: number | null = null;
   let events = skus * eventsPerSku;
@@ -104,28 +180,8 @@ async function measureSize(skus: number, eventsPerSku: number, keep: string | un
       buildSeconds = built.seconds;
       events = built.events;
     }
-    const port = await freeLoopbackPort();
-    const metricsPort = await freeLoopbackPort();
-    const spawnedAt = performance.now();
-    const server = spawnNode({
-      name: "qm",
-      script: path.join(__dirname, "..", "src", "main.js"),
-      args: [],
-      cpu: pinning.serverCpu,
-      env: {
-        ...process.env,
-        QM_LISTEN: `${LOOPBACK_HOST}:${port}`,
-        QM_METRICS_LISTEN: `${LOOPBACK_HOST}:${metricsPort}`,
-        QM_DATA_DIR: dir,
-        QM_LOG_LEVEL: "info",
-      },
-      keepStdout: true,
-      stdoutBytesMax: STDOUT_BYTES_MAX,
-    });
+    const { server, port, servingMs, started } = await startNode(dir);
     try {
-      await waitUntilServing(`${LOOPBACK_HOST}:${port}`, SERVING_DEADLINE_MS, () => server.running);
-      const servingMs = performance.now() - spawnedAt;
-      const started = startupLine(server.stdout);
       const atServing = readMemory(server.pid);
       const calls = scenarioCalls({ scenario: "random", runTag: `g${Date.now().toString(36)}`, hotSkuId: "", skuCount: skus, seed: 11 });
       const result = await runLoad({
@@ -165,6 +221,7 @@ async function measureSize(skus: number, eventsPerSku: number, keep: string | un
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === "build") return build(argv.slice(1));
+  if (argv[0] === "startup") return startupRounds(argv.slice(1));
   const { values } = parseArgs({
     args: argv,
     options: {
