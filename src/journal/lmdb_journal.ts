@@ -825,11 +825,14 @@ export class LmdbJournal implements Journal {
  * meta record (snapshot present iff snapshotSeq > 0, events exactly
  * snapshotSeq+1..lastSeq). Throws DATA_LOSS naming the actor for any damage.
  *
- * Every record is read with getBinaryFast, which copies the value into one
- * buffer lmdb-js reuses for the next read, instead of get(), which also
- * slices a new Buffer per record: each record is checked and decoded before
- * the next read, and the decoder copies binary fields (copyBuffers), so
- * nothing keeps a view of that buffer. That buffer reports the record's size
+ * The meta record and the events are read with getBinaryFast, which copies
+ * the value into one buffer lmdb-js reuses for the next read, instead of
+ * get(), which also slices a new Buffer per record: each record is checked
+ * and decoded before the next read, and the decoder copies binary fields
+ * (copyBuffers), so nothing keeps a view of that buffer. The snapshot keeps
+ * get(): lmdb-js grows that shared buffer to twice the largest value read
+ * through it and keeps it, and a snapshot can be megabytes (a hot SKU's holds);
+ * an event is bounded by one request (GRPC_MESSAGE_BYTES_MAX). That buffer reports the record's size
  * as its `length` but is larger underneath (subarray() without an end would
  * run past the record), hence exact(). Measured on activation of 100,000
  * SKUs at random, the per-record Buffer was about a tenth of the CPU of an
@@ -840,7 +843,7 @@ export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events
   const seed = actorSeed(actorId);
   let snapshot: Snapshot | undefined;
   if (meta.snapshotSeq > 0) {
-    const stored = exact(stores.snapshots.getBinaryFast(actorId));
+    const stored = stores.snapshots.get(actorId);
     if (stored === undefined) throw corruptError(actorId, `snapshot at seq ${meta.snapshotSeq} is missing`);
     const body = unseal(stored, seqSeed(seed, meta.snapshotSeq));
     if (body === undefined) throw corruptError(actorId, `snapshot at seq ${meta.snapshotSeq} fails its checksum`);
