@@ -29,7 +29,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
 import type { Journal } from "../../journal/journal";
-import { ACTIVE_ACTORS_HEADROOM_PERCENT, ACTIVE_ACTORS_MAX, WAKEUPS_PER_TICK_MAX, WAKEUPS_SCAN_DEPTH_MAX } from "../../limits";
+import { ACTIVE_ACTORS_EVICT_PERCENT, ACTIVE_ACTORS_HEADROOM_PERCENT, ACTIVE_ACTORS_MAX, WAKEUPS_PER_TICK_MAX, WAKEUPS_SCAN_DEPTH_MAX } from "../../limits";
 import { Activation, type ActivationHost } from "./activation";
 import type { ActorBehavior, ActorRouter, AskOptions } from "./behavior";
 import type { Envelope } from "./mailbox";
@@ -118,6 +118,8 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   private readonly active = new Map<string, AnyActivation>();
   private readonly activeMax: number;
   private readonly headroom: number;
+  /** Idle actors passivated at once when the bound is reached. */
+  private readonly evictBatch: number;
   /** Where in the due list the next tick's page starts. */
   private wakeOffset = 0;
   private timers: NodeJS.Timeout[] = [];
@@ -131,6 +133,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     this.logger = options.logger;
     this.activeMax = options.activeMax ?? ACTIVE_ACTORS_MAX;
     this.headroom = Math.max(1, Math.ceil((this.activeMax * ACTIVE_ACTORS_HEADROOM_PERCENT) / 100));
+    this.evictBatch = Math.max(2, Math.ceil((this.activeMax * ACTIVE_ACTORS_EVICT_PERCENT) / 100));
     for (const b of options.behaviors) {
       this.behaviors.set(b.kind, b);
       this.kindObservers.set(b.kind, options.observer?.actorKind(b.kind) ?? unobserved);
@@ -311,7 +314,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     const slash = actorId.indexOf("/");
     const behavior = slash > 0 ? this.behaviors.get(actorId.slice(0, slash)) : undefined;
     if (behavior === undefined) throw new QmError("INTERNAL", `no actor kind for ${actorId}`);
-    if (this.active.size >= this.activeMax) this.evictLeastRecent(2);
+    if (this.active.size >= this.activeMax) this.evictLeastRecent(this.evictBatch);
     // A replacement takes the place of the activation it rebuilds, so it never counts against the bound.
     const bound = admission === "actor" ? this.activeMax + this.headroom : this.activeMax;
     if (admission !== "replacement" && this.active.size >= bound) {
