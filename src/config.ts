@@ -49,6 +49,8 @@ export interface Config {
   readonly tracing: TracingConfig;
   /** QM_AUTH_CONFIG, read and checked (src/security/auth_config.ts); undefined: every caller is anonymous. */
   readonly auth: AuthConfig | undefined;
+  /** redis:// or rediss:// URL of the rate limiter's shared buckets; empty: buckets in this node's memory. */
+  readonly redisUrl: string;
 }
 
 export type TraceSamplerName =
@@ -127,6 +129,7 @@ export const CONFIG_VARIABLES = {
   QM_PARTITIONS: ["256", "partitions of a new cluster (fixed once the cluster exists)"],
   QM_ADVERTISE: ["", "host:port other nodes and clients use for this node; empty: the bound QM_LISTEN"],
   QM_JOURNAL_REPLICAS: ["1", "JetStream replicas of the cluster's journal streams (production: 3)"],
+  QM_REDIS_URL: ["", "rate limits shared by all nodes: redis:// or rediss:// URL (user, password, db in it); empty: per node, the limit divided by the members"],
   OTEL_TRACES_EXPORTER: ["none", "tracing: none (off, no cost), otlp (to OTEL_EXPORTER_OTLP_ENDPOINT) or console (spans on stdout)"],
   OTEL_EXPORTER_OTLP_ENDPOINT: ["", "OTLP receiver base URL; empty: http://localhost:4318 (http/*) or http://localhost:4317 (grpc)"],
   OTEL_EXPORTER_OTLP_PROTOCOL: ["http/protobuf", "http/protobuf, http/json or grpc"],
@@ -234,6 +237,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     tracing: tracingConfig(get, int),
     auth: authConfig(get("QM_AUTH_CONFIG").trim()),
+    redisUrl: redisUrl(get("QM_REDIS_URL").trim()),
   };
 }
 
@@ -245,6 +249,21 @@ function authConfig(file: string): AuthConfig | undefined {
     if (error instanceof AuthConfigError) throw new ConfigError(`QM_AUTH_CONFIG=${file}: ${error.message}`);
     throw error;
   }
+}
+
+function redisUrl(raw: string): string {
+  if (raw === "") return raw;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("QM_REDIS_URL: expected a redis:// or rediss:// URL");
+  }
+  // The message leaves the password out: it is printed at start-up.
+  if ((url.protocol !== "redis:" && url.protocol !== "rediss:") || url.hostname === "") {
+    throw new ConfigError(`QM_REDIS_URL: expected a redis:// or rediss:// URL with a host, got ${url.protocol}//${url.hostname}`);
+  }
+  return raw;
 }
 
 const SAMPLERS: readonly TraceSamplerName[] = [

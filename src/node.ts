@@ -12,7 +12,7 @@ import { type Clock, systemClock } from "./clock";
 import { SingleNodeCluster } from "./cluster/cluster_view";
 import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
-import type { Config } from "./config";
+import { type Config, CONFIG_VARIABLES } from "./config";
 import { QmError } from "./errors";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
@@ -24,6 +24,8 @@ import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
 import { AuthGate, reloadOnSighup } from "./security/auth_gate";
+import { OPEN_GATE } from "./security/call_gate";
+import { RateLimiter } from "./security/rate_limit/limiter";
 import { VERSION } from "./version";
 
 export interface RunningNode {
@@ -90,6 +92,15 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
   system.router = router;
   // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
   const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
+  const limiter = new RateLimiter({
+    redisUrl: config.redisUrl,
+    clusterName: CONFIG_VARIABLES.QM_CLUSTER[0],
+    nodeCount: () => 1,
+    clock,
+    logger: logger.child({ component: "rate-limit" }),
+    onLimited: (tenant) => metrics.rateLimited(tenant),
+    onFallback: () => metrics.rateLimitFallback(),
+  });
   const server = new GrpcServer({
     listen: config.listen,
     router,
@@ -100,7 +111,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     backups,
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
-    ...(auth === undefined ? {} : { gate: auth }),
+    // The limit is taken once the caller is named and allowed; without QM_AUTH_CONFIG nobody is limited.
+    gate: limiter.gate(auth ?? OPEN_GATE, auth?.rateLimitPolicy()),
   });
 
   let recoveryMs = 0;
@@ -129,6 +141,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     // Stopped before the journal closes: a running copy must end first.
     lifecycle("backups", () => backups.start(), () => backups.stop()),
     lifecycle("metrics", () => listening("QM_METRICS_LISTEN", config.metricsListen, () => metrics.start()), () => metrics.stop()),
+    limiter,
     // Bound before recovery, so a probe sees NOT_SERVING rather than a refused connection.
     lifecycle(
       "grpc-listener",
