@@ -149,9 +149,11 @@ describe("rate limit: gate", () => {
     expect(admitNow(gate, gateCall())).to.deep.equal(caller("svc"));
   });
 
-  it("limits nobody the policy does not name (the anonymous caller without QM_AUTH_CONFIG)", () => {
-    const gate = rateLimitedGate(namingGate(ANONYMOUS_CALLER), () => undefined, new MemoryBucketStore(new ManualClock()));
-    for (let i = 0; i < 100; i++) expect(admitNow(gate, gateCall())).to.equal(ANONYMOUS_CALLER);
+  it("limits nobody the policy does not name, and never the unauthenticated (anonymous) caller", () => {
+    const unnamed = rateLimitedGate(namingGate(caller("svc")), () => undefined, new MemoryBucketStore(new ManualClock()));
+    for (let i = 0; i < 100; i++) expect(admitNow(unnamed, gateCall())).to.deep.equal(caller("svc"));
+    const anonymous = rateLimitedGate(namingGate(ANONYMOUS_CALLER), () => LIMIT, new MemoryBucketStore(new ManualClock()));
+    for (let i = 0; i < 100; i++) expect(admitNow(anonymous, gateCall())).to.equal(ANONYMOUS_CALLER);
   });
 
   it("limits after an asynchronous inner gate and with an asynchronous store", async () => {

@@ -51,6 +51,9 @@ export function rateLimitedGate(inner: CallGate, policy: RateLimitPolicy, store:
     throw rateLimited(caller, limit, outcome.retryAfterMs);
   };
   const limitCall = (call: GateCall, caller: Caller): Caller | Promise<Caller> => {
+    // Unauthenticated callers share one name ("anonymous"): a bucket for them would let one of them starve
+    // the others. They are the caller of a node without QM_AUTH_CONFIG, or of the methods that are open.
+    if (!caller.authenticated) return caller;
     const limit = policy(caller);
     if (limit === undefined) return caller;
     checkLimit(limit);
