@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { Writable } from "node:stream";
 import { expect } from "chai";
 import { Redis } from "ioredis";
@@ -6,12 +7,29 @@ import { ManualClock } from "../../src/clock";
 import type { BucketLimit } from "../../src/security/rate_limit/bucket";
 import { MemoryBucketStore } from "../../src/security/rate_limit/memory_store";
 import { RedisBucketStore } from "../../src/security/rate_limit/redis_store";
-import { freePort } from "../support/server_process";
+import { freePort, makeTempDir, REPO_ROOT, SERVER_MAIN, startServer } from "../support/server_process";
 import { pollUntil } from "../support/metrics";
 import { qmRejectionOf } from "../support/qm_error";
 import { type RedisProcess, startRedis } from "../support/redis";
 
 const PREFIX = "qm:rl:test:";
+
+/** Runs the server until it exits (it must, within the deadline); its exit code and stderr. */
+function serverToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [SERVER_MAIN], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`the server did not exit within 30 s; stderr:\n${stderr}`));
+    }, 30_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
 
 function capturingLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
@@ -123,6 +141,25 @@ describe("rate limit: Redis store against a real redis-server", function () {
     expect(error.code).to.equal("UNAVAILABLE");
     expect(error.message).to.match(/^QM_REDIS_URL=redis:\/\/:redacted@127\.0\.0\.1:\d+: cannot reach Redis/);
     expect(error.message).to.not.include("hunter2");
+  });
+
+  it("starts a node with QM_REDIS_URL, and refuses to start one whose QM_REDIS_URL does not answer, naming it", async () => {
+    const server = await startServer({ env: { QM_REDIS_URL: redis.url } });
+    try {
+      expect(server.logs()).to.not.match(/cannot reach Redis/);
+    } finally {
+      await server.stop();
+    }
+    const port = await freePort();
+    const ended = await serverToExit({
+      QM_REDIS_URL: `redis://:hunter2@127.0.0.1:${port}`,
+      QM_LISTEN: `127.0.0.1:${await freePort()}`,
+      QM_METRICS_LISTEN: "",
+      QM_DATA_DIR: await makeTempDir("qm-redis-start-"),
+    });
+    expect(ended.code).to.equal(1);
+    expect(ended.stderr).to.match(new RegExp(`^quartermaster: cannot start: QM_REDIS_URL=redis://:redacted@127\\.0\\.0\\.1:${port}: cannot reach Redis`));
+    expect(ended.stderr).to.not.include("hunter2");
   });
 
   it("answers from the node's own bucket when Redis hangs, within the command timeout", async () => {
