@@ -166,7 +166,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     lifecycle("etcd", async () => undefined, async () => etcd.close()),
     lifecycle("journal", () => journal.open(), () => journal.close()),
     lifecycle("metrics", () => metrics.start(), () => metrics.stop()),
-    limiter,
+    ...limiter.lifecycleParts,
     lifecycle(
       "grpc-listener",
       async () => {

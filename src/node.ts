@@ -141,7 +141,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     // Stopped before the journal closes: a running copy must end first.
     lifecycle("backups", () => backups.start(), () => backups.stop()),
     lifecycle("metrics", () => listening("QM_METRICS_LISTEN", config.metricsListen, () => metrics.start()), () => metrics.stop()),
-    limiter,
+    ...limiter.lifecycleParts,
     // Bound before recovery, so a probe sees NOT_SERVING rather than a refused connection.
     lifecycle(
       "grpc-listener",

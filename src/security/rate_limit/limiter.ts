@@ -45,6 +45,11 @@ export class RateLimiter implements Lifecycle {
     this.store = this.redis ?? { take: (key, limit, cost) => local.take(key, dividedLimit(limit, options.nodeCount()), cost) };
   }
 
+  /** The parts a node starts: the Redis connection, when there is one; in-memory buckets need no start. */
+  get lifecycleParts(): readonly Lifecycle[] {
+    return this.redis === undefined ? [] : [this];
+  }
+
   /** `inner` with the limits of `policy`; `inner` itself when there is no policy (no QM_AUTH_CONFIG: nobody is limited). */
   gate(inner: CallGate, policy: RateLimitPolicy | undefined): CallGate {
     if (policy === undefined) return inner;
