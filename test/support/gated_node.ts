@@ -9,6 +9,7 @@ import type { Metadata } from "@grpc/grpc-js";
 import pino from "pino";
 import { systemClock } from "../../src/clock";
 import { SingleNodeCluster } from "../../src/cluster/cluster_view";
+import { partitionOf } from "../../src/cluster/placement";
 import { PlacementRouter } from "../../src/cluster/placement_router";
 import { loadConfig } from "../../src/config";
 import { GrpcServer } from "../../src/grpc/server";
@@ -55,8 +56,8 @@ export async function startGatedNode(gate: CallGate): Promise<GatedNode> {
     observer,
   });
   await journal.open();
-  const system = nodeActorSystem({ config, journal, metrics, observer, logger, clock: systemClock });
   const cluster = new SingleNodeCluster(config.nodeId, () => address, systemClock.nowMs());
+  const system = nodeActorSystem({ config, journal, metrics, observer, logger, clock: systemClock, partitionOf: (actorId) => partitionOf(actorId, cluster.partitionCount) });
   const router = new PlacementRouter(cluster, system);
   system.router = router;
   const server = new GrpcServer({
