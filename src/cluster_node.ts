@@ -32,6 +32,8 @@ import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
 import { AuthGate, reloadOnSighup } from "./security/auth_gate";
 import { warnIfExposed } from "./security/exposure";
+import { OPEN_GATE } from "./security/call_gate";
+import { RateLimiter } from "./security/rate_limit/limiter";
 import { VERSION } from "./version";
 
 /** How long start-up waits for etcd or NATS before it names the variable and exits: a wrong endpoint must never hang. */
@@ -131,6 +133,16 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
   // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
   const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
   warnIfExposed(log, { listen: config.listen, tls: config.tls !== undefined, authenticating: auth !== undefined });
+  const limiter = new RateLimiter({
+    redisUrl: config.redisUrl,
+    clusterName: cc.name,
+    // Without Redis each node enforces its share of a caller's limit.
+    nodeCount: () => Math.max(1, cluster.members().length),
+    clock,
+    logger: logger.child({ component: "rate-limit" }),
+    onLimited: (tenant) => metrics.rateLimited(tenant),
+    onFallback: () => metrics.rateLimitFallback(),
+  });
   const server = new GrpcServer({
     listen: config.listen,
     router: routed,
@@ -140,7 +152,8 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     reservationGraceMs: config.orderReservationGraceMs,
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
-    ...(auth === undefined ? {} : { gate: auth }),
+    // The limit is taken once the caller is named and allowed; without QM_AUTH_CONFIG nobody is limited.
+    gate: limiter.gate(auth ?? OPEN_GATE, auth?.rateLimitPolicy()),
     tls: config.tls,
   });
 
@@ -156,6 +169,7 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     lifecycle("etcd", async () => undefined, async () => etcd.close()),
     lifecycle("journal", () => journal.open(), () => journal.close()),
     lifecycle("metrics", () => metrics.start(), () => metrics.stop()),
+    ...limiter.lifecycleParts,
     lifecycle(
       "grpc-listener",
       async () => {

@@ -53,6 +53,8 @@ export interface Config {
   readonly tracing: TracingConfig;
   /** QM_AUTH_CONFIG, read and checked (src/security/auth_config.ts); undefined: every caller is anonymous. */
   readonly auth: AuthConfig | undefined;
+  /** redis:// or rediss:// URL of the rate limiter's shared buckets; empty: buckets in this node's memory. */
+  readonly redisUrl: string;
 }
 
 export type TraceSamplerName =
@@ -155,6 +157,7 @@ export const CONFIG_VARIABLES = {
   QM_TLS_CERT: ["", "PEM certificate (chain) of the gRPC listener; with QM_TLS_KEY the listener serves TLS only"],
   QM_TLS_KEY: ["", "PEM private key (unencrypted) of QM_TLS_CERT"],
   QM_TLS_CLIENT_CA: ["", "PEM CA bundle: clients must present a certificate signed by it (mutual TLS); its subject CN names the caller"],
+  QM_REDIS_URL: ["", "rate limits shared by all nodes: redis:// or rediss:// URL (user, password, db in it); empty: per node, the limit divided by the members"],
   OTEL_TRACES_EXPORTER: ["none", "tracing: none (off, no cost), otlp (to OTEL_EXPORTER_OTLP_ENDPOINT) or console (spans on stdout)"],
   OTEL_EXPORTER_OTLP_ENDPOINT: ["", "OTLP receiver base URL; empty: http://localhost:4318 (http/*) or http://localhost:4317 (grpc)"],
   OTEL_EXPORTER_OTLP_PROTOCOL: ["http/protobuf", "http/protobuf, http/json or grpc"],
@@ -263,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tracing: tracingConfig(get, int),
     auth: authConfig(get("QM_AUTH_CONFIG").trim()),
     tls: listenerTlsConfig(get),
+    redisUrl: redisUrl(get("QM_REDIS_URL").trim()),
   };
 }
 
@@ -318,6 +322,21 @@ function matches(certificate: X509Certificate | undefined, key: KeyObject): bool
   } catch {
     return false;
   }
+}
+
+function redisUrl(raw: string): string {
+  if (raw === "") return raw;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("QM_REDIS_URL: expected a redis:// or rediss:// URL");
+  }
+  // The message leaves the password out: it is printed at start-up.
+  if ((url.protocol !== "redis:" && url.protocol !== "rediss:") || url.hostname === "") {
+    throw new ConfigError(`QM_REDIS_URL: expected a redis:// or rediss:// URL with a host, got ${url.protocol}//${url.hostname}`);
+  }
+  return raw;
 }
 
 const SAMPLERS: readonly TraceSamplerName[] = [

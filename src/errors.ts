@@ -45,6 +45,12 @@ export function isRetryable(code: ErrorCode): boolean {
   return RETRYABLE_CODES.has(code);
 }
 
+/**
+ * QmError metadata key: milliseconds after which the same call may succeed
+ * (a rate limit's next token). status_mapping sends it as google.rpc.RetryInfo.
+ */
+export const RETRY_AFTER_MS_KEY = "retry_after_ms";
+
 export interface FieldViolation {
   /** Path of the offending field in the request, e.g. `lines[3].quantity`. */
   readonly field: string;

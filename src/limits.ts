@@ -286,3 +286,26 @@ export const AUTH_PRINCIPALS_MAX = 100_000;
 /** A rate limit above these is a typo (a node answers about 10k calls/s), not a policy. */
 export const RATE_PER_SECOND_MAX = 1_000_000;
 export const RATE_BURST_MAX = 10_000_000;
+// Rate limits (src/security/rate_limit/): token buckets per caller.
+
+/**
+ * Buckets one node keeps in memory. A bucket is about 200 bytes, so this is
+ * ~20 MiB at most; at the bound a full (idle) bucket goes first, else the one
+ * the eviction clock reaches, whose caller then starts again from a full burst.
+ */
+export const RATE_LIMIT_BUCKETS_MAX = 100_000;
+/** Buckets the in-memory store's eviction clock inspects per call: enough to find an idle one, bounded on the hot path. */
+export const RATE_LIMIT_EVICTION_SCAN_MAX = 8;
+/**
+ * How long one Redis refill-and-take may take before the call is answered by
+ * the local bucket instead: a slow Redis must not add its latency to every RPC.
+ */
+export const RATE_LIMIT_REDIS_TIMEOUT_MS = 100;
+/** Longest pause between reconnect attempts to an unreachable QM_REDIS_URL (local buckets answer meanwhile). */
+export const RATE_LIMIT_REDIS_RECONNECT_MAX_MS = 2_000;
+/**
+ * Distinct `tenant` label values of qm_rate_limited_total; tenants beyond it
+ * count under `_other`. Tenants come from signed tokens and the config, but a
+ * metric's cardinality must not depend on an issuer's discipline.
+ */
+export const RATE_LIMITED_TENANT_LABELS_MAX = 100;

@@ -12,7 +12,7 @@ import { type Clock, systemClock } from "./clock";
 import { SingleNodeCluster } from "./cluster/cluster_view";
 import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
-import type { Config } from "./config";
+import { type Config, CONFIG_VARIABLES } from "./config";
 import { QmError } from "./errors";
 import { GrpcServer } from "./grpc/server";
 import { acquireDataDirLock, type DataDirLock } from "./journal/data_dir_lock";
@@ -25,6 +25,8 @@ import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
 import { AuthGate, reloadOnSighup } from "./security/auth_gate";
 import { warnIfExposed } from "./security/exposure";
+import { OPEN_GATE } from "./security/call_gate";
+import { RateLimiter } from "./security/rate_limit/limiter";
 import { VERSION } from "./version";
 
 export interface RunningNode {
@@ -92,6 +94,15 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
   // QM_AUTH_CONFIG: every call but health needs a caller with the method's permission (SECURITY.md).
   const auth = config.auth === undefined ? undefined : new AuthGate({ config: config.auth, clock, logger: logger.child({ component: "auth" }) });
   warnIfExposed(log, { listen: config.listen, tls: config.tls !== undefined, authenticating: auth !== undefined });
+  const limiter = new RateLimiter({
+    redisUrl: config.redisUrl,
+    clusterName: CONFIG_VARIABLES.QM_CLUSTER[0],
+    nodeCount: () => 1,
+    clock,
+    logger: logger.child({ component: "rate-limit" }),
+    onLimited: (tenant) => metrics.rateLimited(tenant),
+    onFallback: () => metrics.rateLimitFallback(),
+  });
   const server = new GrpcServer({
     listen: config.listen,
     router,
@@ -102,7 +113,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     backups,
     edge: config.grpcEdge,
     onEdgeDrop: (drop) => metrics.observeEdgeDrop(drop),
-    ...(auth === undefined ? {} : { gate: auth }),
+    // The limit is taken once the caller is named and allowed; without QM_AUTH_CONFIG nobody is limited.
+    gate: limiter.gate(auth ?? OPEN_GATE, auth?.rateLimitPolicy()),
     tls: config.tls,
   });
 
@@ -132,6 +144,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     // Stopped before the journal closes: a running copy must end first.
     lifecycle("backups", () => backups.start(), () => backups.stop()),
     lifecycle("metrics", () => listening("QM_METRICS_LISTEN", config.metricsListen, () => metrics.start()), () => metrics.stop()),
+    ...limiter.lifecycleParts,
     // Bound before recovery, so a probe sees NOT_SERVING rather than a refused connection.
     lifecycle(
       "grpc-listener",

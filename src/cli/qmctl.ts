@@ -38,7 +38,9 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
   }
   const refusal = formatRefusal(err, details.errorInfo);
   if (refusal !== undefined) return refusal;
-  const out = [`error: ${code}: ${err.details}`];
+  // A script or a person retrying needs the wait on the line they read first.
+  const retry = details.retryInfo === undefined ? "" : ` (retry after ${formatDelay(details.retryInfo.retryDelayMs)})`;
+  const out = [`error: ${code}: ${err.details}${retry}`];
   if (details.errorInfo !== undefined) {
     const { reason, domain, metadata } = details.errorInfo;
     out.push(`  reason: ${reason}${domain === "" ? "" : ` (${domain})`}`);
@@ -53,6 +55,10 @@ export function formatServiceError(err: ServiceError, json: boolean): string {
     out.push(`  ${v.field}: ${v.description}`);
   }
   return out.join("\n");
+}
+
+function formatDelay(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 3)} s`;
 }
 
 /**

@@ -4,16 +4,19 @@
 // assert on them, so both read them through this one decoder.
 
 import type { Metadata } from "@grpc/grpc-js";
-import { BadRequest, ErrorInfo } from "../gen/google/rpc/error_details";
+import { BadRequest, ErrorInfo, RetryInfo } from "../gen/google/rpc/error_details";
 import { Status } from "../gen/google/rpc/status";
 
 export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 export const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
 export const BAD_REQUEST_TYPE_URL = "type.googleapis.com/google.rpc.BadRequest";
+export const RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo";
 
 export interface StatusDetails {
   errorInfo?: { reason: string; domain: string; metadata: Record<string, string> };
   badRequest?: { fieldViolations: { field: string; description: string }[] };
+  /** How long to wait before trying again (a rate limit's next token), in whole milliseconds. */
+  retryInfo?: { retryDelayMs: number };
 }
 
 /** What decoding needs of a grpc-js ServiceError; errors without trailers (e.g. connection failures) decode to nothing. */
@@ -47,6 +50,9 @@ export function decodeStatusDetails(err: HasMetadata): StatusDetails {
           const bad = BadRequest.decode(detail.value);
           const violations = bad.fieldViolations.map((v) => ({ field: v.field, description: v.description }));
           out.badRequest = { fieldViolations: [...(out.badRequest?.fieldViolations ?? []), ...violations] };
+        } else if (detail.typeUrl === RETRY_INFO_TYPE_URL && out.retryInfo === undefined) {
+          const delay = RetryInfo.decode(detail.value).retryDelay;
+          if (delay !== undefined) out.retryInfo = { retryDelayMs: Math.ceil(delay.seconds * 1000 + delay.nanos / 1_000_000) };
         }
       } catch {
         continue;

@@ -1,11 +1,12 @@
 // The only place that knows gRPC status codes. Domain errors become a status,
 // a message, and google.rpc details in `grpc-status-details-bin`: an ErrorInfo
-// always (reason = the stable domain code), a BadRequest for invalid input.
+// always (reason = the stable domain code), a BadRequest for invalid input, a
+// RetryInfo when the error says when to retry (metadata retry_after_ms).
 
 import { Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
-import { type ErrorCode, QmError } from "../errors";
+import { type ErrorCode, QmError, RETRY_AFTER_MS_KEY } from "../errors";
 import { Any } from "../gen/google/protobuf/any";
-import { BadRequest, ErrorInfo } from "../gen/google/rpc/error_details";
+import { BadRequest, ErrorInfo, RetryInfo } from "../gen/google/rpc/error_details";
 import { Status } from "../gen/google/rpc/status";
 import type { ReserveBatchError } from "../gen/quartermaster/v1/inventory";
 
@@ -49,6 +50,17 @@ export function toServiceError(error: unknown): Partial<ServiceError> {
       Any.fromPartial({
         typeUrl: "type.googleapis.com/google.rpc.BadRequest",
         value: Buffer.from(BadRequest.encode({ fieldViolations: qm.violations.map((v) => ({ ...v })) }).finish()),
+      }),
+    );
+  }
+  const retryAfter = rest[RETRY_AFTER_MS_KEY];
+  if (retryAfter !== undefined && /^\d{1,15}$/.test(retryAfter)) {
+    const retryAfterMs = Number(retryAfter);
+    const retryDelay = { seconds: Math.floor(retryAfterMs / 1000), nanos: (retryAfterMs % 1000) * 1_000_000 };
+    details.push(
+      Any.fromPartial({
+        typeUrl: "type.googleapis.com/google.rpc.RetryInfo",
+        value: Buffer.from(RetryInfo.encode({ retryDelay }).finish()),
       }),
     );
   }

@@ -51,8 +51,8 @@ export interface UnaryFactory {
 }
 
 /** What the gate sees of a grpc-js call. */
-export function gateCall(call: { getPath(): string; readonly metadata: Metadata; getAuthContext(): AuthContext }): GateCall {
-  return { path: call.getPath(), metadata: call.metadata, authContext: () => call.getAuthContext() };
+export function gateCall(call: { getPath(): string; readonly metadata: Metadata; getAuthContext(): AuthContext; readonly request?: unknown }): GateCall {
+  return { path: call.getPath(), metadata: call.metadata, authContext: () => call.getAuthContext(), request: call.request };
 }
 
 export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () => boolean, gate: CallGate): UnaryFactory {

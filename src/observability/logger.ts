@@ -22,9 +22,14 @@ const REDACT_PATHS = REDACTED_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key
  */
 const SECRET_KEY = /pass(word)?|token|secret|credential|authoriz|api_?key|private_?key/i;
 
+/** The password of a URL's user info (redis://:pw@host, nats://u:pw@host), wherever a URL holds one. */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:@/\s]*:)[^@/\s]+@/gi;
+
 function censorSecrets(config: unknown): unknown {
   if (typeof config !== "object" || config === null) return config;
-  return Object.fromEntries(Object.entries(config).map(([key, value]) => [key, SECRET_KEY.test(key) ? CENSOR : value]));
+  return Object.fromEntries(
+    Object.entries(config).map(([key, value]) => [key, SECRET_KEY.test(key) ? CENSOR : typeof value === "string" ? value.replace(URL_PASSWORD, `$1${CENSOR}@`) : value]),
+  );
 }
 
 /**

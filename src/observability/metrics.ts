@@ -14,7 +14,7 @@ import type { ActorKindObserver, MailboxStats } from "../actors/runtime/actor_sy
 import type { JournalStats } from "../journal/journal";
 import type { JournalIntegrityStats } from "../journal/lmdb_journal";
 import type { Lifecycle } from "../lifecycle";
-import { MAILBOX_DEPTH_MAX } from "../limits";
+import { MAILBOX_DEPTH_MAX, RATE_LIMITED_TENANT_LABELS_MAX } from "../limits";
 import { VERSION } from "../version";
 import { type Family, OPENMETRICS_TEXT, PROMETHEUS_TEXT, renderExposition, type Sample, wantsOpenMetrics } from "./exposition";
 import { type HistogramSeries, ScrapeHistogram } from "./scrape_histogram";
@@ -127,6 +127,10 @@ export class Metrics implements Lifecycle {
     not_owner: this.natsAskSeconds.seriesOf("not_owner"),
   };
   private natsAskTimeouts = 0;
+  private readonly rateLimitedCalls: Counter<"tenant">;
+  private readonly rateLimitFallbacks: Counter;
+  /** Tenants that have a label value of their own in qm_rate_limited_total (bounded). */
+  private readonly rateLimitedTenants = new Set<string>();
   private server: http.Server | undefined;
   private bound = "";
 
@@ -191,6 +195,17 @@ export class Metrics implements Lifecycle {
       name: "qm_grpc_edge_drops_total",
       help: "connections closed and calls reset by the gRPC edge, by reason (src/grpc/edge.ts)",
       labelNames: ["reason"],
+      registers,
+    });
+    this.rateLimitedCalls = new Counter({
+      name: "qm_rate_limited_total",
+      help: `calls refused with RATE_LIMITED, by the caller's tenant (the first ${RATE_LIMITED_TENANT_LABELS_MAX} tenants; later ones count as _other)`,
+      labelNames: ["tenant"],
+      registers,
+    });
+    this.rateLimitFallbacks = new Counter({
+      name: "qm_rate_limit_fallbacks_total",
+      help: "rate-limit decisions taken by this node's own bucket because Redis (QM_REDIS_URL) did not answer",
       registers,
     });
     const counterFrom = (name: string, help: string, read: () => number): void => {
@@ -334,6 +349,15 @@ export class Metrics implements Lifecycle {
 
   observeEdgeDrop(reason: string): void {
     this.edgeDrops.labels(reason).inc();
+  }
+
+  rateLimited(tenant: string): void {
+    if (!this.rateLimitedTenants.has(tenant) && this.rateLimitedTenants.size < RATE_LIMITED_TENANT_LABELS_MAX) this.rateLimitedTenants.add(tenant);
+    this.rateLimitedCalls.labels(this.rateLimitedTenants.has(tenant) ? tenant : "_other").inc();
+  }
+
+  rateLimitFallback(): void {
+    this.rateLimitFallbacks.inc();
   }
 
   /** Serves GET /metrics at the configured address; nothing when it is empty. */

@@ -17,6 +17,8 @@ export interface GateCall {
   readonly path: string;
   readonly metadata: Metadata;
   authContext(): AuthContext;
+  /** The decoded request (or a DecodeFailure): a rate limit charges ReserveBatch per item. Not validated yet. */
+  readonly request?: unknown;
 }
 
 export interface CallGate {

@@ -99,7 +99,7 @@ export async function startNats(opts: { dataDir?: string; port?: number; monitor
   return { ...engine, url, port, monitorPort };
 }
 
-function requireBinary(name: string, candidates: readonly string[]): string {
+export function requireBinary(name: string, candidates: readonly string[]): string {
   const found = candidates.find((p) => existsSync(p));
   if (found === undefined) {
     throw new Error(`${name} is not installed (looked in ${candidates.join(", ")}); run scripts/install_test_deps.sh as root`);
@@ -115,12 +115,12 @@ async function distinctPort(other: number): Promise<number> {
   throw new Error("could not find two distinct free ports");
 }
 
-interface Spawned extends EngineProcess {
+export interface Spawned extends EngineProcess {
   readonly exited: Promise<void>;
   readonly hasExited: () => boolean;
 }
 
-function spawnEngine(binary: string, args: readonly string[], dataDir: string): Spawned {
+export function spawnEngine(binary: string, args: readonly string[], dataDir: string): Spawned {
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
   let output = "";
@@ -169,7 +169,7 @@ function spawnEngine(binary: string, args: readonly string[], dataDir: string): 
   };
 }
 
-async function waitReady(engine: Spawned, what: string, probe: () => Promise<void>): Promise<void> {
+export async function waitReady(engine: Spawned, what: string, probe: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + ENGINE_READY_DEADLINE_MS;
   let last = "no answer yet";
   while (Date.now() < deadline) {
