@@ -163,6 +163,35 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
     expect(error.code).to.equal("DEADLINE_EXCEEDED");
   });
 
+  it("carries the caller's tenant and subject to the owner, which refuses an ask for another tenant's actor as NOT_FOUND", async () => {
+    const acme = { subject: "alice", tenant: "acme" };
+    const globex = { subject: "mallory", tenant: "globex" };
+    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
+    await a.router.ask(skuActorId("t-1", "acme"), { op: "define", patch: def } satisfies SkuMessage, { caller: acme });
+    await a.router.ask(skuActorId("t-1", "acme"), { op: "adjust", cmd: { locationId: "wh-1", delta: 4, reason: "RECEIVED", key: "" }, note: "" }, { caller: acme });
+    // The order on node A reserves on node B: its saga's ask carries acme across.
+    const placed = await b.router.ask<OrderView>(
+      orderActorId("t-o", "acme"),
+      { op: "place", cmd: { customerId: "c", lines: [{ skuId: "t-1", quantity: 1 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 } },
+      { caller: acme },
+    );
+    expect(placed.state).to.equal("AWAITING_PAYMENT");
+    expect((await b.journal.recover("sku/acme/t-1")).lastSeq).to.be.greaterThan(0);
+    // A node that asks the owner for acme's SKU on behalf of globex gets exactly what globex's own missing SKU answers.
+    const missing = await qmRejectionOf(a.transport.ask("B", skuActorId("t-1", "globex"), { op: "get" }, { caller: globex }));
+    const refused = await qmRejectionOf(a.transport.ask("B", skuActorId("t-1", "acme"), { op: "get" }, { caller: globex }));
+    expect(refused.toJSON()).to.deep.equal(missing.toJSON());
+    expect(refused.code).to.equal("NOT_FOUND");
+    const reserve = await qmRejectionOf(
+      a.transport.ask("B", skuActorId("t-1", "acme"), { op: "reserve", cmd: { id: "steal", quantity: 3, locationId: "", ttlMs: 60_000 } }, { caller: globex }),
+    );
+    expect(reserve.code).to.equal("NOT_FOUND");
+    // An envelope without caller fields (a node from before tenancy) is taken to be for the default tenant.
+    expect((await qmRejectionOf(a.transport.ask("B", skuActorId("t-1", "acme"), { op: "get" }))).code).to.equal("NOT_FOUND");
+    const sku = await a.router.ask<SkuView>(skuActorId("t-1", "acme"), { op: "get" }, { caller: acme });
+    expect([sku.onHand, sku.reserved]).to.deep.equal([4, 1]);
+  });
+
   it("escapes dots of node ids in subjects, so node a.b and node a_b never share one", async () => {
     expect(askSubject("c", "a.b")).to.equal("qm.c.ask.a%2Eb");
     expect(askSubject("c", "a.b")).to.not.equal(askSubject("c", "a_b"));
