@@ -92,6 +92,8 @@ export class Activation<S, M> implements TurnContext<S> {
   who: Who;
   /** The system acting in this actor's tenant: expiries and saga steps run by a timer. */
   private readonly system: Who;
+  /** The tenant this actor belongs to (src/security/tenancy.ts). */
+  readonly tenant: string;
   lastUsedMs = 0;
   /** The partition epoch this activation recovered and writes under (cluster mode). */
   epoch: number | undefined;
@@ -105,7 +107,8 @@ export class Activation<S, M> implements TurnContext<S> {
     readonly observer: ActorKindObserver,
   ) {
     this.key = keyOfActorId(actorId);
-    this.system = { subject: SYSTEM_SUBJECT, tenant: tenantOfActorId(actorId) };
+    this.tenant = tenantOfActorId(actorId);
+    this.system = { subject: SYSTEM_SUBJECT, tenant: this.tenant };
     this.who = this.system;
   }
 
