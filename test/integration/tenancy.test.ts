@@ -229,5 +229,14 @@ describe("Tenancy (integration, in-process node behind a test gate)", function (
     expect(order.history.every((h) => h.at !== undefined && h.at.getTime() > 0)).to.equal(true);
     expect(renderOrder(order)).to.match(/HISTORY[\s\S]*cancelStarted\s+\S+\s+support \(acme\)/);
     expect((await call(c.inventory, "getSku", { skuId: "audit-1" }, ACME)).available).to.equal(5);
+
+    // A restock is an adjustment the order's saga makes on the SKU: it names the caller whose return caused it.
+    await call(c.order, "createOrder", orderOf("audit-r", "audit-1", 1), as("acme", "checkout"));
+    await call(c.order, "confirmPayment", { orderId: "audit-r", paymentReference: "p" }, as("acme", "checkout"));
+    await call(c.order, "createShipment", { orderId: "audit-r", shipmentId: "s-1", lines: [], carrier: "dhl", trackingNumber: "" }, as("acme", "warehouse"));
+    await call(c.order, "returnItems", { orderId: "audit-r", returnId: "ret-1", lines: [{ skuId: "audit-1", quantity: 1 }], restock: true }, as("acme", "returns-desk"));
+    const after = await call(c.inventory, "listAdjustments", { skuId: "audit-1", pageSize: 0, pageToken: "" }, ACME);
+    const restock = after.adjustments[after.adjustments.length - 1];
+    expect([restock?.reason, restock?.delta, restock?.subject, restock?.tenant]).to.deep.equal([AdjustmentReason.ADJUSTMENT_REASON_RETURNED, 1, "returns-desk", "acme"]);
   });
 });

@@ -13,6 +13,7 @@ import type { ActorBehavior } from "../../src/actors/runtime/behavior";
 import { ManualClock } from "../../src/clock";
 import type { OrderView } from "../../src/domain/order";
 import type { SkuView } from "../../src/domain/sku";
+import { renderAdjustments, renderOrder } from "../../src/cli/render";
 import { toListAdjustmentsResponse, toOrder } from "../../src/grpc/convert";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { TENANT_LENGTH_MAX } from "../../src/limits";
@@ -136,6 +137,9 @@ describe("tenancy in the actor system and the audit trail (manual clock)", funct
       ["reserved", "", ""],
     ]);
     const page = await system.ask<AdjustmentPage>("sku/m-old", { op: "listAdjustments", afterSeq: 0, limit: 10 }, { caller: { subject: "anonymous", tenant: DEFAULT_TENANT } });
-    expect(toListAdjustmentsResponse("m-old", page).adjustments.map((a) => [a.delta, a.subject, a.tenant])).to.deep.equal([[3, "", ""]]);
+    const listed = toListAdjustmentsResponse("m-old", page);
+    expect(listed.adjustments.map((a) => [a.delta, a.subject, a.tenant])).to.deep.equal([[3, "", ""]]);
+    expect(renderAdjustments(listed)).to.match(/\+3\s.*\sunknown\b/);
+    expect(renderOrder(view)).to.match(/placed\s+\S+\s+unknown/);
   });
 });
