@@ -13,6 +13,7 @@
 // --active-max SKUs, collects garbage (needs node --expose-gc) and prints the
 // heap bytes per resident idle SKU actor.
 
+import { DEFAULT_TENANT } from "../src/security/caller";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { writeHeapSnapshot } from "node:v8";
@@ -109,7 +110,7 @@ async function measure(system: ActorSystem, journal: LmdbJournal, o: MeasureOpti
     const caller = async (): Promise<void> => {
       while (issued < end) {
         const n = issued++;
-        const actorId = skuActorId(skuIdFor(pick()));
+        const actorId = skuActorId(skuIdFor(pick()), DEFAULT_TENANT);
         const message: SkuMessage =
           op === "reserve" ? { op: "reserve", cmd: { id: `${tag}-${n}`, quantity: 1, locationId: SEED_LOCATION_ID, ttlMs: 3_600_000 } } : { op: "availability" };
         try {
@@ -136,7 +137,7 @@ async function measure(system: ActorSystem, journal: LmdbJournal, o: MeasureOpti
         await Promise.all(
           [...groups].map(async ([sku, cmds]) => {
             try {
-              await system.ask(skuActorId(skuIdFor(sku)), { op: "reserveBatch", cmds } satisfies SkuMessage);
+              await system.ask(skuActorId(skuIdFor(sku), DEFAULT_TENANT), { op: "reserveBatch", cmds } satisfies SkuMessage);
             } catch {
               failed += cmds.length;
             }
@@ -181,14 +182,14 @@ async function heapPerActor(system: ActorSystem, count: number): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error("--heap-per-actor needs node --expose-gc");
   // Warm the code paths first, so compiled code and caches are not counted per actor.
-  for (let i = 0; i < 100; i++) await system.ask(skuActorId(skuIdFor(i)), { op: "availability" });
+  for (let i = 0; i < 100; i++) await system.ask(skuActorId(skuIdFor(i), DEFAULT_TENANT), { op: "availability" });
   gc();
   const before = process.memoryUsage().heapUsed;
   const startCount = system.activeCount;
   const batch = 256;
   for (let i = 100; i < count; i += batch) {
     const asks: Promise<unknown>[] = [];
-    for (let k = i; k < Math.min(count, i + batch); k++) asks.push(system.ask(skuActorId(skuIdFor(k)), { op: "availability" }));
+    for (let k = i; k < Math.min(count, i + batch); k++) asks.push(system.ask(skuActorId(skuIdFor(k), DEFAULT_TENANT), { op: "availability" }));
     await Promise.all(asks);
   }
   gc();

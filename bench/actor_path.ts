@@ -22,6 +22,7 @@ import { loadConfig } from "../src/config";
 import { LmdbJournal } from "../src/journal/lmdb_journal";
 import { tracedUnaryCall, withTraceparent } from "../src/observability/grpc_tracing";
 import { startTracing } from "../src/observability/tracing";
+import { ANONYMOUS_CALLER, DEFAULT_TENANT } from "../src/security/caller";
 
 const CALLERS = 64;
 
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
     timerTickMs: 250,
   });
   await system.start();
-  const hot = skuActorId("hot-0");
+  const hot = skuActorId("hot-0", DEFAULT_TENANT);
   const def = { title: "hot", priceMinor: 1, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
   await system.ask(hot, { op: "define", patch: def } satisfies SkuMessage);
   await system.ask(hot, { op: "adjust", cmd: { locationId: "wh-1", delta: 900_000_000, reason: "RECEIVED", key: "" }, note: "" });
@@ -49,7 +50,8 @@ async function main(): Promise<void> {
   let stop = false;
   // The gRPC seam as the server runs it: a pass-through when tracing is off.
   const handle = tracedUnaryCall<SkuMessage, unknown>((call, callback) => {
-    system.ask(hot, call.request, withTraceparent({})).then(
+    // As unary.ts asks: the caller rides along and the actor system checks its tenant.
+    system.ask(hot, call.request, withTraceparent({ caller: ANONYMOUS_CALLER })).then(
       (value) => callback(null, value),
       (error: unknown) => callback(error as Error),
     );

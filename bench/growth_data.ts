@@ -14,6 +14,7 @@
 // every SKU has a stored wake-up time far in the future: a restart has a
 // full wake-up index to ignore, none of it due.
 
+import { DEFAULT_TENANT } from "../src/security/caller";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { skuActorId } from "../src/actors/inventory/sku_actor";
@@ -83,7 +84,7 @@ function skuAppend(index: number, eventsPerSku: number, nowMs: number, withSnaps
     emit(decideReserve(state, { id: `g-${n}`, quantity: 1, locationId: SEED_LOCATION_ID, ttlMs: TTL_MS_MAX }, nowMs));
   }
   return {
-    actorId: skuActorId(skuId),
+    actorId: skuActorId(skuId, DEFAULT_TENANT),
     expectedLastSeq: 0,
     events,
     ...(withSnapshot ? { snapshot: { seq: events.length, state: skuToSnapshot(state) } } : {}),

@@ -6,6 +6,12 @@
 export const ID_LENGTH_MAX = 128;
 /** Identifiers are restricted to characters that are safe in keys, subjects and URLs. */
 export const ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
+/**
+ * Changes an order keeps in its history (GetOrder): the most recent ones; the
+ * journal keeps them all. Bounds the order actor's state, since tracking
+ * events alone may reach SHIPMENTS_PER_ORDER_MAX × TRACKING_EVENTS_PER_SHIPMENT_MAX.
+ */
+export const ORDER_HISTORY_MAX = 200;
 /** One request moves at most a billion units; sums of such stay far below 2^53. */
 export const QUANTITY_MAX = 1_000_000_000;
 /** on_hand of one location; bounds the sums kept per SKU well inside a double's exact range. */
@@ -273,7 +279,12 @@ export const TOKEN_BYTES_MAX = 8 * 1024;
 export const TOKEN_ROLES_MAX = 64;
 /** A caller's subject (token `sub` or certificate CN) is recorded in logs and the audit trail: bounded like other text. */
 export const SUBJECT_LENGTH_MAX = 256;
-/** A tenant id is part of every actor id and journal key of its objects, so it is short and plain. */
+/**
+ * A tenant id is part of every actor id and journal key of its objects, so it
+ * is short and plain. Without `/`, which separates the tenant from the kind and
+ * the id in an actor id (`sku/acme/ABC-1`, src/security/tenancy.ts), so no
+ * tenant and id pair can spell another's.
+ */
 export const TENANT_LENGTH_MAX = 64;
 export const TENANT_PATTERN = /^[A-Za-z0-9_-]+$/;
 /** QM_AUTH_CONFIG and its key set are read whole at start and on SIGHUP: a mistaken path (a log file) fails instead of filling memory. */

@@ -48,6 +48,8 @@ function order(orderId: string, state: OrderState): Order {
     shipments: [],
     rejectionReasons: [],
     returns: [],
+    history: [],
+    historyOmitted: 0,
     paymentReference: "",
     cancelReason: "",
     paymentDeadline: undefined,

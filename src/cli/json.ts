@@ -82,6 +82,8 @@ export function adjustmentJson(a: Adjustment): JsonOf<Adjustment> {
     idempotencyKey: a.idempotencyKey,
     onHandAfter: a.onHandAfter,
     createdAt: time(a.createdAt),
+    subject: a.subject,
+    tenant: a.tenant,
   };
 }
 
@@ -211,5 +213,7 @@ export function orderJson(o: Order): JsonOf<Order> {
             nextAttemptAt: time(o.stalledStep.nextAttemptAt),
             parked: o.stalledStep.parked,
           },
+    history: o.history.map((h) => ({ change: h.change, at: time(h.at), subject: h.subject, tenant: h.tenant })),
+    historyOmitted: o.historyOmitted,
   };
 }

@@ -88,6 +88,7 @@ export function renderAdjustments(response: ListAdjustmentsResponse): string {
       { header: "ON_HAND_AFTER", align: "right" },
       { header: "KEY" },
       { header: "CREATED_AT" },
+      { header: "BY" },
       { header: "NOTE" },
     ],
     response.adjustments.map((a: Adjustment) => [
@@ -98,6 +99,7 @@ export function renderAdjustments(response: ListAdjustmentsResponse): string {
       String(a.onHandAfter),
       a.idempotencyKey,
       time(a.createdAt) ?? "",
+      changedBy(a.subject, a.tenant),
       a.note,
     ]),
   );
@@ -244,7 +246,24 @@ export function renderOrder(order: Order): string {
       ),
     );
   }
+  if (order.history.length > 0) {
+    const omitted = order.historyOmitted > 0 ? ` (${order.historyOmitted} older changes not shown)` : "";
+    parts.push(
+      section(
+        `HISTORY${omitted}`,
+        renderTable(
+          [{ header: "CHANGE" }, { header: "AT" }, { header: "BY" }],
+          order.history.map((h) => [h.change, time(h.at) ?? "", changedBy(h.subject, h.tenant)]),
+        ),
+      ),
+    );
+  }
   return parts.join("\n");
+}
+
+/** Who made a change, as the audit recorded it; records from before the audit named nobody. */
+function changedBy(subject: string, tenant: string): string {
+  return subject === "" ? "unknown" : `${subject} (${tenant})`;
 }
 
 function indent(block: string): string {

@@ -11,6 +11,13 @@
 // nodes unchanged. A request that times out has an UNKNOWN outcome: the
 // caller gets DEADLINE_EXCEEDED, and every command is idempotent by its id, so
 // a retry with the same id never takes stock twice.
+//
+// An ask carries the subject and tenant it is made for, and the owner's actor
+// system refuses one whose tenant is not the target actor's (as NOT_FOUND):
+// the node that built the actor id is not trusted to have scoped it. The
+// fields are optional in version 1: a node from before tenancy sends none and
+// only ever addresses default-tenant ids, which is what an ask without them is
+// taken to be for.
 
 import type { NatsAskOutcome, TransportObserver } from "../observability/observer";
 import { traceRemoteAsk } from "../observability/remote_tracing";
@@ -21,6 +28,7 @@ import type { Logger } from "pino";
 import type { ActorRouter, AskOptions } from "../actors/runtime/behavior";
 import type { Clock } from "../clock";
 import { QmError, type QmErrorData } from "../errors";
+import { DEFAULT_TENANT } from "../security/caller";
 import type { NodeId, Placement } from "./placement";
 import type { Transport } from "./placement_router";
 
@@ -38,6 +46,9 @@ interface AskEnvelope {
   /** Absolute wall-clock deadline of the caller. */
   readonly deadlineMs: number;
   readonly traceparent?: string;
+  /** The caller's subject and tenant (AskOptions.caller). */
+  readonly subject?: string;
+  readonly tenant?: string;
 }
 
 type ReplyEnvelope = { readonly v: number; readonly ok: unknown } | { readonly v: number; readonly error: QmErrorData };
@@ -90,7 +101,15 @@ export class NatsTransport implements Transport {
     const deadlineMs = options?.deadlineMs ?? now + REMOTE_ASK_DEADLINE_MS_DEFAULT;
     const timeoutMs = Math.floor(deadlineMs - now);
     if (timeoutMs <= 0) throw new QmError("DEADLINE_EXCEEDED", `deadline passed before asking ${actorId} on node ${node}`);
-    const envelope: AskEnvelope = { v: ENVELOPE_VERSION, actorId, message, deadlineMs, ...(options?.traceparent ? { traceparent: options.traceparent } : {}) };
+    const caller = options?.caller;
+    const envelope: AskEnvelope = {
+      v: ENVELOPE_VERSION,
+      actorId,
+      message,
+      deadlineMs,
+      ...(options?.traceparent ? { traceparent: options.traceparent } : {}),
+      ...(caller === undefined ? {} : { subject: caller.subject, tenant: caller.tenant }),
+    };
     const body = encode(envelope, `ask to ${actorId}`);
     const sentMs = performance.now();
     let reply: Msg;
@@ -131,7 +150,11 @@ export class NatsTransport implements Transport {
       this.respond(msg, { v: ENVELOPE_VERSION, error: error.toJSON() });
       return;
     }
-    const askOptions: AskOptions = { deadlineMs: envelope.deadlineMs, ...(envelope.traceparent ? { traceparent: envelope.traceparent } : {}) };
+    const askOptions: AskOptions = {
+      deadlineMs: envelope.deadlineMs,
+      caller: { subject: envelope.subject ?? "", tenant: envelope.tenant ?? DEFAULT_TENANT },
+      ...(envelope.traceparent ? { traceparent: envelope.traceparent } : {}),
+    };
     this.options.local.ask<unknown>(envelope.actorId, envelope.message, askOptions).then(
       (ok) => this.respond(msg, { v: ENVELOPE_VERSION, ok }),
       (error: unknown) => this.respond(msg, { v: ENVELOPE_VERSION, error: asQmError(error).toJSON() }),
@@ -183,6 +206,8 @@ function decodeAsk(data: Uint8Array): AskEnvelope {
     message: value.message,
     deadlineMs: value.deadlineMs,
     ...(typeof value.traceparent === "string" ? { traceparent: value.traceparent } : {}),
+    ...(typeof value.subject === "string" ? { subject: value.subject } : {}),
+    ...(typeof value.tenant === "string" ? { tenant: value.tenant } : {}),
   };
 }
 

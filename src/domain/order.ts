@@ -7,7 +7,7 @@
 // never half-done. Every legal transition is in TRANSITIONS below.
 
 import { assert, illegalTransition, QmError } from "../errors";
-import { RETURNS_PER_ORDER_MAX, SHIPMENTS_PER_ORDER_MAX, TRACKING_EVENTS_PER_SHIPMENT_MAX } from "../limits";
+import { ORDER_HISTORY_MAX, RETURNS_PER_ORDER_MAX, SHIPMENTS_PER_ORDER_MAX, TRACKING_EVENTS_PER_SHIPMENT_MAX } from "../limits";
 
 /** RESERVING is internal: the order's turn is still running its first saga step. */
 export type OrderStatus =
@@ -166,9 +166,30 @@ export interface OrderState {
   stepRetry: StepRetry | null;
   /** Why the last saga step failed, for the reply of the request that started it. */
   failure: LineRejection | null;
+  /** The most recent changes, oldest first, at most ORDER_HISTORY_MAX: the audit trail GetOrder shows. */
+  history: HistoryEntry[];
+  /** Changes older than those in history, dropped from it (the journal still holds them). */
+  historyOmitted: number;
 }
 
-export type OrderEvent =
+/** Who made a change: the caller's subject and tenant, or the system. */
+export interface ChangeAuthor {
+  readonly subject: string;
+  readonly tenant: string;
+}
+
+/** One change of the order: which event, when, by whom ("" for events recorded before the audit named anyone). */
+export interface HistoryEntry {
+  readonly event: OrderEvent["t"];
+  readonly atMs: number;
+  readonly subject: string;
+  readonly tenant: string;
+}
+
+/** Every event may name who caused it (`by`); events written before the audit did not. */
+export type OrderEvent = OrderChange & { readonly by?: ChangeAuthor };
+
+type OrderChange =
   | {
       readonly t: "placed";
       readonly customerId: string;
@@ -236,7 +257,14 @@ export function newOrderState(orderId: string): OrderState {
     saga: null,
     stepRetry: null,
     failure: null,
+    history: [],
+    historyOmitted: 0,
   };
+}
+
+/** The NOT_FOUND of an order id that names no order (of the caller's tenant). */
+export function orderNotFound(orderId: string): QmError {
+  return new QmError("NOT_FOUND", `order ${orderId} not found`, { order_id: orderId });
 }
 
 /** The id of the reservation that holds an order line's units on its SKU. */
@@ -247,7 +275,7 @@ export function lineReservationId(orderId: string, lineIndex: number): string {
 }
 
 function requireExists(state: OrderState): void {
-  if (!state.exists) throw new QmError("NOT_FOUND", `order ${state.orderId} not found`, { order_id: state.orderId });
+  if (!state.exists) throw orderNotFound(state.orderId);
 }
 
 function requireAllowed(state: OrderState, action: OrderAction): void {
@@ -544,6 +572,15 @@ export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
   if (!KEEPS_FAILURE.has(e.t)) state.failure = null;
   state.version += 1;
   state.updatedAtMs = e.atMs;
+  recordHistory(state, e);
+}
+
+function recordHistory(state: OrderState, e: OrderEvent): void {
+  state.history.push({ event: e.t, atMs: e.atMs, subject: e.by?.subject ?? "", tenant: e.by?.tenant ?? "" });
+  if (state.history.length > ORDER_HISTORY_MAX) {
+    state.history.shift();
+    state.historyOmitted++;
+  }
 }
 
 type EventOf<T extends OrderEvent["t"]> = Extract<OrderEvent, { readonly t: T }>;
@@ -757,6 +794,8 @@ export interface OrderView {
   readonly version: number;
   /** The open saga step that failed and waits for its next attempt or is parked; null when none. */
   readonly stalledStep: StalledStepView | null;
+  readonly history: readonly HistoryEntry[];
+  readonly historyOmitted: number;
 }
 
 export interface StalledStepView {
@@ -808,5 +847,7 @@ export function viewOrder(state: OrderState): OrderView {
             nextAttemptAtMs: state.stepRetry.nextAttemptAtMs,
             parked: state.stepRetry.nextAttemptAtMs === null,
           },
+    history: [...state.history],
+    historyOmitted: state.historyOmitted,
   };
 }

@@ -28,9 +28,10 @@ export function clusterService(view: ClusterView, unary: UnaryFactory): ClusterS
       partitions: view.partitions().map(toPartitionOwner),
       partitionCount: view.partitionCount,
     })),
-    locateKey: unary("LocateKey", async (r: LocateKeyRequest): Promise<LocateKeyResponse> => {
+    // Locates the caller's tenant's object of that id: another tenant's of the same id may live elsewhere.
+    locateKey: unary("LocateKey", async (r: LocateKeyRequest, _o, caller): Promise<LocateKeyResponse> => {
       const { kind, id } = validateLocateKey(r);
-      return toPartitionOwner(view.locate(kind === "sku" ? skuActorId(id) : orderActorId(id)));
+      return toPartitionOwner(view.locate(kind === "sku" ? skuActorId(id, caller.tenant) : orderActorId(id, caller.tenant)));
     }),
     drainNode: unary("DrainNode", async (r: DrainNodeRequest) => ({ movedPartitions: await view.drain(validateNodeId(r.nodeId)) })),
     undrainNode: unary("UndrainNode", async (r: UndrainNodeRequest) => {

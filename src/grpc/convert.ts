@@ -114,6 +114,9 @@ export function toListAdjustmentsResponse(skuId: string, page: AdjustmentPage): 
       idempotencyKey: d.key,
       onHandAfter: d.onHandAfter,
       createdAt: time(r.atMs),
+      // Records from before the audit named anyone carry neither: empty, i.e. unknown.
+      subject: d.subject ?? "",
+      tenant: d.tenant ?? "",
     };
   });
   return { adjustments, nextPageToken: encodePageToken(page.nextAfterSeq) };
@@ -167,5 +170,7 @@ export function toOrder(v: OrderView): Order {
             nextAttemptAt: v.stalledStep.nextAttemptAtMs === null ? undefined : new Date(v.stalledStep.nextAttemptAtMs),
             parked: v.stalledStep.parked,
           },
+    history: v.history.map((h) => ({ change: h.event, at: time(h.atMs), subject: h.subject, tenant: h.tenant })),
+    historyOmitted: v.historyOmitted,
   };
 }

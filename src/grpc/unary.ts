@@ -85,7 +85,8 @@ export function unaryFactory(logger: Logger, observe: CallObserver, isReady: () 
         const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? deadline : undefined;
         let pending: Promise<Res>;
         try {
-          pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? {} : { deadlineMs }), caller);
+          // The caller rides with every ask, so the actor system (on this node or the owner) enforces its tenant.
+          pending = handler(request as Req, withTraceparent(deadlineMs === undefined ? { caller } : { deadlineMs, caller }), caller);
         } catch (error) {
           finish(error);
           return;

@@ -506,7 +506,8 @@ export class JetStreamJournal implements Journal {
   }
 }
 
-const ACTOR_ID_PATTERN = /^[A-Za-z0-9._:-]+\/[A-Za-z0-9._:-]+$/;
+/** `kind/key`, or `kind/tenant/key` (src/security/tenancy.ts): `tenant/key` is one subject token, since '/' is legal in one. */
+const ACTOR_ID_PATTERN = /^[A-Za-z0-9._:-]+\/(?:[A-Za-z0-9._:-]+\/)?[A-Za-z0-9._:-]+$/;
 
 // ---- Merging appends of one actor into one message --------------------------------------------
 
@@ -577,7 +578,7 @@ async function ensureStream(
   await jsm.streams.add({ ...config, storage: StorageType.File, retention: RetentionPolicy.Limits });
 }
 
-/** `qm.<c>.j.<p>.<kind>.<key>` → `kind/key`. */
+/** `qm.<c>.j.<p>.<kind>.<key>` → `kind/key`; a tenant's key token is `tenant/key`. */
 function actorIdOfSubject(subject: string): ActorId {
   const parts = subject.split(".");
   const kind = parts[parts.length - 2] ?? "";

@@ -51,7 +51,7 @@
 // damaged one (truncated, bad meta pages), which would otherwise kill the
 // process with SIGBUS or SIGSEGV.
 //
-// Actor ids are restricted to `kind/key` with ID_PATTERN characters. Besides
+// Actor ids are restricted to `kind/key` (or `kind/tenant/key`) with ID_PATTERN characters. Besides
 // rejecting unknown input, this keeps every character above the separator
 // byte of lmdb's array keys, so the range [actorId, 0]..[actorId, MAX] of one
 // actor can never contain a key of another actor whose id extends it.
@@ -70,6 +70,7 @@ import { QmError, assert } from "../errors";
 import {
   DAMAGED_ACTORS_LOGGED_MAX,
   ID_LENGTH_MAX,
+  TENANT_LENGTH_MAX,
   JOURNAL_APPEND_BYTES_MAX,
   JOURNAL_BATCH_APPENDS_MAX,
   JOURNAL_COMMIT_CAUSE_WAIT_MS,
@@ -107,9 +108,9 @@ import {
   wakeupValue,
 } from "./record_codec";
 
-/** `kind/key`: the kind is short; the key is an id of at most ID_LENGTH_MAX. */
-const ACTOR_ID_LENGTH_MAX = 2 * ID_LENGTH_MAX + 1;
-const ACTOR_ID_PATTERN = /^[A-Za-z0-9._:-]+\/[A-Za-z0-9._:-]+$/;
+/** `kind/key` or `kind/tenant/key` (src/security/tenancy.ts): the kind is short; the key is an id of at most ID_LENGTH_MAX. */
+const ACTOR_ID_LENGTH_MAX = 2 * ID_LENGTH_MAX + TENANT_LENGTH_MAX + 2;
+const ACTOR_ID_PATTERN = /^[A-Za-z0-9._:-]+\/(?:[A-Za-z0-9._:-]+\/)?[A-Za-z0-9._:-]+$/;
 /**
  * Audit records one append may delete beyond those it adds. Adding the
  * append's own records keeps the per-actor count from ever growing past
@@ -1000,7 +1001,7 @@ function decodeValue(actorId: ActorId, bytes: Buffer): unknown {
 
 function checkActorId(actorId: unknown): asserts actorId is ActorId {
   if (typeof actorId !== "string" || actorId.length > ACTOR_ID_LENGTH_MAX || !ACTOR_ID_PATTERN.test(actorId)) {
-    throw new QmError("INVALID_ARGUMENT", `actor id must be kind/key of at most ${ACTOR_ID_LENGTH_MAX} characters [A-Za-z0-9._:-]`);
+    throw new QmError("INVALID_ARGUMENT", `actor id must be kind/key or kind/tenant/key of at most ${ACTOR_ID_LENGTH_MAX} characters [A-Za-z0-9._:-]`);
   }
 }
 

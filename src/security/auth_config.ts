@@ -17,10 +17,10 @@ import {
   RATE_PER_SECOND_MAX,
   SUBJECT_LENGTH_MAX,
   TENANT_LENGTH_MAX,
-  TENANT_PATTERN,
 } from "../limits";
 import type { Caller } from "./caller";
 import { isPermission, type Permission, PERMISSIONS } from "./permissions";
+import { isValidTenant } from "./tenancy";
 
 /**
  * Signature algorithms a token may use: asymmetric only. A symmetric (HS*) key
@@ -77,9 +77,8 @@ const ROLE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 /** A subject is written to logs and the audit trail: any text but control characters. */
 const SUBJECT_TEXT = /^[^\p{Cc}]+$/u;
 
-export function isValidTenant(tenant: string): boolean {
-  return tenant.length >= 1 && tenant.length <= TENANT_LENGTH_MAX && TENANT_PATTERN.test(tenant);
-}
+// One rule for tenant names, shared with the actor ids that carry them.
+export { isValidTenant };
 
 export function isValidSubject(subject: string): boolean {
   return subject.length >= 1 && subject.length <= SUBJECT_LENGTH_MAX && SUBJECT_TEXT.test(subject);

@@ -121,6 +121,22 @@ describe("JetStream journal (integration, real nats-server)", function () {
     expect(await second.dueWakeups(clock.nowMs() + 10_000, 10)).to.deep.equal([]);
   });
 
+  it("keeps a tenant's actors (kind/tenant/key) apart from the default tenant's of the same key, wake-ups included", async () => {
+    const cluster = fresh();
+    const first = await journal(cluster);
+    const tenantActor = "sku/ac-me/w.2";
+    await first.claimPartition(partitionOf(tenantActor, PARTITIONS));
+    await first.claimPartition(partitionOf("sku/w.2", PARTITIONS));
+    await first.append({ actorId: "sku/w.2", expectedLastSeq: 0, events: [{ tenant: "default" }] });
+    await first.append({ actorId: tenantActor, expectedLastSeq: 0, events: [{ tenant: "ac-me" }, { n: 2 }], wakeAtMs: clock.nowMs() + 1_000 });
+    const second = await journal(cluster);
+    expect((await second.recover("sku/w.2")).events).to.deep.equal([{ tenant: "default" }]);
+    expect((await second.recover(tenantActor)).events).to.deep.equal([{ tenant: "ac-me" }, { n: 2 }]);
+    // The wake-up index is rebuilt from subjects: the tenant's actor id must come back whole.
+    await second.claimPartition(partitionOf(tenantActor, PARTITIONS));
+    expect(await second.dueWakeups(clock.nowMs() + 1_000, 10)).to.deep.equal([tenantActor]);
+  });
+
   it("pages audit records and keeps at most the configured number per actor", async () => {
     const j = await journal(fresh());
     await j.append({

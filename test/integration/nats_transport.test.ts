@@ -23,6 +23,7 @@ import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
 import { type NatsProcess, startNats } from "../support/engines";
 import { qmRejectionOf } from "../support/qm_error";
 import { ByKindPlacement } from "../support/by_kind_placement";
+import { DEFAULT_TENANT } from "../../src/security/caller";
 
 
 interface TestNode {
@@ -88,44 +89,44 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
 
   it("runs an order on node A whose saga reserves on node B over NATS, each actor's events on its owner", async () => {
     const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
-    await a.router.ask(skuActorId("m-1"), { op: "define", patch: def } satisfies SkuMessage);
-    await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
-    const order = await b.router.ask<OrderView>(orderActorId("o-1"), {
+    await a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "define", patch: def } satisfies SkuMessage);
+    await a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
+    const order = await b.router.ask<OrderView>(orderActorId("o-1", DEFAULT_TENANT), {
       op: "place",
       cmd: { customerId: "c", lines: [{ skuId: "m-1", quantity: 2 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 },
     });
     expect(order.state).to.equal("AWAITING_PAYMENT");
-    const sku = await a.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
+    const sku = await a.router.ask<SkuView>(skuActorId("m-1", DEFAULT_TENANT), { op: "get" });
     expect([sku.onHand, sku.reserved]).to.deep.equal([5, 2]);
-    expect((await a.journal.recover(orderActorId("o-1"))).lastSeq).to.be.greaterThan(0);
-    expect((await b.journal.recover(orderActorId("o-1"))).lastSeq).to.equal(0);
-    expect((await b.journal.recover(skuActorId("m-1"))).lastSeq).to.be.greaterThan(0);
-    expect((await a.journal.recover(skuActorId("m-1"))).lastSeq).to.equal(0);
+    expect((await a.journal.recover(orderActorId("o-1", DEFAULT_TENANT))).lastSeq).to.be.greaterThan(0);
+    expect((await b.journal.recover(orderActorId("o-1", DEFAULT_TENANT))).lastSeq).to.equal(0);
+    expect((await b.journal.recover(skuActorId("m-1", DEFAULT_TENANT))).lastSeq).to.be.greaterThan(0);
+    expect((await a.journal.recover(skuActorId("m-1", DEFAULT_TENANT))).lastSeq).to.equal(0);
   });
 
   it("carries a domain error back with its code and metadata", async () => {
-    const error = await qmRejectionOf(a.router.ask(skuActorId("m-1"), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } }));
+    const error = await qmRejectionOf(a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } }));
     expect(error.code).to.equal("INSUFFICIENT_STOCK");
     expect(error.metadata.available).to.equal("3");
   });
 
   it("answers an op this version does not know (a newer node in a rolling upgrade) with FAILED_PRECONDITION UNKNOWN_OP, not undefined", async () => {
-    const sku = await qmRejectionOf(a.router.ask(skuActorId("m-1"), { op: "reserveTwice", cmd: {} }));
+    const sku = await qmRejectionOf(a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "reserveTwice", cmd: {} }));
     expect([sku.code, sku.metadata.reason, sku.metadata.op]).to.deep.equal(["FAILED_PRECONDITION", "UNKNOWN_OP", "reserveTwice"]);
-    const order = await qmRejectionOf(b.router.ask(orderActorId("o-1"), { op: "teleport" }));
+    const order = await qmRejectionOf(b.router.ask(orderActorId("o-1", DEFAULT_TENANT), { op: "teleport" }));
     expect([order.code, order.metadata.reason]).to.deep.equal(["FAILED_PRECONDITION", "UNKNOWN_OP"]);
-    const unchanged = await a.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
+    const unchanged = await a.router.ask<SkuView>(skuActorId("m-1", DEFAULT_TENANT), { op: "get" });
     expect(unchanged.reserved).to.equal(2);
   });
 
   it("answers NOT_OWNER from a node asked for an actor it does not own, instead of forwarding it", async () => {
-    const error = await qmRejectionOf(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
+    const error = await qmRejectionOf(a.transport.ask("B", orderActorId("o-1", DEFAULT_TENANT), { op: "get" }));
     expect(error.code).to.equal("NOT_OWNER");
   });
 
   it("answers NOT_OWNER at once for a node nobody serves (no responders)", async () => {
     const started = Date.now();
-    const error = await qmRejectionOf(a.transport.ask("Z", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
+    const error = await qmRejectionOf(a.transport.ask("Z", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
     expect(error.code).to.equal("NOT_OWNER");
     expect(Date.now() - started).to.be.below(4_000);
   });
@@ -135,7 +136,7 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
     const ownsEverything: Placement = { self: "C", ownerOf: () => "C" };
     await node("C", silent, ownsEverything);
     const started = Date.now();
-    const error = await qmRejectionOf(a.transport.ask("C", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
+    const error = await qmRejectionOf(a.transport.ask("C", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }, { deadlineMs: Date.now() + 300 }));
     expect(error.code).to.equal("DEADLINE_EXCEEDED");
     expect(Date.now() - started).to.be.within(250, 3_000);
   });
@@ -144,22 +145,51 @@ describe("NATS transport between nodes (integration, real nats-server)", functio
     await node("D", { ask: () => new Promise<never>(() => undefined) }, { self: "D", ownerOf: () => "D" });
     await node("E", { ask: () => Promise.reject(new QmError("UNAVAILABLE", "journal down")) }, { self: "E", ownerOf: () => "E" });
     asks.length = 0;
-    await a.transport.ask("B", skuActorId("m-1"), { op: "get" });
-    await qmRejectionOf(a.transport.ask("B", skuActorId("m-1"), { op: "reserve", cmd: { id: "r-obs", quantity: 99, locationId: "", ttlMs: 60_000 } }));
-    await qmRejectionOf(a.transport.ask("B", orderActorId("o-1"), { op: "get" }));
-    await qmRejectionOf(a.transport.ask("Z", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
-    await qmRejectionOf(a.transport.ask("D", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() + 300 }));
-    await qmRejectionOf(a.transport.ask("E", skuActorId("m-1"), { op: "get" }));
+    await a.transport.ask("B", skuActorId("m-1", DEFAULT_TENANT), { op: "get" });
+    await qmRejectionOf(a.transport.ask("B", skuActorId("m-1", DEFAULT_TENANT), { op: "reserve", cmd: { id: "r-obs", quantity: 99, locationId: "", ttlMs: 60_000 } }));
+    await qmRejectionOf(a.transport.ask("B", orderActorId("o-1", DEFAULT_TENANT), { op: "get" }));
+    await qmRejectionOf(a.transport.ask("Z", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }, { deadlineMs: Date.now() + 5_000 }));
+    await qmRejectionOf(a.transport.ask("D", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }, { deadlineMs: Date.now() + 300 }));
+    await qmRejectionOf(a.transport.ask("E", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }));
     // Never sent: no outcome to report.
-    await qmRejectionOf(a.transport.ask("B", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() - 1 }));
+    await qmRejectionOf(a.transport.ask("B", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }, { deadlineMs: Date.now() - 1 }));
     expect(asks.map((x) => `${x.from}:${x.outcome}`)).to.deep.equal(["A:ok", "A:ok", "A:not_owner", "A:not_owner", "A:timeout", "A:error"]);
     const timeout = asks.find((x) => x.outcome === "timeout");
     expect(timeout?.seconds).to.be.within(0.25, 3);
   });
 
   it("refuses at once an ask whose deadline has already passed", async () => {
-    const error = await qmRejectionOf(a.transport.ask("B", skuActorId("m-1"), { op: "get" }, { deadlineMs: Date.now() - 1 }));
+    const error = await qmRejectionOf(a.transport.ask("B", skuActorId("m-1", DEFAULT_TENANT), { op: "get" }, { deadlineMs: Date.now() - 1 }));
     expect(error.code).to.equal("DEADLINE_EXCEEDED");
+  });
+
+  it("carries the caller's tenant and subject to the owner, which refuses an ask for another tenant's actor as NOT_FOUND", async () => {
+    const acme = { subject: "alice", tenant: "acme" };
+    const globex = { subject: "mallory", tenant: "globex" };
+    const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
+    await a.router.ask(skuActorId("t-1", "acme"), { op: "define", patch: def } satisfies SkuMessage, { caller: acme });
+    await a.router.ask(skuActorId("t-1", "acme"), { op: "adjust", cmd: { locationId: "wh-1", delta: 4, reason: "RECEIVED", key: "" }, note: "" }, { caller: acme });
+    // The order on node A reserves on node B: its saga's ask carries acme across.
+    const placed = await b.router.ask<OrderView>(
+      orderActorId("t-o", "acme"),
+      { op: "place", cmd: { customerId: "c", lines: [{ skuId: "t-1", quantity: 1 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 } },
+      { caller: acme },
+    );
+    expect(placed.state).to.equal("AWAITING_PAYMENT");
+    expect((await b.journal.recover("sku/acme/t-1")).lastSeq).to.be.greaterThan(0);
+    // A node that asks the owner for acme's SKU on behalf of globex gets exactly what globex's own missing SKU answers.
+    const missing = await qmRejectionOf(a.transport.ask("B", skuActorId("t-1", "globex"), { op: "get" }, { caller: globex }));
+    const refused = await qmRejectionOf(a.transport.ask("B", skuActorId("t-1", "acme"), { op: "get" }, { caller: globex }));
+    expect(refused.toJSON()).to.deep.equal(missing.toJSON());
+    expect(refused.code).to.equal("NOT_FOUND");
+    const reserve = await qmRejectionOf(
+      a.transport.ask("B", skuActorId("t-1", "acme"), { op: "reserve", cmd: { id: "steal", quantity: 3, locationId: "", ttlMs: 60_000 } }, { caller: globex }),
+    );
+    expect(reserve.code).to.equal("NOT_FOUND");
+    // An envelope without caller fields (a node from before tenancy) is taken to be for the default tenant.
+    expect((await qmRejectionOf(a.transport.ask("B", skuActorId("t-1", "acme"), { op: "get" }))).code).to.equal("NOT_FOUND");
+    const sku = await a.router.ask<SkuView>(skuActorId("t-1", "acme"), { op: "get" }, { caller: acme });
+    expect([sku.onHand, sku.reserved]).to.deep.equal([4, 1]);
   });
 
   it("escapes dots of node ids in subjects, so node a.b and node a_b never share one", async () => {

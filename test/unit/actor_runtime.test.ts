@@ -46,6 +46,7 @@ const counterBehavior: ActorBehavior<Counter, CounterMsg> = {
   fromSnapshot: (_k, s) => s as Counter,
   snapshotWeight: () => 1,
   wakeAtMs: (s) => s.wakeAtMs,
+  notFound: (key) => new QmError("NOT_FOUND", `counter ${key} not found`),
   onTurnStart(ctx) {
     if (ctx.state.wakeAtMs !== null && ctx.state.wakeAtMs <= ctx.nowMs) ctx.emit({ t: "woke" });
   },

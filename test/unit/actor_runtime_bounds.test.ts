@@ -63,6 +63,7 @@ function cellBehavior(kind: string, gate: Gate, clearsWake: boolean): ActorBehav
     fromSnapshot: (_k, s) => s as Cell,
     snapshotWeight: () => 1,
     wakeAtMs: (s) => s.wakeAtMs,
+    notFound: (key) => new QmError("NOT_FOUND", `${kind} ${key} not found`),
     // A "stuck" kind never clears its wake-up time: it stays due for ever.
     onTurnStart(ctx) {
       if (clearsWake && ctx.state.wakeAtMs !== null && ctx.state.wakeAtMs <= ctx.nowMs) ctx.emit({ t: "woke" });

@@ -4,6 +4,7 @@
 // thousands; an actor's records are read on its first message. Counted with
 // the journal's read counter, not timed.
 
+import { DEFAULT_TENANT } from "../../src/security/caller";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -36,7 +37,7 @@ async function writeSkus(journal: LmdbJournal, count: number, nowMs: number): Pr
     emit(decideDefine(state, { title: `item ${i}`, priceMinor: 100, currency: "EUR" }, nowMs));
     emit(decideAdjust(state, { locationId: "wh", delta: 10, reason: "RECEIVED", key: "" }, nowMs).events);
     emit(decideReserve(state, { id: "r-1", quantity: 1, locationId: "wh", ttlMs: HOUR_MS }, nowMs));
-    appends.push(journal.append({ actorId: skuActorId(`s-${i}`), expectedLastSeq: 0, events, wakeAtMs: nextExpiryMs(state) }));
+    appends.push(journal.append({ actorId: skuActorId(`s-${i}`, DEFAULT_TENANT), expectedLastSeq: 0, events, wakeAtMs: nextExpiryMs(state) }));
   }
   await Promise.all(appends);
 }
@@ -100,7 +101,7 @@ describe("lazy recovery", function () {
         expect(system.activeCount).to.equal(0);
         // The format record, the identity record, and the earliest wake-up entry (not due, so the scan stops there).
         expect(startReads).to.equal(3);
-        const view = await system.ask<{ available: number }>(skuActorId(`s-${count - 1}`), { op: "availability" } satisfies SkuMessage);
+        const view = await system.ask<{ available: number }>(skuActorId(`s-${count - 1}`, DEFAULT_TENANT), { op: "availability" } satisfies SkuMessage);
         expect(view.available).to.equal(9);
         // Its meta record and its three events.
         expect(journal.readStats().recordsRead - startReads).to.equal(4);

@@ -26,6 +26,7 @@ import type { LineQuantity, OrderView } from "../../src/domain/order";
 import type { SkuView } from "../../src/domain/sku";
 import { QmError } from "../../src/errors";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
+import { DEFAULT_TENANT } from "../../src/security/caller";
 
 const SKUS = ["a", "b"] as const;
 const LOCATION = "wh-1";
@@ -137,14 +138,14 @@ async function ask<T>(real: Real, actorId: string, message: unknown): Promise<Ou
 }
 
 async function askOrder(real: Real, orderId: string, message: unknown): Promise<Outcome<Status>> {
-  const outcome = await ask<OrderView>(real, orderActorId(orderId), message);
+  const outcome = await ask<OrderView>(real, orderActorId(orderId, DEFAULT_TENANT), message);
   return "ok" in outcome ? { ok: outcome.ok.state } : outcome;
 }
 
 /** Every order and SKU agrees with the model. */
 async function verify(model: Model, real: Real): Promise<void> {
   for (const [orderId, order] of model.orders) {
-    const view = await ask<OrderView>(real, orderActorId(orderId), { op: "get" });
+    const view = await ask<OrderView>(real, orderActorId(orderId, DEFAULT_TENANT), { op: "get" });
     if (!("ok" in view)) throw new Error(`get ${orderId} failed with ${view.error}`);
     expect(view.ok.state, `order ${orderId}`).to.equal(order.status);
     expect(
@@ -154,7 +155,7 @@ async function verify(model: Model, real: Real): Promise<void> {
   }
   const stock = expectedStock(model);
   for (const sku of SKUS) {
-    const view = await real.system.ask<SkuView>(skuActorId(sku), { op: "get" });
+    const view = await real.system.ask<SkuView>(skuActorId(sku, DEFAULT_TENANT), { op: "get" });
     expect({ onHand: view.onHand, reserved: view.reserved, committed: view.committed }, `stock of SKU ${sku}`).to.deep.equal(stock[sku]);
   }
 }
@@ -352,7 +353,7 @@ class Receive implements Cmd {
   check = (): boolean => true;
   async run(m: Model, r: Real): Promise<void> {
     m.received[this.skuId] += this.units;
-    await r.system.ask(skuActorId(this.skuId), {
+    await r.system.ask(skuActorId(this.skuId, DEFAULT_TENANT), {
       op: "adjust",
       cmd: { locationId: LOCATION, delta: this.units, reason: "RECEIVED", key: "" },
       note: "",
@@ -370,7 +371,7 @@ class Advance implements Cmd {
     m.nowMs += this.ms;
     expireDue(m);
     r.clock.advance(this.ms);
-    for (const orderId of m.orders.keys()) r.system.wake(orderActorId(orderId));
+    for (const orderId of m.orders.keys()) r.system.wake(orderActorId(orderId, DEFAULT_TENANT));
     await verify(m, r);
   }
   toString = (): string => `advance(${this.ms} ms)`;
@@ -412,11 +413,11 @@ describe("order saga (model-based property test on a real ActorSystem and LmdbJo
         const real: Real = { dir, clock, ...(await bootSystem(dir, clock)) };
         try {
           for (const sku of SKUS) {
-            await real.system.ask(skuActorId(sku), {
+            await real.system.ask(skuActorId(sku, DEFAULT_TENANT), {
               op: "define",
               patch: { title: sku, priceMinor: 100, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] },
             } satisfies SkuMessage);
-            await real.system.ask(skuActorId(sku), {
+            await real.system.ask(skuActorId(sku, DEFAULT_TENANT), {
               op: "adjust",
               cmd: { locationId: LOCATION, delta: INITIAL_ON_HAND, reason: "RECEIVED", key: "" },
               note: "",

@@ -22,6 +22,7 @@ import { QmError, type QmErrorData } from "../../src/errors";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { PAYMENT_TIMEOUT_MS_DEFAULT } from "../../src/limits";
 import { ByKindPlacement } from "../support/by_kind_placement";
+import { DEFAULT_TENANT } from "../../src/security/caller";
 
 
 interface Node {
@@ -92,24 +93,24 @@ describe("placement router (cluster seam)", () => {
 
   it("runs an order on node A whose saga reserves on node B, and keeps each actor's events on its owner", async () => {
     const def = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
-    await a.router.ask(skuActorId("m-1"), { op: "define", patch: def } satisfies SkuMessage);
-    await a.router.ask(skuActorId("m-1"), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
+    await a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "define", patch: def } satisfies SkuMessage);
+    await a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "adjust", cmd: { locationId: "wh-1", delta: 5, reason: "RECEIVED", key: "" }, note: "" });
     const hopsBefore = transport.hops;
-    const order = await a.router.ask<OrderView>(orderActorId("o-1"), {
+    const order = await a.router.ask<OrderView>(orderActorId("o-1", DEFAULT_TENANT), {
       op: "place",
       cmd: { customerId: "c", lines: [{ skuId: "m-1", quantity: 2 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 },
     });
     expect(order.state).to.equal("AWAITING_PAYMENT");
     expect(transport.hops - hopsBefore, "the saga's reserve crossed to B").to.equal(1);
-    const sku = await b.router.ask<SkuView>(skuActorId("m-1"), { op: "get" });
+    const sku = await b.router.ask<SkuView>(skuActorId("m-1", DEFAULT_TENANT), { op: "get" });
     expect([sku.onHand, sku.reserved]).to.deep.equal([5, 2]);
-    expect((await a.journal.recover(orderActorId("o-1"))).lastSeq).to.be.greaterThan(0);
-    expect((await b.journal.recover(orderActorId("o-1"))).lastSeq).to.equal(0);
-    expect((await a.journal.recover(skuActorId("m-1"))).lastSeq).to.equal(0);
+    expect((await a.journal.recover(orderActorId("o-1", DEFAULT_TENANT))).lastSeq).to.be.greaterThan(0);
+    expect((await b.journal.recover(orderActorId("o-1", DEFAULT_TENANT))).lastSeq).to.equal(0);
+    expect((await a.journal.recover(skuActorId("m-1", DEFAULT_TENANT))).lastSeq).to.equal(0);
   });
 
   it("carries a domain error back across the transport with its code and metadata", async () => {
-    const order = await a.router.ask<OrderView>(orderActorId("o-2"), {
+    const order = await a.router.ask<OrderView>(orderActorId("o-2", DEFAULT_TENANT), {
       op: "place",
       cmd: { customerId: "c", lines: [{ skuId: "m-1", quantity: 99 }], paymentTimeoutMs: PAYMENT_TIMEOUT_MS_DEFAULT, reservationGraceMs: 0 },
     });
@@ -117,7 +118,7 @@ describe("placement router (cluster seam)", () => {
     expect(order.rejections.map((r) => r.reason)).to.deep.equal(["INSUFFICIENT_STOCK"]);
     let error: unknown;
     try {
-      await a.router.ask(skuActorId("m-1"), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } });
+      await a.router.ask(skuActorId("m-1", DEFAULT_TENANT), { op: "reserve", cmd: { id: "r", quantity: 99, locationId: "", ttlMs: 60_000 } });
     } catch (e) {
       error = e;
     }

@@ -47,6 +47,7 @@ const counter: ActorBehavior<{ n: number }, "inc"> = {
   fromSnapshot: (_k, s) => s as { n: number },
   snapshotWeight: () => 1,
   wakeAtMs: () => null,
+  notFound: (key) => new QmError("NOT_FOUND", `counter ${key} not found`),
   handle(ctx) {
     ctx.emit({});
     return ctx.state.n;

@@ -2,7 +2,7 @@
 // messages into domain decisions (src/domain/sku.ts), emits the events, and
 // replies with views once the turn is durable.
 
-import { illegalTransition, QmError, type QmErrorData, unknownOp } from "../../errors";
+import { illegalTransition, notFound, QmError, type QmErrorData, unknownOp } from "../../errors";
 import type { AuditRecord } from "../../journal/journal";
 import {
   type AdjustCommand,
@@ -35,11 +35,13 @@ import {
 } from "../../domain/sku";
 import type { ExpiryObserver, ReservationObserver, ReservationOutcome } from "../../observability/observer";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
+import { tenantActorId } from "../../security/tenancy";
 
 export const SKU_KIND = "sku";
 
-export function skuActorId(skuId: string): string {
-  return `${SKU_KIND}/${skuId}`;
+/** The SKU's actor id in its tenant: `sku/ID` in the default tenant, `sku/TENANT/ID` in another. */
+export function skuActorId(skuId: string, tenant: string): string {
+  return tenantActorId(SKU_KIND, tenant, skuId);
 }
 
 /** Expiries handled per turn; the rest wait for the next turn, which the wake-up time brings at once. */
@@ -73,6 +75,12 @@ export interface AdjustmentRecord {
   readonly note: string;
   readonly key: string;
   readonly onHandAfter: number;
+  /**
+   * Who made the change: the caller's subject and tenant, or the system.
+   * Absent in records written before the audit named anyone.
+   */
+  readonly subject?: string;
+  readonly tenant?: string;
 }
 
 export interface AdjustmentPage {
@@ -108,6 +116,7 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
   fromSnapshot: (key, snapshot) => skuFromSnapshot(key, snapshot as SkuSnapshot),
   snapshotWeight: skuWeight,
   wakeAtMs: nextExpiryMs,
+  notFound: (key) => notFound("sku", key),
 
   onTurnStart(ctx) {
     expireDue(ctx, undefined);
@@ -211,6 +220,8 @@ function adjust(ctx: Ctx, cmd: AdjustCommand, note: string): LevelView {
     note,
     key: cmd.key,
     onHandAfter: level.onHand,
+    subject: ctx.who.subject,
+    tenant: ctx.who.tenant,
   };
   ctx.audit({ seq: ctx.state.adjustmentSeq, atMs: ctx.nowMs, data: record });
   return level;

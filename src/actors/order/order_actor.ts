@@ -23,6 +23,7 @@ import {
   decideTrack,
   type LineRejection,
   newOrderState,
+  orderNotFound,
   type OrderEvent,
   type OrderState,
   type OrderView,
@@ -40,12 +41,14 @@ import { SAGA_ASK_TIMEOUT_MS } from "../../limits";
 import type { ActorBehavior, TurnContext } from "../runtime/behavior";
 import { retryDelayMs } from "../runtime/retry_policy";
 import { skuActorId } from "../inventory/sku_actor";
+import { tenantActorId, tenantOfActorId } from "../../security/tenancy";
 import { SAGA_STEPS, type SagaStep, type SagaStepName, type SkuAsk, type StepOutcome } from "./saga_steps";
 
 export const ORDER_KIND = "order";
 
-export function orderActorId(orderId: string): string {
-  return `${ORDER_KIND}/${orderId}`;
+/** The order's actor id in its tenant: `order/ID` in the default tenant, `order/TENANT/ID` in another. */
+export function orderActorId(orderId: string, tenant: string): string {
+  return tenantActorId(ORDER_KIND, tenant, orderId);
 }
 
 export type OrderMessage =
@@ -91,12 +94,15 @@ export function createOrderBehavior(options: OrderBehaviorOptions = {}): ActorBe
     applyEvent: (state, event) => applyOrderEvent(state, event as OrderEvent),
     // Order state is small and plain: the snapshot is the state itself.
     toSnapshot: (state) => state,
-    // Snapshots written before step retries existed have no stepRetry.
+    // Snapshots written before step retries existed have no stepRetry; before the audit, no history.
     fromSnapshot: (_key, snapshot) => {
       const state = snapshot as OrderState;
       state.stepRetry ??= null;
+      state.history ??= [];
+      state.historyOmitted ??= 0;
       return state;
     },
+    notFound: orderNotFound,
     snapshotWeight: orderWeight,
     wakeAtMs: orderWakeAtMs,
 
@@ -115,7 +121,7 @@ export function createOrderBehavior(options: OrderBehaviorOptions = {}): ActorBe
       if (m.op === "get") return viewOrder(state);
       // Any request that acts on the order resumes a parked step, with fresh attempts, before it is decided.
       if (state.saga !== null && state.stepRetry !== null && state.stepRetry.nextAttemptAtMs === null) {
-        ctx.emit({ t: "stepResumed", atMs: ctx.nowMs });
+        record(ctx, { t: "stepResumed", atMs: ctx.nowMs });
         const stalled = await saga.run(ctx);
         if (stalled !== undefined) return stalled;
       }
@@ -144,7 +150,17 @@ export function createOrderBehavior(options: OrderBehaviorOptions = {}): ActorBe
 }
 
 function emitAll(ctx: Ctx, events: readonly OrderEvent[]): void {
-  for (const e of events) ctx.emit(e);
+  for (const e of events) record(ctx, e);
+}
+
+/**
+ * Emits the event naming who caused it: the caller of the request being
+ * handled (its saga steps run in the same turn included), or the system for
+ * expiries and steps a timer runs. A copy of subject and tenant only: the
+ * caller's roles are not the order's business.
+ */
+function record(ctx: Ctx, event: OrderEvent): void {
+  ctx.emit({ ...event, by: { subject: ctx.who.subject, tenant: ctx.who.tenant } });
 }
 
 /** Emits a decision, runs the saga step it opened, and answers with the order or the step's failure. */
@@ -191,7 +207,7 @@ class SagaRunner {
         const result = FAILURE_EVENTS.has(outcome.event.t) ? "failed" : "completed";
         this.logger.debug({ orderId: ctx.state.orderId, step: name, attempt, outcome: result }, "saga step");
         this.observer.sagaStep(name, result);
-        ctx.emit(outcome.event);
+        record(ctx, outcome.event);
         continue;
       }
       this.recordFailure(ctx, name, spec, attempt, outcome);
@@ -220,7 +236,7 @@ class SagaRunner {
     const failedAtMs = Math.max(ctx.nowMs, ctx.currentTimeMs());
     const nextAttemptAtMs = parked ? null : failedAtMs + retryDelayMs(spec.retry, attempt);
     const { code, message } = outcome.error;
-    ctx.emit({ t: "stepStalled", attempts: attempt, code, message, nextAttemptAtMs, atMs: failedAtMs });
+    record(ctx, { t: "stepStalled", attempts: attempt, code, message, nextAttemptAtMs, atMs: failedAtMs });
     const fields = { orderId: ctx.state.orderId, step: name, attempt, outcome: parked ? "parked" : "retrying", code, message };
     if (parked) {
       this.logger.warn({ ...fields }, "saga step parked: no more attempts until a request to the order resumes it");
@@ -252,7 +268,9 @@ function notDue(state: OrderState, nowMs: number): QmError | undefined {
 /** Asks every SKU at once, each with a deadline; each result is the reply or the QmError it failed with. */
 async function askAll(ctx: Ctx, requests: readonly SkuAsk[]): Promise<unknown[]> {
   const options = { deadlineMs: ctx.nowMs + SAGA_ASK_TIMEOUT_MS };
-  const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask(skuActorId(skuId), message, options)));
+  // An order's lines name SKUs of its own tenant, whoever asks.
+  const tenant = tenantOfActorId(ctx.actorId);
+  const settled = await Promise.allSettled(requests.map(([skuId, message]) => ctx.ask(skuActorId(skuId, tenant), message, options)));
   return settled.map((s) =>
     s.status === "fulfilled"
       ? s.value

@@ -23,6 +23,7 @@ import { TurnSpans } from "../../observability/turn_tracing";
 import type { ActorKindObserver } from "./actor_system";
 import type { ActorBehavior, ActorRouter, AskOptions, TurnContext } from "./behavior";
 import { type Envelope, Mailbox } from "./mailbox";
+import { keyOfActorId, SYSTEM_SUBJECT, tenantOfActorId, type Who } from "../../security/tenancy";
 
 export interface ActivationHost {
   readonly journal: Journal;
@@ -87,6 +88,12 @@ export class Activation<S, M> implements TurnContext<S> {
   /** The running turn's spans; undefined when tracing is off or nothing in the turn is traced. */
   private turnSpans: TurnSpans | undefined;
   nowMs = 0;
+  /** Whom the running handler (or the turn-start work, the system) acts for. */
+  who: Who;
+  /** The system acting in this actor's tenant: expiries and saga steps run by a timer. */
+  private readonly system: Who;
+  /** The tenant this actor belongs to (src/security/tenancy.ts). */
+  readonly tenant: string;
   lastUsedMs = 0;
   /** The partition epoch this activation recovered and writes under (cluster mode). */
   epoch: number | undefined;
@@ -99,7 +106,10 @@ export class Activation<S, M> implements TurnContext<S> {
     readonly actorId: string,
     readonly observer: ActorKindObserver,
   ) {
-    this.key = actorId.slice(behavior.kind.length + 1);
+    this.key = keyOfActorId(actorId);
+    this.tenant = tenantOfActorId(actorId);
+    this.system = { subject: SYSTEM_SUBJECT, tenant: this.tenant };
+    this.who = this.system;
   }
 
   get state(): S {
@@ -184,7 +194,12 @@ export class Activation<S, M> implements TurnContext<S> {
     // The runtime lets an actor's asks activate actors beyond the bound that
     // refuses outside callers (see ActorSystem): it needs to know who asks.
     const traceparent = options?.traceparent ?? activeTraceparent();
-    return this.host.router.ask<R>(actorId, message, { ...options, fromActorId: this.actorId, ...(traceparent === undefined ? {} : { traceparent }) });
+    return this.host.router.ask<R>(actorId, message, {
+      ...options,
+      fromActorId: this.actorId,
+      caller: this.who,
+      ...(traceparent === undefined ? {} : { traceparent }),
+    });
   }
 
   readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]> {
@@ -322,6 +337,7 @@ export class Activation<S, M> implements TurnContext<S> {
     this.turnSpans = spans;
     try {
       this.nowMs = this.host.clock.nowMs();
+      this.who = this.system;
       const started = this.behavior.onTurnStart?.(this);
       if (started instanceof Promise) await started;
     } catch (error) {
@@ -344,6 +360,7 @@ export class Activation<S, M> implements TurnContext<S> {
     for (let i = 0; i < batch.length; i++) {
       const envelope = batch[i] as Envelope;
       this.nowMs = this.host.clock.nowMs();
+      this.who = envelope.caller ?? this.system;
       if (envelope.deadlineMs !== undefined && this.nowMs > envelope.deadlineMs) {
         replies.push({ envelope, value: deadlineExceeded(), failed: true });
         continue;

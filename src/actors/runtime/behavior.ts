@@ -3,6 +3,8 @@
 // persists what a turn emitted in one append, and only then replies.
 
 import type { AuditRecord } from "../../journal/journal";
+import type { QmError } from "../../errors";
+import type { Who } from "../../security/tenancy";
 
 export interface AskOptions {
   /**
@@ -15,6 +17,13 @@ export interface AskOptions {
   readonly traceparent?: string;
   /** The asking actor, set by the runtime on an actor's asks; absent for outside callers. */
   readonly fromActorId?: string;
+  /**
+   * Whom the ask is made for: an RPC's caller, or (on an actor's asks) the
+   * caller of the message that actor is handling, or the system with the
+   * actor's tenant. The actor system refuses an ask whose tenant is not the
+   * target's, as NOT_FOUND. Absent only for in-process tools and tests.
+   */
+  readonly caller?: Who;
 }
 
 /** How an actor reaches other actors, wherever they live. */
@@ -28,6 +37,12 @@ export interface TurnContext<S> {
   readonly state: S;
   /** Wall-clock time at the start of this message; one value per message so a decision is consistent. */
   readonly nowMs: number;
+  /**
+   * Who the change being made is for, as the audit trail records it: the
+   * caller of the message being handled, or the system (SYSTEM_SUBJECT, the
+   * actor's tenant) in turn-start work such as expiries and timer-driven saga steps.
+   */
+  readonly who: Who;
   /** Wall-clock time now, for what is measured across an await (when a saga ask came back); decisions use nowMs. */
   currentTimeMs(): number;
   /** Applies the event to the state now and queues it for the turn's durable append. */
@@ -64,4 +79,10 @@ export interface ActorBehavior<S, M> {
    * rebuilt from the journal.
    */
   handle(ctx: TurnContext<S>, message: M): unknown;
+  /**
+   * The error an ask for a missing object of this kind answers with. The
+   * actor system answers an ask from another tenant with exactly this, so it
+   * cannot tell another tenant's object from one that does not exist.
+   */
+  notFound(key: string): QmError;
 }

@@ -2,11 +2,14 @@
 // (OVERLOADED) instead of letting memory grow with the backlog.
 
 import { QmError } from "../../errors";
+import type { Who } from "../../security/tenancy";
 
 export interface Envelope {
   readonly message: unknown;
   readonly deadlineMs: number | undefined;
   readonly traceparent: string | undefined;
+  /** Whom the ask is for; undefined for in-process callers that name nobody (then the system). */
+  readonly caller: Who | undefined;
   /** performance.now() at enqueue, for the turn span's mailbox wait; set only on traced envelopes. */
   readonly enqueuedAtMs: number | undefined;
   resolve(value: unknown): void;

@@ -248,7 +248,17 @@ export interface Adjustment {
   note: string;
   idempotencyKey: string;
   onHandAfter: number;
-  createdAt: Date | undefined;
+  createdAt:
+    | Date
+    | undefined;
+  /**
+   * Who made the adjustment: the caller's subject ("anonymous" on a node
+   * without authentication; "system" for a restock an order's saga retried on
+   * its own), and its tenant. Empty for adjustments recorded before the audit
+   * named anyone.
+   */
+  subject: string;
+  tenant: string;
 }
 
 export interface ListAdjustmentsRequest {
@@ -1593,6 +1603,8 @@ function createBaseAdjustment(): Adjustment {
     idempotencyKey: "",
     onHandAfter: 0,
     createdAt: undefined,
+    subject: "",
+    tenant: "",
   };
 }
 
@@ -1624,6 +1636,12 @@ export const Adjustment: MessageFns<Adjustment> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(74).fork()).join();
+    }
+    if (message.subject !== "") {
+      writer.uint32(82).string(message.subject);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(90).string(message.tenant);
     }
     return writer;
   },
@@ -1713,6 +1731,22 @@ export const Adjustment: MessageFns<Adjustment> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1756,6 +1790,8 @@ export const Adjustment: MessageFns<Adjustment> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
     };
   },
 
@@ -1788,6 +1824,12 @@ export const Adjustment: MessageFns<Adjustment> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
     return obj;
   },
 
@@ -1805,6 +1847,8 @@ export const Adjustment: MessageFns<Adjustment> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.onHandAfter = object.onHandAfter ?? 0;
     message.createdAt = object.createdAt ?? undefined;
+    message.subject = object.subject ?? "";
+    message.tenant = object.tenant ?? "";
     return message;
   },
 };

@@ -280,7 +280,33 @@ export interface Order {
    * Set while a saga step (reserve, commit, release, ship, unship, restock)
    * has failed and waits for its next attempt, or has been parked.
    */
-  stalledStep: StalledStep | undefined;
+  stalledStep:
+    | StalledStep
+    | undefined;
+  /** The audit trail: the most recent changes (at most 200), oldest first. */
+  history: OrderHistoryEntry[];
+  /** How many older changes the history no longer shows. */
+  historyOmitted: number;
+}
+
+/** One change of an order and who made it. */
+export interface OrderHistoryEntry {
+  /**
+   * The recorded event: placed, reserved, reserveFailed, payStarted, paid,
+   * payFailed, cancelStarted, expireStarted, released, shipStarted, shipped,
+   * shipFailed, unshipped, tracked, returnStarted, returned, stepStalled or stepResumed.
+   */
+  change: string;
+  at:
+    | Date
+    | undefined;
+  /**
+   * The caller whose request made the change ("anonymous" on a node without
+   * authentication), or "system" for expiries and saga steps a timer ran.
+   * Empty for changes recorded before the audit named anyone.
+   */
+  subject: string;
+  tenant: string;
 }
 
 /**
@@ -1983,6 +2009,8 @@ function createBaseOrder(): Order {
     updatedAt: undefined,
     version: 0,
     stalledStep: undefined,
+    history: [],
+    historyOmitted: 0,
   };
 }
 
@@ -2029,6 +2057,12 @@ export const Order: MessageFns<Order> = {
     }
     if (message.stalledStep !== undefined) {
       StalledStep.encode(message.stalledStep, writer.uint32(114).fork()).join();
+    }
+    for (const v of message.history) {
+      OrderHistoryEntry.encode(v!, writer.uint32(122).fork()).join();
+    }
+    if (message.historyOmitted !== 0) {
+      writer.uint32(128).int64(message.historyOmitted);
     }
     return writer;
   },
@@ -2158,6 +2192,22 @@ export const Order: MessageFns<Order> = {
             message.stalledStep = StalledStep.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.history.push(OrderHistoryEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.historyOmitted = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2226,6 +2276,14 @@ export const Order: MessageFns<Order> = {
         : isSet(object.stalled_step)
         ? StalledStep.fromJSON(object.stalled_step)
         : undefined,
+      history: globalThis.Array.isArray(object?.history)
+        ? object.history.map((e: any) => OrderHistoryEntry.fromJSON(e))
+        : [],
+      historyOmitted: isSet(object.historyOmitted)
+        ? globalThis.Number(object.historyOmitted)
+        : isSet(object.history_omitted)
+        ? globalThis.Number(object.history_omitted)
+        : 0,
     };
   },
 
@@ -2273,6 +2331,12 @@ export const Order: MessageFns<Order> = {
     if (message.stalledStep !== undefined) {
       obj.stalledStep = StalledStep.toJSON(message.stalledStep);
     }
+    if (message.history?.length) {
+      obj.history = message.history.map((e) => OrderHistoryEntry.toJSON(e));
+    }
+    if (message.historyOmitted !== 0) {
+      obj.historyOmitted = Math.round(message.historyOmitted);
+    }
     return obj;
   },
 
@@ -2297,6 +2361,125 @@ export const Order: MessageFns<Order> = {
     message.stalledStep = (object.stalledStep !== undefined && object.stalledStep !== null)
       ? StalledStep.fromPartial(object.stalledStep)
       : undefined;
+    message.history = object.history?.map((e) => OrderHistoryEntry.fromPartial(e)) || [];
+    message.historyOmitted = object.historyOmitted ?? 0;
+    return message;
+  },
+};
+
+function createBaseOrderHistoryEntry(): OrderHistoryEntry {
+  return { change: "", at: undefined, subject: "", tenant: "" };
+}
+
+export const OrderHistoryEntry: MessageFns<OrderHistoryEntry> = {
+  encode(message: OrderHistoryEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.change !== "") {
+      writer.uint32(10).string(message.change);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(18).fork()).join();
+    }
+    if (message.subject !== "") {
+      writer.uint32(26).string(message.subject);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(34).string(message.tenant);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OrderHistoryEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOrderHistoryEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.change = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OrderHistoryEntry {
+    return {
+      change: isSet(object.change) ? globalThis.String(object.change) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+    };
+  },
+
+  toJSON(message: OrderHistoryEntry): unknown {
+    const obj: any = {};
+    if (message.change !== "") {
+      obj.change = message.change;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OrderHistoryEntry>): OrderHistoryEntry {
+    return OrderHistoryEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OrderHistoryEntry>): OrderHistoryEntry {
+    const message = createBaseOrderHistoryEntry();
+    message.change = object.change ?? "";
+    message.at = object.at ?? undefined;
+    message.subject = object.subject ?? "";
+    message.tenant = object.tenant ?? "";
     return message;
   },
 };
