@@ -16,7 +16,7 @@ describe("SIGHUP without QM_AUTH_CONFIG (integration)", function () {
   });
 
   it("keeps serving, and logs that there is nothing to reload", async () => {
-    server = await startServer();
+    server = await startServer({ env: { QM_LOG_LEVEL: "info" } });
     const running = server;
     process.kill(running.pid, "SIGHUP");
     const deadline = Date.now() + LOG_DEADLINE_MS;
