@@ -1,4 +1,5 @@
-// Wraps each RPC: decodes safely, passes the caller's deadline to the actors,
+// Wraps each RPC: admits the caller through the gate (src/security/), decodes
+// safely, passes the caller and its deadline to the actors,
 // maps every failure through status_mapping, and records the call's metrics.
 
 import { type handleUnaryCall, type Metadata, type ServerUnaryCall, status as GrpcStatus, type UntypedServiceImplementation } from "@grpc/grpc-js";
