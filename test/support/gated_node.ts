@@ -1,7 +1,7 @@
 // An embedded node assembled in the test process with a gate the test gives
-// it (GrpcServerOptions.gate), for the rate-limit tests that need distinct
-// callers before QM_AUTH_CONFIG can name them: TEST_SUBJECT_HEADER names the
-// caller. The same parts as src/node.ts (journal, actors, placement, server),
+// it (GrpcServerOptions.gate), for tests that need distinct callers without
+// QM_AUTH_CONFIG: TEST_SUBJECT_HEADER names the caller here, and the tenant
+// tests' gate (support/tenant.ts) names its tenant too. The same parts as src/node.ts (journal, actors, placement, server),
 // without the data-directory lock, backups and metrics endpoint.
 
 import path from "node:path";
@@ -13,6 +13,7 @@ import { partitionOf } from "../../src/cluster/placement";
 import { PlacementRouter } from "../../src/cluster/placement_router";
 import { loadConfig } from "../../src/config";
 import { GrpcServer } from "../../src/grpc/server";
+import type { ActorSystem } from "../../src/actors/runtime/actor_system";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { nodeActorSystem } from "../../src/node_parts";
 import { Metrics } from "../../src/observability/metrics";
@@ -38,11 +39,14 @@ export function subjectMetadata(metadata: Metadata, subject: string): Metadata {
 
 export interface GatedNode {
   readonly address: string;
+  readonly journal: LmdbJournal;
+  readonly system: ActorSystem;
   stop(): Promise<void>;
 }
 
-export async function startGatedNode(gate: CallGate): Promise<GatedNode> {
-  const dataDir = await makeTempDir("qm-gated-");
+/** `dataDir` defaults to a new temp dir; give one to restart over a previous node's journal. */
+export async function startGatedNode(gate: CallGate, dataDir?: string): Promise<GatedNode> {
+  dataDir ??= await makeTempDir("qm-gated-");
   const config = loadConfig({ QM_DATA_DIR: dataDir, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "" });
   const logger = pino({ level: "silent" });
   let address = "";
@@ -75,6 +79,8 @@ export async function startGatedNode(gate: CallGate): Promise<GatedNode> {
   server.setReady(true);
   return {
     address,
+    journal,
+    system,
     stop: async () => {
       await server.stop(0);
       await system.stop();

@@ -1,26 +1,18 @@
-// A node in this process whose gate names the caller from test metadata, so
-// tests can act as several tenants before an authenticating gate exists. Only
+// The tenant tests' gate: it names the caller and its tenant from test
+// metadata, so tests can act as several tenants without QM_AUTH_CONFIG. Only
 // tests build this gate: the production node never lets a request choose its
 // tenant; its gate derives the tenant from credentials.
 
 import { Metadata } from "@grpc/grpc-js";
-import pino from "pino";
-import { orderBehavior } from "../../src/actors/order/order_actor";
-import { skuBehavior } from "../../src/actors/inventory/sku_actor";
-import { ActorSystem } from "../../src/actors/runtime/actor_system";
-import type { ActorBehavior } from "../../src/actors/runtime/behavior";
-import { systemClock } from "../../src/clock";
-import { SingleNodeCluster } from "../../src/cluster/cluster_view";
-import { PlacementRouter } from "../../src/cluster/placement_router";
-import { loadConfig } from "../../src/config";
-import { GrpcServer } from "../../src/grpc/server";
-import { LmdbJournal } from "../../src/journal/lmdb_journal";
+import type { ActorSystem } from "../../src/actors/runtime/actor_system";
+import type { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { type Caller, DEFAULT_TENANT } from "../../src/security/caller";
 import type { CallGate } from "../../src/security/call_gate";
+import { startGatedNode, TEST_SUBJECT_HEADER } from "./gated_node";
 import { type Clients, createClients } from "./server_process";
 
 export const TEST_TENANT_HEADER = "x-test-tenant";
-export const TEST_SUBJECT_HEADER = "x-test-subject";
+export { TEST_SUBJECT_HEADER };
 
 /** Admits every call as the subject and tenant its test metadata names (default tenant, subject "anonymous" when absent). */
 export const TEST_TENANT_GATE: CallGate = {
@@ -50,52 +42,18 @@ export interface TenantNode {
   stop(): Promise<void>;
 }
 
-/** Journal, actors and gRPC server over `dataDir`, behind TEST_TENANT_GATE. */
+/** The gated test node (support/gated_node.ts) over `dataDir`, behind TEST_TENANT_GATE, with clients. */
 export async function startTenantNode(dataDir: string): Promise<TenantNode> {
-  const config = loadConfig({ QM_DATA_DIR: dataDir, QM_LISTEN: "127.0.0.1:0" });
-  const logger = pino({ level: "silent" });
-  const journal = new LmdbJournal({
-    path: dataDir,
-    auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
-    clock: systemClock,
-  });
-  await journal.open();
-  const system = new ActorSystem({
-    journal,
-    clock: systemClock,
-    logger,
-    behaviors: [skuBehavior, orderBehavior] as ActorBehavior<unknown, unknown>[],
-    idleMs: 60_000,
-    timerTickMs: 50,
-  });
-  let addr = "";
-  const cluster = new SingleNodeCluster("tenant-test", () => addr, systemClock.nowMs());
-  const router = new PlacementRouter(cluster, system);
-  system.router = router;
-  const server = new GrpcServer({
-    listen: config.listen,
-    router,
-    cluster,
-    logger,
-    observe: () => undefined,
-    reservationGraceMs: config.orderReservationGraceMs,
-    edge: config.grpcEdge,
-    gate: TEST_TENANT_GATE,
-  });
-  addr = await server.start();
-  await system.start();
-  server.setReady(true);
-  const clients = createClients(addr);
+  const node = await startGatedNode(TEST_TENANT_GATE, dataDir);
+  const clients = createClients(node.address);
   return {
-    addr,
+    addr: node.address,
     clients,
-    journal,
-    system,
+    journal: node.journal,
+    system: node.system,
     stop: async () => {
       clients.close();
-      await server.stop(1_000);
-      await system.stop();
-      await journal.close();
+      await node.stop();
     },
   };
 }
