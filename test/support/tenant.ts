@@ -12,7 +12,6 @@ import { startGatedNode, TEST_SUBJECT_HEADER } from "./gated_node";
 import { type Clients, createClients } from "./server_process";
 
 export const TEST_TENANT_HEADER = "x-test-tenant";
-export { TEST_SUBJECT_HEADER };
 
 /** Admits every call as the subject and tenant its test metadata names (default tenant, subject "anonymous" when absent). */
 export const TEST_TENANT_GATE: CallGate = {
