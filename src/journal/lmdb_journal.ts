@@ -35,8 +35,8 @@
 //   - keys stay lmdb's ordered-binary arrays, so (actorId, seq) and
 //     (wakeAtMs, actorId) sort the way the scans need.
 // The keyspaces (every value starts with a CRC-32 of its body and key, see
-// record_codec.ts; this is journal format 2):
-//   meta      actorId            -> ActorMeta (lastSeq, snapshotSeq, wakeAtMs, audit count/last seq)
+// record_codec.ts; this is journal format 3, which reads format 2's records):
+//   meta      actorId            -> ActorMeta (lastSeq, snapshotSeq, wakeAtMs, audit count/last seq/oldest atMs)
 //   events    [actorId, seq]     -> packed event; only seq > snapshotSeq are kept
 //   snapshots actorId            -> packed state of the snapshot at meta.snapshotSeq
 //   wakeups   [wakeAtMs, actorId] -> checksum only; exactly one entry per actor with a wake-up time
@@ -95,6 +95,7 @@ import {
   CHECKSUM_BYTES,
   JOURNAL_CORRUPT,
   JOURNAL_FORMAT,
+  JOURNAL_FORMATS_READ,
   actorSeed,
   corruptError,
   decodeMeta,
@@ -175,6 +176,7 @@ export interface LmdbJournalOptions {
 
 interface EncodedAudit {
   readonly seq: number;
+  readonly atMs: number;
   /** The checksum, AUDIT_HEADER_BYTES of atMs, then the packed data. */
   readonly value: Buffer;
 }
@@ -311,10 +313,14 @@ export class LmdbJournal implements Journal {
   }
 
   /**
-   * Format 2 added record checksums. An empty journal is stamped with it; a
-   * journal holding records without a format record was written by format 1
-   * and is refused: there are no production data directories of it, and
-   * reading it would mean serving records without checksums.
+   * Format 2 added record checksums. An empty journal is stamped with the
+   * current format; a journal holding records without a format record was
+   * written by format 1 and is refused: there are no production data
+   * directories of it, and reading it would mean serving records without
+   * checksums. A format 2 journal is read as it is (record_codec.ts) and,
+   * opened for writing, stamped with the current format before anything is
+   * written, so that code reading format 2 only refuses it from then on
+   * instead of taking the new meta records for damaged ones.
    */
   private async checkFormat(): Promise<void> {
     const { info, meta } = this.openStores();
@@ -325,14 +331,11 @@ export class LmdbJournal implements Journal {
       if (!empty) {
         throw new QmError(
           "FAILED_PRECONDITION",
-          `journal at ${this.path} has format 1 (no record checksums); this version reads format ${JOURNAL_FORMAT} only: start from an empty data directory`,
+          `journal at ${this.path} has format 1 (no record checksums); this version reads formats ${JOURNAL_FORMATS_READ.join(" and ")} only: start from an empty data directory`,
           { path: this.path },
         );
       }
-      if (this.readOnly) return;
-      const value = Buffer.alloc(CHECKSUM_BYTES + 4);
-      value.writeUInt32LE(JOURNAL_FORMAT, CHECKSUM_BYTES);
-      await this.root?.transaction(() => info.putSync(INFO_FORMAT, sealInPlace(value, actorSeed(INFO_FORMAT))));
+      await this.stampFormat();
       return;
     }
     const body = unseal(stored, actorSeed(INFO_FORMAT));
@@ -340,11 +343,21 @@ export class LmdbJournal implements Journal {
       throw new QmError("DATA_LOSS", `journal at ${this.path}: its format record is damaged`, { reason: JOURNAL_CORRUPT, path: this.path });
     }
     const format = body.readUInt32LE(0);
-    if (format !== JOURNAL_FORMAT) {
-      throw new QmError("FAILED_PRECONDITION", `journal at ${this.path} has format ${format}; this version reads format ${JOURNAL_FORMAT} only`, {
+    if (!JOURNAL_FORMATS_READ.includes(format)) {
+      throw new QmError("FAILED_PRECONDITION", `journal at ${this.path} has format ${format}; this version reads formats ${JOURNAL_FORMATS_READ.join(" and ")} only`, {
         path: this.path,
       });
     }
+    if (format !== JOURNAL_FORMAT) await this.stampFormat();
+  }
+
+  /** Records the current format (one synced transaction); a read-only journal writes nothing. */
+  private async stampFormat(): Promise<void> {
+    if (this.readOnly) return;
+    const { info } = this.openStores();
+    const value = Buffer.alloc(CHECKSUM_BYTES + 4);
+    value.writeUInt32LE(JOURNAL_FORMAT, CHECKSUM_BYTES);
+    await this.root?.transaction(() => info.putSync(INFO_FORMAT, sealInPlace(value, actorSeed(INFO_FORMAT))));
   }
 
   /** The identity record stored in the journal (identity.ts owns its content), or undefined if none was stored. */
@@ -771,29 +784,50 @@ export class LmdbJournal implements Journal {
 
     let auditCount = meta.auditCount;
     let auditLastSeq = meta.auditLastSeq;
+    let auditOldestAtMs = meta.auditCount === 0 ? (pending.audit[0]?.atMs ?? null) : meta.auditOldestAtMs;
     for (const record of pending.audit) {
       stores.audit.putSync([actorId, record.seq], record.value);
       auditCount++;
       auditLastSeq = record.seq;
     }
-    if (auditCount > 0) {
-      auditCount -= this.pruneAudit(stores.audit, actorId, auditCount, AUDIT_PRUNE_PER_APPEND_MAX + pending.audit.length);
+    if (auditCount > 0 && !this.auditWithinRetention(auditCount, auditOldestAtMs)) {
+      const pruned = this.pruneAudit(stores.audit, actorId, auditCount, AUDIT_PRUNE_PER_APPEND_MAX + pending.audit.length);
+      auditCount -= pruned.dropped;
+      auditOldestAtMs = pruned.oldestAtMs;
     }
+    if (auditCount === 0) auditOldestAtMs = null;
 
-    stores.meta.putSync(actorId, encodeMeta(actorId, { lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq }));
+    stores.meta.putSync(actorId, encodeMeta(actorId, { lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq, auditOldestAtMs }));
     return null;
   }
 
   /**
+   * True when pruning would drop nothing: no more records than maxPerActor
+   * and the oldest one (known from the meta record) still young. Exactly the
+   * test pruneAudit's walk makes on its first record, without the walk.
+   */
+  private auditWithinRetention(count: number, oldestAtMs: number | null): boolean {
+    return count <= this.retention.maxPerActor && oldestAtMs !== null && oldestAtMs >= this.clock.nowMs() - this.retention.maxAgeMs;
+  }
+
+  /**
    * Drops the actor's oldest audit records while they are over maxPerActor or
-   * older than maxAgeMs, at most budget of them. Returns how many it dropped.
+   * older than maxAgeMs, at most budget of them. Returns how many it dropped,
+   * and the atMs of the first record it kept (null when it kept none, or when
+   * the budget ran out before it reached one, so the next append walks again).
    * Age is judged in seq order and stops at the first record still young: the
    * actor stamps atMs from its clock as seq grows, so the expired ones form
    * the oldest prefix.
    */
-  private pruneAudit(audit: Database<Buffer, AuditKey>, actorId: ActorId, count: number, budget: number): number {
+  private pruneAudit(
+    audit: Database<Buffer, AuditKey>,
+    actorId: ActorId,
+    count: number,
+    budget: number,
+  ): { readonly dropped: number; readonly oldestAtMs: number | null } {
     const cutoffMs = this.clock.nowMs() - this.retention.maxAgeMs;
     const doomed: AuditKey[] = [];
+    let oldestAtMs: number | null = null;
     let remaining = count;
     for (const { key, value } of released(
       audit.getRange({
@@ -804,13 +838,16 @@ export class LmdbJournal implements Journal {
       }),
     )) {
       // A damaged record's atMs may be garbage; pruning it early or late is harmless, reading it is checked.
-      if (remaining <= this.retention.maxPerActor && value.length >= CHECKSUM_BYTES + AUDIT_HEADER_BYTES && value.readDoubleBE(CHECKSUM_BYTES) >= cutoffMs) break;
+      if (remaining <= this.retention.maxPerActor && value.length >= CHECKSUM_BYTES + AUDIT_HEADER_BYTES && value.readDoubleBE(CHECKSUM_BYTES) >= cutoffMs) {
+        oldestAtMs = value.readDoubleBE(CHECKSUM_BYTES);
+        break;
+      }
       doomed.push(key);
       remaining--;
     }
     // Deleting after the walk: the cursor must not see its own deletions.
     for (const key of doomed) audit.removeSync(key);
-    return doomed.length;
+    return { dropped: doomed.length, oldestAtMs };
   }
 
   private openStores(): Stores {
@@ -955,7 +992,7 @@ function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "
       data.copy(value, CHECKSUM_BYTES + AUDIT_HEADER_BYTES);
       sealInPlace(value, seqSeed(seed, record.seq));
       bytes += value.length;
-      audit.push({ seq: record.seq, value });
+      audit.push({ seq: record.seq, atMs: record.atMs, value });
       previousSeq = record.seq;
     }
   }

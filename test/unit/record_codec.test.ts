@@ -14,7 +14,7 @@ import {
 } from "../../src/journal/record_codec";
 import { qmErrorOf } from "../support/qm_error";
 
-describe("record checksums (journal format 2)", () => {
+describe("record checksums (journal formats 2 and 3)", () => {
   it("computes zlib's CRC-32 in JavaScript for short values and natively for long ones", () => {
     for (const length of [1, 7, 64, 511, 512, 513, 4096]) {
       const bytes = randomBytes(length);
@@ -39,7 +39,7 @@ describe("record checksums (journal format 2)", () => {
   });
 
   it("rejects a changed meta record or wake-up entry with DATA_LOSS/JOURNAL_CORRUPT naming the actor", () => {
-    const meta = { lastSeq: 9, snapshotSeq: 4, wakeAtMs: 1_000, auditCount: 2, auditLastSeq: 2 };
+    const meta = { lastSeq: 9, snapshotSeq: 4, wakeAtMs: 1_000, auditCount: 2, auditLastSeq: 2, auditOldestAtMs: 500 };
     const bytes = encodeMeta("sku/A", meta);
     expect(decodeMeta("sku/A", bytes)).to.deep.equal(meta);
     bytes.writeDoubleLE(7, 8);
