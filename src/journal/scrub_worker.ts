@@ -178,6 +178,7 @@ async function main(): Promise<void> {
   if (!skip.has("audit")) {
     let actor: ActorId | undefined;
     let count = 0;
+    let firstChecked: ActorId | undefined;
     const finishActor = (): void => {
       if (actor === undefined) return;
       const meta = metas.read(actor);
@@ -187,7 +188,16 @@ async function main(): Promise<void> {
       journal,
       "audit",
       stores.audit,
-      ([actorId, seq], value) => (unseal(value, seqSeed(actorSeed(actorId), seq)) === undefined ? `audit record ${seq} fails its checksum` : undefined),
+      ([actorId, seq], value) => {
+        const body = unseal(value, seqSeed(actorSeed(actorId), seq));
+        if (body === undefined) return `audit record ${seq} fails its checksum`;
+        if (actorId === firstChecked) return undefined;
+        // The walk is in key order, so this is the actor's lowest-seq record, whose time the meta record keeps (format 3).
+        firstChecked = actorId;
+        const oldest = metas.read(actorId)?.auditOldestAtMs ?? null;
+        const atMs = body.length >= 8 ? body.readDoubleBE(0) : Number.NaN;
+        return oldest === null || oldest === atMs ? undefined : `the first audit record ${seq} is at ${atMs}, the meta record says ${oldest}`;
+      },
       async (chunk) => {
         report(chunk, (key: AuditKey) => key[0]);
         for (const { key: [actorId, seq] } of chunk) {

@@ -11,10 +11,12 @@ import { ManualClock } from "../../src/clock";
 import { QmError } from "../../src/errors";
 import type { AuditRecord } from "../../src/journal/journal";
 import { type AuditRetention, LmdbJournal } from "../../src/journal/lmdb_journal";
+import { scrubDataDir } from "../../src/journal/scrub";
 import {
   CHECKSUM_BYTES,
   actorSeed,
   decodeMeta,
+  encodeMeta,
   encodeMetaV2,
   sealInPlace,
   unseal,
@@ -218,5 +220,40 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     expect(await oldest()).to.equal(clock.nowMs());
     const meta = decodeMeta("sku/A", journal.keyspaces().meta.get("sku/A"));
     expect([meta.auditCount, meta.auditLastSeq, meta.lastSeq]).to.deep.equal([1, 5, 8]);
+  });
+});
+
+describe("qmctl scrub and the oldest audit time", function () {
+  this.timeout(60_000);
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it("reports an actor whose meta record names another time than its first audit record, and passes a format 2 record that names none", async () => {
+    dir = mkdtempSync(join(tmpdir(), "qm-journal-format-scrub-"));
+    const path = join(dir, "journal");
+    const clock = new ManualClock();
+    const journal = new LmdbJournal({ path, auditRetention: KEEP_ALL, clock });
+    await journal.open();
+    for (const actorId of ["sku/A", "sku/B", "sku/C"]) {
+      await journal.append({ actorId, expectedLastSeq: 0, events: ["e"], audit: [record(1, clock.nowMs()), record(2, clock.nowMs() + 5)] });
+    }
+    await journal.close();
+    expect((await scrubDataDir(dir)).damaged).to.deep.equal([]);
+
+    const root = open<Buffer, string>({ path });
+    const meta = root.openDB<Buffer, string>("meta", { encoding: "binary" });
+    const a = decodeMeta("sku/A", meta.get("sku/A"));
+    const b = decodeMeta("sku/B", meta.get("sku/B"));
+    await root.transaction(() => {
+      meta.putSync("sku/A", encodeMeta("sku/A", { ...a, auditOldestAtMs: a.auditOldestAtMs! + 5 }));
+      meta.putSync("sku/B", encodeMetaV2("sku/B", b));
+    });
+    await root.close();
+    const report = await scrubDataDir(dir);
+    expect(report.damaged.map((d) => d.actorId)).to.deep.equal(["sku/A"]);
+    expect(report.damaged[0]!.problems.join(" ")).to.contain(`the meta record says ${clock.nowMs() + 5}`);
   });
 });
