@@ -119,11 +119,16 @@ export interface SkuState {
   committed: number;
   /** RESERVED and COMMITTED reservations. */
   live: Map<string, ReservationRecord>;
-  /** Ended reservations, oldest first, kept so that a retried id gets the same answer. */
-  ended: Map<string, ReservationRecord>;
+  /**
+   * Ended reservations, oldest first, kept so that a retried id gets the same
+   * answer. This map and adjustmentKeys are created on their first entry: most
+   * SKUs of a large catalogue never end a hold or see a keyed adjustment while
+   * resident, and an empty Map is about 190 bytes of heap per actor.
+   */
+  ended: Map<string, ReservationRecord> | null;
   adjustmentSeq: number;
-  /** Adjustment idempotency keys, oldest first. */
-  adjustmentKeys: Map<string, AdjustmentOutcome>;
+  /** Adjustment idempotency keys, oldest first; null until the first one. */
+  adjustmentKeys: Map<string, AdjustmentOutcome> | null;
   /**
    * Expiry times of RESERVED reservations. Entries of holds that have moved on
    * are skipped lazily, and the heap is rebuilt once they outnumber the holds
@@ -241,9 +246,9 @@ export function newSkuState(skuId: string): SkuState {
     reserved: 0,
     committed: 0,
     live: new Map(),
-    ended: new Map(),
+    ended: null,
     adjustmentSeq: 0,
-    adjustmentKeys: new Map(),
+    adjustmentKeys: null,
     expiries: new MinHeap(),
     reservedHolds: 0,
   };
@@ -274,7 +279,7 @@ function requireDefined(state: SkuState): SkuDefinition {
 }
 
 function findReservation(state: SkuState, id: string): ReservationRecord | undefined {
-  return state.live.get(id) ?? state.ended.get(id);
+  return state.live.get(id) ?? state.ended?.get(id);
 }
 
 function requireReservation(state: SkuState, id: string): ReservationRecord {
@@ -384,7 +389,7 @@ export function decideAdjust(
 ): { events: SkuEvent[]; replay: LevelView | undefined } {
   requireDefined(state);
   if (cmd.key !== "") {
-    const earlier = state.adjustmentKeys.get(cmd.key);
+    const earlier = state.adjustmentKeys?.get(cmd.key);
     if (earlier !== undefined) {
       if (earlier.locationId !== cmd.locationId || earlier.delta !== cmd.delta || earlier.reason !== cmd.reason) {
         throw new QmError("ALREADY_EXISTS", `idempotency_key ${cmd.key} was used for a different adjustment`, {
@@ -636,7 +641,7 @@ function applyAdjusted(state: SkuState, e: EventOf<"adjusted">): void {
   state.adjustmentSeq = e.seq;
   if (e.key !== "") {
     const outcome = { locationId: e.locationId, delta: e.delta, reason: e.reason, level: levelView(e.locationId, level) };
-    remember(state.adjustmentKeys, e.key, outcome, ADJUSTMENT_KEYS_PER_SKU_MAX);
+    remember((state.adjustmentKeys ??= new Map()), e.key, outcome, ADJUSTMENT_KEYS_PER_SKU_MAX);
   }
 }
 
@@ -688,7 +693,7 @@ function applyHoldEvent(state: SkuState, e: EventOf<"reserved" | "committed" | "
 
 /** Units of a committed hold leave with a shipment, or come back when the shipment is undone. */
 function applyShipmentEvent(state: SkuState, e: EventOf<"fulfilled" | "unfulfilled">): void {
-  const r = state.live.get(e.id) ?? state.ended.get(e.id);
+  const r = state.live.get(e.id) ?? state.ended?.get(e.id);
   assert(r !== undefined, `${e.t} of unknown reservation ${e.id}`);
   assert(e.t === "unfulfilled" || state.live.has(e.id), `fulfil of reservation ${e.id} that is not live`);
   const level = levelOf(state, r.locationId);
@@ -706,7 +711,7 @@ function applyShipmentEvent(state: SkuState, e: EventOf<"fulfilled" | "unfulfill
     endReservation(state, r);
   } else if (e.t === "unfulfilled" && r.status === "FULFILLED") {
     r.status = "COMMITTED";
-    state.ended.delete(r.id);
+    state.ended?.delete(r.id);
     state.live.set(r.id, r);
   }
 }
@@ -731,7 +736,7 @@ function rebuildExpiries(state: SkuState): void {
 
 function endReservation(state: SkuState, r: ReservationRecord): void {
   state.live.delete(r.id);
-  remember(state.ended, r.id, r, ENDED_RESERVATIONS_PER_SKU_MAX);
+  remember((state.ended ??= new Map()), r.id, r, ENDED_RESERVATIONS_PER_SKU_MAX);
 }
 
 /** Inserts into an insertion-ordered map used as a bounded FIFO. */
@@ -873,9 +878,9 @@ export function skuToSnapshot(state: SkuState): SkuSnapshot {
     // units twice when its events are replayed on it.
     levels: [...state.levels].map(([id, level]) => [id, { ...level }]),
     live: [...state.live.values()].map(snapshotReservation),
-    ended: [...state.ended.values()].map(snapshotReservation),
+    ended: state.ended === null ? [] : [...state.ended.values()].map(snapshotReservation),
     adjustmentSeq: state.adjustmentSeq,
-    adjustmentKeys: [...state.adjustmentKeys],
+    adjustmentKeys: state.adjustmentKeys === null ? [] : [...state.adjustmentKeys],
   };
 }
 
@@ -902,9 +907,9 @@ export function skuFromSnapshot(skuId: string, s: SkuSnapshot): SkuState {
       state.reservedHolds += 1;
     }
   }
-  for (const r of s.ended) state.ended.set(r.id, restoredReservation(r));
+  if (s.ended.length > 0) state.ended = new Map(s.ended.map((r) => [r.id, restoredReservation(r)]));
   state.adjustmentSeq = s.adjustmentSeq;
-  for (const [k, v] of s.adjustmentKeys) state.adjustmentKeys.set(k, v);
+  if (s.adjustmentKeys.length > 0) state.adjustmentKeys = new Map(s.adjustmentKeys);
   assertSkuInvariants(state);
   return state;
 }
@@ -925,5 +930,5 @@ function restoredReservation(r: SnapshotReservation): ReservationRecord {
 
 /** How much a snapshot of this state costs to write, in events' worth. */
 export function skuWeight(state: SkuState): number {
-  return state.live.size + state.ended.size + state.adjustmentKeys.size;
+  return state.live.size + (state.ended?.size ?? 0) + (state.adjustmentKeys?.size ?? 0);
 }

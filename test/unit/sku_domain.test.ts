@@ -245,7 +245,7 @@ describe("SKU state machine", () => {
     it("remembers ADJUSTMENT_KEYS_PER_SKU_MAX idempotency keys and forgets the oldest beyond that", () => {
       const state = skuWith({});
       for (let i = 0; i <= ADJUSTMENT_KEYS_PER_SKU_MAX; i++) adjust(state, { locationId: "A", delta: 1, reason: "RECEIVED", key: `k${i}` });
-      expect(state.adjustmentKeys.size).to.equal(ADJUSTMENT_KEYS_PER_SKU_MAX);
+      expect(state.adjustmentKeys?.size).to.equal(ADJUSTMENT_KEYS_PER_SKU_MAX);
       // k1 is still known: replayed, no event.
       expect(decideAdjust(state, { locationId: "A", delta: 1, reason: "RECEIVED", key: "k1" }, T0).events).to.deep.equal([]);
       // k0 was evicted: the same request is applied again.
@@ -691,7 +691,7 @@ describe("SKU state machine", () => {
         reserve(state, `r${i}`, 1);
         apply(state, decideRelease(state, `r${i}`, T0));
       }
-      expect(state.ended.size).to.equal(ENDED_RESERVATIONS_PER_SKU_MAX);
+      expect(state.ended?.size).to.equal(ENDED_RESERVATIONS_PER_SKU_MAX);
       expect(state.live.size).to.equal(0);
       // The second oldest is still answered as it ended...
       expect(viewReservation(state, "r1").state).to.equal("RELEASED");
