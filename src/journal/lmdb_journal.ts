@@ -229,6 +229,8 @@ export class LmdbJournal implements Journal {
   /** The write loop, while one runs; at most one at a time. */
   private writing: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
+  /** False while the stored format record says format 2: the first write stamps the current one. */
+  private formatCurrent = true;
 
   private commits = 0;
   private appends = 0;
@@ -317,10 +319,12 @@ export class LmdbJournal implements Journal {
    * current format; a journal holding records without a format record was
    * written by format 1 and is refused: there are no production data
    * directories of it, and reading it would mean serving records without
-   * checksums. A format 2 journal is read as it is (record_codec.ts) and,
-   * opened for writing, stamped with the current format before anything is
-   * written, so that code reading format 2 only refuses it from then on
-   * instead of taking the new meta records for damaged ones.
+   * checksums. A format 2 journal is read as it is (record_codec.ts), and
+   * the first write that stores a format 3 meta record stamps the current
+   * format in the same transaction, so that code reading format 2 only
+   * refuses it from then on instead of taking the new meta records for
+   * damaged ones. Not at open: a node that opens the journal and stops (the
+   * identity check refuses it, say) leaves it readable by the release before.
    */
   private async checkFormat(): Promise<void> {
     const { info, meta } = this.openStores();
@@ -348,16 +352,14 @@ export class LmdbJournal implements Journal {
         path: this.path,
       });
     }
-    if (format !== JOURNAL_FORMAT) await this.stampFormat();
+    this.formatCurrent = format === JOURNAL_FORMAT;
   }
 
   /** Records the current format (one synced transaction); a read-only journal writes nothing. */
   private async stampFormat(): Promise<void> {
     if (this.readOnly) return;
     const { info } = this.openStores();
-    const value = Buffer.alloc(CHECKSUM_BYTES + 4);
-    value.writeUInt32LE(JOURNAL_FORMAT, CHECKSUM_BYTES);
-    await this.root?.transaction(() => info.putSync(INFO_FORMAT, sealInPlace(value, actorSeed(INFO_FORMAT))));
+    await this.root?.transaction(() => info.putSync(INFO_FORMAT, formatRecord()));
   }
 
   /** The identity record stored in the journal (identity.ts owns its content), or undefined if none was stored. */
@@ -608,6 +610,7 @@ export class LmdbJournal implements Journal {
       outcomes = await root.childTransaction(() => {
         const batch = this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX);
         taken.batch = batch;
+        if (!this.formatCurrent) stores.info.putSync(INFO_FORMAT, formatRecord());
         return batch.map((pending) => this.applyAppend(stores, pending));
       });
     } catch (error) {
@@ -629,6 +632,8 @@ export class LmdbJournal implements Journal {
       await this.failBatch(this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX), new Error("transaction ended without running the batch"));
       return;
     }
+    // The transaction that carried the batch also carried the format record.
+    this.formatCurrent = true;
     this.settleBatch(batch, outcomes, (this.clock.monotonicMs() - beganMs) / 1000);
   }
 
@@ -906,6 +911,13 @@ export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events
     recovered.push(decodeCopied(actorId, body));
   }
   return { snapshot, events: recovered, lastSeq: meta.lastSeq, wakeAtMs: meta.wakeAtMs };
+}
+
+/** The info keyspace's format record, naming the format this code writes. */
+function formatRecord(): Buffer {
+  const value = Buffer.alloc(CHECKSUM_BYTES + 4);
+  value.writeUInt32LE(JOURNAL_FORMAT, CHECKSUM_BYTES);
+  return sealInPlace(value, actorSeed(INFO_FORMAT));
 }
 
 /** A view of exactly the record getBinaryFast returned (see recoverActor). */

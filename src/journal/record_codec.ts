@@ -27,7 +27,7 @@ import { QmError } from "../errors";
  * The on-disk format this code writes. Format 3 added the oldest audit
  * record's time to the meta record (see ActorMeta.auditOldestAtMs); its other
  * records are format 2's, so a format 2 journal is read as it is and stamped
- * 3 when opened for writing. A journal of any other format is refused, and so
+ * 3 by its first write. A journal of any other format is refused, and so
  * is a format 3 journal by code that reads format 2 only: that code would
  * take every 56-byte meta record for a damaged one.
  */

@@ -113,7 +113,7 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     return counter;
   }
 
-  it("reads a format 2 data directory, stamps it format 3 when opened for writing, and appends on", async () => {
+  it("reads a format 2 data directory, stamps it format 3 with its first write, and appends on", async () => {
     const clock = new ManualClock();
     const path = tempDir();
     const writer = await openJournal(path, clock);
@@ -131,6 +131,12 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     const reader = await openJournal(path, clock, KEEP_ALL, true);
     expect(await reader.recover("sku/A")).to.deep.equal({ snapshot: { seq: 3, state: { onHand: 10, reserved: 1 } }, events: ["released"], lastSeq: 4, wakeAtMs: 90_000 });
     await reader.close();
+    expect(await storedFormat(path)).to.equal(2);
+
+    // Opened for writing and closed without a write (a node refused by its identity check, say): still format 2.
+    const idle = await openJournal(path, clock);
+    expect((await idle.recover("sku/A")).lastSeq).to.equal(4);
+    await idle.close();
     expect(await storedFormat(path)).to.equal(2);
 
     const journal = await openJournal(path, clock, { maxAgeMs: 60_000, maxPerActor: 1000 });
