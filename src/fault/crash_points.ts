@@ -4,7 +4,7 @@
 // config.ts) names the point; main arms them once at start.
 
 export const CRASH_POINT_NAMES = [
-  /** The order's saga step is durable, no SKU has been asked yet. */
+  /** The order's saga step is durable; no SKU has been asked yet, or (a step that asks with its intent) none has answered. */
   "order.saga.intent",
   /** Every SKU has answered the step, its outcome is not yet recorded. */
   "order.saga.outcome",

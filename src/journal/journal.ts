@@ -86,6 +86,13 @@ export interface Journal {
    */
   append(request: AppendRequest): Promise<void>;
   /**
+   * True when appends become durable in the order they were issued, across
+   * every actor: an append is never durable before each append issued ahead
+   * of it is durable too (or has failed). An order's saga relies on it to
+   * send a step's asks while the step's intent is still being written.
+   */
+  readonly durableInIssueOrder?: boolean;
+  /**
    * Actors whose wake-up time is at or before nowMs, earliest first, at most
    * limit, after skipping the first `offset` due ones (so that a scheduler can
    * page past actors that stay due).

@@ -220,6 +220,12 @@ export class LmdbJournal implements Journal {
   private readonly observer: JournalObserver | undefined;
   private readonly readOnly: boolean;
 
+  /**
+   * One queue, taken from the front one batch per write transaction, and the
+   * next transaction begins only after the last one is durable (writeLoop);
+   * a batch retried after damage goes back to the front, in order.
+   */
+  readonly durableInIssueOrder = true;
   private state: State = "new";
   private root: RootDatabase<Buffer, string> | undefined;
   private stores: Stores | undefined;

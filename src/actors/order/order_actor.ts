@@ -1,6 +1,8 @@
 // The order actor: one per order. It runs the order's saga over the SKU
-// actors. Each step is recorded as intent (durable) before any SKU is asked,
-// so a crash at any point leaves a step that the next activation finishes:
+// actors. Each step is recorded as intent, durable before any SKU's answer to
+// it is (before the SKUs are asked, or for the reserve step on the embedded
+// journal, which is durable in issue order, while they are asked), so a
+// crash at any point leaves a step that the next activation finishes:
 // every SKU command it sends is idempotent (keyed by reservation id, shipment
 // id or return id), so doing a step twice is the same as doing it once.
 //
@@ -197,12 +199,10 @@ class SagaRunner {
       if (guard > 8) throw new QmError("INTERNAL", `order ${ctx.state.orderId}: saga does not settle`);
       const waiting = notDue(ctx.state, ctx.nowMs);
       if (waiting !== undefined) return waiting;
-      await ctx.persist(); // intent is durable before any SKU hears of it
-      crashPoint("order.saga.intent");
       const name = ctx.state.saga.kind;
       const spec = SAGA_STEPS[name] as SagaStep<SagaStepName>;
       const attempt = (ctx.state.stepRetry?.attempts ?? 0) + 1;
-      const outcome = await this.attempt(ctx, spec);
+      const outcome = await this.intentThenAttempt(ctx, spec);
       if (outcome.kind === "done") {
         const result = FAILURE_EVENTS.has(outcome.event.t) ? "failed" : "completed";
         this.logger.debug({ orderId: ctx.state.orderId, step: name, attempt, outcome: result }, "saga step");
@@ -214,6 +214,24 @@ class SagaRunner {
       return outcome.error;
     }
     return undefined;
+  }
+
+  /**
+   * The step's intent is durable before any SKU's answer to it is: written
+   * first and awaited, or, where the step allows it and the journal makes
+   * appends durable in issue order, written while the asks already go out
+   * (the SKUs' appends queue behind it, so their answers imply it).
+   */
+  private async intentThenAttempt(ctx: Ctx, spec: SagaStep<SagaStepName>): Promise<StepOutcome> {
+    const intent = ctx.persist();
+    if (!(spec.asksWithIntent && ctx.asksFollowAppends)) {
+      await intent;
+      crashPoint("order.saga.intent");
+      return this.attempt(ctx, spec);
+    }
+    // Promise.all: a failed intent fails the step at once, and the asks' late settling is handled.
+    const [, outcome] = await Promise.all([intent.then(() => crashPoint("order.saga.intent")), this.attempt(ctx, spec)]);
+    return outcome;
   }
 
   private async attempt(ctx: Ctx, spec: SagaStep<SagaStepName>): Promise<StepOutcome> {

@@ -41,6 +41,14 @@ export type StepOutcome =
 
 export interface SagaStep<K extends SagaStepName> {
   readonly retry: RetryPolicy;
+  /**
+   * The step's asks may go out while its intent is still being written, when
+   * the journal makes no SKU's answer durable before the intent
+   * (TurnContext.asksFollowAppends): one durable wait fewer per step. Only
+   * for a step whose SKU effects undo themselves should the intent's own
+   * append fail (a later SKU append can still land): a hold ends at its TTL.
+   */
+  readonly asksWithIntent: boolean;
   asks(state: OrderState, step: StepOf<K>, nowMs: number): readonly SkuAsk[];
   /** `results[i]` answers `asks(...)[i]`: the SKU's reply, or the QmError it failed with. */
   outcome(state: OrderState, step: StepOf<K>, results: readonly unknown[], nowMs: number): StepOutcome;
@@ -67,6 +75,9 @@ const COMPENSATION: RetryPolicy = {
 export const SAGA_STEPS: { readonly [K in SagaStepName]: SagaStep<K> } = {
   reserve: {
     retry: FORWARD,
+    // Deterministic hold ids, each with a TTL: were the intent lost, a retry
+    // finds the same holds, and a caller who gives up leaves them to expire.
+    asksWithIntent: true,
     asks: (state, _step, nowMs) => {
       // The hold ends with the payment deadline plus its grace, however late this attempt runs.
       const ttlMs = Math.max(TTL_MS_MIN, state.createdAtMs + state.reservationTtlMs - nowMs);
@@ -90,6 +101,9 @@ export const SAGA_STEPS: { readonly [K in SagaStepName]: SagaStep<K> } = {
   },
   commit: {
     retry: FORWARD,
+    // A commit lasts: landed without its intent, an order that then expires
+    // would find nothing to release and leave the units sold.
+    asksWithIntent: false,
     asks: (state) => state.lines.map((l) => [l.skuId, { op: "commit", id: l.reservationId }]),
     outcome: (state, _step, results, nowMs) =>
       forward(FORWARD, results, () => {
@@ -101,6 +115,7 @@ export const SAGA_STEPS: { readonly [K in SagaStepName]: SagaStep<K> } = {
   },
   release: {
     retry: COMPENSATION,
+    asksWithIntent: false,
     asks: (state) => state.lines.map((l) => [l.skuId, { op: "release", id: l.reservationId }]),
     // A reservation that was never made (its SKU refused it) or has already ended has nothing to release.
     outcome: (_state, _step, results, nowMs) =>
@@ -108,6 +123,7 @@ export const SAGA_STEPS: { readonly [K in SagaStepName]: SagaStep<K> } = {
   },
   ship: {
     retry: FORWARD,
+    asksWithIntent: false,
     asks: (state, step) =>
       shipmentOf(state, step.shipmentId).lines.map((sl) => [
         sl.skuId,
@@ -124,6 +140,7 @@ export const SAGA_STEPS: { readonly [K in SagaStepName]: SagaStep<K> } = {
   },
   unship: {
     retry: COMPENSATION,
+    asksWithIntent: false,
     asks: (state, step) =>
       (state.shipments.find((s) => s.shipmentId === step.shipmentId)?.lines ?? []).map((sl) => [
         sl.skuId,
@@ -134,6 +151,7 @@ export const SAGA_STEPS: { readonly [K in SagaStepName]: SagaStep<K> } = {
   },
   restock: {
     retry: COMPENSATION,
+    asksWithIntent: false,
     asks: (state, step) => {
       const ret = returnOf(state, step.returnId);
       if (!ret.restock) return [];

@@ -44,6 +44,8 @@ export interface ActivationHost {
   /** The actor's partition for turn spans, or undefined when the node does not say. */
   partitionOf(actorId: string): number | undefined;
   observeTurn(kind: string, messages: number, events: number): void;
+  /** Appends of every actor an ask can reach become durable in issue order (TurnContext.asksFollowAppends). */
+  readonly appendsDurableInIssueOrder: boolean;
 }
 
 type Phase = "loading" | "ready" | "retired";
@@ -179,6 +181,10 @@ export class Activation<S, M> implements TurnContext<S> {
 
   currentTimeMs(): number {
     return this.host.clock.nowMs();
+  }
+
+  get asksFollowAppends(): boolean {
+    return this.host.appendsDurableInIssueOrder;
   }
 
   emit(event: unknown): void {

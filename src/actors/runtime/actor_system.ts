@@ -272,6 +272,11 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     return this.options.partitionOf?.(actorId);
   }
 
+  /** In cluster mode an ask may reach another node's journal, which keeps no order with ours. */
+  get appendsDurableInIssueOrder(): boolean {
+    return this.journal.durableInIssueOrder === true && this.options.ownership === undefined;
+  }
+
   epochFor(actorId: string): number | undefined {
     const ownership = this.options.ownership;
     if (ownership === undefined) return undefined;

@@ -51,6 +51,12 @@ export interface TurnContext<S> {
   audit(record: AuditRecord): void;
   /** Makes everything emitted so far durable before going on (a saga records intent before acting). */
   persist(): Promise<void>;
+  /**
+   * True when nothing an ask sent now makes durable can become durable
+   * before the appends this actor has already issued (or their failure): the
+   * node's journal is durable in issue order and every actor is on this node.
+   */
+  readonly asksFollowAppends: boolean;
   /** Give every ask a deadline: a reply that never comes would otherwise hold this actor's turn forever. */
   ask<R>(actorId: string, message: unknown, options?: AskOptions): Promise<R>;
   readAudit(afterSeq: number, limit: number): Promise<AuditRecord[]>;
