@@ -121,7 +121,7 @@ async function startNode(dir: string): Promise<StartedNode> {
     stdoutBytesMax: STDOUT_BYTES_MAX,
   });
   try {
-    // Not the health poll: grpc-js backs off between refused connections, which would add seconds of noise.
+    // The serving line, polled every 5 ms, times start-up more finely than the health poll's 100 ms steps.
     const giveUpAt = spawnedAt + SERVING_DEADLINE_MS;
     while (!server.stdout.includes("quartermaster serving")) {
       if (!server.running) throw new Error(`node exited before serving: ${server.describeExit()}\n${server.outputTail()}`);

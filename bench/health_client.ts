@@ -11,6 +11,14 @@ const SERVING = 1;
 const CHECK_DEADLINE_MS = 1_000;
 /** Between polls: short enough not to add to start-up time noticeably, long enough not to load a starting server. */
 const POLL_INTERVAL_MS = 100;
+/**
+ * grpc-js backs off between refused connections (1 s, then ×1.6 with jitter),
+ * so a poll that starts before the server listens would otherwise find it
+ * SERVING only seconds after it is: every driver that times spawn→SERVING
+ * (run.ts, compare.ts, growth.ts) polls through this one helper with the
+ * backoff held at the poll interval.
+ */
+const RECONNECT_BACKOFF_MS = POLL_INTERVAL_MS;
 
 function encodeRequest(service: string): Buffer {
   const writer = new BinaryWriter();
@@ -51,7 +59,10 @@ function checkOnce(client: Client): Promise<number> {
  * server must not make the driver wait out the whole deadline).
  */
 export async function waitUntilServing(address: string, deadlineMs: number, stillRunning: () => boolean): Promise<void> {
-  const client = new Client(address, credentials.createInsecure());
+  const client = new Client(address, credentials.createInsecure(), {
+    "grpc.initial_reconnect_backoff_ms": RECONNECT_BACKOFF_MS,
+    "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_MS,
+  });
   const giveUpAt = Date.now() + deadlineMs;
   let lastProblem = "no answer yet";
   try {
