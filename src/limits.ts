@@ -320,3 +320,22 @@ export const RATE_LIMIT_REDIS_RECONNECT_MAX_MS = 2_000;
  * metric's cardinality must not depend on an issuer's discipline.
  */
 export const RATE_LIMITED_TENANT_LABELS_MAX = 100;
+/**
+ * How often the idle collector (src/observability/idle_collector.ts) looks at
+ * the event loop: often enough that a node's memory falls within seconds of
+ * its actors passivating, rarely enough that looking costs nothing.
+ */
+export const IDLE_GC_CHECK_INTERVAL_MS = 1_000;
+/**
+ * Busy share of the event loop over one check interval below which the node
+ * counts as idle: a full collection pauses the loop (about 100-300 ms for a
+ * heap of a few hundred MB), which an idle node does not notice.
+ */
+export const IDLE_GC_BUSY_SHARE_MAX = 0.02;
+/**
+ * Growth of the heap since the last idle collection that makes one worth it.
+ * Below it V8's own collections keep up; above it, an idle node would hold the
+ * garbage of its last burst (passivated actors above all) for good, since V8
+ * collects only when JavaScript allocates.
+ */
+export const IDLE_GC_GARBAGE_MIN_BYTES = 32 * 1024 * 1024;

@@ -20,6 +20,7 @@ import { openJournalWithIdentity } from "./journal/identity";
 import { LMDB_DATA_FILE, LmdbJournal } from "./journal/lmdb_journal";
 import { JOURNAL_FORMAT } from "./journal/record_codec";
 import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
+import { idleCollector } from "./observability/idle_collector";
 import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
@@ -162,6 +163,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       },
       () => system.stop(),
     ),
+    ...idleCollectorPart(logger),
     servingPart(server, config.shutdownGraceMs, (on) => {
       ready = on;
     }),
@@ -198,4 +200,10 @@ async function listening<T>(variable: string, address: string, bind: () => Promi
     const reason = /EADDRINUSE/.test(cause) ? "address already in use" : cause;
     throw new QmError("UNAVAILABLE", `${variable}=${address}: cannot listen: ${reason}`, { variable, address });
   }
+}
+
+/** Returns an idle node's garbage (passivated actors above all) to the system; see idle_collector.ts. */
+function idleCollectorPart(logger: Logger): Lifecycle[] {
+  const collector = idleCollector(logger.child({ component: "memory" }));
+  return collector === null ? [] : [lifecycle("idle-collector", () => collector.start(), () => collector.stop())];
 }

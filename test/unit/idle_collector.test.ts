@@ -1,0 +1,111 @@
+// The idle collector: one full collection once the event loop has gone quiet
+// after the heap grew, none while busy or when little garbage is there; and
+// the real one returns a burst's garbage (the passivated actors' case) without
+// node being started with --expose-gc.
+
+import { expect } from "chai";
+import pino from "pino";
+import { exposedGc, IdleCollector, type IdleCollectorProbe, processProbe } from "../../src/observability/idle_collector";
+import { IDLE_GC_BUSY_SHARE_MAX, IDLE_GC_GARBAGE_MIN_BYTES } from "../../src/limits";
+
+const silent = pino({ level: "silent" });
+const MIB = 1024 * 1024;
+
+/** A heap whose used bytes and busy share the test sets; collect() brings used back to live. */
+class FakeProbe implements IdleCollectorProbe {
+  used = 20 * MIB;
+  live = 20 * MIB;
+  busy = 0;
+  collections = 0;
+  heapUsedBytes(): number {
+    return this.used;
+  }
+  busyShare(): number {
+    return this.busy;
+  }
+  collect(): void {
+    this.collections += 1;
+    this.used = this.live;
+  }
+}
+
+describe("IdleCollector", () => {
+  let collector: IdleCollector | null = null;
+
+  afterEach(async () => {
+    await collector?.stop();
+    collector = null;
+  });
+
+  it("collects once when the loop is idle and the heap grew by the threshold since start, then not again until it grows again", async () => {
+    const probe = new FakeProbe();
+    collector = new IdleCollector(probe, silent, 60_000);
+    await collector.start();
+    probe.used += IDLE_GC_GARBAGE_MIN_BYTES;
+    expect(collector.check()).to.equal(true);
+    expect(probe.collections).to.equal(1);
+    expect(probe.used).to.equal(20 * MIB);
+    expect(collector.check()).to.equal(false);
+    probe.used += IDLE_GC_GARBAGE_MIN_BYTES - 1;
+    expect(collector.check()).to.equal(false);
+    probe.used += 1;
+    expect(collector.check()).to.equal(true);
+    expect(collector.collectionCount).to.equal(2);
+  });
+
+  it("leaves a busy loop alone however much garbage there is", async () => {
+    const probe = new FakeProbe();
+    collector = new IdleCollector(probe, silent, 60_000);
+    await collector.start();
+    probe.used += 10 * IDLE_GC_GARBAGE_MIN_BYTES;
+    probe.busy = IDLE_GC_BUSY_SHARE_MAX + 0.01;
+    expect(collector.check()).to.equal(false);
+    expect(probe.collections).to.equal(0);
+    probe.busy = IDLE_GC_BUSY_SHARE_MAX;
+    expect(collector.check()).to.equal(true);
+  });
+
+  it("measures growth from the heap after its own last collection, not from zero", async () => {
+    const probe = new FakeProbe();
+    probe.used = 200 * MIB;
+    probe.live = 190 * MIB;
+    collector = new IdleCollector(probe, silent, 60_000);
+    await collector.start();
+    expect(collector.check()).to.equal(false);
+    probe.used = 200 * MIB + IDLE_GC_GARBAGE_MIN_BYTES;
+    expect(collector.check()).to.equal(true);
+    expect(probe.used).to.equal(190 * MIB);
+  });
+
+  it("runs its check on its interval once started, and not after stop", async () => {
+    const probe = new FakeProbe();
+    collector = new IdleCollector(probe, silent, 10);
+    await collector.start();
+    probe.used += IDLE_GC_GARBAGE_MIN_BYTES;
+    const deadline = Date.now() + 5_000;
+    while (probe.collections === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(probe.collections).to.equal(1);
+    await collector.stop();
+    probe.used += IDLE_GC_GARBAGE_MIN_BYTES;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(probe.collections).to.equal(1);
+  });
+
+  it("gets V8's gc() without --expose-gc and returns a burst's garbage with it", () => {
+    const gc = exposedGc();
+    expect(gc, "gc() handed over").to.be.a("function");
+    if (gc === null) return;
+    const probe = processProbe(gc);
+    gc();
+    const baseline = probe.heapUsedBytes();
+    // Garbage shaped like passivated actors' state: small objects and Maps, dropped at once.
+    let burst: Map<number, { id: string }>[] | null = [];
+    for (let i = 0; i < 200_000; i++) burst.push(new Map([[i, { id: `sku-${i}` }]]));
+    const withGarbage = probe.heapUsedBytes();
+    expect(burst.length).to.equal(200_000);
+    burst = null;
+    expect(withGarbage - baseline, "the burst was on the heap").to.be.greaterThan(IDLE_GC_GARBAGE_MIN_BYTES);
+    probe.collect();
+    expect(probe.heapUsedBytes() - baseline, "what is left of it after the collection").to.be.lessThan(IDLE_GC_GARBAGE_MIN_BYTES / 4);
+  });
+});
