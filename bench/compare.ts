@@ -12,12 +12,19 @@
 // (CreateOrder of 3 lines then ConfirmPayment, over 10,000 SKUs), and for
 // Quartermaster batch-hot and batch-uniform (ReserveBatch of 1000 items).
 //
+// Workloads run in families (hot, catalogue, orders). Each family starts every
+// contender afresh on its own data, so one family's data never inflates
+// another's figures (the catalogue's idle memory above all); within a family
+// all contenders run at once, idle but for the one measured, and each workload
+// is measured in --rounds short rounds that go through the contenders in
+// turn, so every ratio is a median of pairs measured seconds apart.
+//
 // For each: operations/s, latency percentiles, CPU per 1000 operations over
 // every process involved (server, database, generator), how busy the
 // generator's core was, and a stock check after the run. Writes
 // compare-<date>.md, .json and .svg (into bench/results/ or --out DIR).
 //
-//   node dist/bench/compare.js [--smoke] [--out DIR] [--duration-ms N] [--warmup-ms N]
+//   node dist/bench/compare.js [--smoke] [--out DIR] [--duration-ms N] [--warmup-ms N] [--rounds N]
 //        [--contenders echo,pg,...] [--workloads hot,uniform,...]
 
 import fs from "node:fs";
@@ -74,6 +81,18 @@ const SUPPORTS: Readonly<Record<ContenderName, readonly WorkloadName[]>> = {
   qm: ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"],
 };
 
+/**
+ * Workloads that share one start of each contender. The catalogue family's
+ * node holds the 100,000 SKUs and what its own runs wrote, nothing else: its
+ * idle memory is the figure the memory goal is about.
+ */
+const FAMILIES: readonly (readonly WorkloadName[])[] = [
+  ["hot", "batch-hot"],
+  ["uniform", "zipf"],
+  ["checkout", "batch-uniform"],
+];
+const CATALOGUE_FAMILY: readonly WorkloadName[] = ["uniform", "zipf"];
+
 /** ReserveBatch runs on its own hot SKU, so the hot run's live holds do not count against it. */
 const BATCH_HOT_SKU_ID = "hot-batch";
 /** Hot runs stop below the per-SKU live hold limit, as bench/run.ts's do. */
@@ -84,6 +103,14 @@ const GENERATOR_STDOUT_BYTES_MAX = 1024 * 1024;
 /** Quartermaster's actors passivate after this long idle; the memory figure is read once they have. */
 const QM_IDLE_MS = 2_000;
 const IDLE_SETTLE_MS = 3_000;
+/**
+ * Rounds per workload: three give a median and a spread of paired ratios;
+ * each round still runs long enough (a third of --duration-ms after its own
+ * warmup) for the journal's group commit to settle.
+ */
+const COMPARE_ROUNDS_DEFAULT = 3;
+/** Each round pays a warmup and a generator start per contender. */
+const COMPARE_ROUNDS_MAX = 20;
 
 interface Settings {
   readonly smoke: boolean;
@@ -97,6 +124,7 @@ interface Settings {
   readonly skuUnits: number;
   readonly batchConcurrency: number;
   readonly batchCallsMax: number;
+  readonly rounds: number;
   readonly contenders: readonly ContenderName[];
   readonly workloads: readonly WorkloadName[];
   readonly outDir: string;
@@ -115,6 +143,13 @@ function listOf<T extends string>(text: string | undefined, all: readonly T[], f
   });
 }
 
+function roundsOf(text: string | undefined, smoke: boolean): number {
+  if (text === undefined) return smoke ? 1 : COMPARE_ROUNDS_DEFAULT;
+  const rounds = Number(text);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > COMPARE_ROUNDS_MAX) throw new Error(`--rounds: a whole number from 1 to ${COMPARE_ROUNDS_MAX}`);
+  return rounds;
+}
+
 function parseSettings(argv: readonly string[]): Settings {
   const { values } = parseArgs({
     args: [...argv],
@@ -123,6 +158,7 @@ function parseSettings(argv: readonly string[]): Settings {
       out: { type: "string" },
       "warmup-ms": { type: "string" },
       "duration-ms": { type: "string" },
+      rounds: { type: "string" },
       contenders: { type: "string" },
       workloads: { type: "string" },
     },
@@ -144,6 +180,7 @@ function parseSettings(argv: readonly string[]): Settings {
     skuUnits: smoke ? 20 : 1_000_000,
     batchConcurrency: smoke ? 1 : 4,
     batchCallsMax: smoke ? 3 : Math.floor(HOT_REQUESTS_MAX / RESERVE_BATCH_ITEMS_MAX),
+    rounds: roundsOf(values.rounds, smoke),
     contenders: listOf(values.contenders, CONTENDERS, "--contenders"),
     workloads: listOf(values.workloads, smoke ? ["hot", "checkout", "batch-hot"] : WORKLOADS, "--workloads"),
     outDir: values.out ?? path.resolve(__dirname, "..", "..", "bench", "results"),
@@ -172,7 +209,8 @@ async function waitServing(name: string, child: Child, address: string): Promise
   }
 }
 
-async function startContender(name: ContenderName, pinning: Pinning, root: string): Promise<Running> {
+/** qmTemplate: a seeded, stopped node's data directory, copied rather than seeded again over gRPC (minutes under load). */
+async function startContender(name: ContenderName, pinning: Pinning, root: string, qmTemplate: string | null = null): Promise<Running> {
   const port = await freeLoopbackPort();
   const address = `${LOOPBACK_HOST}:${port}`;
   const cpu = pinning.serverCpu;
@@ -183,7 +221,10 @@ async function startContender(name: ContenderName, pinning: Pinning, root: strin
     server = spawnNode({ name, script: distPath("echo_server.js"), args: ["--port", String(port)], cpu });
   } else if (name === "qm") {
     const dataDir = path.join(root, "qm");
-    const env = { ...process.env, QM_LISTEN: address, QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
+    if (qmTemplate !== null) fs.cpSync(qmTemplate, dataDir, { recursive: true });
+    // Metrics on, as a deployed node has them, on a port of its own: the default one may be another node's.
+    const metrics = `${LOOPBACK_HOST}:${await freeLoopbackPort()}`;
+    const env = { ...process.env, QM_LISTEN: address, QM_METRICS_LISTEN: metrics, QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
     server = spawnNode({ name, script: path.join(__dirname, "..", "src", "main.js"), args: [], cpu, env });
     admin = new QmAdmin(address, [BATCH_HOT_SKU_ID]);
   } else {
@@ -217,7 +258,7 @@ function treeCpuMs(pid: number | undefined): number {
 }
 
 /** Busy and total jiffies of one CPU from /proc/stat, or null when it is not listed. */
-function cpuJiffies(cpu: number | null): { busy: number; total: number } | null {
+function cpuJiffies(cpu: number | null): Jiffies | null {
   if (cpu === null) return null;
   const line = fs.readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${cpu} `));
   if (line === undefined) return null;
@@ -265,31 +306,57 @@ function check(workload: WorkloadName, before: StockTotals, after: StockTotals, 
   return { passed: problems.length === 0, detail: problems.length === 0 ? detail : `${problems.join("; ")} (${detail})` };
 }
 
-async function runWorkload(c: Running, label: string, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Measurement> {
-  const batch = workload === "batch-hot" || workload === "batch-uniform";
+/** What one generator run against one contender measured. */
+interface Round {
+  readonly result: LoadResult;
+  readonly wallMs: number;
+  readonly serverCpuMs: number;
+  readonly engineCpuMs: number;
+  readonly generatorCore: Jiffies | null;
+  readonly serverCore: Jiffies | null;
+}
+
+interface Jiffies {
+  readonly busy: number;
+  readonly total: number;
+}
+
+function jiffiesBetween(before: Jiffies | null, after: Jiffies | null): Jiffies | null {
+  return before === null || after === null ? null : { busy: after.busy - before.busy, total: after.total - before.total };
+}
+
+function generatorArgs(c: Running, workload: WorkloadName, settings: Settings): string[] {
+  const batch = opsPerCall(workload) > 1;
   const concurrency = batch ? settings.batchConcurrency : settings.concurrency;
   const sessions = Math.min(settings.sessions, concurrency);
-  const requestsMax = workload === "hot" ? HOT_REQUESTS_MAX : batch ? settings.batchCallsMax : null;
+  // The request caps hold for the whole workload, so each round takes its share.
+  const capTotal = workload === "hot" ? HOT_REQUESTS_MAX : batch ? settings.batchCallsMax : null;
+  const requestsMax = capTotal === null ? null : Math.max(1, Math.floor(capTotal / settings.rounds));
   const s = scope(workload);
-  const skuCount = workload === "checkout" ? settings.checkoutSkus : settings.skuCount;
-  const before = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
-  const args = [
+  return [
     "--target", c.address, "--scenario", SCENARIO_OF[workload],
     "--concurrency", String(concurrency), "--sessions", String(sessions),
-    "--warmup-ms", String(settings.warmupMs), "--duration-ms", String(settings.durationMs),
-    "--sku-count", String(skuCount), "--hot-sku", s.sku, "--run-tag", `${workload}-${Date.now().toString(36)}`,
+    "--warmup-ms", String(settings.warmupMs), "--duration-ms", String(Math.max(1, Math.round(settings.durationMs / settings.rounds))),
+    "--sku-count", String(skuCountOf(workload, settings)), "--hot-sku", s.sku, "--run-tag", `${workload}-${Date.now().toString(36)}`,
     "--json", "--quiet",
     // The server grants flow-control credit in 32 KiB steps as it reads, which node:http2 follows more closely than the raw
     // client; at batch call rates (tens per second) node:http2's CPU per call does not matter.
     ...(batch ? ["--transport", "node-http2"] : []),
     ...(requestsMax === null ? [] : ["--requests-max", String(requestsMax)]),
   ];
-  const loadBefore = loadAverage();
+}
+
+function skuCountOf(workload: WorkloadName, settings: Settings): number {
+  return workload === "checkout" ? settings.checkoutSkus : settings.skuCount;
+}
+
+async function runRound(c: Running, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Round> {
   const serverCpuBefore = treeCpuMs(c.server.pid);
   const engineCpuBefore = treeCpuMs(c.engine?.child.pid);
-  const coreBefore = cpuJiffies(pinning.generatorCpu);
+  const generatorCoreBefore = cpuJiffies(pinning.generatorCpu);
+  const serverCoreBefore = cpuJiffies(pinning.serverCpu);
   const startedAt = Date.now();
-  const generator = spawnNode({ name: `generator ${c.name} ${workload}`, script: distPath("h2_load.js"), args, cpu: pinning.generatorCpu, keepStdout: true, stdoutBytesMax: GENERATOR_STDOUT_BYTES_MAX });
+  const generator = spawnNode({ name: `generator ${c.name} ${workload}`, script: distPath("h2_load.js"), args: generatorArgs(c, workload, settings), cpu: pinning.generatorCpu, keepStdout: true, stdoutBytesMax: GENERATOR_STDOUT_BYTES_MAX });
   let result: LoadResult;
   try {
     const limitMs = settings.warmupMs + settings.durationMs + GENERATOR_SLACK_MS;
@@ -300,44 +367,187 @@ async function runWorkload(c: Running, label: string, workload: WorkloadName, se
   } finally {
     await stopChild(generator);
   }
-  const wallMs = Date.now() - startedAt;
-  const serverCpuMs = treeCpuMs(c.server.pid) - serverCpuBefore;
-  const engineCpuMs = c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) - engineCpuBefore;
-  const coreAfter = cpuJiffies(pinning.generatorCpu);
+  return {
+    result,
+    wallMs: Date.now() - startedAt,
+    serverCpuMs: treeCpuMs(c.server.pid) - serverCpuBefore,
+    engineCpuMs: c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) - engineCpuBefore,
+    generatorCore: jiffiesBetween(generatorCoreBefore, cpuJiffies(pinning.generatorCpu)),
+    serverCore: jiffiesBetween(serverCoreBefore, cpuJiffies(pinning.serverCpu)),
+  };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length === 0 ? 0 : sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+function sum(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** All rounds of one contender in one workload: rates and latencies are medians over rounds, CPU is totals over totals. */
+function summarise(label: string, workload: WorkloadName, rounds: readonly Round[], verdict: Measurement["check"], loadAverage: string): Measurement {
   const perCall = opsPerCall(workload);
-  const opsTotal = Math.max(1, result.okTotal * perCall);
-  const opsWindow = Math.max(1, result.ok * perCall);
-  const generatorCpuMs = result.cpu.userMs + result.cpu.systemMs;
-  const after = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
-  const verdict = before === null || after === null ? { passed: true, detail: "stateless (nothing to check)" } : check(workload, before, after, result, settings);
-  const m: Measurement = {
+  const results = rounds.map((r) => r.result);
+  const opsTotal = Math.max(1, sum(results.map((r) => r.okTotal)) * perCall);
+  const opsWindow = Math.max(1, sum(results.map((r) => r.ok)) * perCall);
+  const wallMs = Math.max(1, sum(rounds.map((r) => r.wallMs)));
+  const serverCpuMs = sum(rounds.map((r) => r.serverCpuMs));
+  const corePercent = (cores: (Jiffies | null)[]): number | null =>
+    cores.some((c) => c === null) ? null : (sum(cores.map((c) => c?.busy ?? 0)) / Math.max(1, sum(cores.map((c) => c?.total ?? 0)))) * 100;
+  return {
     contender: label,
     workload,
-    opsPerSecond: result.callsPerSecond * perCall,
-    callsPerSecond: result.callsPerSecond,
-    p50Ms: result.latency.p50Ms,
-    p99Ms: result.latency.p99Ms,
-    p999Ms: result.latency.p999Ms,
-    ok: result.ok,
-    errors: result.errorCount,
-    firstError: result.firstError,
+    opsPerSecond: median(results.map((r) => r.callsPerSecond)) * perCall,
+    roundOpsPerSecond: results.map((r) => r.callsPerSecond * perCall),
+    callsPerSecond: median(results.map((r) => r.callsPerSecond)),
+    p50Ms: median(results.map((r) => r.latency.p50Ms)),
+    p99Ms: median(results.map((r) => r.latency.p99Ms)),
+    p999Ms: median(results.map((r) => r.latency.p999Ms)),
+    ok: sum(results.map((r) => r.ok)),
+    errors: sum(results.map((r) => r.errorCount)),
+    firstError: results.find((r) => r.firstError !== null)?.firstError ?? null,
     cpuMsPer1000: {
       server: (serverCpuMs / opsTotal) * 1000,
-      database: (engineCpuMs / opsTotal) * 1000,
-      generator: (generatorCpuMs / opsWindow) * 1000,
+      database: (sum(rounds.map((r) => r.engineCpuMs)) / opsTotal) * 1000,
+      generator: (sum(results.map((r) => r.cpu.userMs + r.cpu.systemMs)) / opsWindow) * 1000,
     },
     serverCorePercent: (serverCpuMs / wallMs) * 100,
-    generatorCpuPercent: result.cpu.percentOfOneCore,
-    generatorCoreBusyPercent: coreBefore === null || coreAfter === null ? null : ((coreAfter.busy - coreBefore.busy) / Math.max(1, coreAfter.total - coreBefore.total)) * 100,
+    serverCoreBusyPercent: corePercent(rounds.map((r) => r.serverCore)),
+    generatorCpuPercent: median(results.map((r) => r.cpu.percentOfOneCore)),
+    generatorCoreBusyPercent: corePercent(rounds.map((r) => r.generatorCore)),
     check: verdict,
-    loadAverage: `${loadBefore} -> ${loadAverage()}`,
+    loadAverage,
   };
-  const cpu = m.cpuMsPer1000.server + m.cpuMsPer1000.database + m.cpuMsPer1000.generator;
-  log(
-    `${label} ${workload}: ${m.opsPerSecond.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} p999 ${m.p999Ms.toFixed(2)} ms, ` +
-      `${(cpu / 1000).toFixed(3)} CPU s/1000 ops, errors ${m.errors}${m.firstError === null ? "" : ` (${m.firstError})`}, check ${verdict.passed ? "ok" : "FAILED"}: ${verdict.detail}`,
-  );
-  return m;
+}
+
+/** The whole result of a workload for the stock check: every round's successes, as one generator run would count them. */
+function combined(rounds: readonly Round[]): LoadResult {
+  const first = rounds[0];
+  if (first === undefined) throw new Error("no rounds");
+  return { ...first.result, ok: sum(rounds.map((r) => r.result.ok)), okTotal: sum(rounds.map((r) => r.result.okTotal)), firstOkTotal: sum(rounds.map((r) => r.result.firstOkTotal)), errorTotal: sum(rounds.map((r) => r.result.errorTotal)) };
+}
+
+/**
+ * One workload over every running contender that supports it: settings.rounds
+ * rounds, each going through the contenders once (starting one further on each
+ * round, so that no contender always follows the same one), the stock checked
+ * once before the first round and once after the last.
+ */
+async function runWorkload(running: readonly Running[], workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Measurement[]> {
+  const s = scope(workload);
+  const skuCount = skuCountOf(workload, settings);
+  const loadBefore = loadAverage();
+  const before = new Map<Running, StockTotals>();
+  for (const c of running) if (c.admin !== null) before.set(c, await c.admin.totals(s.which, s.sku, skuCount));
+  const rounds = new Map<Running, Round[]>(running.map((c) => [c, []]));
+  for (let r = 0; r < settings.rounds; r++) {
+    for (let i = 0; i < running.length; i++) {
+      const c = running[(i + r) % running.length];
+      if (c !== undefined) rounds.get(c)?.push(await runRound(c, workload, settings, pinning));
+    }
+  }
+  const out: Measurement[] = [];
+  for (const c of running) {
+    const mine = rounds.get(c) ?? [];
+    const totalsBefore = before.get(c);
+    const after = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
+    const verdict = totalsBefore === undefined || after === null ? { passed: true, detail: "stateless (nothing to check)" } : check(workload, totalsBefore, after, combined(mine), settings);
+    const m = summarise(c.name, workload, mine, verdict, `${loadBefore} -> ${loadAverage()}`);
+    const cpu = m.cpuMsPer1000.server + m.cpuMsPer1000.database + m.cpuMsPer1000.generator;
+    log(
+      `${c.name} ${workload}: ${m.opsPerSecond.toFixed(0)} ops/s (rounds ${m.roundOpsPerSecond.map((v) => v.toFixed(0)).join(", ")}), p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} p999 ${m.p999Ms.toFixed(2)} ms, ` +
+        `${(cpu / 1000).toFixed(3)} CPU s/1000 ops, errors ${m.errors}${m.firstError === null ? "" : ` (${m.firstError})`}, check ${verdict.passed ? "ok" : "FAILED"}: ${verdict.detail}`,
+    );
+    out.push(m);
+  }
+  return out;
+}
+
+/** The families of this run, each cut down to the workloads asked for; a smoke run is one family, to stay short. */
+function familiesOf(settings: Settings): WorkloadName[][] {
+  if (settings.smoke) return [[...settings.workloads]];
+  return FAMILIES.map((f) => f.filter((w) => settings.workloads.includes(w))).filter((f) => f.length > 0);
+}
+
+/** SKUs a family's workloads draw from: the hot family needs only its hot SKUs. */
+function familySkuCount(family: readonly WorkloadName[], settings: Settings): number {
+  return Math.max(0, ...family.filter((w) => scope(w).which === "catalogue").map((w) => skuCountOf(w, settings)));
+}
+
+/** Seeds a Quartermaster data directory once, for every family's node to start from a copy. */
+async function seedQmTemplate(settings: Settings, pinning: Pinning, root: string): Promise<string> {
+  const started = Date.now();
+  const template = await startContender("qm", pinning, path.join(root, "template"));
+  try {
+    await template.admin?.seed(HOT_SKU_ID, settings.hotUnits, settings.skuCount, settings.skuUnits);
+  } finally {
+    await template.stop();
+  }
+  log(`qm: template seeded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return path.join(root, "template", "qm");
+}
+
+async function startFamily(family: readonly WorkloadName[], settings: Settings, pinning: Pinning, root: string, qmTemplate: string | null, report: CompareReport): Promise<Running[]> {
+  const running: Running[] = [];
+  const skuCount = familySkuCount(family, settings);
+  for (const name of settings.contenders) {
+    if (!family.some((w) => SUPPORTS[name].includes(w))) continue;
+    let c: Running | null = null;
+    try {
+      c = await startContender(name, pinning, root, name === "qm" ? qmTemplate : null);
+      if (name !== "qm" || qmTemplate === null) {
+        const seedStarted = Date.now();
+        await c.admin?.seed(HOT_SKU_ID, settings.hotUnits, skuCount, settings.skuUnits);
+        if (c.admin !== null) log(`${name}: seeded ${skuCount} SKUs in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
+      }
+      running.push(c);
+    } catch (error) {
+      await c?.stop();
+      const message = `${name}: ${error instanceof Error ? error.message : String(error)}`;
+      log(`FAILED ${message}`);
+      report.failures.push(message);
+    }
+  }
+  return running;
+}
+
+/** VmRSS and its private and file-backed parts, once the node's actors have passivated. */
+async function readIdleMemory(qm: Running, report: CompareReport): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS + IDLE_SETTLE_MS));
+  const memory = readMemory(qm.server.pid);
+  report.qmIdleRssBytes = memory?.rssBytes ?? null;
+  report.qmIdleAnonBytes = memory?.anonRssBytes ?? null;
+  report.qmIdleFileBytes = memory?.fileRssBytes ?? null;
+}
+
+async function runFamily(family: readonly WorkloadName[], settings: Settings, pinning: Pinning, root: string, qmTemplate: string | null, report: CompareReport): Promise<void> {
+  log(`\n== ${family.join(", ")} (load average ${loadAverage()})`);
+  const running = await startFamily(family, settings, pinning, root, qmTemplate, report);
+  try {
+    for (const workload of family) {
+      const cs = running.filter((c) => SUPPORTS[c.name].includes(workload));
+      try {
+        report.measurements.push(...(await runWorkload(cs, workload, settings, pinning)));
+      } catch (error) {
+        const message = `${workload}: ${error instanceof Error ? error.message : String(error)}`;
+        log(`FAILED ${message}`);
+        report.failures.push(message);
+      }
+    }
+    const qm = running.find((c) => c.name === "qm");
+    if (qm !== undefined && !settings.smoke && family.some((w) => CATALOGUE_FAMILY.includes(w))) await readIdleMemory(qm, report);
+  } finally {
+    await Promise.all(running.map((c) => c.stop()));
+  }
+}
+
+/** Contender by contender, then workload by workload, as the tables read. */
+function byContender(measurements: Measurement[]): Measurement[] {
+  const rank = (m: Measurement): number => CONTENDERS.indexOf(m.contender as ContenderName) * WORKLOADS.length + WORKLOADS.indexOf(m.workload as WorkloadName);
+  return [...measurements].sort((a, b) => rank(a) - rank(b));
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -355,48 +565,33 @@ export async function main(argv: readonly string[]): Promise<number> {
     pinning: pinning.description,
     loadAverageStart: loadAverage(),
     loadAverageEnd: "",
-    settings: { warmupMs: settings.warmupMs, durationMs: settings.durationMs, concurrency: settings.concurrency, sessions: settings.sessions, skuCount: settings.skuCount, checkoutSkus: settings.checkoutSkus, batchConcurrency: settings.batchConcurrency },
+    settings: { warmupMs: settings.warmupMs, durationMs: settings.durationMs, rounds: settings.rounds, concurrency: settings.concurrency, sessions: settings.sessions, skuCount: settings.skuCount, checkoutSkus: settings.checkoutSkus, batchConcurrency: settings.batchConcurrency },
     measurements: [],
     qmIdleRssBytes: null,
     qmIdleAnonBytes: null,
     qmIdleFileBytes: null,
     failures: [],
   };
-  // Echo again at the end: the ratios use the mean of both, and their drift is the noise of the run.
-  const order: { name: ContenderName; label: string }[] = settings.contenders.map((name) => ({ name, label: name }));
-  if (!settings.smoke && settings.contenders.includes("echo") && settings.contenders.length > 1) order.push({ name: "echo", label: "echo-after" });
   try {
-    for (const { name, label } of order) {
-      const workloads = settings.workloads.filter((w) => SUPPORTS[name].includes(w));
-      if (workloads.length === 0) continue;
-      log(`\n== ${label} (load average ${loadAverage()})`);
-      let running: Running | null = null;
+    const families = familiesOf(settings);
+    let qmTemplate: string | null = null;
+    if (settings.contenders.includes("qm") && families.length > 1) {
       try {
-        running = await startContender(name, pinning, root);
-        const seedStarted = Date.now();
-        await running.admin?.seed(HOT_SKU_ID, settings.hotUnits, settings.skuCount, settings.skuUnits);
-        if (running.admin !== null) log(`seeded in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
-        for (const workload of workloads) report.measurements.push(await runWorkload(running, label, workload, settings, pinning));
-        if (name === "qm" && !settings.smoke) {
-          await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS + IDLE_SETTLE_MS));
-          const memory = readMemory(running.server.pid);
-          report.qmIdleRssBytes = memory?.rssBytes ?? null;
-          report.qmIdleAnonBytes = memory?.anonRssBytes ?? null;
-          report.qmIdleFileBytes = memory?.fileRssBytes ?? null;
-        }
+        qmTemplate = await seedQmTemplate(settings, pinning, root);
       } catch (error) {
-        const message = `${name}: ${error instanceof Error ? error.message : String(error)}`;
+        const message = `qm template: ${error instanceof Error ? error.message : String(error)}`;
         log(`FAILED ${message}`);
         report.failures.push(message);
-      } finally {
-        await running?.stop();
       }
     }
+    families.forEach((_, i) => fs.mkdirSync(path.join(root, `family-${i}`), { mode: 0o755 }));
+    for (const [i, family] of families.entries()) await runFamily(family, settings, pinning, path.join(root, `family-${i}`), qmTemplate, report);
   } finally {
     await Promise.all([...children].map((child) => stopChild(child)));
     fs.rmSync(root, { recursive: true, force: true });
     temporaryDirs.delete(root);
   }
+  report.measurements.splice(0, report.measurements.length, ...byContender(report.measurements));
   report.loadAverageEnd = loadAverage();
   const file = writeReport(report, settings.outDir);
   log(`\nresults written to ${file}`);

@@ -8,8 +8,10 @@ import path from "node:path";
 export interface Measurement {
   readonly contender: string;
   readonly workload: string;
-  /** Reservations, or checkouts, per second in the measured window (a batch call counts its items). */
+  /** Reservations, or checkouts, per second in the measured window (a batch call counts its items): the median over rounds. */
   readonly opsPerSecond: number;
+  /** Each round's figure, in round order: round i of every contender of a workload ran within seconds of each other. */
+  readonly roundOpsPerSecond: readonly number[];
   readonly callsPerSecond: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -20,6 +22,8 @@ export interface Measurement {
   /** CPU ms per 1000 operations: the server and the database over the generator's whole run, the generator over its window. */
   readonly cpuMsPer1000: { readonly server: number; readonly database: number; readonly generator: number };
   readonly serverCorePercent: number;
+  /** The whole server core (the contender and anything else on it), % busy; null when not pinned. */
+  readonly serverCoreBusyPercent: number | null;
   readonly generatorCpuPercent: number;
   /** The whole generator core (everything on it, other users' work too), % busy; null when not pinned. */
   readonly generatorCoreBusyPercent: number | null;
@@ -35,8 +39,9 @@ export interface CompareReport {
   loadAverageEnd: string;
   readonly settings: Readonly<Record<string, number>>;
   readonly measurements: Measurement[];
+  /** Quartermaster's VmRSS once idle, on the node of the catalogue runs, whose data set is the catalogue and those runs' writes. */
   qmIdleRssBytes: number | null;
-  /** Of it, private memory (heaps) and resident pages of LMDB's memory map, which the kernel may drop. */
+  /** Of it, private memory (RssAnon: heaps) and file-backed pages (RssFile: LMDB's map and node's binary), which the kernel may drop. */
   qmIdleAnonBytes: number | null;
   qmIdleFileBytes: number | null;
   readonly failures: string[];
@@ -54,7 +59,6 @@ const COLOURS: Readonly<Record<string, string>> = {
   pg: "#336791",
   redis: "#e57373",
   "redis-aof": "#c62828",
-  "echo-after": "#bdbdbd",
   qm: "#2e7d32",
 };
 
@@ -66,76 +70,151 @@ function fixed(value: number, digits = 0): string {
   return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-type Figure = Pick<Measurement, "opsPerSecond">;
-
-function ratio(a: Figure | undefined, b: Figure | undefined): number | null {
-  return a === undefined || b === undefined || b.opsPerSecond === 0 ? null : a.opsPerSecond / b.opsPerSecond;
+interface Spread {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
 }
 
-/** The echo baseline of a workload: the mean of the runs before and after the others. */
-function echoOf(report: CompareReport, workload: string): Figure | undefined {
-  const runs = [find(report, "echo", workload), find(report, "echo-after", workload)].filter((m): m is Measurement => m !== undefined);
-  if (runs.length === 0) return undefined;
-  return { opsPerSecond: runs.reduce((sum, m) => sum + m.opsPerSecond, 0) / runs.length };
+function spreadOf(values: readonly number[]): Spread | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+  return { median, min: sorted[0] ?? 0, max: sorted[sorted.length - 1] ?? 0 };
 }
 
-function echoDrift(report: CompareReport): string[] {
+/** a / b round by round (round i of both ran seconds apart): the median and range of those paired ratios. */
+function pairedRatio(a: Measurement | undefined, b: Measurement | undefined): Spread | null {
+  if (a === undefined || b === undefined) return null;
+  const n = Math.min(a.roundOpsPerSecond.length, b.roundOpsPerSecond.length);
+  const ratios: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const denominator = b.roundOpsPerSecond[i] ?? 0;
+    if (denominator > 0) ratios.push((a.roundOpsPerSecond[i] ?? 0) / denominator);
+  }
+  return spreadOf(ratios);
+}
+
+/** How far a contender's rounds of one workload spread, as a share of their median: the noise of this run. */
+function roundSpreadPercent(m: Measurement): number | null {
+  const s = spreadOf(m.roundOpsPerSecond);
+  return s === null || s.median === 0 || m.roundOpsPerSecond.length < 2 ? null : ((s.max - s.min) / s.median) * 100;
+}
+
+function noise(report: CompareReport): string[] {
   const out: string[] = [];
   for (const w of ["hot", "uniform", "zipf"]) {
-    const before = find(report, "echo", w);
-    const after = find(report, "echo-after", w);
-    const mean = echoOf(report, w);
-    if (before === undefined || after === undefined || mean === undefined || mean.opsPerSecond === 0) continue;
-    out.push(`${w} ${fixed((Math.abs(after.opsPerSecond - before.opsPerSecond) / mean.opsPerSecond) * 100)}%`);
+    const echo = find(report, "echo", w);
+    const spread = echo === undefined ? null : roundSpreadPercent(echo);
+    const qmEcho = pairedRatio(find(report, "qm", w), echo);
+    if (spread === null) continue;
+    out.push(
+      `${w}: echo's rounds spread ${fixed(spread)}% of their median` +
+        (qmEcho === null ? "" : `, Quartermaster / echo per round ${fixed(qmEcho.min * 100)}–${fixed(qmEcho.max * 100)}%`),
+    );
   }
   return out;
 }
 
 /** Above this share of its core the server, not the machine, limited the run. */
 const SERVER_SATURATED_PERCENT = 85;
+/** Other processes' share of the server's core above which they, not the contender, set the figure. */
+const OTHERS_ON_SERVER_CORE_PERCENT = 10;
 
-/** Why a Quartermaster figure is what it is, from what the run measured. */
-function why(m: Measurement | undefined, echo: Figure | undefined): string {
-  if (m === undefined) return "";
-  const perOpUs = m.cpuMsPer1000.server;
-  const limits =
-    m.serverCorePercent < SERVER_SATURATED_PERCENT
-      ? `the server used only ${fixed(m.serverCorePercent)}% of its core, so it waited (on fsync, or for a core other work held: the generator's core was ${m.generatorCoreBusyPercent === null ? "?" : fixed(m.generatorCoreBusyPercent)}% busy)`
-      : `the server was CPU-bound (${fixed(m.serverCorePercent)}% of its core)`;
-  const echoNote = echo === undefined ? "" : `, echo ${fixed(echo.opsPerSecond)}/s`;
-  return ` Why: ${limits}; ${fixed(perOpUs)} µs of server CPU per operation${echoNote}.`;
+function µs(perOp: number): string {
+  return `${fixed(perOp)} µs`;
 }
 
-function goalLine(label: string, value: number | null, goal: number, unit: "x" | "%", reason = ""): string {
+/** CPU per operation of the contender's server and its database, the two that share the server's core. */
+function serverSideUs(m: Measurement): number {
+  return m.cpuMsPer1000.server + m.cpuMsPer1000.database;
+}
+
+/** What limited a Quartermaster figure, from what the run measured. */
+function limiter(m: Measurement): { saturated: boolean; text: string } {
+  const others = m.serverCoreBusyPercent === null ? null : Math.max(0, m.serverCoreBusyPercent - m.serverCorePercent);
+  if (m.serverCorePercent >= SERVER_SATURATED_PERCENT) return { saturated: true, text: `Quartermaster was CPU-bound (${fixed(m.serverCorePercent)}% of its core)` };
+  if (others !== null && others >= OTHERS_ON_SERVER_CORE_PERCENT)
+    return { saturated: false, text: `Quartermaster used ${fixed(m.serverCorePercent)}% of its core while other processes took ${fixed(others)}% of it: the machine, not the server, set this figure` };
+  const generator = m.generatorCoreBusyPercent === null ? "" : ` (the generator's core was ${fixed(m.generatorCoreBusyPercent)}% busy)`;
+  return { saturated: false, text: `Quartermaster used only ${fixed(m.serverCorePercent)}% of its core: it waited, on fsync or for its callers${generator}` };
+}
+
+/** Why a ratio against another contender is what it is: when both are CPU-bound on the same core, their CPU per operation. */
+function whyVs(m: Measurement | undefined, ref: Measurement | undefined, refLabel: string): string {
+  if (m === undefined || ref === undefined) return "";
+  const l = limiter(m);
+  const costs = `${µs(m.cpuMsPer1000.server)} of CPU per operation against ${µs(serverSideUs(ref))} for ${refLabel} (its server${ref.cpuMsPer1000.database > 0 ? " and database" : ""})`;
+  if (!l.saturated) return ` Why: ${l.text}; ${costs}.`;
+  const refSaturated = ref.serverCorePercent >= SERVER_SATURATED_PERCENT || (ref.serverCoreBusyPercent ?? 0) >= SERVER_SATURATED_PERCENT;
+  const bound = serverSideUs(ref) / Math.max(1e-9, m.cpuMsPer1000.server);
+  return refSaturated
+    ? ` Why: ${l.text}, as was ${refLabel}, on one core: ${costs}, so the ratio can be no better than ${bound.toFixed(2)} until Quartermaster spends less CPU per operation.`
+    : ` Why: ${l.text}; ${costs}.`;
+}
+
+/** Why an absolute rate is what it is: at a whole core, the CPU per item caps it. */
+function whyRate(m: Measurement): string {
+  const l = limiter(m);
+  const perItem = m.cpuMsPer1000.server;
+  return ` Why: ${l.text}; ${µs(perItem)} of CPU per item, so one core tops out near ${fixed(1_000_000 / Math.max(1e-9, perItem))}/s.`;
+}
+
+function goalLine(label: string, value: Spread | null, goal: number, unit: "x" | "%", reason = ""): string {
   if (value === null) return `- ${label}: not measured in this run.`;
-  const shown = unit === "%" ? `${fixed(value * 100)}%` : `${value.toFixed(2)}x`;
+  const show = (v: number): string => (unit === "%" ? `${fixed(v * 100)}%` : `${v.toFixed(2)}x`);
+  const range = value.min === value.max ? "" : ` (rounds ${show(value.min)}–${show(value.max)})`;
   const wanted = unit === "%" ? `${fixed(goal * 100)}%` : `${goal.toFixed(1)}x`;
-  return `- ${label}: **${shown}** (goal ≥ ${wanted}): ${value >= goal ? "met" : `**missed**.${reason}`}${value >= goal ? "." : ""}`;
+  const verdict = value.median >= goal ? (value.min >= goal ? "met." : "met by the median, not by every round.") : `**missed**.${reason}`;
+  return `- ${label}: **${show(value.median)}**${range} (goal ≥ ${wanted}): ${verdict}`;
+}
+
+function mib(bytes: number | null): string {
+  return `${fixed((bytes ?? 0) / 1024 / 1024)} MiB`;
+}
+
+/**
+ * The memory goal is judged on private memory (RssAnon): the heaps and
+ * buffers the process cannot give back. The file-backed part is LMDB's map
+ * (clean pages; writes go through write(), not the map) and node's binary: the
+ * kernel drops those under pressure, a cgroup limit reclaims them before it
+ * kills, and their size follows what was read, not what the node keeps.
+ */
+function memoryLine(report: CompareReport): string {
+  const rss = report.qmIdleRssBytes;
+  const anon = report.qmIdleAnonBytes;
+  if (rss === null || anon === null) return "- 100,000-SKU idle memory: not measured in this run.";
+  const met = anon < IDLE_RSS_BUDGET_BYTES;
+  return (
+    `- 100,000-SKU idle memory, private (RssAnon, on the catalogue runs' own node once its actors passivated): **${mib(anon)}** (goal < 512 MiB): ${met ? "met" : "**missed**"}. ` +
+    `VmRSS ${mib(rss)} = ${mib(anon)} private + ${mib(report.qmIdleFileBytes)} file-backed (LMDB map pages the runs touched, node's binary), ` +
+    `VmRSS itself ${rss < IDLE_RSS_BUDGET_BYTES ? "under" : "over"} 512 MiB.`
+  );
 }
 
 function goals(report: CompareReport): string[] {
-  const qmHot = find(report, "qm", "hot");
+  const qm = (w: string): Measurement | undefined => find(report, "qm", w);
+  const echo = (w: string): Measurement | undefined => find(report, "echo", w);
   const lines = [
-    goalLine("hot SKU, Quartermaster / echo", ratio(qmHot, echoOf(report, "hot")), GOAL_HOT_VS_ECHO, "%", why(qmHot, echoOf(report, "hot"))),
-    goalLine("hot SKU, Quartermaster / Redis appendfsync always", ratio(qmHot, find(report, "redis-aof", "hot")), GOAL_HOT_VS_REDIS_AOF, "x", why(qmHot, undefined)),
-    goalLine("100,000 SKUs uniform, Quartermaster / echo", ratio(find(report, "qm", "uniform"), echoOf(report, "uniform")), GOAL_CATALOGUE_VS_ECHO, "%", why(find(report, "qm", "uniform"), echoOf(report, "uniform"))),
-    goalLine("100,000 SKUs Zipf(1.1), Quartermaster / echo", ratio(find(report, "qm", "zipf"), echoOf(report, "zipf")), GOAL_CATALOGUE_VS_ECHO, "%", why(find(report, "qm", "zipf"), echoOf(report, "zipf"))),
+    goalLine("hot SKU, Quartermaster / echo", pairedRatio(qm("hot"), echo("hot")), GOAL_HOT_VS_ECHO, "%", whyVs(qm("hot"), echo("hot"), "echo")),
+    goalLine("hot SKU, Quartermaster / Redis appendfsync always", pairedRatio(qm("hot"), find(report, "redis-aof", "hot")), GOAL_HOT_VS_REDIS_AOF, "x", whyVs(qm("hot"), find(report, "redis-aof", "hot"), "Redis appendfsync always")),
+    goalLine("100,000 SKUs uniform, Quartermaster / echo", pairedRatio(qm("uniform"), echo("uniform")), GOAL_CATALOGUE_VS_ECHO, "%", whyVs(qm("uniform"), echo("uniform"), "echo")),
+    goalLine("100,000 SKUs Zipf(1.1), Quartermaster / echo", pairedRatio(qm("zipf"), echo("zipf")), GOAL_CATALOGUE_VS_ECHO, "%", whyVs(qm("zipf"), echo("zipf"), "echo")),
+    memoryLine(report),
   ];
-  const rss = report.qmIdleRssBytes;
+  const checkout = pairedRatio(qm("checkout"), find(report, "pg", "checkout"));
   lines.push(
-    rss === null
-      ? "- idle memory after the catalogue runs: not measured in this run."
-      : `- idle memory after the catalogue runs (VmRSS once actors passivated): **${fixed(rss / 1024 / 1024)} MiB** (goal < 512 MiB): ${rss < IDLE_RSS_BUDGET_BYTES ? "met" : "**missed**"}; ` +
-          `of it ${fixed((report.qmIdleAnonBytes ?? 0) / 1024 / 1024)} MiB private (heaps) and ${fixed((report.qmIdleFileBytes ?? 0) / 1024 / 1024)} MiB resident pages of LMDB's map, which the kernel may drop.`,
+    checkout === null
+      ? "- checkouts, Quartermaster / PostgreSQL: not measured in this run."
+      : `- checkouts, Quartermaster / PostgreSQL: **${checkout.median.toFixed(2)}x**${checkout.min === checkout.max ? "" : ` (rounds ${checkout.min.toFixed(2)}–${checkout.max.toFixed(2)}x)`} (no numeric goal).`,
   );
-  const checkout = ratio(find(report, "qm", "checkout"), find(report, "pg", "checkout"));
-  lines.push(checkout === null ? "- checkouts, Quartermaster / PostgreSQL: not measured in this run." : `- checkouts, Quartermaster / PostgreSQL: **${checkout.toFixed(2)}x** (no numeric goal).`);
   for (const w of ["batch-hot", "batch-uniform"]) {
-    const m = find(report, "qm", w);
+    const m = qm(w);
     lines.push(
       m === undefined
         ? `- ReserveBatch ${w}: not measured in this run.`
-        : `- ReserveBatch ${w}: **${fixed(m.opsPerSecond)} reservations/s** (goal ≥ ${fixed(GOAL_BATCH_OPS)}): ${m.opsPerSecond >= GOAL_BATCH_OPS ? "met." : `**missed**.${why(m, undefined)}`}`,
+        : `- ReserveBatch ${w}: **${fixed(m.opsPerSecond)} reservations/s** (goal ≥ ${fixed(GOAL_BATCH_OPS)}): ${m.opsPerSecond >= GOAL_BATCH_OPS ? "met." : `**missed**.${whyRate(m)}`}`,
     );
   }
   lines.push("- growth (restart with 1,000,000 SKUs / 10,000,000 events; 10,000 vs 1,000,000 SKUs): not measured by this command.");
@@ -144,18 +223,19 @@ function goals(report: CompareReport): string[] {
 
 function table(report: CompareReport, workload: string): string[] {
   const rows = report.measurements.filter((m) => m.workload === workload);
-  const echo = echoOf(report, workload);
+  const echo = find(report, "echo", workload);
   const out = [
-    "| contender | ops/s | vs echo | p50 ms | p99 ms | p999 ms | CPU s / 1000 ops (server + db + generator) | server core | generator core busy (its own share) | errors | check |",
-    "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    "| contender | ops/s (median) | rounds spread | vs echo (median of rounds) | p50 ms | p99 ms | p999 ms | CPU s / 1000 ops (server + db + generator) | server core (all of it busy) | generator core busy (its own share) | errors | check |",
+    "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
   ];
   for (const m of rows) {
     const c = m.cpuMsPer1000;
     const total = (c.server + c.database + c.generator) / 1000;
-    const vsEcho = ratio(m, echo);
+    const vsEcho = pairedRatio(m, echo);
+    const spread = roundSpreadPercent(m);
     out.push(
-      `| ${m.contender} | ${fixed(m.opsPerSecond)} | ${vsEcho === null ? "–" : `${fixed(vsEcho * 100)}%`} | ${m.p50Ms.toFixed(2)} | ${m.p99Ms.toFixed(2)} | ${m.p999Ms.toFixed(2)} | ` +
-        `${total.toFixed(3)} (${(c.server / 1000).toFixed(3)} + ${(c.database / 1000).toFixed(3)} + ${(c.generator / 1000).toFixed(3)}) | ${fixed(m.serverCorePercent)}% | ` +
+      `| ${m.contender} | ${fixed(m.opsPerSecond)} | ${spread === null ? "–" : `${fixed(spread)}%`} | ${vsEcho === null ? "–" : `${fixed(vsEcho.median * 100)}%`} | ${m.p50Ms.toFixed(2)} | ${m.p99Ms.toFixed(2)} | ${m.p999Ms.toFixed(2)} | ` +
+        `${total.toFixed(3)} (${(c.server / 1000).toFixed(3)} + ${(c.database / 1000).toFixed(3)} + ${(c.generator / 1000).toFixed(3)}) | ${fixed(m.serverCorePercent)}% (${m.serverCoreBusyPercent === null ? "–" : `${fixed(m.serverCoreBusyPercent)}%`}) | ` +
         `${m.generatorCoreBusyPercent === null ? "–" : `${fixed(m.generatorCoreBusyPercent)}%`} (${fixed(m.generatorCpuPercent)}%) | ${fixed(m.errors)} | ${m.check.passed ? "ok" : "**FAILED**"}: ${m.check.detail} |`,
     );
   }
@@ -208,14 +288,16 @@ export function renderMarkdown(report: CompareReport, svgName: string): string {
     "",
     `Machine: ${report.pinning}. Load average (1/5/15 min) at the start ${report.loadAverageStart}, at the end ${report.loadAverageEnd}: ` +
       "other work shares this machine, so absolute figures drift; compare the ratios, which come from one run.",
-    `Each run: ${s["warmupMs"]} ms warmup, ${s["durationMs"]} ms measured, ${s["concurrency"]} callers over ${s["sessions"]} HTTP/2 sessions (ReserveBatch: ${s["batchConcurrency"]} callers of 1000 items), ` +
+    `Each workload: ${s["durationMs"]} ms measured per contender, ${s["concurrency"]} callers over ${s["sessions"]} HTTP/2 sessions (ReserveBatch: ${s["batchConcurrency"]} callers of 1000 items), ` +
       `${fixed(s["skuCount"] ?? 0)} SKUs for uniform and Zipf(1.1), ${fixed(s["checkoutSkus"] ?? 0)} for checkouts. Every answer is durable except Redis without persistence and echo.`,
     "",
     "## Goals",
     "",
-    "Ratios against echo use the mean of the echo runs before and after the others" +
-      (echoDrift(report).length === 0 ? "." : `; echo moved by ${echoDrift(report).join(", ")} between them, which is the noise of this run.`),
+    `Each workload ran in ${s["rounds"] ?? 1} rounds of ${fixed((s["durationMs"] ?? 0) / (s["rounds"] ?? 1))} ms after a warmup of ${s["warmupMs"]} ms; each round went through every contender once, with all of them running, idle but for the one measured. ` +
+      "A ratio is the median of the per-round ratios (contenders of one round ran seconds apart), with their range; ops/s is the median over rounds. " +
+      "Each family of workloads (hot and batch-hot; uniform and Zipf; checkout and batch-uniform) started every contender afresh on its own data.",
     "",
+    ...(noise(report).length === 0 ? [] : [`Noise of this run: ${noise(report).join("; ")}. A ratio whose range crosses its goal is not a verdict.`, ""]),
     ...goals(report),
     "",
     ...(report.failures.length === 0 ? [] : ["## Failures", "", ...report.failures.map((f) => `- ${f}`), ""]),
