@@ -31,6 +31,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { systemClock } from "../src/clock";
 import { LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
 import { PgAdmin } from "./contenders/pg_store";
 import { QmAdmin } from "./contenders/qm_admin";
@@ -56,6 +57,7 @@ import {
   stopChild,
   temporaryDirs,
 } from "./processes";
+import { BUILT_SKU_UNITS, buildCatalogue } from "./growth_data";
 import { HOT_SKU_ID } from "./seed";
 
 export const CONTENDERS = ["echo", "pg", "redis", "redis-aof", "qm"] as const;
@@ -102,7 +104,11 @@ const GENERATOR_SLACK_MS = 30_000;
 const GENERATOR_STDOUT_BYTES_MAX = 1024 * 1024;
 /** Quartermaster's actors passivate after this long idle; the memory figure is read once they have. */
 const QM_IDLE_MS = 2_000;
-const IDLE_SETTLE_MS = 3_000;
+/** Idle memory is read once private memory fell less than IDLE_SETTLED_BYTES over IDLE_SETTLED_SAMPLES samples, or at the cap. */
+const IDLE_SAMPLE_MS = 1_000;
+const IDLE_SETTLED_SAMPLES = 3;
+const IDLE_SETTLED_BYTES = 1024 * 1024;
+const IDLE_SETTLE_MAX_MS = 30_000;
 /**
  * Rounds per workload: three give a median and a spread of paired ratios;
  * each round still runs long enough (a third of --duration-ms after its own
@@ -477,17 +483,26 @@ function familySkuCount(family: readonly WorkloadName[], settings: Settings): nu
   return Math.max(0, ...family.filter((w) => scope(w).which === "catalogue").map((w) => skuCountOf(w, settings)));
 }
 
-/** Seeds a Quartermaster data directory once, for every family's node to start from a copy. */
+/**
+ * Seeds a Quartermaster data directory once, for every family's node to start
+ * from a copy. The catalogue is written through the journal API as
+ * growth_data.ts does (the same domain decisions a served SKU makes: 10 s
+ * instead of 78-382 s of gRPC calls under load); the hot SKUs go over gRPC.
+ */
 async function seedQmTemplate(settings: Settings, pinning: Pinning, root: string): Promise<string> {
   const started = Date.now();
-  const template = await startContender("qm", pinning, path.join(root, "template"));
+  const dir = path.join(root, "template");
+  const built = settings.skuUnits === BUILT_SKU_UNITS;
+  if (built) await buildCatalogue({ dir: path.join(dir, "qm"), skus: settings.skuCount, eventsPerSku: 2, clock: systemClock });
+  // startContender puts the node's data in <dir>/qm, where the catalogue was built.
+  const template = await startContender("qm", pinning, dir);
   try {
-    await template.admin?.seed(HOT_SKU_ID, settings.hotUnits, settings.skuCount, settings.skuUnits);
+    await template.admin?.seed(HOT_SKU_ID, settings.hotUnits, built ? 0 : settings.skuCount, settings.skuUnits);
   } finally {
     await template.stop();
   }
   log(`qm: template seeded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return path.join(root, "template", "qm");
+  return path.join(dir, "qm");
 }
 
 async function startFamily(family: readonly WorkloadName[], settings: Settings, pinning: Pinning, root: string, qmTemplate: string | null, report: CompareReport): Promise<Running[]> {
@@ -514,10 +529,19 @@ async function startFamily(family: readonly WorkloadName[], settings: Settings, 
   return running;
 }
 
-/** VmRSS and its private and file-backed parts, once the node's actors have passivated. */
+/** VmRSS and its private and file-backed parts, once the node's actors have passivated and its private memory stopped falling. */
 async function readIdleMemory(qm: Running, report: CompareReport): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS + IDLE_SETTLE_MS));
-  const memory = readMemory(qm.server.pid);
+  await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS));
+  const giveUpAt = Date.now() + IDLE_SETTLE_MAX_MS;
+  let memory = readMemory(qm.server.pid);
+  const samples: number[] = [];
+  while (memory !== null && Date.now() < giveUpAt) {
+    samples.push(memory.anonRssBytes);
+    const from = samples[samples.length - 1 - IDLE_SETTLED_SAMPLES];
+    if (from !== undefined && from - memory.anonRssBytes < IDLE_SETTLED_BYTES) break;
+    await new Promise((resolve) => setTimeout(resolve, IDLE_SAMPLE_MS));
+    memory = readMemory(qm.server.pid);
+  }
   report.qmIdleRssBytes = memory?.rssBytes ?? null;
   report.qmIdleAnonBytes = memory?.anonRssBytes ?? null;
   report.qmIdleFileBytes = memory?.fileRssBytes ?? null;
