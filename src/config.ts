@@ -18,6 +18,7 @@ import {
   GRPC_STREAMS_PER_CONNECTION_MAX,
   ID_LENGTH_MAX,
   ID_PATTERN,
+  IDLE_GC_GARBAGE_MIN_BYTES,
   ORDER_RESERVATION_GRACE_MS,
 } from "./limits";
 import { PemFile, readCertificates, readPrivateKey, readTlsFile, Secret } from "./security/tls_files";
@@ -33,6 +34,8 @@ export interface Config {
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
   readonly actorIdleMs: number;
   readonly activeActorsMax: number;
+  /** Heap growth (bytes) after which an idle node collects its garbage; 0: never. */
+  readonly idleGcGarbageBytes: number;
   readonly timerTickMs: number;
   readonly auditRetentionMs: number;
   readonly auditMaxPerSku: number;
@@ -134,6 +137,10 @@ export const CONFIG_VARIABLES = {
   QM_ACTIVE_ACTORS_MAX: [
     String(ACTIVE_ACTORS_MAX),
     "actors kept in memory at most; least recently used idle ones go first; when all are busy, new callers get RESOURCE_EXHAUSTED (ACTORS_EXHAUSTED)",
+  ],
+  QM_IDLE_GC_MIB: [
+    String(IDLE_GC_GARBAGE_MIN_BYTES / 1024 / 1024),
+    "an idle node (event loop under 2% busy for a second) runs one full garbage collection once its heap grew this many MiB since the last one, so passivated actors' memory goes back; 0 turns it off",
   ],
   QM_TIMER_TICK_MS: ["250", "how often due expiries and saga retries are polled, and asks past their deadline answered"],
   QM_AUDIT_RETENTION_DAYS: ["365", "adjustment audit records older than this are dropped"],
@@ -244,6 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: logLevel as Config["logLevel"],
     actorIdleMs: int("QM_ACTOR_IDLE_MS", 100, 24 * 3600 * 1000),
     activeActorsMax: int("QM_ACTIVE_ACTORS_MAX", 100, 10_000_000),
+    idleGcGarbageBytes: int("QM_IDLE_GC_MIB", 0, 1024 * 1024) * 1024 * 1024,
     timerTickMs: int("QM_TIMER_TICK_MS", 10, 60_000),
     auditRetentionMs: int("QM_AUDIT_RETENTION_DAYS", 1, 36500) * 24 * 3600 * 1000,
     auditMaxPerSku: int("QM_AUDIT_MAX_PER_SKU", 1, 100_000_000),

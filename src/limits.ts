@@ -333,7 +333,8 @@ export const IDLE_GC_CHECK_INTERVAL_MS = 1_000;
  */
 export const IDLE_GC_BUSY_SHARE_MAX = 0.02;
 /**
- * Growth of the heap since the last idle collection that makes one worth it.
+ * Growth of the heap since the last idle collection that makes one worth it
+ * (the default of QM_IDLE_GC_MIB).
  * Below it V8's own collections keep up; above it, an idle node would hold the
  * garbage of its last burst (passivated actors above all) for good, since V8
  * collects only when JavaScript allocates.

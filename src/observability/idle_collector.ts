@@ -62,6 +62,7 @@ export class IdleCollector {
     private readonly probe: IdleCollectorProbe,
     private readonly logger: Logger,
     private readonly intervalMs = IDLE_GC_CHECK_INTERVAL_MS,
+    private readonly garbageBytes = IDLE_GC_GARBAGE_MIN_BYTES,
   ) {}
 
   get collectionCount(): number {
@@ -88,7 +89,7 @@ export class IdleCollector {
   check(): boolean {
     const busy = this.probe.busyShare();
     const used = this.probe.heapUsedBytes();
-    if (busy > IDLE_GC_BUSY_SHARE_MAX || used - this.liveBytes < IDLE_GC_GARBAGE_MIN_BYTES) return false;
+    if (busy > IDLE_GC_BUSY_SHARE_MAX || used - this.liveBytes < this.garbageBytes) return false;
     const begin = performance.now();
     this.probe.collect();
     this.liveBytes = this.probe.heapUsedBytes();
@@ -100,12 +101,13 @@ export class IdleCollector {
   }
 }
 
-/** The node's collector, or null when V8 does not hand out gc(). */
-export function idleCollector(logger: Logger): IdleCollector | null {
+/** The node's collector, or null when turned off (QM_IDLE_GC_MIB=0) or V8 does not hand out gc(). */
+export function idleCollector(logger: Logger, garbageBytes: number): IdleCollector | null {
+  if (garbageBytes === 0) return null;
   const gc = exposedGc();
   if (gc === null) {
     logger.warn("idle garbage collection unavailable: an idle node keeps the garbage of its last burst");
     return null;
   }
-  return new IdleCollector(processProbe(gc), logger);
+  return new IdleCollector(processProbe(gc), logger, IDLE_GC_CHECK_INTERVAL_MS, garbageBytes);
 }

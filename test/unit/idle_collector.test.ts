@@ -5,7 +5,8 @@
 
 import { expect } from "chai";
 import pino from "pino";
-import { exposedGc, IdleCollector, type IdleCollectorProbe, processProbe } from "../../src/observability/idle_collector";
+import { ConfigError, loadConfig } from "../../src/config";
+import { exposedGc, IdleCollector, idleCollector, type IdleCollectorProbe, processProbe } from "../../src/observability/idle_collector";
 import { IDLE_GC_BUSY_SHARE_MAX, IDLE_GC_GARBAGE_MIN_BYTES } from "../../src/limits";
 
 const silent = pino({ level: "silent" });
@@ -107,5 +108,24 @@ describe("IdleCollector", () => {
     expect(withGarbage - baseline, "the burst was on the heap").to.be.greaterThan(IDLE_GC_GARBAGE_MIN_BYTES);
     probe.collect();
     expect(probe.heapUsedBytes() - baseline, "what is left of it after the collection").to.be.lessThan(IDLE_GC_GARBAGE_MIN_BYTES / 4);
+  });
+
+  it("QM_IDLE_GC_MIB sets the growth that triggers it, 32 MiB unless told, and 0 turns the collector off", () => {
+    expect(loadConfig({}).idleGcGarbageBytes).to.equal(IDLE_GC_GARBAGE_MIN_BYTES);
+    expect(loadConfig({ QM_IDLE_GC_MIB: "64" }).idleGcGarbageBytes).to.equal(64 * MIB);
+    expect(loadConfig({ QM_IDLE_GC_MIB: "0" }).idleGcGarbageBytes).to.equal(0);
+    expect(idleCollector(silent, 0)).to.equal(null);
+    expect(idleCollector(silent, 64 * MIB)).to.be.instanceOf(IdleCollector);
+    for (const bad of ["-1", "lots", "1.5"]) expect(() => loadConfig({ QM_IDLE_GC_MIB: bad })).to.throw(ConfigError, "QM_IDLE_GC_MIB");
+  });
+
+  it("with a threshold of its own, collects at that growth and not below", async () => {
+    const probe = new FakeProbe();
+    collector = new IdleCollector(probe, silent, 60_000, 64 * MIB);
+    await collector.start();
+    probe.used += 63 * MIB;
+    expect(collector.check()).to.equal(false);
+    probe.used += MIB;
+    expect(collector.check()).to.equal(true);
   });
 });
