@@ -413,6 +413,7 @@ function summarise(label: string, workload: WorkloadName, rounds: readonly Round
     p99Ms: median(results.map((r) => r.latency.p99Ms)),
     p999Ms: median(results.map((r) => r.latency.p999Ms)),
     ok: sum(results.map((r) => r.ok)),
+    okTotal: sum(results.map((r) => r.okTotal)),
     errors: sum(results.map((r) => r.errorCount)),
     firstError: results.find((r) => r.firstError !== null)?.firstError ?? null,
     cpuMsPer1000: {

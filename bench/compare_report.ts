@@ -16,7 +16,10 @@ export interface Measurement {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly p999Ms: number;
+  /** Successful calls in the measured windows. */
   readonly ok: number;
+  /** Successful calls over the whole runs, warmup and drain included: whether the contender answered at all. */
+  readonly okTotal: number;
   readonly errors: number;
   readonly firstError: string | null;
   /** CPU ms per 1000 operations: the server and the database over the generator's whole run, the generator over its window. */
@@ -150,7 +153,7 @@ function whyVs(m: Measurement | undefined, ref: Measurement | undefined, refLabe
   const refSaturated = ref.serverCorePercent >= SERVER_SATURATED_PERCENT || (ref.serverCoreBusyPercent ?? 0) >= SERVER_SATURATED_PERCENT;
   const bound = serverSideUs(ref) / Math.max(1e-9, m.cpuMsPer1000.server);
   return refSaturated
-    ? ` Why: ${l.text}, as was ${refLabel}, on one core: ${costs}, so the ratio can be no better than ${bound.toFixed(2)} until Quartermaster spends less CPU per operation.`
+    ? ` Why: ${l.text}, as was ${refLabel}, on one core: ${costs}, so the ratio is about ${bound.toFixed(2)}, their CPU per operation inverted, until Quartermaster spends less of it.`
     : ` Why: ${l.text}; ${costs}.`;
 }
 

@@ -73,7 +73,8 @@ describe("bench:compare --smoke", function () {
     ]);
     for (const m of report.measurements) {
       expect(m.check.passed, `${m.contender} ${m.workload}: ${m.check.detail}`).to.equal(true);
-      expect(m.ok, `${m.contender} ${m.workload} answered`).to.be.greaterThan(0);
+      // Over the whole run: at 1 s windows on a loaded machine, a slow contender's first answers may land in the drain.
+      expect(m.okTotal, `${m.contender} ${m.workload} answered`).to.be.greaterThan(0);
     }
     // Each stateful contender sold the hot SKU's 100 units exactly once.
     for (const name of ["pg", "redis", "redis-aof", "qm"]) {

@@ -66,7 +66,7 @@ describe("logs and metrics (integration)", function () {
     const parts = records(server)
       .filter((r) => r.msg === "part started")
       .map((r) => r.part);
-    expect(parts).to.deep.equal(["data-dir-lock", "journal", "backups", "metrics", "grpc-listener", "actors", "grpc-serving"]);
+    expect(parts).to.deep.equal(["data-dir-lock", "journal", "backups", "metrics", "grpc-listener", "actors", "idle-collector", "grpc-serving"]);
   });
 
   it("serves build info and readiness", async () => {
