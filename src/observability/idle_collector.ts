@@ -1,10 +1,11 @@
 // A full garbage collection once the node goes idle after work. V8 collects
 // only when JavaScript allocates, so a node that passivated its actors and then
-// went quiet kept their garbage, and the pages under it, for good: with 100,000
-// SKUs, 99 MiB of heap used over 21 MiB live, and 243 MiB of private memory
-// instead of 134 (bench/README.md, "Memory"). A heap snapshot of such a node
-// shows nothing of ours held beyond the start-up baseline: the memory is
-// garbage, not a cache, so collecting it is the cut.
+// went quiet kept their garbage, and the pages under it, for good: after a
+// sweep over 100,000 SKUs, 76-144 MiB of heap used over about 21 MiB live, and
+// a median 147 MiB of private memory where this collector leaves 106
+// (bench/README.md, "Idle memory"). A heap snapshot of such a node shows
+// nothing of ours held beyond the start-up baseline: the memory is garbage,
+// not a cache, so collecting it is the cut.
 
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
 import v8 from "node:v8";
