@@ -7,7 +7,9 @@
 //   pg         stateless service over PostgreSQL, a row lock per SKU
 //   redis      stateless service over Redis, a Lua check-and-decrement, persistence off
 //   redis-aof  the same with `appendfsync always` (durable answers)
-//   qm         Quartermaster embedded (a 3-node cluster once cluster mode exists)
+//   qm         Quartermaster embedded
+//   qm-cluster Quartermaster as a 3-node cluster (etcd, nats-server with JetStream,
+//              3 nodes; the generator's sessions spread over the nodes)
 // Workloads: hot (one SKU), uniform and zipf (100,000 SKUs), checkout
 // (CreateOrder of 3 lines then ConfirmPayment, over 10,000 SKUs), and for
 // Quartermaster batch-hot and batch-uniform (ReserveBatch of 1000 items).
@@ -27,6 +29,7 @@ import { parseArgs } from "node:util";
 import { LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
 import { PgAdmin } from "./contenders/pg_store";
 import { QmAdmin } from "./contenders/qm_admin";
+import { CLUSTER_NODE_IDS, type QmCluster, startQmCluster } from "./contenders/qm_cluster";
 import { RedisAdmin } from "./contenders/redis_store";
 import { type Engine, processTree, startPostgres, startRedis } from "./contenders/engines";
 import { PG_BENCH_USER } from "./contenders/store_server";
@@ -51,7 +54,7 @@ import {
 } from "./processes";
 import { HOT_SKU_ID } from "./seed";
 
-export const CONTENDERS = ["echo", "pg", "redis", "redis-aof", "qm"] as const;
+export const CONTENDERS = ["echo", "pg", "redis", "redis-aof", "qm", "qm-cluster"] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
 export const WORKLOADS = ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
@@ -72,6 +75,7 @@ const SUPPORTS: Readonly<Record<ContenderName, readonly WorkloadName[]>> = {
   redis: ["hot", "uniform", "zipf", "checkout"],
   "redis-aof": ["hot", "uniform", "zipf", "checkout"],
   qm: ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"],
+  "qm-cluster": ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"],
 };
 
 /** ReserveBatch runs on its own hot SKU, so the hot run's live holds do not count against it. */
@@ -161,6 +165,8 @@ interface Running {
   readonly server: Child;
   readonly engine: Engine | null;
   readonly admin: StoreAdmin | null;
+  /** Several processes serve (a cluster): where the generator connects and whose CPU counts; else address and server/engine trees. */
+  readonly cluster?: QmCluster;
   stop(): Promise<void>;
 }
 
@@ -181,9 +187,22 @@ async function startContender(name: ContenderName, pinning: Pinning, root: strin
   let server: Child;
   if (name === "echo") {
     server = spawnNode({ name, script: distPath("echo_server.js"), args: ["--port", String(port)], cpu });
+  } else if (name === "qm-cluster") {
+    const env = { ...process.env, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
+    const cluster = await startQmCluster(path.join(root, "qm-cluster"), cpu, path.join(__dirname, "..", "src", "main.js"), env);
+    const admin = new QmAdmin(cluster.address, [BATCH_HOT_SKU_ID], cluster.targets);
+    const first = cluster.nodes[0];
+    if (first === undefined) throw new Error("qm-cluster: no node");
+    const stop = async (): Promise<void> => {
+      await admin.close().catch(() => undefined);
+      await cluster.stop();
+    };
+    return { name, address: cluster.address, server: first, engine: null, admin, cluster, stop };
   } else if (name === "qm") {
     const dataDir = path.join(root, "qm");
-    const env = { ...process.env, QM_LISTEN: address, QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
+    // A free /metrics port: the default 9464 may be taken by another node on this machine, and then qm would not start.
+    const metrics = `${LOOPBACK_HOST}:${await freeLoopbackPort()}`;
+    const env = { ...process.env, QM_LISTEN: address, QM_METRICS_LISTEN: metrics, QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
     server = spawnNode({ name, script: path.join(__dirname, "..", "src", "main.js"), args: [], cpu, env });
     admin = new QmAdmin(address, [BATCH_HOT_SKU_ID]);
   } else {
@@ -214,6 +233,13 @@ function treeCpuMs(pid: number | undefined): number {
   let total = 0;
   for (const p of processTree(pid)) total += readCpuTimeMs(p) ?? 0;
   return total;
+}
+
+/** CPU ms so far of the contender's servers and of its databases (a cluster's nodes, and its etcd and nats-server). */
+function contenderCpuMs(c: Running): { server: number; engine: number } {
+  const sum = (pids: readonly number[]): number => pids.reduce((total, pid) => total + treeCpuMs(pid), 0);
+  if (c.cluster !== undefined) return { server: sum(c.cluster.nodePids()), engine: sum(c.cluster.enginePids()) };
+  return { server: treeCpuMs(c.server.pid), engine: c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) };
 }
 
 /** Busy and total jiffies of one CPU from /proc/stat, or null when it is not listed. */
@@ -268,13 +294,15 @@ function check(workload: WorkloadName, before: StockTotals, after: StockTotals, 
 async function runWorkload(c: Running, label: string, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Measurement> {
   const batch = workload === "batch-hot" || workload === "batch-uniform";
   const concurrency = batch ? settings.batchConcurrency : settings.concurrency;
-  const sessions = Math.min(settings.sessions, concurrency);
+  // A cluster gets as many sessions on each node: rounded up to a multiple of the node count.
+  const perTarget = c.cluster === undefined ? 1 : CLUSTER_NODE_IDS.length;
+  const sessions = Math.min(Math.ceil(settings.sessions / perTarget) * perTarget, concurrency);
   const requestsMax = workload === "hot" ? HOT_REQUESTS_MAX : batch ? settings.batchCallsMax : null;
   const s = scope(workload);
   const skuCount = workload === "checkout" ? settings.checkoutSkus : settings.skuCount;
   const before = c.admin === null ? null : await c.admin.totals(s.which, s.sku, skuCount);
   const args = [
-    "--target", c.address, "--scenario", SCENARIO_OF[workload],
+    "--target", c.cluster?.targets ?? c.address, "--scenario", SCENARIO_OF[workload],
     "--concurrency", String(concurrency), "--sessions", String(sessions),
     "--warmup-ms", String(settings.warmupMs), "--duration-ms", String(settings.durationMs),
     "--sku-count", String(skuCount), "--hot-sku", s.sku, "--run-tag", `${workload}-${Date.now().toString(36)}`,
@@ -285,8 +313,7 @@ async function runWorkload(c: Running, label: string, workload: WorkloadName, se
     ...(requestsMax === null ? [] : ["--requests-max", String(requestsMax)]),
   ];
   const loadBefore = loadAverage();
-  const serverCpuBefore = treeCpuMs(c.server.pid);
-  const engineCpuBefore = treeCpuMs(c.engine?.child.pid);
+  const cpuBefore = contenderCpuMs(c);
   const coreBefore = cpuJiffies(pinning.generatorCpu);
   const startedAt = Date.now();
   const generator = spawnNode({ name: `generator ${c.name} ${workload}`, script: distPath("h2_load.js"), args, cpu: pinning.generatorCpu, keepStdout: true, stdoutBytesMax: GENERATOR_STDOUT_BYTES_MAX });
@@ -301,8 +328,9 @@ async function runWorkload(c: Running, label: string, workload: WorkloadName, se
     await stopChild(generator);
   }
   const wallMs = Date.now() - startedAt;
-  const serverCpuMs = treeCpuMs(c.server.pid) - serverCpuBefore;
-  const engineCpuMs = c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) - engineCpuBefore;
+  const cpuAfter = contenderCpuMs(c);
+  const serverCpuMs = cpuAfter.server - cpuBefore.server;
+  const engineCpuMs = cpuAfter.engine - cpuBefore.engine;
   const coreAfter = cpuJiffies(pinning.generatorCpu);
   const perCall = opsPerCall(workload);
   const opsTotal = Math.max(1, result.okTotal * perCall);

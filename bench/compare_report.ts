@@ -56,6 +56,7 @@ const COLOURS: Readonly<Record<string, string>> = {
   "redis-aof": "#c62828",
   "echo-after": "#bdbdbd",
   qm: "#2e7d32",
+  "qm-cluster": "#81c784",
 };
 
 function find(report: CompareReport, contender: string, workload: string): Measurement | undefined {
@@ -138,8 +139,26 @@ function goals(report: CompareReport): string[] {
         : `- ReserveBatch ${w}: **${fixed(m.opsPerSecond)} reservations/s** (goal ≥ ${fixed(GOAL_BATCH_OPS)}): ${m.opsPerSecond >= GOAL_BATCH_OPS ? "met." : `**missed**.${why(m, undefined)}`}`,
     );
   }
+  lines.push(...clusterLines(report));
   lines.push("- growth (restart with 1,000,000 SKUs / 10,000,000 events; 10,000 vs 1,000,000 SKUs): not measured by this command.");
   return lines;
+}
+
+/** The cluster against the embedded node, per workload both ran: throughput and CPU per operation over every process. */
+function clusterLines(report: CompareReport): string[] {
+  const out: string[] = [];
+  for (const m of report.measurements.filter((x) => x.contender === "qm-cluster")) {
+    const embedded = find(report, "qm", m.workload);
+    const total = (x: Measurement): number => x.cpuMsPer1000.server + x.cpuMsPer1000.database;
+    const cpu = `${fixed(total(m))} µs of CPU per operation over its 5 processes (nodes ${fixed(m.cpuMsPer1000.server)} + etcd and nats-server ${fixed(m.cpuMsPer1000.database)})`;
+    out.push(
+      embedded === undefined
+        ? `- 3-node cluster ${m.workload}: ${fixed(m.opsPerSecond)}/s, ${cpu} (no embedded run to compare).`
+        : `- 3-node cluster / embedded, ${m.workload}: **${ratio(m, embedded)?.toFixed(2) ?? "?"}x** throughput; ${cpu}, ` +
+            `**${(total(m) / Math.max(1e-9, total(embedded))).toFixed(2)}x** the embedded node's (no numeric goal; all on one core, so a cluster here buys availability, not throughput).`,
+    );
+  }
+  return out;
 }
 
 function table(report: CompareReport, workload: string): string[] {
