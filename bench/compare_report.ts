@@ -228,7 +228,10 @@ export function renderMarkdown(report: CompareReport, svgName: string): string {
     `Machine: ${report.pinning}. Load average (1/5/15 min) at the start ${report.loadAverageStart}, at the end ${report.loadAverageEnd}: ` +
       "other work shares this machine, so absolute figures drift; compare the ratios, which come from one run.",
     `Each run: ${s["warmupMs"]} ms warmup, ${s["durationMs"]} ms measured, ${s["concurrency"]} callers over ${s["sessions"]} HTTP/2 sessions (ReserveBatch: ${s["batchConcurrency"]} callers of 1000 items), ` +
-      `${fixed(s["skuCount"] ?? 0)} SKUs for uniform and Zipf(1.1), ${fixed(s["checkoutSkus"] ?? 0)} for checkouts. Every answer is durable except Redis without persistence and echo.`,
+      `${fixed(s["skuCount"] ?? 0)} SKUs for uniform and Zipf(1.1), ${fixed(s["checkoutSkus"] ?? 0)} for checkouts. Every answer is durable except Redis without persistence and echo` +
+      (report.measurements.some((m) => m.contender === "qm-cluster")
+        ? "; qm-cluster's journal is JetStream on Debian's nats-server 2.9, which acknowledges a publish before its file store syncs (no `sync_interval: always` before 2.10), so its answers survive a process crash, not a power loss."
+        : "."),
     "",
     "## Goals",
     "",
