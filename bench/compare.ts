@@ -7,7 +7,9 @@
 //   pg         stateless service over PostgreSQL, a row lock per SKU
 //   redis      stateless service over Redis, a Lua check-and-decrement, persistence off
 //   redis-aof  the same with `appendfsync always` (durable answers)
-//   qm         Quartermaster embedded (a 3-node cluster once cluster mode exists)
+//   qm         Quartermaster embedded
+//   qm-cluster Quartermaster as a 3-node cluster (etcd, nats-server with JetStream,
+//              3 nodes; the generator's sessions spread over the nodes)
 // Workloads: hot (one SKU), uniform and zipf (100,000 SKUs), checkout
 // (CreateOrder of 3 lines then ConfirmPayment, over 10,000 SKUs), and for
 // Quartermaster batch-hot and batch-uniform (ReserveBatch of 1000 items).
@@ -35,6 +37,7 @@ import { systemClock } from "../src/clock";
 import { LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
 import { PgAdmin } from "./contenders/pg_store";
 import { QmAdmin } from "./contenders/qm_admin";
+import { CLUSTER_NODE_IDS, type QmCluster, startQmCluster } from "./contenders/qm_cluster";
 import { RedisAdmin } from "./contenders/redis_store";
 import { type Engine, processTree, startPostgres, startRedis } from "./contenders/engines";
 import { PG_BENCH_USER } from "./contenders/store_server";
@@ -60,7 +63,7 @@ import {
 import { BUILT_SKU_UNITS, buildCatalogue } from "./growth_data";
 import { HOT_SKU_ID } from "./seed";
 
-export const CONTENDERS = ["echo", "pg", "redis", "redis-aof", "qm"] as const;
+export const CONTENDERS = ["echo", "pg", "redis", "redis-aof", "qm", "qm-cluster"] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
 export const WORKLOADS = ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
@@ -81,6 +84,7 @@ const SUPPORTS: Readonly<Record<ContenderName, readonly WorkloadName[]>> = {
   redis: ["hot", "uniform", "zipf", "checkout"],
   "redis-aof": ["hot", "uniform", "zipf", "checkout"],
   qm: ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"],
+  "qm-cluster": ["hot", "uniform", "zipf", "checkout", "batch-hot", "batch-uniform"],
 };
 
 /**
@@ -204,6 +208,8 @@ interface Running {
   readonly server: Child;
   readonly engine: Engine | null;
   readonly admin: StoreAdmin | null;
+  /** Several processes serve (a cluster): where the generator connects and whose CPU counts; else address and server/engine trees. */
+  readonly cluster?: QmCluster;
   stop(): Promise<void>;
 }
 
@@ -225,6 +231,17 @@ async function startContender(name: ContenderName, pinning: Pinning, root: strin
   let server: Child;
   if (name === "echo") {
     server = spawnNode({ name, script: distPath("echo_server.js"), args: ["--port", String(port)], cpu });
+  } else if (name === "qm-cluster") {
+    const env = { ...process.env, QM_LOG_LEVEL: "warn", QM_ACTOR_IDLE_MS: String(QM_IDLE_MS) };
+    const cluster = await startQmCluster(path.join(root, "qm-cluster"), cpu, path.join(__dirname, "..", "src", "main.js"), env);
+    const admin = new QmAdmin(cluster.address, [BATCH_HOT_SKU_ID], cluster.targets);
+    const first = cluster.nodes[0];
+    if (first === undefined) throw new Error("qm-cluster: no node");
+    const stop = async (): Promise<void> => {
+      await admin.close().catch(() => undefined);
+      await cluster.stop();
+    };
+    return { name, address: cluster.address, server: first, engine: null, admin, cluster, stop };
   } else if (name === "qm") {
     const dataDir = path.join(root, "qm");
     if (qmTemplate !== null) fs.cpSync(qmTemplate, dataDir, { recursive: true });
@@ -261,6 +278,13 @@ function treeCpuMs(pid: number | undefined): number {
   let total = 0;
   for (const p of processTree(pid)) total += readCpuTimeMs(p) ?? 0;
   return total;
+}
+
+/** CPU ms so far of the contender's servers and of its databases (a cluster's nodes, and its etcd and nats-server). */
+function contenderCpuMs(c: Running): { server: number; engine: number } {
+  const sum = (pids: readonly number[]): number => pids.reduce((total, pid) => total + treeCpuMs(pid), 0);
+  if (c.cluster !== undefined) return { server: sum(c.cluster.nodePids()), engine: sum(c.cluster.enginePids()) };
+  return { server: treeCpuMs(c.server.pid), engine: c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) };
 }
 
 /** Busy and total jiffies of one CPU from /proc/stat, or null when it is not listed. */
@@ -334,13 +358,15 @@ function jiffiesBetween(before: Jiffies | null, after: Jiffies | null): Jiffies 
 function generatorArgs(c: Running, workload: WorkloadName, settings: Settings): string[] {
   const batch = opsPerCall(workload) > 1;
   const concurrency = batch ? settings.batchConcurrency : settings.concurrency;
-  const sessions = Math.min(settings.sessions, concurrency);
+  // A cluster gets as many sessions on each node: rounded up to a multiple of the node count.
+  const perTarget = c.cluster === undefined ? 1 : CLUSTER_NODE_IDS.length;
+  const sessions = Math.min(Math.ceil(settings.sessions / perTarget) * perTarget, concurrency);
   // The request caps hold for the whole workload, so each round takes its share.
   const capTotal = workload === "hot" ? HOT_REQUESTS_MAX : batch ? settings.batchCallsMax : null;
   const requestsMax = capTotal === null ? null : Math.max(1, Math.floor(capTotal / settings.rounds));
   const s = scope(workload);
   return [
-    "--target", c.address, "--scenario", SCENARIO_OF[workload],
+    "--target", c.cluster?.targets ?? c.address, "--scenario", SCENARIO_OF[workload],
     "--concurrency", String(concurrency), "--sessions", String(sessions),
     "--warmup-ms", String(settings.warmupMs), "--duration-ms", String(Math.max(1, Math.round(settings.durationMs / settings.rounds))),
     "--sku-count", String(skuCountOf(workload, settings)), "--hot-sku", s.sku, "--run-tag", `${workload}-${Date.now().toString(36)}`,
@@ -357,8 +383,7 @@ function skuCountOf(workload: WorkloadName, settings: Settings): number {
 }
 
 async function runRound(c: Running, workload: WorkloadName, settings: Settings, pinning: Pinning): Promise<Round> {
-  const serverCpuBefore = treeCpuMs(c.server.pid);
-  const engineCpuBefore = treeCpuMs(c.engine?.child.pid);
+  const cpuBefore = contenderCpuMs(c);
   const generatorCoreBefore = cpuJiffies(pinning.generatorCpu);
   const serverCoreBefore = cpuJiffies(pinning.serverCpu);
   const startedAt = Date.now();
@@ -373,11 +398,12 @@ async function runRound(c: Running, workload: WorkloadName, settings: Settings, 
   } finally {
     await stopChild(generator);
   }
+  const cpuAfter = contenderCpuMs(c);
   return {
     result,
     wallMs: Date.now() - startedAt,
-    serverCpuMs: treeCpuMs(c.server.pid) - serverCpuBefore,
-    engineCpuMs: c.engine === null ? 0 : treeCpuMs(c.engine.child.pid) - engineCpuBefore,
+    serverCpuMs: cpuAfter.server - cpuBefore.server,
+    engineCpuMs: cpuAfter.engine - cpuBefore.engine,
     generatorCore: jiffiesBetween(generatorCoreBefore, cpuJiffies(pinning.generatorCpu)),
     serverCore: jiffiesBetween(serverCoreBefore, cpuJiffies(pinning.serverCpu)),
   };

@@ -63,6 +63,7 @@ const COLOURS: Readonly<Record<string, string>> = {
   redis: "#e57373",
   "redis-aof": "#c62828",
   qm: "#2e7d32",
+  "qm-cluster": "#81c784",
 };
 
 function find(report: CompareReport, contender: string, workload: string): Measurement | undefined {
@@ -220,8 +221,26 @@ function goals(report: CompareReport): string[] {
         : `- ReserveBatch ${w}: **${fixed(m.opsPerSecond)} reservations/s** (goal ≥ ${fixed(GOAL_BATCH_OPS)}): ${m.opsPerSecond >= GOAL_BATCH_OPS ? "met." : `**missed**.${whyRate(m)}`}`,
     );
   }
+  lines.push(...clusterLines(report));
   lines.push("- growth (restart with 1,000,000 SKUs / 10,000,000 events; 10,000 vs 1,000,000 SKUs): not measured by this command.");
   return lines;
+}
+
+/** The cluster against the embedded node, per workload both ran: throughput and CPU per operation over every process. */
+function clusterLines(report: CompareReport): string[] {
+  const out: string[] = [];
+  for (const m of report.measurements.filter((x) => x.contender === "qm-cluster")) {
+    const embedded = find(report, "qm", m.workload);
+    const total = (x: Measurement): number => x.cpuMsPer1000.server + x.cpuMsPer1000.database;
+    const cpu = `${fixed(total(m))} µs of CPU per operation over its 5 processes (nodes ${fixed(m.cpuMsPer1000.server)} + etcd and nats-server ${fixed(m.cpuMsPer1000.database)})`;
+    out.push(
+      embedded === undefined
+        ? `- 3-node cluster ${m.workload}: ${fixed(m.opsPerSecond)}/s, ${cpu} (no embedded run to compare).`
+        : `- 3-node cluster / embedded, ${m.workload}: **${pairedRatio(m, embedded)?.median.toFixed(2) ?? "?"}x** throughput (median of rounds); ${cpu}, ` +
+            `**${(total(m) / Math.max(1e-9, total(embedded))).toFixed(2)}x** the embedded node's (no numeric goal; all on one core, so a cluster here buys availability, not throughput).`,
+    );
+  }
+  return out;
 }
 
 function table(report: CompareReport, workload: string): string[] {
@@ -292,7 +311,10 @@ export function renderMarkdown(report: CompareReport, svgName: string): string {
     `Machine: ${report.pinning}. Load average (1/5/15 min) at the start ${report.loadAverageStart}, at the end ${report.loadAverageEnd}: ` +
       "other work shares this machine, so absolute figures drift; compare the ratios, which come from one run.",
     `Each workload: ${s["durationMs"]} ms measured per contender, ${s["concurrency"]} callers over ${s["sessions"]} HTTP/2 sessions (ReserveBatch: ${s["batchConcurrency"]} callers of 1000 items), ` +
-      `${fixed(s["skuCount"] ?? 0)} SKUs for uniform and Zipf(1.1), ${fixed(s["checkoutSkus"] ?? 0)} for checkouts. Every answer is durable except Redis without persistence and echo.`,
+      `${fixed(s["skuCount"] ?? 0)} SKUs for uniform and Zipf(1.1), ${fixed(s["checkoutSkus"] ?? 0)} for checkouts. Every answer is durable except Redis without persistence and echo` +
+      (report.measurements.some((m) => m.contender === "qm-cluster")
+        ? "; qm-cluster's journal is JetStream on Debian's nats-server 2.9, which acknowledges a publish before its file store syncs (no `sync_interval: always` before 2.10), so its answers survive a process crash, not a power loss."
+        : "."),
     "",
     "## Goals",
     "",

@@ -85,7 +85,11 @@ const GRPC_STATUS_NAMES: readonly string[] = [
 ];
 
 export interface LoadOptions {
-  /** host:port; the host must be 127.0.0.1. */
+  /**
+   * host:port, the host 127.0.0.1; or several, comma-separated (the nodes of a
+   * cluster): session i connects to the (i mod n)-th, so sessions, and the
+   * lanes spread over them, are shared out evenly when n divides sessions.
+   */
   readonly target: string;
   readonly path: string;
   readonly transport: TransportName;
@@ -157,6 +161,10 @@ function grpcStatusKey(code: number): string {
   return `grpc ${code} ${GRPC_STATUS_NAMES[code] ?? "?"}`;
 }
 
+function parseTargets(targets: string): { host: string; port: number }[] {
+  return targets.split(",").map(parseTarget);
+}
+
 function parseTarget(target: string): { host: string; port: number } {
   const [host, port] = target.split(":");
   if (host !== LOOPBACK_HOST || port === undefined || !/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65_535) {
@@ -214,12 +222,15 @@ class LoadRun {
   }
 
   private async connect(): Promise<void> {
-    const { host, port } = parseTarget(this.options.target);
+    const targets = parseTargets(this.options.target);
     const onFatal = (message: string): void => this.onFatal(message);
     const connecting: Promise<LoadSession>[] = [];
     const paths = [this.options.path, ...(this.options.followUp === undefined ? [] : [this.options.followUp.path])];
     for (const path of paths) {
       for (let i = 0; i < this.options.sessions; i++) {
+        const target = targets[i % targets.length];
+        if (target === undefined) throw new Error("no target");
+        const { host, port } = target;
         connecting.push(
           this.options.transport === "raw"
             ? RawH2Session.connect(host, port, path, onFatal, this.options.headers)
@@ -417,7 +428,7 @@ class Lane implements CallSink {
 }
 
 function checkOptions(options: LoadOptions): void {
-  parseTarget(options.target);
+  parseTargets(options.target);
   if (!TRANSPORTS.includes(options.transport)) throw new Error(`transport must be one of ${TRANSPORTS.join(", ")}`);
   const bounded = (name: string, value: number, min: number, max: number): void => {
     if (!Number.isInteger(value) || value < min || value > max) {

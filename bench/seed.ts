@@ -120,7 +120,8 @@ async function seedPass(address: string, label: string, path: string, skuCount: 
  */
 export async function seedCatalogue(address: string, skuCount: number, hotUnits = HOT_SKU_UNITS, skuUnits = SKU_UNITS): Promise<SeedResult> {
   const startedAt = Date.now();
-  await seedHotSku(address, hotUnits);
+  // address may list several nodes (h2_load spreads its sessions over them); one grpc-js call needs one.
+  await seedHotSku(address.split(",")[0] ?? address, hotUnits);
   await seedPass(address, "UpsertSku", UPSERT_PATH, skuCount, (index) =>
     grpcFrame(UpsertSkuRequest.encode(upsertRequest(skuIdFor(index))).finish()),
   );

@@ -340,3 +340,29 @@ export const IDLE_GC_BUSY_SHARE_MAX = 0.02;
  * collects only when JavaScript allocates.
  */
 export const IDLE_GC_GARBAGE_MIN_BYTES = 32 * 1024 * 1024;
+
+// Asks forwarded to another node (src/cluster/nats_transport.ts).
+
+/**
+ * Asks to one owner gathered into one NATS message per event-loop turn. Each
+ * NATS request costs the sender a request object and the owner a reply, and
+ * the owner hands the asks of one message to its actors in one turn, so a hot
+ * actor group-commits them as it does calls that reach it directly. The reply
+ * waits for the slowest ask of its message, which is what bounds a batch: a
+ * larger one holds more quick answers behind one slow activation.
+ */
+export const FORWARDED_ASKS_PER_MESSAGE_MAX = 64;
+/**
+ * Asks whose deadlines lie further apart than this do not share a message:
+ * a message times out at its latest deadline, and an ask whose owner never
+ * answers must not wait much past its own.
+ */
+export const FORWARDED_ASK_DEADLINE_SPREAD_MS = 1_000;
+/**
+ * After a node refuses a batched message (a node of an older version during a
+ * rolling upgrade), asks to it go one per message for this long; then a batch
+ * is tried again, so the upgraded node gets batches without a restart here.
+ */
+export const FORWARDED_ASK_BATCH_RETRY_MS = 60_000;
+/** Nodes remembered as refusing batches; member ids come from etcd and are few, so at the bound the memory is simply dropped. */
+export const BATCH_REFUSING_NODES_MAX = 1_024;

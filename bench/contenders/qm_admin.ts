@@ -17,12 +17,14 @@ export class QmAdmin implements StoreAdmin {
     private readonly address: string,
     /** Extra hot SKUs to create with the hot SKU's stock (ReserveBatch runs on its own hot SKU). */
     private readonly extraHotSkuIds: readonly string[] = [],
+    /** Where the seeding load goes: several comma-separated nodes of a cluster, or the address. */
+    private readonly seedTargets: string = address,
   ) {
     this.client = new InventoryServiceClient(address, credentials.createInsecure());
   }
 
   async seed(hotSkuId: string, hotUnits: number, skuCount: number, skuUnits: number): Promise<void> {
-    if (skuCount > 0) await seedCatalogue(this.address, skuCount, hotUnits, skuUnits);
+    if (skuCount > 0) await seedCatalogue(this.seedTargets, skuCount, hotUnits, skuUnits);
     else await seedHotSku(this.address, hotUnits, hotSkuId);
     for (const id of this.extraHotSkuIds) await seedHotSku(this.address, hotUnits, id);
   }

@@ -1,5 +1,5 @@
 // `npm run bench:compare --smoke`: every contender (echo, PostgreSQL, Redis
-// twice, Quartermaster) starts, answers, and sells out a small stock without
+// twice, Quartermaster embedded and as a 3-node cluster) starts, answers, and sells out a small stock without
 // overselling; the results files are written. The figures themselves are not
 // asserted: this is a shared machine and the smoke runs are under a second.
 
@@ -70,6 +70,9 @@ describe("bench:compare --smoke", function () {
       "qm hot",
       "qm checkout",
       "qm batch-hot",
+      "qm-cluster hot",
+      "qm-cluster checkout",
+      "qm-cluster batch-hot",
     ]);
     for (const m of report.measurements) {
       expect(m.check.passed, `${m.contender} ${m.workload}: ${m.check.detail}`).to.equal(true);
@@ -77,12 +80,17 @@ describe("bench:compare --smoke", function () {
       expect(m.okTotal, `${m.contender} ${m.workload} answered`).to.be.greaterThan(0);
     }
     // Each stateful contender sold the hot SKU's 100 units exactly once.
-    for (const name of ["pg", "redis", "redis-aof", "qm"]) {
+    for (const name of ["pg", "redis", "redis-aof", "qm", "qm-cluster"]) {
       const hot = report.measurements.find((m) => m.contender === name && m.workload === "hot");
       expect(hot?.check.detail, name).to.match(/^100 successes = 100 units held; final available 0/);
     }
-    const batch = report.measurements.find((m) => m.workload === "batch-hot");
-    expect(batch?.check.detail).to.match(/^100 reserved by \d+ calls; held 100 of 100$/);
+    for (const name of ["qm", "qm-cluster"]) {
+      const batch = report.measurements.find((m) => m.contender === name && m.workload === "batch-hot");
+      expect(batch?.check.detail, name).to.match(/^100 reserved by \d+ calls; held 100 of 100$/);
+    }
+    // The cluster's CPU counts its etcd and nats-server, not only its nodes.
+    const clusterHot = report.measurements.find((m) => m.contender === "qm-cluster" && m.workload === "hot");
+    expect(clusterHot?.cpuMsPer1000.database, "etcd + nats-server CPU").to.be.greaterThan(0);
     const markdown = await readFile(path.join(outDir, `${base}.md`), "utf8");
     expect(markdown).to.contain("## Goals");
     expect(markdown).to.match(/Load average \(1\/5\/15 min\) at the start [\d.]+ [\d.]+ [\d.]+/);

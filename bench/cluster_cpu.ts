@@ -1,0 +1,235 @@
+// CPU per hot-SKU reservation of a whole 3-node cluster (etcd, nats-server and
+// the three nodes, all pinned to the server's core), build against build, in
+// alternating rounds: what bench/hot_cpu.ts does for one embedded node.
+//
+//   node dist/bench/cluster_cpu.js --variant 'base main=/path/to/base/dist/src/main.js' --variant new [--via non-owner|spread]
+//
+// Each pass starts a fresh cluster of the variant's build, seeds one SKU that
+// n1 owns, warms it up and measures `--requests` reservations sent to n2 (a
+// non-owner: every call takes one NATS request/reply to n1) or, with
+// `--via spread`, spread over all three nodes as bench:compare's qm-cluster
+// does. Figures: CPU of all five processes per acknowledged reservation,
+// reservations/s, p99, and the owner's journal writes (JetStream publishes)
+// per reservation. Variants take the words of hot_cpu.ts (main=, node=,
+// KEY=VALUE for the nodes' environment); node=--cpu-prof profiles the nodes.
+
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { ActorKind, ClusterServiceClient } from "../src/gen/quartermaster/v1/cluster";
+import { LIVE_RESERVATIONS_PER_SKU_MAX } from "../src/limits";
+import { type QmCluster, startQmCluster } from "./contenders/qm_cluster";
+import { readCpuTimeMs } from "./processes";
+import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
+import { parseVariant, type Variant } from "./hot_cpu";
+import { choosePinning, emergencyCleanup, type Pinning, pinSelf, temporaryDirs } from "./processes";
+import { processTree } from "./contenders/engines";
+import { scrapeMetrics } from "./prometheus";
+import { HOT_SKU_UNITS, seedHotSku } from "./seed";
+
+/** Warmup and measured reservations stay live on one SKU: their sum must stay below its live-hold limit. */
+const REQUESTS_PER_PASS_MAX = Math.floor(LIVE_RESERVATIONS_PER_SKU_MAX * 0.9);
+/** Candidate ids probed for one that n1 owns. */
+const OWNED_ID_PROBES_MAX = 200;
+const RUN_MS_MAX = 5 * 60 * 1000;
+const CALL_DEADLINE_MS = 10_000;
+const VIAS = ["non-owner", "spread"] as const;
+type Via = (typeof VIAS)[number];
+
+interface Options {
+  readonly rounds: number;
+  readonly warmup: number;
+  readonly requests: number;
+  readonly concurrency: number;
+  readonly sessions: number;
+  readonly via: Via;
+}
+
+interface Pass {
+  readonly variant: string;
+  readonly round: number;
+  readonly ok: number;
+  readonly errors: number;
+  readonly callsPerSecond: number;
+  /** CPU of all five processes per acknowledged reservation, µs. */
+  readonly cpuMicrosPerOp: number;
+  /** Of it, the three nodes'. */
+  readonly nodeMicrosPerOp: number;
+  readonly p99Ms: number;
+  /** The owner's Δqm_journal_commits_total (JetStream journal writes) per reservation; null when unreadable. */
+  readonly writesPerOp: number | null;
+  readonly loadAverage: number;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+function cpuMs(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) for (const p of processTree(pid)) total += readCpuTimeMs(p) ?? 0;
+  return total;
+}
+
+async function ownedByFirstNode(cluster: QmCluster, prefix: string): Promise<string> {
+  const client = new ClusterServiceClient(cluster.address, credentials.createInsecure());
+  try {
+    for (let i = 0; i < OWNED_ID_PROBES_MAX; i++) {
+      const id = `${prefix}-${i}`;
+      const owner = await new Promise<string>((resolve, reject) => {
+        client.locateKey({ kind: ActorKind.ACTOR_KIND_SKU, id }, new Metadata(), { deadline: Date.now() + CALL_DEADLINE_MS }, (error, r) =>
+          error !== null ? reject(error) : resolve(r.ownerNodeId),
+        );
+      });
+      if (owner === "n1") return id;
+    }
+  } finally {
+    client.close();
+  }
+  throw new Error(`no id ${prefix}-N owned by n1`);
+}
+
+async function commits(metricsAddress: string | undefined): Promise<number | null> {
+  if (metricsAddress === undefined) return null;
+  const scraped = await scrapeMetrics(metricsAddress);
+  return "error" in scraped ? null : (scraped.sums.get("qm_journal_commits_total") ?? null);
+}
+
+function load(target: string, skuId: string, requests: number, options: Options, tag: string): Promise<LoadResult> {
+  const calls = scenarioCalls({ scenario: "hot", runTag: tag, hotSkuId: skuId, skuCount: 1, seed: 1 });
+  return runLoad({
+    target,
+    path: calls.path,
+    frameFactory: calls.frameFactory,
+    transport: "raw",
+    sessions: options.sessions,
+    concurrency: options.concurrency,
+    warmupMs: 0,
+    durationMs: RUN_MS_MAX,
+    requestsMax: requests,
+  });
+}
+
+async function onePass(variant: Variant, index: number, round: number, options: Options, pinning: Pinning): Promise<Pass> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "qm-cluster-cpu-"));
+  temporaryDirs.add(root);
+  let cluster: QmCluster | null = null;
+  try {
+    cluster = await startQmCluster(root, pinning.serverCpu, variant.main, { ...process.env, QM_LOG_LEVEL: "warn", ...variant.env }, variant.nodeArgs);
+    const skuId = await ownedByFirstNode(cluster, `hot-${index}-${round}`);
+    await seedHotSku(cluster.address, HOT_SKU_UNITS, skuId);
+    const target = options.via === "spread" ? cluster.targets : (cluster.addresses[1] ?? "");
+    const tag = `v${index}-${round}-${process.pid}`;
+    const warm = await load(target, skuId, options.warmup, options, `${tag}-w`);
+    if (warm.fatal !== null || warm.errorTotal > 0) throw new Error(`${variant.name} warmup: ${warm.fatal ?? warm.firstError ?? "?"}`);
+    const nodes = cluster.nodePids();
+    const all = [...nodes, ...cluster.enginePids()];
+    const [allBefore, nodesBefore, commitsBefore] = [cpuMs(all), cpuMs(nodes), await commits(cluster.metricsAddresses[0])];
+    const result = await load(target, skuId, options.requests, options, tag);
+    const [allAfter, nodesAfter, commitsAfter] = [cpuMs(all), cpuMs(nodes), await commits(cluster.metricsAddresses[0])];
+    if (result.fatal !== null) throw new Error(`${variant.name}: ${result.fatal}`);
+    const ok = Math.max(1, result.okTotal);
+    return {
+      variant: variant.name,
+      round,
+      ok: result.okTotal,
+      errors: result.errorTotal,
+      callsPerSecond: result.okTotal / (result.measuredMs / 1000),
+      cpuMicrosPerOp: ((allAfter - allBefore) * 1000) / ok,
+      nodeMicrosPerOp: ((nodesAfter - nodesBefore) * 1000) / ok,
+      p99Ms: result.latency.p99Ms,
+      writesPerOp: commitsBefore === null || commitsAfter === null ? null : (commitsAfter - commitsBefore) / ok,
+      loadAverage: os.loadavg()[0] ?? Number.NaN,
+    };
+  } finally {
+    await cluster?.stop();
+    fs.rmSync(root, { recursive: true, force: true });
+    temporaryDirs.delete(root);
+  }
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      variant: { type: "string", multiple: true },
+      rounds: { type: "string", default: "3" },
+      warmup: { type: "string", default: "5000" },
+      requests: { type: "string", default: "40000" },
+      concurrency: { type: "string", default: "64" },
+      sessions: { type: "string", default: "4" },
+      via: { type: "string", default: "non-owner" },
+    },
+    strict: true,
+  });
+  const via = VIAS.find((v) => v === values.via);
+  if (via === undefined) throw new Error(`--via must be one of ${VIAS.join(", ")}`);
+  const options: Options = {
+    rounds: Number(values.rounds),
+    warmup: Number(values.warmup),
+    requests: Number(values.requests),
+    concurrency: Number(values.concurrency),
+    sessions: Number(values.sessions),
+    via,
+  };
+  if (options.warmup + options.requests > REQUESTS_PER_PASS_MAX) throw new Error(`warmup + requests must stay under ${REQUESTS_PER_PASS_MAX}`);
+  const defaultMain = path.resolve(__dirname, "..", "src", "main.js");
+  const variants = (values.variant ?? ["current"]).map((spec) => parseVariant(spec, defaultMain));
+  const pinning = choosePinning();
+  pinSelf(pinning.generatorCpu);
+  log(`pinning: ${pinning.description}; via ${via}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+  const passes: Pass[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const [index, variant] of variants.entries()) {
+      const p = await onePass(variant, index, round, options, pinning);
+      passes.push(p);
+      log(
+        `round ${round} ${variant.name.padEnd(10)} ${p.callsPerSecond.toFixed(0).padStart(6)} calls/s  ${p.cpuMicrosPerOp.toFixed(1).padStart(6)} µs CPU/op ` +
+          `(nodes ${p.nodeMicrosPerOp.toFixed(1)})  writes/op ${p.writesPerOp?.toFixed(3) ?? "?"}  p99 ${p.p99Ms.toFixed(1)} ms  errors ${p.errors}  load ${p.loadAverage.toFixed(1)}`,
+      );
+    }
+  }
+  const first = variants[0]?.name ?? "";
+  log(`\nmedians over ${options.rounds} alternating rounds of ${options.requests} reservations via ${via} (ratios: pairwise per round, then median)`);
+  log(`${"variant".padEnd(10)} ${"µs CPU/op".padStart(9)} ${`÷ ${first}`.padStart(9)} ${"calls/s".padStart(8)} ${`÷ ${first}`.padStart(9)} ${"writes/op".padStart(9)} ${"p99 ms".padStart(7)}`);
+  for (const v of variants) {
+    const mine = passes.filter((p) => p.variant === v.name);
+    const ratio = (pick: (p: Pass) => number): number =>
+      median(mine.map((p) => {
+        const base = passes.find((b) => b.variant === first && b.round === p.round);
+        return base === undefined ? Number.NaN : pick(p) / pick(base);
+      }));
+    log(
+      `${v.name.padEnd(10)} ${median(mine.map((p) => p.cpuMicrosPerOp)).toFixed(1).padStart(9)} ${ratio((p) => p.cpuMicrosPerOp).toFixed(2).padStart(9)} ` +
+        `${median(mine.map((p) => p.callsPerSecond)).toFixed(0).padStart(8)} ${ratio((p) => p.callsPerSecond).toFixed(2).padStart(9)} ` +
+        `${median(mine.map((p) => p.writesPerOp ?? Number.NaN)).toFixed(3).padStart(9)} ${median(mine.map((p) => p.p99Ms)).toFixed(1).padStart(7)}`,
+    );
+  }
+  return passes.some((p) => p.errors > 0) ? 1 : 0;
+}
+
+if (require.main === module) {
+  process.once("SIGINT", () => {
+    emergencyCleanup();
+    process.exit(130);
+  });
+  process.once("exit", emergencyCleanup);
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`cluster_cpu: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      emergencyCleanup();
+      process.exitCode = 1;
+    },
+  );
+}
