@@ -1,0 +1,252 @@
+// Server CPU per Reserve across many SKUs THROUGH gRPC, build against build,
+// in alternating rounds, with the hot SKU on the same node as the yardstick:
+//
+//   node dist/bench/catalog_grpc.js --template D --skus 100000 \
+//     --variant 'base main=/path/to/base/dist/src/main.js' --variant new \
+//     [--scenarios uniform,zipf,hot] [--rounds 3] [--warmup 3000] [--requests 20000]
+//
+// Seeding 100,000 SKUs over gRPC takes minutes on this machine, so the
+// catalogue is a data directory built once through the journal API
+// (`growth.js build --dir D --skus N --events-per-sku 2`; with --build this
+// script builds it when D holds none). Every pass copies it, starts a node on
+// the copy (QM_DATA_DIR), warms up, and measures the node's CPU (all threads)
+// over a fixed number of Reserves from 64 callers; then stops the node and
+// deletes the copy. The hot scenario runs on a copy too, with the hot SKU
+// added over gRPC, so the ratio uniform / hot of one variant says what the
+// many-SKU path (activation, its append, eviction) adds to a Reserve over the
+// gRPC path both share, on the same build and in the same round.
+//
+// Passes alternate: round 1 runs each scenario on each variant in turn, then
+// round 2, … A variant is as in hot_cpu.ts: a name, then `main=PATH`,
+// `node=FLAG` (e.g. node=--cpu-prof node=--cpu-prof-dir=/tmp/prof) or an
+// environment variable of the node.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { systemClock } from "../src/clock";
+import { buildCatalogue } from "./growth_data";
+import { type LoadResult, type ScenarioName, runLoad, scenarioCalls } from "./h2_load";
+import { waitUntilServing } from "./health_client";
+import { type Variant, parseVariant } from "./hot_cpu";
+import { LOOPBACK_HOST } from "./load_session";
+import { type Pinning, choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs } from "./processes";
+import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
+
+/** A starting node must answer SERVING within this. */
+const HEALTH_DEADLINE_MS = 60_000;
+/** Generous bound on one measured pass. */
+const PASS_DEADLINE_MS = 300_000;
+
+type CatalogScenario = "uniform" | "zipf" | "hot";
+const CATALOG_SCENARIOS: readonly CatalogScenario[] = ["uniform", "zipf", "hot"];
+/** The load generator's name for each. */
+const LOAD_SCENARIO: Readonly<Record<CatalogScenario, ScenarioName>> = { uniform: "random", zipf: "zipf", hot: "hot" };
+
+interface Options {
+  readonly template: string;
+  readonly skus: number;
+  readonly rounds: number;
+  readonly warmup: number;
+  readonly requests: number;
+  readonly concurrency: number;
+  readonly sessions: number;
+}
+
+interface Pass {
+  readonly variant: string;
+  readonly scenario: CatalogScenario;
+  readonly round: number;
+  readonly ok: number;
+  readonly errors: number;
+  readonly cpuMicrosPerOp: number;
+  readonly callsPerSecond: number;
+  readonly loadAverage: number;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function load(address: string, scenario: CatalogScenario, requests: number, options: Options, tag: string): Promise<LoadResult> {
+  const calls = scenarioCalls({ scenario: LOAD_SCENARIO[scenario], runTag: tag, hotSkuId: HOT_SKU_ID, skuCount: options.skus, seed: 1 + (process.pid % 1000) });
+  const result = await runLoad({
+    target: address,
+    path: calls.path,
+    frameFactory: calls.frameFactory,
+    transport: "raw",
+    sessions: options.sessions,
+    concurrency: options.concurrency,
+    warmupMs: 0,
+    durationMs: PASS_DEADLINE_MS,
+    requestsMax: requests,
+  });
+  if (result.fatal !== null) throw new Error(`${scenario}: ${result.fatal}`);
+  return result;
+}
+
+async function onePass(variant: Variant, index: number, scenario: CatalogScenario, round: number, options: Options, pinning: Pinning): Promise<Pass> {
+  const port = await freeLoopbackPort();
+  const metricsPort = await freeLoopbackPort();
+  const address = `${LOOPBACK_HOST}:${port}`;
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qm-catalog-grpc-"));
+  temporaryDirs.add(dataDir);
+  fs.cpSync(options.template, dataDir, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    QM_LISTEN: address,
+    QM_METRICS_LISTEN: `${LOOPBACK_HOST}:${metricsPort}`,
+    QM_DATA_DIR: dataDir,
+    QM_LOG_LEVEL: "warn",
+    ...variant.env,
+  };
+  const server = spawnNode({ name: `server ${variant.name}`, script: variant.main, args: [], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+  try {
+    await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
+    if (scenario === "hot") await seedHotSku(address, HOT_SKU_UNITS);
+    const tag = `c${index}-${round}-${scenario}-${process.pid}`;
+    const warm = await load(address, scenario, options.warmup, options, `${tag}-w`);
+    if (warm.errorTotal > 0) throw new Error(`${variant.name} ${scenario} warmup: ${warm.errorTotal} errors; first: ${warm.firstError ?? "?"}`);
+    const before = readCpuTimeMs(server.pid);
+    const result = await load(address, scenario, options.requests, options, tag);
+    const after = readCpuTimeMs(server.pid);
+    if (before === null || after === null) throw new Error(`${variant.name}: server CPU unreadable (${server.describeExit()})`);
+    const ok = result.okTotal;
+    return {
+      variant: variant.name,
+      scenario,
+      round,
+      ok,
+      errors: result.errorTotal,
+      cpuMicrosPerOp: ok === 0 ? Number.NaN : ((after - before) * 1000) / ok,
+      callsPerSecond: result.callsPerSecond,
+      loadAverage: os.loadavg()[0] ?? Number.NaN,
+    };
+  } catch (error) {
+    const tail = server.outputTail();
+    throw new Error(`${error instanceof Error ? error.message : String(error)}${tail === "" ? "" : `\n${tail}`}`);
+  } finally {
+    await stopChild(server);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    temporaryDirs.delete(dataDir);
+  }
+}
+
+function summary(passes: readonly Pass[], variants: readonly Variant[], scenarios: readonly CatalogScenario[]): string {
+  const first = variants[0]!.name;
+  const pairwise = (mine: readonly Pass[], baseOf: (p: Pass) => Pass | undefined): number =>
+    median(
+      mine.map((p) => {
+        const base = baseOf(p);
+        return base === undefined ? Number.NaN : p.cpuMicrosPerOp / base.cpuMicrosPerOp;
+      }),
+    );
+  const lines = [`${"scenario".padEnd(8)} ${"variant".padEnd(12)} ${"µs CPU/op".padStart(9)} ${`÷ ${first}`.padStart(9)} ${"÷ hot".padStart(7)} ${"errors".padStart(6)}`];
+  for (const scenario of scenarios) {
+    for (const variant of variants) {
+      const mine = passes.filter((p) => p.variant === variant.name && p.scenario === scenario);
+      const toFirst = pairwise(mine, (p) => passes.find((b) => b.variant === first && b.scenario === scenario && b.round === p.round));
+      const toHot = pairwise(mine, (p) => passes.find((b) => b.variant === variant.name && b.scenario === "hot" && b.round === p.round));
+      lines.push(
+        `${scenario.padEnd(8)} ${variant.name.padEnd(12)} ${median(mine.map((p) => p.cpuMicrosPerOp)).toFixed(1).padStart(9)} ` +
+          `${toFirst.toFixed(2).padStart(9)} ${toHot.toFixed(2).padStart(7)} ${String(mine.reduce((n, p) => n + p.errors, 0)).padStart(6)}`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+function positive(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      template: { type: "string" },
+      skus: { type: "string", default: "100000" },
+      build: { type: "boolean", default: false },
+      variant: { type: "string", multiple: true },
+      scenarios: { type: "string", default: CATALOG_SCENARIOS.join(",") },
+      rounds: { type: "string", default: "3" },
+      warmup: { type: "string", default: "3000" },
+      requests: { type: "string", default: "20000" },
+      concurrency: { type: "string", default: "64" },
+      sessions: { type: "string", default: "4" },
+      json: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.template === undefined) throw new Error("--template DIR is required (a data directory from growth.js build)");
+  const options: Options = {
+    template: path.resolve(values.template),
+    skus: positive("skus", values.skus),
+    rounds: positive("rounds", values.rounds),
+    warmup: positive("warmup", values.warmup),
+    requests: positive("requests", values.requests),
+    concurrency: positive("concurrency", values.concurrency),
+    sessions: positive("sessions", values.sessions),
+  };
+  const scenarios = values.scenarios.split(",").map((name) => {
+    const found = CATALOG_SCENARIOS.find((s) => s === name);
+    if (found === undefined) throw new Error(`--scenarios takes ${CATALOG_SCENARIOS.join(", ")}; got ${name}`);
+    return found;
+  });
+  const defaultMain = path.resolve(__dirname, "..", "src", "main.js");
+  const variants = (values.variant ?? ["current"]).map((spec) => parseVariant(spec, defaultMain));
+  if (!fs.existsSync(path.join(options.template, "journal", "data.mdb"))) {
+    if (!values.build) throw new Error(`${options.template} holds no journal; build it with growth.js build or pass --build`);
+    fs.mkdirSync(options.template, { recursive: true });
+    const built = await buildCatalogue({ dir: options.template, skus: options.skus, eventsPerSku: 2, clock: systemClock });
+    log(`built ${built.skus} SKUs in ${built.seconds.toFixed(1)} s`);
+  }
+  const pinning = choosePinning();
+  pinSelf(pinning.generatorCpu);
+  log(`pinning: ${pinning.description}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+  const passes: Pass[] = [];
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const scenario of scenarios) {
+      for (const [index, variant] of variants.entries()) {
+        const pass = await onePass(variant, index, scenario, round, options, pinning);
+        passes.push(pass);
+        log(
+          `round ${round} ${scenario.padEnd(7)} ${variant.name.padEnd(12)} ${pass.cpuMicrosPerOp.toFixed(1).padStart(7)} µs CPU/op  ` +
+            `${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  errors ${pass.errors}  load ${pass.loadAverage.toFixed(1)}`,
+        );
+      }
+    }
+  }
+  log(`\nmedians over ${options.rounds} alternating rounds of ${options.requests} reserves (ratios: pairwise per round, then median)`);
+  log(summary(passes, variants, scenarios));
+  if (values.json) process.stdout.write(`${JSON.stringify({ options, passes })}\n`);
+  return passes.some((p) => p.errors > 0) ? 1 : 0;
+}
+
+if (require.main === module) {
+  process.once("SIGINT", () => {
+    emergencyCleanup();
+    process.exit(130);
+  });
+  process.once("exit", emergencyCleanup);
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`catalog_grpc: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      emergencyCleanup();
+      process.exitCode = 1;
+    },
+  );
+}
