@@ -17,7 +17,7 @@
 // gRPC path both share, on the same build and in the same round.
 //
 // Passes alternate: round 1 runs each scenario on each variant in turn, then
-// round 2, … A variant is as in hot_cpu.ts: a name, then `main=PATH`,
+// round 2 (variants in reverse order), … A variant is as in hot_cpu.ts: a name, then `main=PATH`,
 // `node=FLAG` (e.g. node=--cpu-prof node=--cpu-prof-dir=/tmp/prof) or an
 // environment variable of the node.
 
@@ -217,7 +217,12 @@ async function main(argv: readonly string[]): Promise<number> {
   const passes: Pass[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     for (const scenario of scenarios) {
-      for (const [index, variant] of variants.entries()) {
+      // Even rounds run the variants in reverse (A B, B A, …): a pass leaves
+      // work behind (its copy's writeback, its deletion) that the next pass
+      // pays, and a fixed order would charge it to the same variant each round.
+      const order = [...variants.entries()];
+      if (round % 2 === 0) order.reverse();
+      for (const [index, variant] of order) {
         const pass = await onePass(variant, index, scenario, round, options, pinning);
         passes.push(pass);
         log(
