@@ -13,7 +13,13 @@
 // A variant is one string: its name, then KEY=VALUE words. `main=PATH` runs
 // another build's dist/src/main.js (A/B of two commits); `node=FLAG` adds a
 // flag for node (e.g. node=--cpu-prof node=--cpu-prof-dir=/tmp/prof); every
-// other KEY=VALUE is an environment variable of the server. A variant with
+// other KEY=VALUE is an environment variable of the server. `contender=echo`
+// runs bench/echo_server.ts instead, and `contender=redis-aof` the Redis
+// contender of bench:compare (store_server.ts, same grpc-js and generated
+// codecs, a Lua reserve per call on a redis-server with `appendfsync always`
+// pinned to the server's core): the figure to beat, measured the same way
+// (the server process alone, as for Quartermaster; redis-server not counted).
+// A variant with
 // OTEL_TRACES_EXPORTER=otlp and no endpoint gets a local OTLP sink
 // (otlp_sink.ts) on the generator's core.
 //
@@ -43,6 +49,8 @@ import {
   temporaryDirs,
 } from "./processes";
 import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
+import { type Engine, startRedis } from "./contenders/engines";
+import { RedisAdmin } from "./contenders/redis_store";
 
 const RESERVE_PATH = "/quartermaster.v1.InventoryService/Reserve";
 /** A starting server must answer SERVING within this. */
@@ -61,7 +69,12 @@ export interface Variant {
   readonly main: string;
   readonly nodeArgs: readonly string[];
   readonly env: Readonly<Record<string, string>>;
+  /** Another server than Quartermaster, for the same hot load. */
+  readonly contender?: Contender;
 }
+
+export const HOT_CONTENDERS = ["echo", "redis-aof"] as const;
+export type Contender = (typeof HOT_CONTENDERS)[number];
 
 export interface HotCpuOptions {
   readonly rounds: number;
@@ -113,6 +126,7 @@ export function parseVariant(spec: string, defaultMain: string): Variant {
   const name = words.shift();
   if (name === undefined || name === "" || name.includes("=")) throw new Error(`variant ${JSON.stringify(spec)}: starts with its name`);
   let main = defaultMain;
+  let contender: Contender | undefined;
   const nodeArgs: string[] = [];
   const env: Record<string, string> = {};
   for (const word of words) {
@@ -122,9 +136,13 @@ export function parseVariant(spec: string, defaultMain: string): Variant {
     const value = word.slice(eq + 1);
     if (key === "main") main = path.resolve(value);
     else if (key === "node") nodeArgs.push(value);
-    else env[key] = value;
+    else if (key === "contender") {
+      const known = HOT_CONTENDERS.find((c) => c === value);
+      if (known === undefined) throw new Error(`variant ${name}: contender must be one of ${HOT_CONTENDERS.join(", ")}`);
+      contender = known;
+    } else env[key] = value;
   }
-  return { name, main, nodeArgs, env };
+  return contender === undefined ? { name, main, nodeArgs, env } : { name, main, nodeArgs, env, contender };
 }
 
 function log(line: string): void {
@@ -208,10 +226,28 @@ async function onePass(
       : {}),
     ...variant.env,
   };
-  const server = spawnNode({ name: `server ${variant.name}`, script: variant.main, args: [], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+  let redis: Engine | null = null;
+  let server: Child;
+  if (variant.contender === "echo") {
+    server = spawnNode({ name: `echo ${variant.name}`, script: path.resolve(__dirname, "echo_server.js"), args: ["--port", String(port)], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+  } else if (variant.contender === "redis-aof") {
+    const dbPort = await freeLoopbackPort();
+    redis = await startRedis(path.join(dataDir, "redis"), dbPort, pinning.serverCpu, true);
+    const admin = new RedisAdmin(LOOPBACK_HOST, dbPort);
+    try {
+      await admin.seed(HOT_SKU_ID, HOT_SKU_UNITS, 0, 0);
+    } finally {
+      await admin.close();
+    }
+    const script = path.resolve(__dirname, "contenders", "store_server.js");
+    const args = ["--store", "redis", "--port", String(port), "--db-port", String(dbPort)];
+    server = spawnNode({ name: `redis-aof ${variant.name}`, script, args, nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+  } else {
+    server = spawnNode({ name: `server ${variant.name}`, script: variant.main, args: [], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+  }
   try {
     await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
-    await seedHotSku(address, HOT_SKU_UNITS);
+    if (variant.contender === undefined) await seedHotSku(address, HOT_SKU_UNITS);
     // Reservation ids take only [A-Za-z0-9._:-]; a variant's name may hold anything.
     const tag = `v${index}-${round}-${process.pid}`;
     const warm = await hotPass(address, options.warmup, options, `${tag}-w`);
@@ -239,7 +275,7 @@ async function onePass(
       serverCpuPercent: (cpuMs / (seconds * 1000)) * 100,
       p50Ms: result.latency.p50Ms,
       p99Ms: result.latency.p99Ms,
-      heapUsedBytes: await heapUsed(metricsAddress),
+      heapUsedBytes: variant.contender === undefined ? await heapUsed(metricsAddress) : null,
       loadAverage: os.loadavg()[0] ?? Number.NaN,
     };
   } catch (error) {
@@ -247,6 +283,7 @@ async function onePass(
     throw new Error(`${error instanceof Error ? error.message : String(error)}${tail === "" ? "" : `\n${tail}`}`);
   } finally {
     await stopChild(server);
+    if (redis !== null) await stopChild(redis.child);
     fs.rmSync(dataDir, { recursive: true, force: true });
     temporaryDirs.delete(dataDir);
   }
