@@ -781,5 +781,53 @@ describe("SKU state machine", () => {
       expect(viewReservation(state, "committed").state).to.equal("FULFILLED");
       expect(viewReservation(state, "shipped").state).to.equal("COMMITTED");
     });
+
+    it("stores each reservation as a tuple, in fewer bytes than the object form it replaced", () => {
+      const state = skuWith({ A: 10_000 });
+      for (let i = 0; i < 1_000; i++) reserve(state, `hold-${i}`, 1, "A", T0 + i);
+      const snapshot = skuToSnapshot(state);
+      expect(snapshot.live[0]).to.deep.equal(["hold-0", "A", 1, TTL_MS, "RESERVED", T0 + TTL_MS, T0, T0, 0, []]);
+      const asObjects = {
+        ...snapshot,
+        live: [...state.live.values()].map((r) => ({ ...r, shipped: [] })),
+      };
+      // 1,000 holds: about 60 bytes each as tuples, about 150 as objects.
+      expect(pack(snapshot).length).to.be.below(70_000);
+      expect(pack(asObjects).length).to.be.above(140_000);
+      expect(viewSku(roundTrip(state))).to.deep.equal(viewSku(state));
+    });
+
+    it("reads snapshots written with reservations as objects (the earlier form), with shipments as entries or an object", () => {
+      // Written out as the previous release stored them: levels, a RESERVED hold, a COMMITTED one
+      // partly shipped (entries), an ended one shipped in full (an object, and no TTL: older still).
+      const earlier = {
+        def: definition(),
+        createdAtMs: T0,
+        updatedAtMs: T0 + 9,
+        version: 7,
+        levels: [["A", { onHand: 92, reserved: 5, committed: 12 }]],
+        live: [
+          { id: "held", locationId: "A", quantity: 5, ttlMs: 30_000, status: "RESERVED", expiresAtMs: T0 + 30_001, createdAtMs: T0 + 1, updatedAtMs: T0 + 1, shipped: [], fulfilled: 0 },
+          { id: "part", locationId: "A", quantity: 20, ttlMs: TTL_MS, status: "COMMITTED", expiresAtMs: null, createdAtMs: T0 + 2, updatedAtMs: T0 + 4, shipped: [["s1", 8]], fulfilled: 8 },
+        ],
+        ended: [{ id: "done", locationId: "A", quantity: 3, status: "FULFILLED", expiresAtMs: null, createdAtMs: T0 + 5, updatedAtMs: T0 + 9, shipped: { s2: 3 }, fulfilled: 3 }],
+        adjustmentSeq: 1,
+        adjustmentKeys: [],
+      };
+      const restored = skuFromSnapshot("sku-1", unpack(pack(earlier)) as SkuSnapshot);
+      expect(totals(restored)).to.deep.equal({ onHand: 92, reserved: 5, committed: 12, available: 75 });
+      expect(viewReservation(restored, "held")).to.deep.include({ state: "RESERVED", quantity: 5, expiresAtMs: T0 + 30_001 });
+      expect(viewReservation(restored, "part")).to.deep.include({ state: "COMMITTED", fulfilledQuantity: 8 });
+      expect(viewReservation(restored, "done")).to.deep.include({ state: "FULFILLED", fulfilledQuantity: 3 });
+      expect(nextExpiryMs(restored)).to.equal(T0 + 30_001);
+      // Shipments restored: a repeated one is a no-op, an undo gives its units back, a new one ships.
+      expect(decideFulfil(restored, "part", "s1", 8, T0 + 10)).to.deep.equal([]);
+      expect(decideUnfulfil(restored, "done", "s2", T0 + 10)).to.have.length(1);
+      expect(apply(restored, decideFulfil(restored, "part", "s3", 12, T0 + 11))).to.have.length(1);
+      expect(viewReservation(restored, "part").state).to.equal("FULFILLED");
+      // The retried hold with its recorded TTL is the same request; another TTL is not.
+      expect(decideReserve(restored, { id: "held", quantity: 5, locationId: "", ttlMs: 30_000 }, T0 + 12)).to.deep.equal([]);
+      expect(qmErrorOf(() => decideReserve(restored, { id: "held", quantity: 5, locationId: "", ttlMs: 1_000 }, T0 + 12)).code).to.equal("ALREADY_EXISTS");
+    });
   });
 });
