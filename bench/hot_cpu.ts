@@ -99,9 +99,9 @@ export interface PassFigures {
   readonly serverCpuPercent: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
-  /** Where a pause of the event loop (a snapshot, a major GC) shows. */
-  readonly p999Ms: number;
-  readonly maxMs: number;
+  /** Where a pause of the event loop (a snapshot, a major GC) shows; absent from drivers that do not read it (checkout_cpu.ts). */
+  readonly p999Ms?: number;
+  readonly maxMs?: number;
   /** V8 heap in use right after the pass, from /metrics; null when unreadable. */
   readonly heapUsedBytes: number | null;
   /** Load average (1 min) when the pass ended: the machine's noise. */
@@ -116,7 +116,7 @@ export interface VariantSummary {
   readonly cpuRatio: number;
   readonly throughputRatio: number;
   readonly p99Ms: number;
-  readonly p999Ms: number;
+  readonly p999Ms?: number;
 }
 
 function median(values: readonly number[]): number {
@@ -316,7 +316,7 @@ export async function compareVariants(
         log(
           `round ${round} ${variant.name.padEnd(12)} ${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  ` +
             `${pass.cpuMicrosPerOp.toFixed(1).padStart(6)} µs CPU/op (main thread ${pass.mainThreadMicrosPerOp?.toFixed(1) ?? "?"})  server ${pass.serverCpuPercent.toFixed(0)}% of a core  ` +
-            `p99 ${pass.p99Ms.toFixed(1)} p999 ${pass.p999Ms.toFixed(1)} max ${pass.maxMs.toFixed(1)} ms  heap ${pass.heapUsedBytes === null ? "?" : (pass.heapUsedBytes / 1048576).toFixed(0)} MiB  load ${pass.loadAverage.toFixed(1)}`,
+            `p99 ${pass.p99Ms.toFixed(1)} p999 ${pass.p999Ms?.toFixed(1) ?? "?"} max ${pass.maxMs?.toFixed(1) ?? "?"} ms  heap ${pass.heapUsedBytes === null ? "?" : (pass.heapUsedBytes / 1048576).toFixed(0)} MiB  load ${pass.loadAverage.toFixed(1)}`,
         );
       }
     }
@@ -345,7 +345,7 @@ export async function compareVariants(
       cpuRatio: ratios((p) => p.cpuMicrosPerOp),
       throughputRatio: ratios((p) => p.callsPerSecond),
       p99Ms: median(mine.map((p) => p.p99Ms)),
-      p999Ms: median(mine.map((p) => p.p999Ms)),
+      p999Ms: median(mine.map((p) => p.p999Ms ?? Number.NaN)),
     };
   });
   return { passes, summary };
@@ -356,7 +356,7 @@ export function summaryTable(summary: readonly VariantSummary[]): string {
   const rows = summary.map(
     (s) =>
       `${s.variant.padEnd(14)} ${s.cpuMicrosPerOp.toFixed(1).padStart(8)} ${s.cpuRatio.toFixed(2).padStart(9)} ` +
-      `${s.callsPerSecond.toFixed(0).padStart(9)} ${s.throughputRatio.toFixed(2).padStart(9)} ${s.p99Ms.toFixed(1).padStart(8)} ${s.p999Ms.toFixed(1).padStart(8)}`,
+      `${s.callsPerSecond.toFixed(0).padStart(9)} ${s.throughputRatio.toFixed(2).padStart(9)} ${s.p99Ms.toFixed(1).padStart(8)} ${(s.p999Ms?.toFixed(1) ?? "?").padStart(8)}`,
   );
   return [`${"variant".padEnd(14)} ${"µs CPU/op".padStart(8)} ${`÷ ${first}`.padStart(9)} ${"calls/s".padStart(9)} ${`÷ ${first}`.padStart(9)} ${"p99 ms".padStart(8)} ${"p999 ms".padStart(8)}`, ...rows].join(
     "\n",
