@@ -318,7 +318,7 @@ export function renderMarkdown(report: CompareReport, svgName: string): string {
     "",
     "## Goals",
     "",
-    `Each workload ran in ${s["rounds"] ?? 1} rounds of ${fixed((s["durationMs"] ?? 0) / (s["rounds"] ?? 1))} ms after a warmup of ${s["warmupMs"]} ms; each round went through every contender once, with all of them running, idle but for the one measured. ` +
+    `Each workload ran in ${s["rounds"] ?? 1} rounds of ${fixed((s["durationMs"] ?? 0) / (s["rounds"] ?? 1))} ms after a warmup of ${s["warmupMs"]} ms (ReserveBatch rounds: none, measured from their first call, since their capped calls last about a second); each round went through every contender once, with all of them running, idle but for the one measured. ` +
       "A ratio is the median of the per-round ratios (contenders of one round ran seconds apart), with their range; ops/s is the median over rounds. " +
       "Each family of workloads (hot and batch-hot; uniform and Zipf; checkout and batch-uniform) started every contender afresh on its own data.",
     "",
