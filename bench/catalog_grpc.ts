@@ -31,7 +31,7 @@ import { type LoadResult, type ScenarioName, runLoad, scenarioCalls } from "./h2
 import { waitUntilServing } from "./health_client";
 import { type Variant, parseVariant } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
-import { type Pinning, choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs } from "./processes";
+import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
 
 /** A starting node must answer SERVING within this. */
@@ -238,20 +238,4 @@ async function main(argv: readonly string[]): Promise<number> {
   return passes.some((p) => p.errors > 0) ? 1 : 0;
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  process.once("exit", emergencyCleanup);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`catalog_grpc: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      emergencyCleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("catalog_grpc", main);

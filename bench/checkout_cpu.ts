@@ -23,7 +23,7 @@ import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
 import { type PassFigures, parseVariant, summaryTable, type Variant, type VariantSummary } from "./hot_cpu";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
-import { type Pinning, choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs } from "./processes";
+import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { scrapeMetrics } from "./prometheus";
 import { HOT_SKU_ID, seedCatalogue } from "./seed";
 
@@ -274,20 +274,4 @@ async function main(argv: readonly string[]): Promise<number> {
   return passes.some((p) => p.errors > 0) ? 1 : 0;
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  process.once("exit", emergencyCleanup);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`checkout_cpu: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      emergencyCleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("checkout_cpu", main);

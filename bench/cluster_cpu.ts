@@ -21,10 +21,9 @@ import { credentials, Metadata } from "@grpc/grpc-js";
 import { ActorKind, ClusterServiceClient } from "../src/gen/quartermaster/v1/cluster";
 import { LIVE_RESERVATIONS_PER_SKU_MAX } from "../src/limits";
 import { type QmCluster, startQmCluster } from "./contenders/qm_cluster";
-import { readCpuTimeMs } from "./processes";
+import { choosePinning, type Pinning, pinSelf, readCpuTimeMs, runBenchMain, temporaryDirs } from "./processes";
 import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
 import { parseVariant, type Variant } from "./hot_cpu";
-import { choosePinning, emergencyCleanup, type Pinning, pinSelf, temporaryDirs } from "./processes";
 import { processTree } from "./contenders/engines";
 import { scrapeMetrics } from "./prometheus";
 import { HOT_SKU_UNITS, seedHotSku } from "./seed";
@@ -216,20 +215,4 @@ async function main(argv: readonly string[]): Promise<number> {
   return passes.some((p) => p.errors > 0) ? 1 : 0;
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  process.once("exit", emergencyCleanup);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`cluster_cpu: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      emergencyCleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("cluster_cpu", main);

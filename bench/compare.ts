@@ -46,20 +46,7 @@ import { type CompareReport, type Measurement, writeReport } from "./compare_rep
 import type { LoadResult, ScenarioName } from "./h2_load";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
-import {
-  type Child,
-  children,
-  choosePinning,
-  emergencyCleanup,
-  freeLoopbackPort,
-  type Pinning,
-  pinSelf,
-  readCpuTimeMs,
-  readMemory,
-  spawnNode,
-  stopChild,
-  temporaryDirs,
-} from "./processes";
+import { type Child, children, choosePinning, freeLoopbackPort, type Pinning, pinSelf, readCpuTimeMs, readMemory, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { BUILT_SKU_UNITS, buildCatalogue } from "./growth_data";
 import { HOT_SKU_ID } from "./seed";
 
@@ -653,25 +640,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return report.failures.length === 0 && failedChecks.length === 0 ? 0 : 1;
 }
 
-if (require.main === module) {
-  // An interrupted run must not leave servers, databases or data dirs behind.
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  process.once("SIGTERM", () => {
-    emergencyCleanup();
-    process.exit(143);
-  });
-  process.once("exit", emergencyCleanup);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`bench:compare: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      emergencyCleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("bench:compare", main);

@@ -36,18 +36,7 @@ import { runLoad } from "./h2_load";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
 import { scrapeMetrics } from "./prometheus";
-import {
-  type Child,
-  type Pinning,
-  choosePinning,
-  emergencyCleanup,
-  freeLoopbackPort,
-  pinSelf,
-  readCpuTimeMs,
-  spawnNode,
-  stopChild,
-  temporaryDirs,
-} from "./processes";
+import { type Child, type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
 import { type Engine, startRedis } from "./contenders/engines";
 import { RedisAdmin } from "./contenders/redis_store";
@@ -396,20 +385,4 @@ async function main(argv: readonly string[]): Promise<number> {
   return passes.some((p) => p.errors > 0) ? 1 : 0;
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  process.once("exit", emergencyCleanup);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`hot_cpu: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      emergencyCleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("hot_cpu", main);

@@ -202,6 +202,33 @@ export function emergencyCleanup(): void {
   temporaryDirs.clear();
 }
 
+/**
+ * Runs a driver's main when the file is run as a script: an interrupted run
+ * (SIGINT or SIGTERM) or a failed one must not leave servers, databases or
+ * data directories behind.
+ */
+export function runBenchMain(name: string, main: (argv: readonly string[]) => Promise<number>): void {
+  process.once("SIGINT", () => {
+    emergencyCleanup();
+    process.exit(130);
+  });
+  process.once("SIGTERM", () => {
+    emergencyCleanup();
+    process.exit(143);
+  });
+  process.once("exit", emergencyCleanup);
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`${name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      emergencyCleanup();
+      process.exitCode = 1;
+    },
+  );
+}
+
 export async function stopChild(child: Child | null): Promise<void> {
   if (child === null) return;
   await child.stop();

@@ -41,21 +41,7 @@ import {
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST, TRANSPORTS, type TransportName } from "./load_session";
 import { type MetricSums, scrapeMetrics } from "./prometheus";
-import {
-  type Child,
-  type MemoryFigures,
-  type Pinning,
-  children,
-  choosePinning,
-  emergencyCleanup,
-  freeLoopbackPort,
-  pinSelf,
-  readCpuTimeMs,
-  readMemory,
-  spawnNode,
-  stopChild,
-  temporaryDirs,
-} from "./processes";
+import { type Child, type MemoryFigures, type Pinning, children, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, readMemory, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { HOT_SKU_ID, seedCatalogue } from "./seed";
 import { compareVariants, type PassFigures, parseVariant, summaryTable as variantTable, type VariantSummary } from "./hot_cpu";
 import { SKU_COUNT_MAX } from "./reserve_frames";
@@ -644,25 +630,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return report.failures.length === 0 ? 0 : 1;
 }
 
-if (require.main === module) {
-  // An interrupted run must not leave servers, generators or data dirs behind.
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  process.once("SIGTERM", () => {
-    emergencyCleanup();
-    process.exit(143);
-  });
-  process.once("exit", emergencyCleanup);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      emergencyCleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("bench", main);
