@@ -20,7 +20,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
-import { type PassFigures, parseVariant, summaryTable, type Variant, type VariantSummary } from "./hot_cpu";
+import { mainThreadCpuMs, median, type PassFigures, parseVariant, summaryTable, type Variant, type VariantSummary } from "./hot_cpu";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
@@ -79,16 +79,6 @@ async function checkoutPass(address: string, requests: number, options: Checkout
   });
 }
 
-/** CPU time of a process's main thread (its task id is its pid), in ms; null when unreadable. */
-function mainThreadCpuMs(pid: number): number | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return null;
-  }
-}
 
 /** CPU ms per thread name (from /proc/PID/task/TID/comm), summed over threads of one name; empty when unreadable. */
 function threadCpuMs(pid: number): Map<string, number> {
@@ -191,11 +181,6 @@ async function onePass(variant: Variant, index: number, round: number, options: 
   }
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-}
 
 /** Runs the variants in alternating rounds (A B A B ...); returns every pass and the per-variant medians. */
 async function compareVariants(

@@ -23,7 +23,7 @@ import { LIVE_RESERVATIONS_PER_SKU_MAX } from "../src/limits";
 import { type QmCluster, startQmCluster } from "./contenders/qm_cluster";
 import { choosePinning, type Pinning, pinSelf, readCpuTimeMs, runBenchMain, temporaryDirs } from "./processes";
 import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
-import { parseVariant, type Variant } from "./hot_cpu";
+import { median, parseVariant, type Variant } from "./hot_cpu";
 import { processTree } from "./contenders/engines";
 import { scrapeMetrics } from "./prometheus";
 import { HOT_SKU_UNITS, seedHotSku } from "./seed";
@@ -66,11 +66,6 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-}
 
 function cpuMs(pids: readonly number[]): number {
   let total = 0;

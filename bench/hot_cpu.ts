@@ -108,7 +108,7 @@ export interface VariantSummary {
   readonly p999Ms?: number;
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
@@ -162,7 +162,7 @@ async function startSink(pinning: Pinning): Promise<{ child: Child; endpoint: st
 }
 
 /** CPU time of a process's main thread (its task id is its pid), in ms; null when unreadable. */
-function mainThreadCpuMs(pid: number): number | null {
+export function mainThreadCpuMs(pid: number): number | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
