@@ -22,14 +22,27 @@ import { loadConfig } from "../src/config";
 import { LmdbJournal } from "../src/journal/lmdb_journal";
 import { tracedUnaryCall, withTraceparent } from "../src/observability/grpc_tracing";
 import { startTracing } from "../src/observability/tracing";
+import { LIVE_RESERVATIONS_PER_SKU_MAX } from "../src/limits";
 import { ANONYMOUS_CALLER, DEFAULT_TENANT } from "../src/security/caller";
+import { runBenchMain } from "./processes";
 
 const CALLERS = 64;
+/** Reservations per hot SKU before the callers move to the next one: holds last the whole run, so one SKU would reach its live-hold limit. */
+const RESERVATIONS_PER_SKU = Math.floor(LIVE_RESERVATIONS_PER_SKU_MAX * 0.75);
 
-async function main(): Promise<void> {
-  const seconds = Number(process.argv[2] ?? "5");
-  const tracing = await startTracing(loadConfig().tracing, "actor-path", "bench");
+async function main(argv: readonly string[]): Promise<number> {
+  const seconds = Number(argv[0] ?? "5");
   const dir = mkdtempSync(path.join(tmpdir(), "qm-actor-path-"));
+  try {
+    await measure(seconds, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+async function measure(seconds: number, dir: string): Promise<void> {
+  const tracing = await startTracing(loadConfig().tracing, "actor-path", "bench");
   const journal = new LmdbJournal({ path: dir, auditRetention: { maxAgeMs: 1e12, maxPerActor: 1000 }, clock: systemClock });
   await journal.open();
   const system = new ActorSystem({
@@ -41,17 +54,30 @@ async function main(): Promise<void> {
     timerTickMs: 250,
   });
   await system.start();
-  const hot = skuActorId("hot-0", DEFAULT_TENANT);
   const def = { title: "hot", priceMinor: 1, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] };
-  await system.ask(hot, { op: "define", patch: def } satisfies SkuMessage);
-  await system.ask(hot, { op: "adjust", cmd: { locationId: "wh-1", delta: 900_000_000, reason: "RECEIVED", key: "" }, note: "" });
+  const defined = new Map<string, Promise<unknown>>();
+  // The SKU for reservation n, defined and stocked on first use.
+  const hotSku = async (n: number): Promise<string> => {
+    const id = skuActorId(`hot-${Math.floor(n / RESERVATIONS_PER_SKU)}`, DEFAULT_TENANT);
+    let ready = defined.get(id);
+    if (ready === undefined) {
+      ready = system
+        .ask(id, { op: "define", patch: def } satisfies SkuMessage)
+        .then(() => system.ask(id, { op: "adjust", cmd: { locationId: "wh-1", delta: 900_000_000, reason: "RECEIVED", key: "" }, note: "" }));
+      defined.set(id, ready);
+    }
+    await ready;
+    return id;
+  };
+  await hotSku(0);
   let next = 0;
   let done = 0;
   let stop = false;
   // The gRPC seam as the server runs it: a pass-through when tracing is off.
+  let target = await hotSku(0);
   const handle = tracedUnaryCall<SkuMessage, unknown>((call, callback) => {
     // As unary.ts asks: the caller rides along and the actor system checks its tenant.
-    system.ask(hot, call.request, withTraceparent({ caller: ANONYMOUS_CALLER })).then(
+    system.ask(target, call.request, withTraceparent({ caller: ANONYMOUS_CALLER })).then(
       (value) => callback(null, value),
       (error: unknown) => callback(error as Error),
     );
@@ -65,6 +91,7 @@ async function main(): Promise<void> {
     });
   const caller = async (): Promise<void> => {
     while (!stop) {
+      if (next % RESERVATIONS_PER_SKU === 0 && next > 0) target = await hotSku(next);
       await reserve({ op: "reserve", cmd: { id: `r${next++}`, quantity: 1, locationId: "", ttlMs: 3_600_000 } });
       done++;
     }
@@ -87,7 +114,6 @@ async function main(): Promise<void> {
   await system.stop();
   await journal.close();
   await tracing.stop();
-  rmSync(dir, { recursive: true, force: true });
 }
 
-void main();
+runBenchMain("actor_path", main);
