@@ -31,7 +31,7 @@ import { generateTestKey, signToken, type TestKey, writeAuthFiles } from "../tes
 import { waitUntilServing } from "./health_client";
 import { runLoad, scenarioFrameFactory } from "./h2_load";
 import { LOOPBACK_HOST } from "./load_session";
-import { choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs } from "./processes";
+import { choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, runBenchMain, spawnNode, stopChild, temporaryDirs } from "./processes";
 import { grpcFrame } from "./reserve_frames";
 
 const GET_SKU_PATH = "/quartermaster.v1.InventoryService/GetSku";
@@ -219,14 +219,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   temporaryDirs.delete(dir);
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  main(process.argv.slice(2)).catch((error: unknown) => {
-    emergencyCleanup();
-    process.stderr.write(`auth_cost: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runBenchMain("auth_cost", (argv) => main(argv).then(() => 0));

@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { waitUntilServing } from "./health_client";
 import { runLoad, scenarioFrameFactory } from "./h2_load";
 import { LOOPBACK_HOST } from "./load_session";
-import { choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild } from "./processes";
+import { choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, runBenchMain, spawnNode, stopChild } from "./processes";
 
 const RESERVE_PATH = "/quartermaster.v1.InventoryService/Reserve";
 const HEALTH_DEADLINE_MS = 30_000;
@@ -83,14 +83,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  main(process.argv.slice(2)).catch((error: unknown) => {
-    emergencyCleanup();
-    process.stderr.write(`edge_cost: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runBenchMain("edge_cost", (argv) => main(argv).then(() => 0));

@@ -16,7 +16,7 @@ import { startRedis } from "./contenders/engines";
 import { runLoad, scenarioFrameFactory } from "./h2_load";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
-import { choosePinning, emergencyCleanup, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs } from "./processes";
+import { choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, runBenchMain, spawnNode, stopChild, temporaryDirs } from "./processes";
 import { type LimiterMode, namingGate } from "./rate_limit_server";
 import { systemClock } from "../src/clock";
 import { rateLimitedGate } from "../src/security/rate_limit/gate";
@@ -149,14 +149,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    emergencyCleanup();
-    process.exit(130);
-  });
-  main(process.argv.slice(2)).catch((error: unknown) => {
-    emergencyCleanup();
-    process.stderr.write(`rate_limit_cost: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runBenchMain("rate_limit_cost", (argv) => main(argv).then(() => 0));

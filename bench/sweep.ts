@@ -21,6 +21,7 @@ import {
   freeLoopbackPort,
   pinSelf,
   readCpuTimeMs,
+  runBenchMain,
   spawnNode,
   stopChild,
 } from "./processes";
@@ -147,19 +148,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-if (require.main === module) {
-  process.once("SIGINT", () => {
-    for (const child of children) child.killNow();
-    process.exit(130);
-  });
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`sweep: ${error instanceof Error ? error.message : String(error)}\n`);
-      for (const child of children) child.killNow();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchMain("sweep", main);
