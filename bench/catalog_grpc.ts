@@ -19,7 +19,9 @@
 // Passes alternate: round 1 runs each scenario on each variant in turn, then
 // round 2 (variants in reverse order), … A variant is as in hot_cpu.ts: a name, then `main=PATH`,
 // `node=FLAG` (e.g. node=--cpu-prof node=--cpu-prof-dir=/tmp/prof) or an
-// environment variable of the node.
+// environment variable of the node; and here also `template=DIR`, a
+// catalogue of the variant's own instead of --template's, so that a build
+// that writes another journal format runs on a catalogue it wrote itself.
 
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -52,6 +54,18 @@ interface Options {
   readonly requests: number;
   readonly concurrency: number;
   readonly sessions: number;
+}
+
+/** A variant of hot_cpu.ts with, optionally, a catalogue of its own. */
+interface CatalogVariant extends Variant {
+  readonly template: string | undefined;
+}
+
+function parseCatalogVariant(spec: string, defaultMain: string): CatalogVariant {
+  const words = spec.trim().split(/\s+/);
+  const template = words.find((word) => word.startsWith("template="));
+  const variant = parseVariant(words.filter((word) => word !== template).join(" "), defaultMain);
+  return { ...variant, template: template === undefined ? undefined : path.resolve(template.slice("template=".length)) };
 }
 
 interface Pass {
@@ -93,13 +107,13 @@ async function load(address: string, scenario: CatalogScenario, requests: number
   return result;
 }
 
-async function onePass(variant: Variant, index: number, scenario: CatalogScenario, round: number, options: Options, pinning: Pinning): Promise<Pass> {
+async function onePass(variant: CatalogVariant, index: number, scenario: CatalogScenario, round: number, options: Options, pinning: Pinning): Promise<Pass> {
   const port = await freeLoopbackPort();
   const metricsPort = await freeLoopbackPort();
   const address = `${LOOPBACK_HOST}:${port}`;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qm-catalog-grpc-"));
   temporaryDirs.add(dataDir);
-  fs.cpSync(options.template, dataDir, { recursive: true });
+  fs.cpSync(variant.template ?? options.template, dataDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     QM_LISTEN: address,
@@ -204,7 +218,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return found;
   });
   const defaultMain = path.resolve(__dirname, "..", "src", "main.js");
-  const variants = (values.variant ?? ["current"]).map((spec) => parseVariant(spec, defaultMain));
+  const variants = (values.variant ?? ["current"]).map((spec) => parseCatalogVariant(spec, defaultMain));
   if (!fs.existsSync(path.join(options.template, "journal", "data.mdb"))) {
     if (!values.build) throw new Error(`${options.template} holds no journal; build it with growth.js build or pass --build`);
     fs.mkdirSync(options.template, { recursive: true });
