@@ -16,6 +16,8 @@ import {
   decideRelease,
   decideReserve,
   decideUnfulfil,
+  type HoldTuple,
+  holdOf,
   type LevelView,
   newSkuState,
   nextExpiryMs,
@@ -23,6 +25,7 @@ import {
   type ReserveCommand,
   type SkuPatch,
   type SkuEvent,
+  skuEventWeight,
   skuFromSnapshot,
   type SkuSnapshot,
   type SkuState,
@@ -115,6 +118,7 @@ export const skuBehavior: ActorBehavior<SkuState, SkuMessage> = {
   toSnapshot: skuToSnapshot,
   fromSnapshot: (key, snapshot) => skuFromSnapshot(key, snapshot as SkuSnapshot),
   snapshotWeight: skuWeight,
+  eventWeight: (event) => skuEventWeight(event as SkuEvent),
   wakeAtMs: nextExpiryMs,
   notFound: (key) => notFound("sku", key),
 
@@ -190,22 +194,56 @@ function refusalOutcome(error: unknown): ReservationOutcome {
  * Decides every item in this one turn, so they share one append and one sync.
  * decideReserve throws before it emits, so a failed item leaves no trace and
  * the items after it are decided on the same state as if it had not been sent.
+ * Each granted hold is applied at once (later items see it) and the turn
+ * writes them all as one reservedMany event; the reply is built from the
+ * decided event, not by looking the hold up again in a map of up to
+ * LIVE_RESERVATIONS_PER_SKU_MAX.
  */
 function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[], observer: ReservationObserver | undefined): ReserveBatchOutcome[] {
+  const state = ctx.state;
   const out: ReserveBatchOutcome[] = [];
-  for (const cmd of cmds) {
-    let events: SkuEvent[];
-    try {
-      events = decideObserved(ctx, cmd, observer);
-    } catch (error) {
-      if (!(error instanceof QmError)) throw error;
-      out.push({ ok: false, error: error.toJSON() });
-      continue;
+  const holds: HoldTuple[] = [];
+  try {
+    for (const cmd of cmds) {
+      let events: SkuEvent[];
+      try {
+        events = decideObserved(ctx, cmd, observer);
+      } catch (error) {
+        if (!(error instanceof QmError)) throw error;
+        out.push({ ok: false, error: error.toJSON() });
+        continue;
+      }
+      const e = events[0];
+      if (e === undefined) {
+        // A known id asked again: the reservation as it is now.
+        out.push({ ok: true, view: viewReservation(state, cmd.id) });
+        continue;
+      }
+      if (e.t !== "reserved" || events.length !== 1) throw new Error(`decideReserve gave ${events.map((x) => x.t).join(", ")}`);
+      applySkuEvent(state, e);
+      holds.push(holdOf(e));
+      out.push({ ok: true, view: viewOfNewHold(state.skuId, e) });
     }
-    emitAll(ctx, events);
-    out.push({ ok: true, view: viewReservation(ctx.state, cmd.id) });
+  } finally {
+    // Queued even when something threw: the holds are in the state, so the
+    // turn must see this message as half done and rebuild from the journal.
+    if (holds.length > 0) ctx.emitApplied({ t: "reservedMany", holds, atMs: ctx.nowMs } satisfies SkuEvent);
   }
   return out;
+}
+
+function viewOfNewHold(skuId: string, e: Extract<SkuEvent, { readonly t: "reserved" }>): ReservationView {
+  return {
+    reservationId: e.id,
+    skuId,
+    locationId: e.locationId,
+    quantity: e.quantity,
+    state: "RESERVED",
+    expiresAtMs: e.expiresAtMs,
+    createdAtMs: e.atMs,
+    updatedAtMs: e.atMs,
+    fulfilledQuantity: 0,
+  };
 }
 
 function adjust(ctx: Ctx, cmd: AdjustCommand, note: string): LevelView {

@@ -141,7 +141,7 @@ export class Activation<S, M> implements TurnContext<S> {
       this.current = state;
       this.lastSeq = recovered.lastSeq;
       this.storedWakeAtMs = recovered.wakeAtMs;
-      this.eventsSinceSnapshot = recovered.events.length;
+      this.eventsSinceSnapshot = this.weightOf(recovered.events);
       this.phase = "ready";
       this.schedule();
     } catch (error) {
@@ -192,6 +192,18 @@ export class Activation<S, M> implements TurnContext<S> {
     this.pendingEvents.push(event);
   }
 
+  emitApplied(event: unknown): void {
+    this.pendingEvents.push(event);
+  }
+
+  private weightOf(events: readonly unknown[]): number {
+    const weight = this.behavior.eventWeight;
+    if (weight === undefined) return events.length;
+    let sum = 0;
+    for (const e of events) sum += weight(e);
+    return sum;
+  }
+
   audit(record: AuditRecord): void {
     this.pendingAudit.push(record);
   }
@@ -227,7 +239,7 @@ export class Activation<S, M> implements TurnContext<S> {
     this.persistCount++;
     const expectedLastSeq = this.lastSeq;
     const lastSeq = expectedLastSeq + events.length;
-    const sinceSnapshot = this.eventsSinceSnapshot + events.length;
+    const sinceSnapshot = this.eventsSinceSnapshot + this.weightOf(events);
     // Snapshot spacing grows with the state, so snapshotting costs O(1) per
     // event however large the state is, and recovery replays at most that many.
     const snapshot =

@@ -47,6 +47,13 @@ export interface TurnContext<S> {
   currentTimeMs(): number;
   /** Applies the event to the state now and queues it for the turn's durable append. */
   emit(event: unknown): void;
+  /**
+   * Queues an event the handler has already applied to the state, for the same append: a
+   * handler that decides many items one after another on the state, and records them as one
+   * event whose applyEvent leaves the state exactly as those steps did. Should the handler
+   * throw after queueing it, the turn treats the message as half done (rebuilt from the journal).
+   */
+  emitApplied(event: unknown): void;
   /** Queues an audit record for the same append as the events. */
   audit(record: AuditRecord): void;
   /** Makes everything emitted so far durable before going on (a saga records intent before acting). */
@@ -72,6 +79,11 @@ export interface ActorBehavior<S, M> {
   fromSnapshot(key: string, snapshot: unknown): S;
   /** Roughly how many events' worth a snapshot costs to write; snapshots are spaced at least this far apart. */
   snapshotWeight(state: S): number;
+  /**
+   * How many events' worth replaying this event costs (1 when absent): snapshot spacing counts
+   * this, so an event that carries many changes does not let recovery replay many times more.
+   */
+  eventWeight?(event: unknown): number;
   /** When the actor must run next without a message (expiry, a saga step to resume), or null. */
   wakeAtMs(state: S): number | null;
   /** Runs at the start of every turn, before its messages, and on wake-ups: expiries, saga resumption. */
