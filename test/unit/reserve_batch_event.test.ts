@@ -1,0 +1,127 @@
+// A ReserveBatch on one SKU is written as one reservedMany event. Journals
+// written before it hold one "reserved" event per item: both must replay to
+// the same state, and snapshots must still be spaced by the holds written.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import pino from "pino";
+import { type ReserveBatchOutcome, skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
+import { ActorSystem } from "../../src/actors/runtime/actor_system";
+import type { ActorBehavior } from "../../src/actors/runtime/behavior";
+import { systemClock } from "../../src/clock";
+import type { AvailabilityView, ReservationView, ReserveCommand, SkuEvent } from "../../src/domain/sku";
+import { LmdbJournal } from "../../src/journal/lmdb_journal";
+import { DEFAULT_TENANT } from "../../src/security/caller";
+
+const SKU = "batch-sku";
+const ACTOR = skuActorId(SKU, DEFAULT_TENANT);
+const HOUR_MS = 3_600_000;
+
+function cmds(prefix: string, n: number): ReserveCommand[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${i}`, quantity: 1, locationId: "", ttlMs: HOUR_MS }));
+}
+
+describe("ReserveBatch journal events", () => {
+  let dir: string;
+  let journal: LmdbJournal | undefined;
+  let system: ActorSystem | undefined;
+
+  async function boot(): Promise<{ journal: LmdbJournal; system: ActorSystem }> {
+    const j = new LmdbJournal({ path: path.join(dir, "journal"), auditRetention: { maxAgeMs: 1e12, maxPerActor: 1000 }, clock: systemClock });
+    await j.open();
+    const s = new ActorSystem({
+      journal: j,
+      clock: systemClock,
+      logger: pino({ level: "silent" }),
+      behaviors: [skuBehavior as ActorBehavior<unknown, unknown>],
+      idleMs: 60_000,
+      activeMax: 100,
+      timerTickMs: 20,
+    });
+    await s.start();
+    journal = j;
+    system = s;
+    return { journal: j, system: s };
+  }
+
+  async function shutdown(): Promise<void> {
+    await system?.stop();
+    await journal?.close();
+    system = undefined;
+    journal = undefined;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "qm-batch-event-"));
+  });
+
+  afterEach(async () => {
+    await shutdown();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Defines the SKU with 100 units at wh-1, as the journal stores it. */
+  function setupEvents(atMs: number): SkuEvent[] {
+    return [
+      { t: "defined", def: { title: "T", priceMinor: 1, currency: "EUR", safetyStock: 0, lowStockThreshold: 0, allowBackorder: false, attributes: [] }, atMs },
+      { t: "adjusted", seq: 1, locationId: "wh-1", delta: 100, reason: "RECEIVED", key: "", atMs },
+    ];
+  }
+
+  it("replays per-item reserved events written before reservedMany, then a batch's one event on top, to the same stock and version", async () => {
+    const atMs = Date.now();
+    const { journal: j } = await boot();
+    // What an earlier build wrote for a batch of three: one event per item.
+    const old: SkuEvent[] = ["old-0", "old-1", "old-2"].map((id) => ({ t: "reserved", id, locationId: "wh-1", quantity: 2, expiresAtMs: atMs + HOUR_MS, ttlMs: HOUR_MS, atMs }));
+    await j.append({ actorId: ACTOR, expectedLastSeq: 0, events: [...setupEvents(atMs), ...old] });
+    await shutdown();
+    const { system: s1 } = await boot();
+    const outcomes = await s1.ask<ReserveBatchOutcome[]>(ACTOR, { op: "reserveBatch", cmds: [...cmds("new", 3), { id: "old-1", quantity: 2, locationId: "", ttlMs: HOUR_MS }] });
+    expect(outcomes.map((o) => (o.ok ? o.view.state : o.error.code))).to.deep.equal(["RESERVED", "RESERVED", "RESERVED", "RESERVED"]);
+    const live = await s1.ask<AvailabilityView>(ACTOR, { op: "availability" });
+    expect(live).to.deep.include({ onHand: 100, reserved: 9, available: 91, version: 2 + 3 + 3 });
+
+    await shutdown();
+    const { journal: j2, system: s2 } = await boot();
+    const recovered = await j2.recover(ACTOR);
+    const last = recovered.events[recovered.events.length - 1] as SkuEvent;
+    expect(recovered.lastSeq).to.equal(6); // 2 setup + 3 old + 1 reservedMany
+    expect(last.t).to.equal("reservedMany");
+    expect(last.t === "reservedMany" ? last.holds.map((h) => h[0]) : []).to.deep.equal(["new-0", "new-1", "new-2"]);
+    expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.equal(live);
+    const view = await s2.ask<ReservationView>(ACTOR, { op: "getReservation", id: "new-2" });
+    const answered = outcomes[2];
+    expect(answered?.ok === true ? answered.view : undefined).to.deep.equal(view);
+    expect(await s2.ask<ReservationView>(ACTOR, { op: "getReservation", id: "old-0" })).to.deep.include({ state: "RESERVED", quantity: 2 });
+  });
+
+  it("leaves refused items out of the event: a batch of 120 on 100 units writes 100 holds and refuses 20", async () => {
+    const { journal: j, system: s } = await boot();
+    await j.append({ actorId: ACTOR, expectedLastSeq: 0, events: setupEvents(Date.now()) });
+    const outcomes = await s.ask<ReserveBatchOutcome[]>(ACTOR, { op: "reserveBatch", cmds: cmds("x", 120) });
+    expect(outcomes.filter((o) => o.ok)).to.have.length(100);
+    expect(outcomes.slice(100).map((o) => (o.ok ? "ok" : o.error.code))).to.deep.equal(Array<string>(20).fill("INSUFFICIENT_STOCK"));
+    await shutdown();
+    const { journal: j2, system: s2 } = await boot();
+    const recovered = await j2.recover(ACTOR);
+    const last = recovered.events[recovered.events.length - 1] as SkuEvent;
+    expect(last.t === "reservedMany" ? last.holds.length : 0).to.equal(100);
+    expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.include({ reserved: 100, available: 0, version: 102 });
+  });
+
+  it("spaces snapshots by the holds events carry: two batches of 300 holds write a snapshot, so recovery replays at most one event", async () => {
+    const { journal: j, system: s } = await boot();
+    const atMs = Date.now();
+    await j.append({ actorId: ACTOR, expectedLastSeq: 0, events: [setupEvents(atMs)[0] as SkuEvent, { t: "adjusted", seq: 1, locationId: "wh-1", delta: 10_000, reason: "RECEIVED", key: "", atMs }] });
+    await s.ask(ACTOR, { op: "reserveBatch", cmds: cmds("a", 300) });
+    await s.ask(ACTOR, { op: "reserveBatch", cmds: cmds("b", 300) });
+    await shutdown();
+    const { journal: j2 } = await boot();
+    const recovered = await j2.recover(ACTOR);
+    // 2 + 300 + 300 changes reach max(SNAPSHOT_EVENTS_MIN, 600 live holds) on the second batch.
+    expect(recovered.snapshot?.seq).to.equal(4);
+    expect(recovered.events).to.have.length(0);
+  });
+});
