@@ -1,0 +1,210 @@
+// The ReserveBatch reply's encoder: the same bytes as the generated
+// ReserveBatchResponse.encode (a test compares them byte for byte), written
+// straight into one buffer.
+//
+// Why: the generated encoder spent about 3 µs of server CPU per item on a
+// hot SKU (a third of an item's cost once the journal wrote one event per
+// batch): a fork/join writer state per nested message (result, reservation,
+// three timestamps), every int64 through @bufbuild's string-checking path, and
+// each timestamp converted from its Date. Here a reservation's size is worked
+// out first, so nothing is forked, and the fields after the id are copied as
+// blocks when they equal the previous item's (the items of a batch on one SKU
+// share their SKU, location, quantity, state and times).
+// A result this path does not cover (an error, a negative or unsafe number)
+// goes through the generated encoder, appended as it stands.
+
+import { type Reservation, ReserveBatchResponse, ReserveBatchResult } from "../gen/quartermaster/v1/inventory";
+
+/** Bytes of a varint for a non-negative safe integer. */
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+class Writer {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(capacity: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(64, capacity));
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  byte(b: number): this {
+    this.room(1);
+    this.buf[this.pos++] = b;
+    return this;
+  }
+
+  varint(n: number): this {
+    this.room(10);
+    while (n >= 0x80) {
+      this.buf[this.pos++] = (n % 128) | 0x80;
+      n = Math.floor(n / 128);
+    }
+    this.buf[this.pos++] = n;
+    return this;
+  }
+
+  /** A string field's length and UTF-8 bytes; byteLength is its UTF-8 size (utf8Size). */
+  string(s: string, byteLength: number): this {
+    this.varint(byteLength);
+    this.room(byteLength);
+    if (byteLength === s.length) {
+      // ASCII: a loop in JS beats a call into C++ for ids of a few dozen characters.
+      const buf = this.buf;
+      let pos = this.pos;
+      for (let i = 0; i < s.length; i++) buf[pos++] = s.charCodeAt(i);
+      this.pos = pos;
+    } else {
+      this.pos += this.buf.write(s, this.pos, byteLength, "utf8");
+    }
+    return this;
+  }
+
+  bytes(b: Uint8Array): this {
+    this.room(b.length);
+    if (b.length > 32) this.buf.set(b, this.pos);
+    else for (let i = 0; i < b.length; i++) this.buf[this.pos + i] = b[i] as number;
+    this.pos += b.length;
+    return this;
+  }
+
+  /** A timestamp field (seconds = 1, nanos = 2) for a time in ms >= 0, as Timestamp.encode writes it. */
+  timestamp(tag: number, ms: number): this {
+    const seconds = Math.trunc(ms / 1000);
+    const nanos = (ms % 1000) * 1_000_000;
+    const size = (seconds === 0 ? 0 : 1 + varintSize(seconds)) + (nanos === 0 ? 0 : 1 + varintSize(nanos));
+    this.byte(tag).varint(size);
+    if (seconds !== 0) this.byte(8).varint(seconds);
+    if (nanos !== 0) this.byte(16).varint(nanos);
+    return this;
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+/** UTF-8 size of s: its length when it is ASCII (the usual id), else Buffer.byteLength's answer. */
+function utf8Size(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, "utf8");
+  }
+  return s.length;
+}
+
+const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+const isTime = (ms: number | undefined): boolean => ms === undefined || isCount(ms);
+
+/** A string field's size: tag, length, bytes (empty strings are not written). */
+function stringFieldSize(byteLength: number): number {
+  return byteLength === 0 ? 0 : 1 + varintSize(byteLength) + byteLength;
+}
+
+/**
+ * The fields after the id, in two blocks remembered from the previous item:
+ * sku, location and quantity (fields 2-4); state, the three times and the
+ * fulfilled quantity (5-9). The items of one batch usually share both.
+ */
+class Blocks {
+  private skuId = "";
+  private locationId = "";
+  private quantity = Number.NaN;
+  private place: Buffer = Buffer.alloc(0);
+  private state = Number.NaN;
+  private expiresMs: number | undefined = Number.NaN;
+  private createdMs: number | undefined = Number.NaN;
+  private updatedMs: number | undefined = Number.NaN;
+  private fulfilled = Number.NaN;
+  private tail: Buffer = Buffer.alloc(0);
+
+  placeBlock(r: Reservation): Buffer {
+    if (r.skuId !== this.skuId || r.locationId !== this.locationId || r.quantity !== this.quantity || this.place.length === 0) {
+      const out = new Writer(64);
+      const skuBytes = utf8Size(r.skuId);
+      const locationBytes = utf8Size(r.locationId);
+      if (skuBytes !== 0) out.byte(18).string(r.skuId, skuBytes);
+      if (locationBytes !== 0) out.byte(26).string(r.locationId, locationBytes);
+      if (r.quantity !== 0) out.byte(32).varint(r.quantity);
+      this.place = Buffer.from(out.finish());
+      this.skuId = r.skuId;
+      this.locationId = r.locationId;
+      this.quantity = r.quantity;
+    }
+    return this.place;
+  }
+
+  tailBlock(r: Reservation, expiresMs: number | undefined, createdMs: number | undefined, updatedMs: number | undefined): Buffer {
+    if (
+      r.state !== this.state ||
+      expiresMs !== this.expiresMs ||
+      createdMs !== this.createdMs ||
+      updatedMs !== this.updatedMs ||
+      r.fulfilledQuantity !== this.fulfilled
+    ) {
+      const out = new Writer(64);
+      if (r.state !== 0) out.byte(40).varint(r.state);
+      if (expiresMs !== undefined) out.timestamp(50, expiresMs);
+      if (createdMs !== undefined) out.timestamp(58, createdMs);
+      if (updatedMs !== undefined) out.timestamp(66, updatedMs);
+      if (r.fulfilledQuantity !== 0) out.byte(72).varint(r.fulfilledQuantity);
+      this.tail = Buffer.from(out.finish());
+      this.state = r.state;
+      this.expiresMs = expiresMs;
+      this.createdMs = createdMs;
+      this.updatedMs = updatedMs;
+      this.fulfilled = r.fulfilledQuantity;
+    }
+    return this.tail;
+  }
+}
+
+/** Writes result field 1 of the response holding this reservation, or returns false when it needs the generated encoder. */
+function writeReservationResult(out: Writer, r: Reservation, blocks: Blocks): boolean {
+  const expiresMs = r.expiresAt?.getTime();
+  const createdMs = r.createdAt?.getTime();
+  const updatedMs = r.updatedAt?.getTime();
+  if (!isCount(r.quantity) || !isCount(r.fulfilledQuantity) || !isCount(r.state) || !isTime(expiresMs) || !isTime(createdMs) || !isTime(updatedMs)) {
+    return false;
+  }
+  const idBytes = utf8Size(r.reservationId);
+  const place = blocks.placeBlock(r);
+  const tail = blocks.tailBlock(r, expiresMs, createdMs, updatedMs);
+  const size = stringFieldSize(idBytes) + place.length + tail.length;
+  // ReserveBatchResponse.results (1) holds a ReserveBatchResult whose outcome.reservation (1) is the reservation.
+  out.byte(10).varint(1 + varintSize(size) + size);
+  out.byte(10).varint(size);
+  if (idBytes !== 0) out.byte(10).string(r.reservationId, idBytes);
+  out.bytes(place).bytes(tail);
+  return true;
+}
+
+/** ReserveBatchResponse.encode(message).finish(), byte for byte. */
+export function encodeReserveBatchResponse(message: ReserveBatchResponse): Buffer {
+  // About 100 bytes per reservation with short ids; the writer grows if not.
+  const out = new Writer(message.results.length * 112 + 16);
+  const blocks = new Blocks();
+  for (const result of message.results) {
+    const outcome = result.outcome;
+    if (outcome?.$case === "reservation" && writeReservationResult(out, outcome.reservation, blocks)) continue;
+    const body = ReserveBatchResult.encode(result).finish();
+    out.byte(10).varint(body.length).bytes(body);
+  }
+  if (!isCount(message.succeeded) || !isCount(message.failed) || message.succeeded > 0x7fffffff || message.failed > 0x7fffffff) {
+    return Buffer.from(ReserveBatchResponse.encode(message).finish());
+  }
+  if (message.succeeded !== 0) out.byte(16).varint(message.succeeded);
+  if (message.failed !== 0) out.byte(24).varint(message.failed);
+  return out.finish();
+}

@@ -1,0 +1,68 @@
+// The ReserveBatch reply's own encoder must write exactly the generated encoder's bytes.
+
+import { expect } from "chai";
+import fc from "fast-check";
+import { ReservationState, ReserveBatchResponse, type ReserveBatchResult } from "../../src/gen/quartermaster/v1/inventory";
+import { encodeReserveBatchResponse } from "../../src/grpc/reserve_batch_codec";
+
+const generated = (m: ReserveBatchResponse): Buffer => Buffer.from(ReserveBatchResponse.encode(m).finish());
+
+const time = fc.oneof(
+  fc.constant(undefined),
+  fc.integer({ min: 0, max: 4_102_444_800_000 }).map((ms) => new Date(ms)),
+  fc.constantFrom(new Date(0), new Date(1_000), new Date(999), new Date(-1_500)),
+);
+const count = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 1_000_000 }), fc.constantFrom(127, 128, 16_383, 16_384, Number.MAX_SAFE_INTEGER, -1));
+const int32 = fc.oneof(fc.integer({ min: 0, max: 2_000 }), fc.constantFrom(-1, 2_147_483_647));
+const text = fc.oneof(fc.constant(""), fc.string({ maxLength: 40 }), fc.string({ unit: "binary", maxLength: 20 }), fc.string({ minLength: 130, maxLength: 300 }));
+
+const reservationResult = fc.record({
+  reservationId: text,
+  skuId: text,
+  locationId: text,
+  quantity: count,
+  state: fc.constantFrom(ReservationState.RESERVATION_STATE_UNSPECIFIED, ReservationState.RESERVATION_STATE_RESERVED, ReservationState.RESERVATION_STATE_COMMITTED),
+  expiresAt: time,
+  createdAt: time,
+  updatedAt: time,
+  fulfilledQuantity: count,
+}).map((reservation): ReserveBatchResult => ({ outcome: { $case: "reservation", reservation } }));
+
+const errorResult = fc
+  .record({ code: fc.integer({ min: 0, max: 16 }), reason: text, message: text, metadata: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }) })
+  .map((error): ReserveBatchResult => ({ outcome: { $case: "error", error } }));
+
+const response = fc.record({
+  results: fc.array(fc.oneof({ weight: 4, arbitrary: reservationResult }, { weight: 1, arbitrary: errorResult }, { weight: 1, arbitrary: fc.constant<ReserveBatchResult>({ outcome: undefined }) }), { maxLength: 30 }),
+  succeeded: int32,
+  failed: int32,
+});
+
+describe("ReserveBatch reply encoder", () => {
+  it("writes the generated encoder's bytes for any response: reservations, errors, empty outcomes, unicode, large and negative numbers", () => {
+    fc.assert(
+      fc.property(response, (m) => {
+        expect(encodeReserveBatchResponse(m).equals(generated(m))).to.equal(true);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it("writes 1000 reservations sharing their times as the generated encoder does, and they decode back", () => {
+    const at = new Date(1_764_625_000_123);
+    const expires = new Date(at.getTime() + 3_600_000);
+    const results: ReserveBatchResult[] = Array.from({ length: 1000 }, (_, i) => ({
+      outcome: {
+        $case: "reservation",
+        reservation: { reservationId: `r-${i}`, skuId: "hot-0", locationId: "wh-1", quantity: 1, state: ReservationState.RESERVATION_STATE_RESERVED, expiresAt: expires, createdAt: at, updatedAt: at, fulfilledQuantity: 0 },
+      },
+    }));
+    const m: ReserveBatchResponse = { results, succeeded: 1000, failed: 0 };
+    const bytes = encodeReserveBatchResponse(m);
+    expect(bytes.equals(generated(m))).to.equal(true);
+    const back = ReserveBatchResponse.decode(bytes);
+    expect(back.succeeded).to.equal(1000);
+    const last = back.results[999]?.outcome;
+    expect(last?.$case === "reservation" ? [last.reservation.reservationId, last.reservation.expiresAt?.getTime()] : []).to.deep.equal(["r-999", expires.getTime()]);
+  });
+});
