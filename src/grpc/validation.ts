@@ -299,18 +299,38 @@ export interface ValidReserve {
 }
 
 /** One reservation's checks; `prefix` names where it sits in the request ("" or "items[3]."). */
-function reserveItem(c: Check, prefix: string, r: ReserveRequest): ValidReserve {
-  c.id(`${prefix}reservation_id`, r.reservationId);
-  c.id(`${prefix}sku_id`, r.skuId);
-  c.quantity(`${prefix}quantity`, r.quantity);
-  c.optionalId(`${prefix}location_id`, r.locationId);
-  const ttlMs = c.durationMs(`${prefix}ttl`, r.ttl, RESERVATION_TTL_MS_DEFAULT);
+function reserveItem(c: Check, r: ReserveRequest): ValidReserve {
+  c.id("reservation_id", r.reservationId);
+  c.id("sku_id", r.skuId);
+  c.quantity("quantity", r.quantity);
+  c.optionalId("location_id", r.locationId);
+  const ttlMs = c.durationMs("ttl", r.ttl, RESERVATION_TTL_MS_DEFAULT);
   return { skuId: r.skuId, cmd: { id: r.reservationId, quantity: r.quantity, locationId: r.locationId, ttlMs } };
+}
+
+/**
+ * Checks the items of a list with the list's Check, naming a field
+ * `list[i].field` only when it fails: a batch of 1,000 valid items builds no
+ * field names (it built five strings per item before).
+ */
+class ItemCheck extends Check {
+  index = 0;
+
+  constructor(
+    private readonly list: Check,
+    private readonly listField: string,
+  ) {
+    super();
+  }
+
+  override fail(field: string, description: string): void {
+    this.list.fail(`${this.listField}[${this.index}].${field}`, description);
+  }
 }
 
 export function validateReserve(r: ReserveRequest): ValidReserve {
   const c = new Check();
-  const valid = reserveItem(c, "", r);
+  const valid = reserveItem(c, r);
   c.done();
   return valid;
 }
@@ -323,7 +343,11 @@ export function validateReserveBatch(r: ReserveBatchRequest): ValidReserve[] {
     c.fail("items", `at most ${RESERVE_BATCH_ITEMS_MAX} items`);
     c.done();
   }
-  const valid = r.items.map((item, i) => reserveItem(c, `items[${i}].`, item));
+  const item = new ItemCheck(c, "items");
+  const valid = r.items.map((request, i) => {
+    item.index = i;
+    return reserveItem(item, request);
+  });
   c.done();
   return valid;
 }
