@@ -13,7 +13,7 @@ import {
   UpsertSkuRequest,
   UpsertSkuRequest_AttributesEntry,
 } from "../gen/quartermaster/v1/inventory";
-import { encodeReserveBatchResponse } from "./reserve_batch_codec";
+import { decodeReserveBatchRequest, encodeReserveBatchResponse } from "./reserve_batch_codec";
 
 /** Field number of `attributes` in both UpsertSkuRequest and Sku. */
 const ATTRIBUTES_FIELD = 8;
@@ -57,11 +57,11 @@ export function decodeSku(bytes: Uint8Array): Sku {
   return sku;
 }
 
-/** The generated InventoryService definition with these decoders and the ReserveBatch reply's encoder, for the server and for clients. */
+/** The generated InventoryService definition with these decoders and ReserveBatch's codecs, for the server and for clients. */
 export const inventoryServiceDefinition: typeof InventoryServiceService = {
   ...InventoryServiceService,
   upsertSku: { ...InventoryServiceService.upsertSku, requestDeserialize: decodeUpsertSkuRequest, responseDeserialize: decodeSku },
   getSku: { ...InventoryServiceService.getSku, responseDeserialize: decodeSku },
   // The same bytes as the generated encoder, at a fraction of its CPU per item (reserve_batch_codec.ts).
-  reserveBatch: { ...InventoryServiceService.reserveBatch, responseSerialize: encodeReserveBatchResponse },
+  reserveBatch: { ...InventoryServiceService.reserveBatch, requestDeserialize: decodeReserveBatchRequest, responseSerialize: encodeReserveBatchResponse },
 };

@@ -1,6 +1,6 @@
-// The ReserveBatch reply's encoder: the same bytes as the generated
-// ReserveBatchResponse.encode (a test compares them byte for byte), written
-// straight into one buffer.
+// ReserveBatch's own codecs: the reply's encoder, the same bytes as the
+// generated ReserveBatchResponse.encode (a test compares them byte for
+// byte), written straight into one buffer; and the request's reader (below).
 //
 // Why: the generated encoder spent about 3 µs of server CPU per item on a
 // hot SKU (a third of an item's cost once the journal wrote one event per
@@ -13,7 +13,8 @@
 // A result this path does not cover (an error, a negative or unsafe number)
 // goes through the generated encoder, appended as it stands.
 
-import { type Reservation, ReserveBatchResponse, ReserveBatchResult } from "../gen/quartermaster/v1/inventory";
+import type { Duration } from "../gen/google/protobuf/duration";
+import { type Reservation, ReserveBatchRequest, ReserveBatchResponse, ReserveBatchResult, type ReserveRequest } from "../gen/quartermaster/v1/inventory";
 
 /** Bytes of a varint for a non-negative safe integer. */
 function varintSize(n: number): number {
@@ -207,4 +208,132 @@ export function encodeReserveBatchResponse(message: ReserveBatchResponse): Buffe
   if (message.succeeded !== 0) out.byte(16).varint(message.succeeded);
   if (message.failed !== 0) out.byte(24).varint(message.failed);
   return out.finish();
+}
+
+// ---- The request ----------------------------------------------------------------
+
+/** Marks input the fast reader does not take: the generated decoder reads the whole message instead. */
+class NotCanonical {}
+const NOT_CANONICAL = new NotCanonical();
+
+/**
+ * Reads a ReserveBatchRequest as the generated decoder does, for the shape
+ * clients send: known fields in their wire types, ASCII strings, numbers in
+ * the safe range. Anything else (an unknown or repeated-in-another-type
+ * field, a non-ASCII byte, a negative or huge number, a truncated message)
+ * makes it hand the bytes to the generated decoder, so every input gets
+ * exactly the generated decoder's answer or error; a property test holds
+ * the two to that. Why: the generated decoder was about 1.3 µs per item (a
+ * TextDecoder call and a subarray per string, int64 through strings, a
+ * recursion counter on the reader per nested message); here ASCII ids are
+ * read with one latin1 slice and an item's SKU id, usually the previous
+ * item's, is that same string again.
+ */
+export function decodeReserveBatchRequest(bytes: Uint8Array): ReserveBatchRequest {
+  try {
+    return readBatch(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  } catch (error) {
+    if (error !== NOT_CANONICAL) throw error;
+    return ReserveBatchRequest.decode(bytes);
+  }
+}
+
+class Reader {
+  pos = 0;
+  private lastSku = "";
+  private lastLocation = "";
+
+  constructor(
+    private readonly buf: Buffer,
+    readonly end: number,
+  ) {}
+
+  /** A varint that fits a safe integer >= 0 in at most 7 bytes (2^49); longer ones go to the generated decoder. */
+  varint(): number {
+    let n = 0;
+    let scale = 1;
+    for (let i = 0; i < 7; i++) {
+      if (this.pos >= this.end) throw NOT_CANONICAL;
+      const b = this.buf[this.pos++] as number;
+      n += (b & 0x7f) * scale;
+      if (b < 0x80) return n;
+      scale *= 128;
+    }
+    throw NOT_CANONICAL;
+  }
+
+  /** The end of a length-delimited field that starts here. */
+  limit(): number {
+    const length = this.varint();
+    const end = this.pos + length;
+    if (end > this.end) throw NOT_CANONICAL;
+    return end;
+  }
+
+  private ascii(end: number): boolean {
+    for (let i = this.pos; i < end; i++) if ((this.buf[i] as number) >= 0x80) return false;
+    return true;
+  }
+
+  private same(s: string, end: number): boolean {
+    if (s.length !== end - this.pos) return false;
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== this.buf[this.pos + i]) return false;
+    return true;
+  }
+
+  string(kind: "id" | "sku" | "location"): string {
+    const end = this.limit();
+    if (!this.ascii(end)) throw NOT_CANONICAL;
+    let s: string;
+    if (kind === "sku" && this.same(this.lastSku, end)) s = this.lastSku;
+    else if (kind === "location" && this.same(this.lastLocation, end)) s = this.lastLocation;
+    else {
+      s = this.buf.toString("latin1", this.pos, end);
+      if (kind === "sku") this.lastSku = s;
+      else if (kind === "location") this.lastLocation = s;
+    }
+    this.pos = end;
+    return s;
+  }
+}
+
+function readBatch(buf: Buffer): ReserveBatchRequest {
+  const r = new Reader(buf, buf.length);
+  const items: ReserveRequest[] = [];
+  while (r.pos < r.end) {
+    if (r.varint() !== 10) throw NOT_CANONICAL;
+    const end = r.limit();
+    items.push(readItem(r, end));
+  }
+  return { items };
+}
+
+function readItem(r: Reader, end: number): ReserveRequest {
+  const item: ReserveRequest = { reservationId: "", skuId: "", quantity: 0, locationId: "", ttl: undefined };
+  while (r.pos < end) {
+    const tag = r.varint();
+    if (tag === 10) item.reservationId = r.string("id");
+    else if (tag === 18) item.skuId = r.string("sku");
+    else if (tag === 24) item.quantity = r.varint();
+    else if (tag === 34) item.locationId = r.string("location");
+    else if (tag === 42) item.ttl = readDuration(r, r.limit());
+    else throw NOT_CANONICAL;
+    if (r.pos > end) throw NOT_CANONICAL;
+  }
+  return item;
+}
+
+function readDuration(r: Reader, end: number): Duration {
+  const d: Duration = { seconds: 0, nanos: 0 };
+  while (r.pos < end) {
+    const tag = r.varint();
+    if (tag === 8) d.seconds = r.varint();
+    else if (tag === 16) {
+      const nanos = r.varint();
+      if (nanos > 0x7fffffff) throw NOT_CANONICAL;
+      d.nanos = nanos;
+    } else throw NOT_CANONICAL;
+    if (r.pos > end) throw NOT_CANONICAL;
+  }
+  return d;
 }

@@ -1,9 +1,9 @@
-// The ReserveBatch reply's own encoder must write exactly the generated encoder's bytes.
+// ReserveBatch's own codecs must write exactly the generated encoder's bytes and read exactly what the generated decoder reads.
 
 import { expect } from "chai";
 import fc from "fast-check";
-import { ReservationState, ReserveBatchResponse, type ReserveBatchResult } from "../../src/gen/quartermaster/v1/inventory";
-import { encodeReserveBatchResponse } from "../../src/grpc/reserve_batch_codec";
+import { ReservationState, ReserveBatchRequest, ReserveBatchResponse, type ReserveBatchResult } from "../../src/gen/quartermaster/v1/inventory";
+import { decodeReserveBatchRequest, encodeReserveBatchResponse } from "../../src/grpc/reserve_batch_codec";
 
 const generated = (m: ReserveBatchResponse): Buffer => Buffer.from(ReserveBatchResponse.encode(m).finish());
 
@@ -64,5 +64,67 @@ describe("ReserveBatch reply encoder", () => {
     expect(back.succeeded).to.equal(1000);
     const last = back.results[999]?.outcome;
     expect(last?.$case === "reservation" ? [last.reservation.reservationId, last.reservation.expiresAt?.getTime()] : []).to.deep.equal(["r-999", expires.getTime()]);
+  });
+});
+
+describe("ReserveBatch request reader", () => {
+  const duration = fc.oneof(
+    fc.constant(undefined),
+    fc.record({ seconds: fc.oneof(fc.integer({ min: 0, max: 100_000 }), fc.constantFrom(-1, 2 ** 50, Number.MAX_SAFE_INTEGER)), nanos: fc.oneof(fc.constant(0), fc.integer({ min: -5, max: 999_999_999 })) }),
+  );
+  const item = fc.record({ reservationId: text, skuId: fc.oneof(fc.constantFrom("hot-0", "sku-1"), text), quantity: count, locationId: fc.oneof(fc.constant(""), fc.constant("wh-1"), text), ttl: duration });
+  const request = fc.record({ items: fc.array(item, { maxLength: 20 }) });
+  const generatedDecode = (bytes: Uint8Array): unknown => {
+    try {
+      return ReserveBatchRequest.decode(bytes);
+    } catch (error) {
+      return { threw: String(error) };
+    }
+  };
+  const ownDecode = (bytes: Uint8Array): unknown => {
+    try {
+      return decodeReserveBatchRequest(bytes);
+    } catch (error) {
+      return { threw: String(error) };
+    }
+  };
+
+  it("reads every request as the generated decoder does: unicode, negative and huge numbers, missing fields", () => {
+    fc.assert(
+      fc.property(request, (r) => {
+        const bytes = Buffer.from(ReserveBatchRequest.encode(r).finish());
+        expect(ownDecode(bytes)).to.deep.equal(generatedDecode(bytes));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it("answers damaged bytes (cut, changed, extended) exactly as the generated decoder does, error or message", () => {
+    const damaged = fc
+      .tuple(request, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom("cut", "flip", "append"), fc.uint8Array({ maxLength: 8 }))
+      .map(([r, at, byte, how, extra]) => {
+        const bytes = Buffer.from(ReserveBatchRequest.encode(r).finish());
+        if (bytes.length === 0) return Buffer.from(extra);
+        const i = at % bytes.length;
+        if (how === "cut") return bytes.subarray(0, i);
+        if (how === "append") return Buffer.concat([bytes, extra]);
+        const copy = Buffer.from(bytes);
+        copy[i] = byte;
+        return copy;
+      });
+    fc.assert(
+      fc.property(damaged, (bytes) => {
+        expect(ownDecode(bytes)).to.deep.equal(generatedDecode(bytes));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it("reads a 1000-item batch on one SKU as the generated decoder does", () => {
+    const r: ReserveBatchRequest = { items: Array.from({ length: 1000 }, (_, i) => ({ reservationId: `r-${i}`, skuId: "hot-0", quantity: 1, locationId: "", ttl: { seconds: 3600, nanos: 0 } })) };
+    const bytes = Buffer.from(ReserveBatchRequest.encode(r).finish());
+    const own = decodeReserveBatchRequest(bytes);
+    expect(own).to.deep.equal(ReserveBatchRequest.decode(bytes));
+    expect(own.items[999]?.reservationId).to.equal("r-999");
   });
 });
