@@ -3,7 +3,7 @@
 // byte), written straight into one buffer; and the request's reader (below).
 //
 // Why: the generated encoder spent about 3 µs of server CPU per item on a
-// hot SKU (a third of an item's cost once the journal wrote one event per
+// hot SKU (a fifth of an item's cost once the journal wrote one event per
 // batch): a fork/join writer state per nested message (result, reservation,
 // three timestamps), every int64 through @bufbuild's string-checking path, and
 // each timestamp converted from its Date. Here a reservation's size is worked
