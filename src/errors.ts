@@ -115,3 +115,17 @@ export function unknownOp(kind: string, message: unknown): QmError {
   const op = typeof message === "object" && message !== null && "op" in message ? String(message.op) : "(none)";
   return new QmError("FAILED_PRECONDITION", `${kind} actors of this version do not know the message op ${op}`, { reason: "UNKNOWN_OP", op });
 }
+
+/**
+ * A journal event whose kind this build does not know: written by a newer
+ * release (a rolled-back node, or an older node in a cluster taking over a
+ * partition). Replaying it as nothing would silently drop what it recorded
+ * (holds, say), so the actor refuses to rebuild and its requests fail.
+ */
+export function unknownEvent(kind: string, event: unknown): QmError {
+  const t = typeof event === "object" && event !== null && "t" in event ? String(event.t) : "(none)";
+  return new QmError("FAILED_PRECONDITION", `${kind} actors of this version do not know the journal event kind ${t}: it was written by a newer release`, {
+    reason: "UNKNOWN_EVENT",
+    event: t,
+  });
+}

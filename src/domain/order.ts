@@ -6,7 +6,7 @@
 // finds the open step in its state and carries it out again, so a step is
 // never half-done. Every legal transition is in TRANSITIONS below.
 
-import { assert, illegalTransition, QmError } from "../errors";
+import { assert, illegalTransition, QmError, unknownEvent } from "../errors";
 import { ORDER_HISTORY_MAX, RETURNS_PER_ORDER_MAX, SHIPMENTS_PER_ORDER_MAX, TRACKING_EVENTS_PER_SHIPMENT_MAX } from "../limits";
 
 /** RESERVING is internal: the order's turn is still running its first saga step. */
@@ -566,6 +566,8 @@ export function applyOrderEvent(state: OrderState, e: OrderEvent): void {
     case "stepResumed":
       applyStepRetry(state, e);
       break;
+    default:
+      throw unknownEvent("order", e);
   }
   // A step that ended or gave way to another takes its failed attempts with it.
   if (state.saga !== step) state.stepRetry = null;

@@ -12,7 +12,7 @@
 //   reserved + committed <= on_hand + backorder allowance, at SKU level,
 //   and every counter >= 0.
 
-import { assert, illegalTransition, notFound, QmError } from "../errors";
+import { assert, illegalTransition, notFound, QmError, unknownEvent } from "../errors";
 import {
   ADJUSTMENT_KEYS_PER_SKU_MAX,
   ATTRIBUTES_MAX,
@@ -651,6 +651,8 @@ export function applySkuEvent(state: SkuState, e: SkuEvent): void {
     case "unfulfilled":
       applyShipmentEvent(state, e);
       break;
+    default:
+      throw unknownEvent("sku", e);
   }
   state.version += 1;
   state.updatedAtMs = e.atMs;

@@ -35,7 +35,7 @@
 //   - keys stay lmdb's ordered-binary arrays, so (actorId, seq) and
 //     (wakeAtMs, actorId) sort the way the scans need.
 // The keyspaces (every value starts with a CRC-32 of its body and key, see
-// record_codec.ts; this is journal format 3, which reads format 2's records):
+// record_codec.ts; this is journal format 4, which reads formats 2 and 3):
 //   meta      actorId            -> ActorMeta (lastSeq, snapshotSeq, wakeAtMs, audit count/last seq/oldest atMs)
 //   events    [actorId, seq]     -> packed event; only seq > snapshotSeq are kept
 //   snapshots actorId            -> packed state of the snapshot at meta.snapshotSeq
@@ -325,11 +325,11 @@ export class LmdbJournal implements Journal {
    * current format; a journal holding records without a format record was
    * written by format 1 and is refused: there are no production data
    * directories of it, and reading it would mean serving records without
-   * checksums. A format 2 journal is read as it is (record_codec.ts), and
-   * the first write that stores a format 3 meta record stamps the current
-   * format in the same transaction, so that code reading format 2 only
-   * refuses it from then on instead of taking the new meta records for
-   * damaged ones. Not at open: a node that opens the journal and stops (the
+   * checksums. A format 2 or 3 journal is read as it is (record_codec.ts),
+   * and its first write stamps the current format in the same transaction,
+   * so that code reading older formats only refuses it from then on instead
+   * of taking the new meta records for damaged ones or skipping event kinds
+   * it does not know. Not at open: a node that opens the journal and stops (the
    * identity check refuses it, say) leaves it readable by the release before.
    */
   private async checkFormat(): Promise<void> {
@@ -341,7 +341,7 @@ export class LmdbJournal implements Journal {
       if (!empty) {
         throw new QmError(
           "FAILED_PRECONDITION",
-          `journal at ${this.path} has format 1 (no record checksums); this version reads formats ${JOURNAL_FORMATS_READ.join(" and ")} only: start from an empty data directory`,
+          `journal at ${this.path} has format 1 (no record checksums); this version reads formats ${formatList()} only: start from an empty data directory`,
           { path: this.path },
         );
       }
@@ -354,7 +354,7 @@ export class LmdbJournal implements Journal {
     }
     const format = body.readUInt32LE(0);
     if (!JOURNAL_FORMATS_READ.includes(format)) {
-      throw new QmError("FAILED_PRECONDITION", `journal at ${this.path} has format ${format}; this version reads formats ${JOURNAL_FORMATS_READ.join(" and ")} only`, {
+      throw new QmError("FAILED_PRECONDITION", `journal at ${this.path} has format ${format}; this version reads formats ${formatList()} only`, {
         path: this.path,
       });
     }
@@ -917,6 +917,11 @@ export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events
     recovered.push(decodeCopied(actorId, body));
   }
   return { snapshot, events: recovered, lastSeq: meta.lastSeq, wakeAtMs: meta.wakeAtMs };
+}
+
+/** "2, 3 and 4": the formats this code reads, for refusals. */
+function formatList(): string {
+  return `${JOURNAL_FORMATS_READ.slice(0, -1).join(", ")} and ${JOURNAL_FORMATS_READ[JOURNAL_FORMATS_READ.length - 1]}`;
 }
 
 /** The info keyspace's format record, naming the format this code writes. */

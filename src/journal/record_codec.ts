@@ -1,4 +1,4 @@
-// Checksummed journal records (journal formats 2 and 3).
+// Checksummed journal records (journal formats 2 to 4).
 //
 // LMDB stores no checksums: a zeroed or changed page is served as truth, or
 // fails deep inside a read. So every value we store carries a CRC-32 in its
@@ -24,16 +24,21 @@ import { crc32 as zlibCrc32 } from "node:zlib";
 import { QmError } from "../errors";
 
 /**
- * The on-disk format this code writes. Format 3 added the oldest audit
- * record's time to the meta record (see ActorMeta.auditOldestAtMs); its other
- * records are format 2's, so a format 2 journal is read as it is and stamped
- * 3 by its first write. A journal of any other format is refused, and so
- * is a format 3 journal by code that reads format 2 only: that code would
- * take every 56-byte meta record for a damaged one.
+ * The on-disk format this code writes, stamped in the info keyspace. Format 3
+ * added the oldest audit record's time to the meta record (see
+ * ActorMeta.auditOldestAtMs); its other records are format 2's, so a format 2
+ * journal is read as it is. Format 4 changed no record layout: it added an
+ * event kind (the SKU's `reservedMany`, one event for a ReserveBatch's holds)
+ * that code reading format 3 only would skip without a word, losing those
+ * holds. So a journal of an older format is read as it is and stamped 4 by its
+ * first write, and code that reads formats 2 and 3 only refuses it with a
+ * message instead. A journal of any other format is refused.
  */
-export const JOURNAL_FORMAT = 3;
+export const JOURNAL_FORMAT = 4;
 /** Formats this code reads. */
-export const JOURNAL_FORMATS_READ: readonly number[] = [2, 3];
+export const JOURNAL_FORMATS_READ: readonly number[] = [2, 3, 4];
+/** The meta record layout this code writes (format 3's; format 4 kept it), stored in each meta record. */
+export const META_RECORD_FORMAT = 3;
 /** The first format with record checksums: the format of the meta records written before format 3. */
 export const JOURNAL_FORMAT_CHECKSUMS = 2;
 export const CHECKSUM_BYTES = 4;
@@ -165,7 +170,7 @@ const META_NO_WAKE = -1;
 
 export function encodeMeta(actorId: string, meta: ActorMeta): Buffer {
   const bytes = Buffer.allocUnsafe(META_BYTES);
-  bytes.writeUInt32LE(JOURNAL_FORMAT, 4);
+  bytes.writeUInt32LE(META_RECORD_FORMAT, 4);
   writeMetaFields(bytes, meta);
   bytes.writeDoubleLE(meta.auditOldestAtMs ?? Number.NaN, META_V2_BYTES);
   return sealInPlace(bytes, actorSeed(actorId));
@@ -194,7 +199,7 @@ export function decodeMeta(actorId: string, bytes: Buffer | undefined): ActorMet
     throw corruptError(actorId, `meta record fails its checksum (${bytes.length} bytes)`);
   }
   const format = bytes.readUInt32LE(4);
-  if (format !== (bytes.length === META_BYTES ? JOURNAL_FORMAT : JOURNAL_FORMAT_CHECKSUMS)) {
+  if (format !== (bytes.length === META_BYTES ? META_RECORD_FORMAT : JOURNAL_FORMAT_CHECKSUMS)) {
     throw corruptError(actorId, `meta record of ${bytes.length} bytes has format ${format}`);
   }
   const wakeAtMs = bytes.readDoubleLE(24);

@@ -1,6 +1,7 @@
 // Journal format 3 (the oldest audit record's time in the meta record) reads
 // the data directories format 2 wrote, and its retention check walks the audit
-// keyspace only when something may be dropped.
+// keyspace only when something may be dropped. Format 4 (the SKU's
+// reservedMany event) reads both and stamps itself on the first write.
 
 import { expect } from "chai";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -58,24 +59,34 @@ async function metaSizes(path: string): Promise<Record<string, number>> {
  * 48-byte layout (no oldest audit time) and format 2 in the info keyspace.
  * Its other records are the same in both formats.
  */
-async function downgradeToFormat2(path: string, format = 2): Promise<void> {
+async function downgradeToFormat2(path: string): Promise<void> {
   const root = open<Buffer, string>({ path });
   try {
     const meta = root.openDB<Buffer, string>("meta", { encoding: "binary" });
-    const info = root.openDB<Buffer, string>("info", { encoding: "binary" });
     const rewritten = [...meta.getRange({})].map(({ key, value }) => [key, encodeMetaV2(key, decodeMeta(key, Buffer.from(value)))] as const);
     await root.transaction(() => {
       for (const [key, value] of rewritten) meta.putSync(key, value);
-      const stamp = Buffer.alloc(CHECKSUM_BYTES + 4);
-      stamp.writeUInt32LE(format, CHECKSUM_BYTES);
-      info.putSync("format", sealInPlace(stamp, actorSeed("format")));
     });
+  } finally {
+    await root.close();
+  }
+  await stampFormat(path, 2);
+}
+
+/** Stores format in the info keyspace of a closed journal, as the code of that format would have. */
+async function stampFormat(path: string, format: number): Promise<void> {
+  const root = open<Buffer, string>({ path });
+  try {
+    const info = root.openDB<Buffer, string>("info", { encoding: "binary" });
+    const stamp = Buffer.alloc(CHECKSUM_BYTES + 4);
+    stamp.writeUInt32LE(format, CHECKSUM_BYTES);
+    await root.transaction(() => info.putSync("format", sealInPlace(stamp, actorSeed("format"))));
   } finally {
     await root.close();
   }
 }
 
-describe("journal format 3 (oldest audit time in the meta record)", function () {
+describe("journal formats 3 and 4 (oldest audit time in the meta record; reservedMany)", function () {
   this.timeout(30_000);
 
   let dirs: string[] = [];
@@ -113,7 +124,7 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     return counter;
   }
 
-  it("reads a format 2 data directory, stamps it format 3 with its first write, and appends on", async () => {
+  it("reads a format 2 data directory, stamps it format 4 with its first write, and appends on", async () => {
     const clock = new ManualClock();
     const path = tempDir();
     const writer = await openJournal(path, clock);
@@ -158,7 +169,7 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     expect((await journal.readAudit("sku/A", 0, 10)).map((r) => r.seq)).to.deep.equal([2]);
     expect((await journal.recover("sku/A")).lastSeq).to.equal(7);
     await journal.close();
-    expect(await storedFormat(path)).to.equal(3);
+    expect(await storedFormat(path)).to.equal(4);
     expect(await metaSizes(path)).to.deep.equal({ "order/o-1": 48, "sku/A": 56 });
 
     const reopened = await openJournal(path, clock);
@@ -172,7 +183,7 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     const writer = await openJournal(path, clock);
     await writer.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["defined"] });
     await writer.close();
-    await downgradeToFormat2(path, 4);
+    await stampFormat(path, 5);
     const journal = new LmdbJournal({ path, auditRetention: KEEP_ALL, clock });
     let error: unknown;
     try {
@@ -182,7 +193,31 @@ describe("journal format 3 (oldest audit time in the meta record)", function () 
     }
     expect(error).to.be.instanceOf(QmError);
     expect((error as QmError).code).to.equal("FAILED_PRECONDITION");
-    expect((error as QmError).message).to.contain("has format 4; this version reads formats 2 and 3 only");
+    expect((error as QmError).message).to.contain("has format 5; this version reads formats 2, 3 and 4 only");
+  });
+
+  it("reads a format 3 data directory as it is and stamps it format 4 with its first write, so that a format 3 build refuses it", async () => {
+    const clock = new ManualClock();
+    const path = tempDir();
+    const writer = await openJournal(path, clock);
+    await writer.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["defined", "received"], wakeAtMs: 90_000 });
+    await writer.close();
+    await stampFormat(path, 3);
+
+    // Opened and closed without a write: still format 3, readable by the release before.
+    const idle = await openJournal(path, clock);
+    expect(await idle.recover("sku/A")).to.deep.equal({ snapshot: undefined, events: ["defined", "received"], lastSeq: 2, wakeAtMs: 90_000 });
+    await idle.close();
+    expect(await storedFormat(path)).to.equal(3);
+
+    const journal = await openJournal(path, clock);
+    await journal.append({ actorId: "sku/A", expectedLastSeq: 2, events: ["reservedMany"] });
+    await journal.close();
+    expect(await storedFormat(path)).to.equal(4);
+    // Format 4 kept format 3's meta record layout.
+    expect(await metaSizes(path)).to.deep.equal({ "sku/A": 56 });
+    const reopened = await openJournal(path, clock);
+    expect((await reopened.recover("sku/A")).events).to.deep.equal(["defined", "received", "reservedMany"]);
   });
 
   it("walks the audit records only when retention may drop one, and tracks the oldest kept record's time", async () => {

@@ -124,4 +124,21 @@ describe("ReserveBatch journal events", () => {
     expect(recovered.snapshot?.seq).to.equal(4);
     expect(recovered.events).to.have.length(0);
   });
+
+  it("refuses to rebuild a SKU whose journal holds an event kind this build does not know (a newer release's), instead of replaying it as nothing", async () => {
+    const atMs = Date.now();
+    const { journal: j, system: s } = await boot();
+    const newer = { t: "reservedEvenMore", holds: [["n-0", "wh-1", 5, HOUR_MS]], atMs } as unknown as SkuEvent;
+    await j.append({ actorId: ACTOR, expectedLastSeq: 0, events: [...setupEvents(atMs), newer] });
+    let error: unknown;
+    try {
+      await s.ask(ACTOR, { op: "availability" });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).to.deep.include({ code: "FAILED_PRECONDITION" });
+    expect((error as { metadata: Record<string, string> }).metadata).to.deep.include({ reason: "UNKNOWN_EVENT", event: "reservedEvenMore" });
+    // Nothing was written on top of what the newer release left.
+    expect((await j.recover(ACTOR)).lastSeq).to.equal(3);
+  });
 });
