@@ -1,0 +1,96 @@
+// The edge lets go of a call's objects when its stream closes: the stream keeps
+// only the guard against late errors, so what grpc-js hung on it (the call, its
+// decoder, the handler's closures) is garbage at once, not after the next full
+// collection. Answers and cancellations still reach grpc-js as before.
+
+import http2 from "node:http2";
+import { expect } from "chai";
+import pino from "pino";
+import { credentials, Metadata, Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
+import { loadConfig } from "../../src/config";
+import { GetSkuRequest, InventoryServiceClient, InventoryServiceService, Sku } from "../../src/gen/quartermaster/v1/inventory";
+import { edgeServerOptions, GrpcEdge } from "../../src/grpc/edge";
+
+const POLL_DEADLINE_MS = 5_000;
+
+async function pollUntil(what: string, check: () => boolean): Promise<void> {
+  const giveUpAt = Date.now() + POLL_DEADLINE_MS;
+  while (!check()) {
+    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe("gRPC edge releases closed streams", () => {
+  const streams: http2.ServerHttp2Stream[] = [];
+  const originalCreateServer = http2.createServer;
+  let server: Server;
+  let edge: GrpcEdge;
+  let client: InventoryServiceClient;
+  let cancelled = 0;
+  let held: sendUnaryData<Sku> | undefined;
+
+  before(async () => {
+    const config = loadConfig({}).grpcEdge;
+    server = new Server(edgeServerOptions(config));
+    server.addService(InventoryServiceService, {
+      getSku: (call: ServerUnaryCall<GetSkuRequest, Sku>, callback: sendUnaryData<Sku>) => {
+        if (call.request.skuId === "hold") {
+          // Never answered: the client cancels it.
+          call.on("cancelled", () => cancelled++);
+          held = callback;
+          return;
+        }
+        callback(null, Sku.fromPartial({ skuId: call.request.skuId }));
+      },
+    });
+    // The edge creates grpc-js's http2 server through http2.createServer; the test sees its streams the same way.
+    const mutable = http2 as unknown as { createServer: (...args: unknown[]) => http2.Http2Server };
+    mutable.createServer = (...args: unknown[]): http2.Http2Server => {
+      const created = (originalCreateServer as unknown as (...a: unknown[]) => http2.Http2Server)(...args);
+      created.on("stream", (stream: http2.ServerHttp2Stream) => streams.push(stream));
+      return created;
+    };
+    edge = new GrpcEdge({ config, logger: pino({ level: "silent" }) });
+    let address: string;
+    try {
+      address = await edge.start(server, ServerCredentials.createInsecure(), "127.0.0.1:0");
+    } finally {
+      mutable.createServer = originalCreateServer as unknown as (...args: unknown[]) => http2.Http2Server;
+    }
+    client = new InventoryServiceClient(address, credentials.createInsecure());
+  });
+
+  after(async () => {
+    client?.close();
+    edge?.stop();
+    server?.forceShutdown();
+    await Promise.resolve();
+  });
+
+  it("answers a call, then leaves its stream with no listener but the error guard", async () => {
+    const before = streams.length;
+    const sku = await new Promise<Sku>((resolve, reject) =>
+      client.getSku({ skuId: "sku-1" }, (error, response) => (error === null ? resolve(response) : reject(error))),
+    );
+    expect(sku.skuId).to.equal("sku-1");
+    await pollUntil("the server stream to close", () => streams.length === before + 1 && streams[before]!.closed && streams[before]!.listenerCount("error") === 1);
+    const stream = streams[before]!;
+    expect(stream.eventNames()).to.deep.equal(["error"]);
+    // A late error on the dead stream is swallowed, not thrown from the emitter.
+    expect(() => stream.emit("error", new Error("late"))).not.to.throw();
+  });
+
+  it("still tells grpc-js of a call the client cancels", async () => {
+    const before = streams.length;
+    const pending = client.getSku({ skuId: "hold" }, new Metadata(), () => undefined);
+    await pollUntil("the held call to reach the handler", () => held !== undefined);
+    pending.cancel();
+    await pollUntil("grpc-js to report the cancellation", () => cancelled === 1);
+    const stream = streams[before]!;
+    await pollUntil("the cancelled stream to be released", () => stream.eventNames().length === 1);
+    expect(stream.eventNames()).to.deep.equal(["error"]);
+    // Answering a cancelled call is harmless.
+    held?.({ code: status.CANCELLED });
+  });
+});
