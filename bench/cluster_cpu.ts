@@ -9,9 +9,16 @@
 // non-owner: every call takes one NATS request/reply to n1) or, with
 // `--via spread`, spread over all three nodes as bench:compare's qm-cluster
 // does. Figures: CPU of all five processes per acknowledged reservation,
-// reservations/s, p99, and the owner's journal writes (JetStream publishes)
+// reservations/s, p99, and the nodes' journal writes (JetStream publishes)
 // per reservation. Variants take the words of hot_cpu.ts (main=, node=,
 // KEY=VALUE for the nodes' environment); node=--cpu-prof profiles the nodes.
+//
+// With `--skus N` the load is uniform over N SKUs instead (bench:compare's
+// uniform workload), spread over the three nodes unless --via says otherwise:
+// each pass seeds skuIdFor(0..N-1) through the cluster's JetStream journal
+// (cluster_catalogue.ts, seconds instead of minutes of gRPC) and the nodes
+// activate them from JetStream as they would any SKU. The seeding is not
+// measured; with N well above the requests, most reservations activate a SKU.
 
 import fs from "node:fs";
 import os from "node:os";
@@ -27,6 +34,7 @@ import { median, parseVariant, type Variant } from "./hot_cpu";
 import { processTree } from "./contenders/engines";
 import { scrapeMetrics } from "./prometheus";
 import { HOT_SKU_UNITS, seedHotSku } from "./seed";
+import { seedClusterCatalogue } from "./cluster_catalogue";
 
 /** Warmup and measured reservations stay live on one SKU: their sum must stay below its live-hold limit. */
 const REQUESTS_PER_PASS_MAX = Math.floor(LIVE_RESERVATIONS_PER_SKU_MAX * 0.9);
@@ -44,6 +52,8 @@ interface Options {
   readonly concurrency: number;
   readonly sessions: number;
   readonly via: Via;
+  /** 0: the hot SKU; else uniform over this many SKUs seeded through the journal. */
+  readonly skus: number;
 }
 
 interface Pass {
@@ -57,7 +67,7 @@ interface Pass {
   /** Of it, the three nodes'. */
   readonly nodeMicrosPerOp: number;
   readonly p99Ms: number;
-  /** The owner's Δqm_journal_commits_total (JetStream journal writes) per reservation; null when unreadable. */
+  /** Δqm_journal_commits_total (JetStream journal writes) of all nodes per reservation; null when unreadable. */
   readonly writesPerOp: number | null;
   readonly loadAverage: number;
 }
@@ -91,14 +101,23 @@ async function ownedByFirstNode(cluster: QmCluster, prefix: string): Promise<str
   throw new Error(`no id ${prefix}-N owned by n1`);
 }
 
-async function commits(metricsAddress: string | undefined): Promise<number | null> {
-  if (metricsAddress === undefined) return null;
-  const scraped = await scrapeMetrics(metricsAddress);
-  return "error" in scraped ? null : (scraped.sums.get("qm_journal_commits_total") ?? null);
+/** Journal writes of every node (with one hot SKU only its owner, n1, writes). */
+async function commits(metricsAddresses: readonly string[]): Promise<number | null> {
+  let total = 0;
+  for (const address of metricsAddresses) {
+    const scraped = await scrapeMetrics(address);
+    const value = "error" in scraped ? undefined : scraped.sums.get("qm_journal_commits_total");
+    if (value === undefined) return null;
+    total += value;
+  }
+  return total;
 }
 
 function load(target: string, skuId: string, requests: number, options: Options, tag: string): Promise<LoadResult> {
-  const calls = scenarioCalls({ scenario: "hot", runTag: tag, hotSkuId: skuId, skuCount: 1, seed: 1 });
+  const calls =
+    options.skus > 0
+      ? scenarioCalls({ scenario: "random", runTag: tag, hotSkuId: skuId, skuCount: options.skus, seed: requests })
+      : scenarioCalls({ scenario: "hot", runTag: tag, hotSkuId: skuId, skuCount: 1, seed: 1 });
   return runLoad({
     target,
     path: calls.path,
@@ -118,17 +137,23 @@ async function onePass(variant: Variant, index: number, round: number, options: 
   let cluster: QmCluster | null = null;
   try {
     cluster = await startQmCluster(root, pinning.serverCpu, variant.main, { ...process.env, QM_LOG_LEVEL: "warn", ...variant.env }, variant.nodeArgs);
-    const skuId = await ownedByFirstNode(cluster, `hot-${index}-${round}`);
-    await seedHotSku(cluster.address, HOT_SKU_UNITS, skuId);
+    let skuId = "";
+    if (options.skus > 0) {
+      const seconds = await seedClusterCatalogue({ etcdEndpoint: cluster.etcdEndpoint, natsUrl: cluster.natsUrl, clusterName: cluster.clusterName, skus: options.skus });
+      log(`${variant.name}: ${options.skus} SKUs seeded through the journal in ${seconds.toFixed(1)} s`);
+    } else {
+      skuId = await ownedByFirstNode(cluster, `hot-${index}-${round}`);
+      await seedHotSku(cluster.address, HOT_SKU_UNITS, skuId);
+    }
     const target = options.via === "spread" ? cluster.targets : (cluster.addresses[1] ?? "");
     const tag = `v${index}-${round}-${process.pid}`;
     const warm = await load(target, skuId, options.warmup, options, `${tag}-w`);
     if (warm.fatal !== null || warm.errorTotal > 0) throw new Error(`${variant.name} warmup: ${warm.fatal ?? warm.firstError ?? "?"}`);
     const nodes = cluster.nodePids();
     const all = [...nodes, ...cluster.enginePids()];
-    const [allBefore, nodesBefore, commitsBefore] = [cpuMs(all), cpuMs(nodes), await commits(cluster.metricsAddresses[0])];
+    const [allBefore, nodesBefore, commitsBefore] = [cpuMs(all), cpuMs(nodes), await commits(cluster.metricsAddresses)];
     const result = await load(target, skuId, options.requests, options, tag);
-    const [allAfter, nodesAfter, commitsAfter] = [cpuMs(all), cpuMs(nodes), await commits(cluster.metricsAddresses[0])];
+    const [allAfter, nodesAfter, commitsAfter] = [cpuMs(all), cpuMs(nodes), await commits(cluster.metricsAddresses)];
     if (result.fatal !== null) throw new Error(`${variant.name}: ${result.fatal}`);
     const ok = Math.max(1, result.okTotal);
     return {
@@ -160,11 +185,14 @@ async function main(argv: readonly string[]): Promise<number> {
       requests: { type: "string", default: "40000" },
       concurrency: { type: "string", default: "64" },
       sessions: { type: "string", default: "4" },
-      via: { type: "string", default: "non-owner" },
+      via: { type: "string" },
+      skus: { type: "string", default: "0" },
     },
     strict: true,
   });
-  const via = VIAS.find((v) => v === values.via);
+  const skus = Number(values.skus);
+  if (!(Number.isSafeInteger(skus) && skus >= 0)) throw new Error("--skus must be a whole number");
+  const via = VIAS.find((v) => v === (values.via ?? (skus > 0 ? "spread" : "non-owner")));
   if (via === undefined) throw new Error(`--via must be one of ${VIAS.join(", ")}`);
   const options: Options = {
     rounds: Number(values.rounds),
@@ -173,8 +201,9 @@ async function main(argv: readonly string[]): Promise<number> {
     concurrency: Number(values.concurrency),
     sessions: Number(values.sessions),
     via,
+    skus,
   };
-  if (options.warmup + options.requests > REQUESTS_PER_PASS_MAX) throw new Error(`warmup + requests must stay under ${REQUESTS_PER_PASS_MAX}`);
+  if (skus === 0 && options.warmup + options.requests > REQUESTS_PER_PASS_MAX) throw new Error(`warmup + requests must stay under ${REQUESTS_PER_PASS_MAX}`);
   const defaultMain = path.resolve(__dirname, "..", "src", "main.js");
   const variants = (values.variant ?? ["current"]).map((spec) => parseVariant(spec, defaultMain));
   const pinning = choosePinning();

@@ -65,8 +65,8 @@ export function journalDirOf(dataDir: string): string {
   return path.join(dataDir, "journal");
 }
 
-/** One SKU's append: its events decided against a fresh state, in order. */
-function skuAppend(index: number, eventsPerSku: number, nowMs: number, withSnapshot: boolean): Parameters<LmdbJournal["append"]>[0] {
+/** One SKU's append: its events decided against a fresh state, in order (also the cluster's catalogue, cluster_catalogue.ts). */
+export function skuAppend(index: number, eventsPerSku: number, nowMs: number, withSnapshot: boolean): Parameters<LmdbJournal["append"]>[0] {
   const skuId = skuIdFor(index);
   const state = newSkuState(skuId);
   const events: SkuEvent[] = [];

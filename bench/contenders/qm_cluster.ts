@@ -20,6 +20,7 @@ import { LOOPBACK_HOST } from "../load_session";
 import { type Child, freeLoopbackPort, spawnNode, stopChild } from "../processes";
 
 export const CLUSTER_NODE_IDS = ["n1", "n2", "n3"] as const;
+const CLUSTER_NAME = "bench";
 /** A node's first health answer; the JetStream stream and etcd lease come first. */
 const NODE_SERVING_DEADLINE_MS = 60_000;
 /** Every node sees three members and every partition owned; handoff at start takes a few lease rounds. */
@@ -36,6 +37,10 @@ export interface QmCluster {
   readonly addresses: readonly string[];
   readonly metricsAddresses: readonly string[];
   readonly nodes: readonly Child[];
+  /** Where the cluster's etcd and NATS listen, and its name (QM_CLUSTER): for seeding through the journal (cluster_catalogue.ts). */
+  readonly etcdEndpoint: string;
+  readonly natsUrl: string;
+  readonly clusterName: string;
   /** etcd and nats-server: the cluster's "database" processes. */
   enginePids(): number[];
   nodePids(): number[];
@@ -120,7 +125,7 @@ export async function startQmCluster(
           QM_NODE_ID: nodeId,
           QM_ETCD_ENDPOINTS: etcd.endpoint,
           QM_NATS_URL: nats.url,
-          QM_CLUSTER: "bench",
+          QM_CLUSTER: CLUSTER_NAME,
         },
       });
       nodes.push(child);
@@ -143,6 +148,9 @@ export async function startQmCluster(
       addresses,
       metricsAddresses,
       nodes,
+      etcdEndpoint: etcd.endpoint,
+      natsUrl: nats.url,
+      clusterName: CLUSTER_NAME,
       enginePids: () => engines,
       nodePids: () => nodes.map((n) => n.pid),
       stop,

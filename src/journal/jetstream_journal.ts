@@ -82,6 +82,15 @@ interface JournalMessage {
   readonly wakeAtMs: number | null;
   /** A new owner's fence: no events, just the epoch. */
   readonly fence?: true;
+  /**
+   * Stream sequence of the actor's previous journal message (0: this is its
+   * first), so recovery walks back from the last message by direct gets of
+   * known sequences instead of scanning the stream for the subject. Absent
+   * in messages of builds before it: recovery then scans as they did.
+   */
+  readonly prev?: number;
+  /** 1 when a snapshot was written with this message or an earlier one, 0 when none ever was: recovery skips the snapshot read. Absent as prev. */
+  readonly snap?: 0 | 1;
 }
 
 interface SnapshotMessage {
@@ -97,6 +106,8 @@ interface Tail {
   readonly lastStreamSeq: number;
   readonly wakeAtMs: number | null;
   readonly epoch: number;
+  /** Whether the actor has a snapshot (read, or written by this node); carried into each message as `snap`. */
+  readonly snapshotted: boolean;
 }
 
 interface Pending {
@@ -238,7 +249,17 @@ export class JetStreamJournal implements Journal {
         this.remember(actorId, tail);
         return result;
       }
-      const fence: JournalMessage = { f: FORMAT, epoch, firstSeq: tail.lastSeq + 1, lastSeq: tail.lastSeq, events: [], wakeAtMs: tail.wakeAtMs, fence: true };
+      const fence: JournalMessage = {
+        f: FORMAT,
+        epoch,
+        firstSeq: tail.lastSeq + 1,
+        lastSeq: tail.lastSeq,
+        events: [],
+        wakeAtMs: tail.wakeAtMs,
+        fence: true,
+        prev: tail.lastStreamSeq,
+        snap: tail.snapshotted ? 1 : 0,
+      };
       try {
         const ack = await this.jetstream().publish(this.subject("j", actorId), pack(fence), { expect: { lastSubjectSequence: tail.lastStreamSeq } });
         this.remember(actorId, { ...tail, lastStreamSeq: ack.seq, epoch });
@@ -343,7 +364,13 @@ export class JetStreamJournal implements Journal {
         this.tails.delete(actorId);
         throw new QmError("FENCED", `append to ${actorId} lost its compare-and-set: another writer (a newer owner) appended first`, { actorId });
       }
-      this.remember(actorId, { lastSeq: merged.message.lastSeq, lastStreamSeq: streamSeq, wakeAtMs: merged.message.wakeAtMs, epoch: merged.message.epoch });
+      this.remember(actorId, {
+        lastSeq: merged.message.lastSeq,
+        lastStreamSeq: streamSeq,
+        wakeAtMs: merged.message.wakeAtMs,
+        epoch: merged.message.epoch,
+        snapshotted: merged.message.snap === 1,
+      });
       this.indexWakeup(actorId, merged.message.wakeAtMs);
       await this.writeSideRecords(actorId, merged, streamSeq);
       this.commits++;
@@ -407,14 +434,22 @@ export class JetStreamJournal implements Journal {
 
   // ---- Internals ---------------------------------------------------------------------------
 
+  /**
+   * Round trips: the last message, the snapshot only when the last message
+   * does not say there is none, and each earlier message still needed, by its
+   * sequence (`prev`). An actor written in one message costs one direct get.
+   */
   private async read(actorId: ActorId): Promise<{ tail: Tail; result: Recovered }> {
     const journalSubject = this.subject("j", actorId);
     const last = await this.getLast(this.names.journal, journalSubject);
     if (last === undefined) {
-      return { tail: { lastSeq: 0, lastStreamSeq: 0, wakeAtMs: null, epoch: 0 }, result: { snapshot: undefined, events: [], lastSeq: 0, wakeAtMs: null } };
+      return {
+        tail: { lastSeq: 0, lastStreamSeq: 0, wakeAtMs: null, epoch: 0, snapshotted: false },
+        result: { snapshot: undefined, events: [], lastSeq: 0, wakeAtMs: null },
+      };
     }
     const lastMessage = decodeJournalMessage(actorId, last.data);
-    const storedSnapshot = await this.getLast(this.names.snapshots, this.subject("s", actorId));
+    const storedSnapshot = lastMessage.snap === 0 ? undefined : await this.getLast(this.names.snapshots, this.subject("s", actorId));
     let snapshot: Snapshot | undefined;
     let fromStreamSeq = 1;
     if (storedSnapshot !== undefined) {
@@ -422,13 +457,12 @@ export class JetStreamJournal implements Journal {
       snapshot = { seq: s.seq, state: s.state };
       fromStreamSeq = s.fromStreamSeq;
     }
+    const firstNeeded = (snapshot?.seq ?? 0) + 1;
+    const messages =
+      (await this.walkBack(actorId, journalSubject, lastMessage, firstNeeded)) ?? (await this.scanForward(actorId, journalSubject, fromStreamSeq, last.seq));
     const events: unknown[] = [];
-    let expectedSeq = (snapshot?.seq ?? 0) + 1;
-    for (let seq = fromStreamSeq; seq <= last.seq; ) {
-      const stored = await this.getNext(this.names.journal, journalSubject, seq);
-      if (stored === undefined || stored.seq > last.seq) break;
-      seq = stored.seq + 1;
-      const message = decodeJournalMessage(actorId, stored.data);
+    let expectedSeq = firstNeeded;
+    for (const message of messages) {
       for (let i = 0; i < message.events.length; i++) {
         const eventSeq = message.firstSeq + i;
         if (eventSeq < expectedSeq) continue; // covered by the snapshot
@@ -438,8 +472,44 @@ export class JetStreamJournal implements Journal {
       }
     }
     assert(expectedSeq === lastMessage.lastSeq + 1, `events up to ${lastMessage.lastSeq} of ${actorId} are stored (read to ${expectedSeq - 1})`);
-    const tail: Tail = { lastSeq: lastMessage.lastSeq, lastStreamSeq: last.seq, wakeAtMs: lastMessage.wakeAtMs, epoch: lastMessage.epoch };
+    const tail: Tail = {
+      lastSeq: lastMessage.lastSeq,
+      lastStreamSeq: last.seq,
+      wakeAtMs: lastMessage.wakeAtMs,
+      epoch: lastMessage.epoch,
+      snapshotted: storedSnapshot !== undefined || lastMessage.snap === 1,
+    };
     return { tail, result: { snapshot, events, lastSeq: lastMessage.lastSeq, wakeAtMs: lastMessage.wakeAtMs } };
+  }
+
+  /**
+   * The messages from the one holding event firstNeeded to the last, oldest
+   * first, following `prev`; undefined when a message on the way predates
+   * `prev` or the chain breaks (the caller scans instead).
+   */
+  private async walkBack(actorId: ActorId, subject: string, lastMessage: JournalMessage, firstNeeded: number): Promise<JournalMessage[] | undefined> {
+    const newestFirst = [lastMessage];
+    let current = lastMessage;
+    while (current.firstSeq > firstNeeded) {
+      if (current.prev === undefined || current.prev <= 0) return undefined;
+      const stored = await this.getBySeq(this.names.journal, subject, current.prev);
+      if (stored === undefined) return undefined;
+      current = decodeJournalMessage(actorId, stored.data);
+      newestFirst.push(current);
+    }
+    return newestFirst.reverse();
+  }
+
+  /** Every message of the subject from fromStreamSeq to lastStreamSeq, one next-by-subject read each (messages without `prev`). */
+  private async scanForward(actorId: ActorId, subject: string, fromStreamSeq: number, lastStreamSeq: number): Promise<JournalMessage[]> {
+    const messages: JournalMessage[] = [];
+    for (let seq = fromStreamSeq; seq <= lastStreamSeq; ) {
+      const stored = await this.getNext(this.names.journal, subject, seq);
+      if (stored === undefined || stored.seq > lastStreamSeq) break;
+      seq = stored.seq + 1;
+      messages.push(decodeJournalMessage(actorId, stored.data));
+    }
+    return messages;
   }
 
   private async getLast(stream: string, subject: string): Promise<Stored | undefined> {
@@ -450,14 +520,20 @@ export class JetStreamJournal implements Journal {
     return this.getMessage(stream, subject, { next_by_subj: subject, seq: fromSeq });
   }
 
+  /** The message at streamSeq, if it is on subject (else undefined, as if absent). */
+  private async getBySeq(stream: string, subject: string, streamSeq: number): Promise<Stored | undefined> {
+    return this.getMessage(stream, subject, { seq: streamSeq });
+  }
+
   private async getMessage(
     stream: string,
     subject: string,
-    query: { last_by_subj: string } | { next_by_subj: string; seq: number },
+    query: { last_by_subj: string } | { next_by_subj: string; seq: number } | { seq: number },
   ): Promise<Stored | undefined> {
     try {
       // nats.js types MSG.GET requests without next_by_subj; the server (2.9+) honours it.
       const m = await this.manager().streams.getMessage(stream, query);
+      if (m.subject !== subject) return undefined;
       return { seq: m.seq, data: m.data };
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -542,7 +618,8 @@ function mergeAppends(actorId: ActorId, tail: Tail, requests: readonly AppendReq
     if (r.audit !== undefined) audit.push(...r.audit);
     if (r.epoch !== undefined) epoch = Math.max(epoch, r.epoch);
   }
-  return { message: { f: FORMAT, epoch, firstSeq: lastSeq - events.length + 1, lastSeq, events, wakeAtMs }, snapshot, audit };
+  const snap = tail.snapshotted || snapshot !== undefined ? 1 : 0;
+  return { message: { f: FORMAT, epoch, firstSeq: lastSeq - events.length + 1, lastSeq, events, wakeAtMs, prev: tail.lastStreamSeq, snap }, snapshot, audit };
 }
 
 // ---- Streams, subjects, decoding ---------------------------------------------------------------

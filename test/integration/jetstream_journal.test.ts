@@ -3,7 +3,7 @@
 // fencing of a former owner by epoch.
 
 import { expect } from "chai";
-import { unpack } from "msgpackr";
+import { pack, unpack } from "msgpackr";
 import { connect, type NatsConnection } from "nats";
 import { ManualClock } from "../../src/clock";
 import { partitionOf } from "../../src/cluster/placement";
@@ -71,6 +71,72 @@ describe("JetStream journal (integration, real nats-server)", function () {
     const firstOfSubject = { next_by_subj: subject, seq: 1 };
     const oldest = await jsm.streams.getMessage(`QM_${cluster}_JOURNAL`, firstOfSubject);
     expect((unpack(oldest.data) as { firstSeq: number; lastSeq: number }).firstSeq).to.equal(3);
+  });
+
+  /** Counts the JetStream read requests (stream message gets, API or direct) made while `run` runs, as a second client sees them. */
+  async function readsDuring(run: () => Promise<void>): Promise<number> {
+    const spy = await connect({ servers: nats.url });
+    connections.push(spy);
+    let reads = 0;
+    const subscriptions = ["$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>"].map((subject) =>
+      spy.subscribe(subject, {
+        callback: () => {
+          reads++;
+        },
+      }),
+    );
+    await spy.flush();
+    await run();
+    await spy.flush();
+    for (const s of subscriptions) s.unsubscribe();
+    return reads;
+  }
+
+  it("recovers an actor written in one message with one read, and walks back by sequence past a snapshot without scanning", async () => {
+    const cluster = fresh();
+    const j = await journal(cluster);
+    await j.append({ actorId: "sku/one", expectedLastSeq: 0, events: [{ e: 1 }, { e: 2 }], wakeAtMs: 9_000 });
+    for (let i = 0; i < 3; i++) await j.append({ actorId: "sku/three", expectedLastSeq: i, events: [{ i }] });
+    await j.append({ actorId: "sku/snap", expectedLastSeq: 0, events: [{ n: 1 }] });
+    await j.append({ actorId: "sku/snap", expectedLastSeq: 1, events: [{ n: 2 }], snapshot: { seq: 2, state: { sum: 3 } } });
+    for (let n = 3; n <= 4; n++) await j.append({ actorId: "sku/snap", expectedLastSeq: n - 1, events: [{ n }] });
+    const other = await journal(cluster);
+    let one: unknown;
+    expect(await readsDuring(async () => void (one = await other.recover("sku/one")))).to.equal(1);
+    expect(one).to.deep.equal({ snapshot: undefined, events: [{ e: 1 }, { e: 2 }], lastSeq: 2, wakeAtMs: 9_000 });
+    let three: unknown;
+    // The last message, then the two before it by their sequences; no snapshot read (none was ever written).
+    expect(await readsDuring(async () => void (three = await other.recover("sku/three")))).to.equal(3);
+    expect(three).to.deep.equal({ snapshot: undefined, events: [{ i: 0 }, { i: 1 }, { i: 2 }], lastSeq: 3, wakeAtMs: null });
+    let snap: { snapshot: unknown; events: readonly unknown[]; lastSeq: number } | undefined;
+    // Last message (event 4), the snapshot (covers 1..2), event 3's message; the one that carried the snapshot is not needed.
+    expect(await readsDuring(async () => void (snap = await other.recover("sku/snap")))).to.equal(3);
+    expect(snap?.snapshot).to.deep.equal({ seq: 2, state: { sum: 3 } });
+    expect(snap?.events).to.deep.equal([{ n: 3 }, { n: 4 }]);
+    expect(snap?.lastSeq).to.equal(4);
+  });
+
+  it("reads messages written before they named their previous message (format of the previous build), and appends after them", async () => {
+    const cluster = fresh();
+    const j = await journal(cluster);
+    const nc = connections[connections.length - 1]!;
+    const js = nc.jetstream();
+    const subject = `qm.${cluster}.j.${partitionOf("sku/old", PARTITIONS)}.sku.old`;
+    // Byte for byte what the previous build wrote: no prev, no snap.
+    const first = await js.publish(subject, pack({ f: 1, epoch: 0, firstSeq: 1, lastSeq: 2, events: [{ o: 1 }, { o: 2 }], wakeAtMs: null }), {
+      expect: { lastSubjectSequence: 0 },
+    });
+    await j.append({ actorId: "sku/other", expectedLastSeq: 0, events: [{ x: 1 }] }); // another subject in between
+    await js.publish(subject, pack({ f: 1, epoch: 0, firstSeq: 3, lastSeq: 3, events: [{ o: 3 }], wakeAtMs: 7_000 }), {
+      expect: { lastSubjectSequence: first.seq },
+    });
+    const reader = await journal(cluster);
+    expect(await reader.recover("sku/old")).to.deep.equal({ snapshot: undefined, events: [{ o: 1 }, { o: 2 }, { o: 3 }], lastSeq: 3, wakeAtMs: 7_000 });
+    // This build's messages after old ones: the walk back meets a message without prev and scans instead.
+    await reader.append({ actorId: "sku/old", expectedLastSeq: 3, events: [{ o: 4 }] });
+    await reader.append({ actorId: "sku/old", expectedLastSeq: 4, events: [{ o: 5 }], wakeAtMs: null });
+    const again = await (await journal(cluster)).recover("sku/old");
+    expect(again).to.deep.equal({ snapshot: undefined, events: [1, 2, 3, 4, 5].map((o) => ({ o })), lastSeq: 5, wakeAtMs: null });
   });
 
   it("writes the queued appends of one actor as one message, and many actors' in parallel (group commit)", async () => {
