@@ -38,6 +38,7 @@ import {
   nanos,
   RetentionPolicy,
   StorageType,
+  type StoredMsg,
 } from "nats";
 import type { Clock } from "../clock";
 import { partitionOf } from "../cluster/placement";
@@ -127,6 +128,7 @@ export class JetStreamJournal implements Journal {
   private readonly names: StreamNames;
   private js: JetStreamClient | undefined;
   private jsm: JetStreamManager | undefined;
+  private direct: DirectGets | undefined;
   private state: "new" | "open" | "closed" = "new";
 
   /** Insertion order is recency: the oldest tail is evicted first. */
@@ -177,6 +179,7 @@ export class JetStreamJournal implements Journal {
       max_age: nanos(this.options.auditRetention.maxAgeMs),
     });
     this.jsm = jsm;
+    this.direct = directGetsOf(jsm);
     this.js = this.options.nc.jetstream({ timeout: REQUEST_TIMEOUT_MS });
     this.state = "open";
   }
@@ -531,8 +534,11 @@ export class JetStreamJournal implements Journal {
     query: { last_by_subj: string } | { next_by_subj: string; seq: number } | { seq: number },
   ): Promise<Stored | undefined> {
     try {
+      // Direct gets on the journal and snapshot streams (allow_direct since their first release): a raw reply the
+      // stream answers itself, where the API's MSG.GET goes through the JetStream API and answers base64 in JSON.
+      // The audit stream was created without allow_direct; its reads are rare (a paged RPC).
       // nats.js types MSG.GET requests without next_by_subj; the server (2.9+) honours it.
-      const m = await this.manager().streams.getMessage(stream, query);
+      const m = stream === this.names.audit ? await this.manager().streams.getMessage(stream, query) : await this.directGets().getMessage(stream, query);
       if (m.subject !== subject) return undefined;
       return { seq: m.seq, data: m.data };
     } catch (error) {
@@ -576,10 +582,28 @@ export class JetStreamJournal implements Journal {
     return this.js;
   }
 
+  private directGets(): DirectGets {
+    if (this.direct === undefined) throw new QmError("UNAVAILABLE", "journal is not open");
+    return this.direct;
+  }
+
   private manager(): JetStreamManager {
     if (this.jsm === undefined) throw new QmError("UNAVAILABLE", "journal is not open");
     return this.jsm;
   }
+}
+
+/** nats.js 2.29's JetStreamManager implementation has `direct`; its declared interface does not name it. */
+interface DirectGets {
+  getMessage(stream: string, query: { seq: number } | { last_by_subj: string } | { next_by_subj: string; seq: number }): Promise<StoredMsg>;
+}
+
+function directGetsOf(jsm: JetStreamManager): DirectGets {
+  const direct: unknown = (jsm as JetStreamManager & { direct?: unknown }).direct;
+  if (typeof direct !== "object" || direct === null || typeof (direct as { getMessage?: unknown }).getMessage !== "function") {
+    throw new QmError("UNAVAILABLE", "this nats.js has no direct get API");
+  }
+  return direct as DirectGets;
 }
 
 /** `kind/key`, or `kind/tenant/key` (src/security/tenancy.ts): `tenant/key` is one subject token, since '/' is legal in one. */
