@@ -19,6 +19,9 @@
 // (cluster_catalogue.ts, seconds instead of minutes of gRPC) and the nodes
 // activate them from JetStream as they would any SKU. The seeding is not
 // measured; with N well above the requests, most reservations activate a SKU.
+// `--workload checkout` (with --skus, e.g. 10000) runs bench:compare's
+// checkouts instead (CreateOrder of 3 lines, then ConfirmPayment): figures are
+// then per checkout, and `--requests` counts checkouts.
 
 import fs from "node:fs";
 import os from "node:os";
@@ -54,6 +57,7 @@ interface Options {
   readonly via: Via;
   /** 0: the hot SKU; else uniform over this many SKUs seeded through the journal. */
   readonly skus: number;
+  readonly workload: "reserve" | "checkout";
 }
 
 interface Pass {
@@ -114,10 +118,8 @@ async function commits(metricsAddresses: readonly string[]): Promise<number | nu
 }
 
 function load(target: string, skuId: string, requests: number, options: Options, tag: string): Promise<LoadResult> {
-  const calls =
-    options.skus > 0
-      ? scenarioCalls({ scenario: "random", runTag: tag, hotSkuId: skuId, skuCount: options.skus, seed: requests })
-      : scenarioCalls({ scenario: "hot", runTag: tag, hotSkuId: skuId, skuCount: 1, seed: 1 });
+  const scenario = options.skus === 0 ? "hot" : options.workload === "checkout" ? "checkout" : "random";
+  const calls = scenarioCalls({ scenario, runTag: tag, hotSkuId: skuId, skuCount: Math.max(1, options.skus), seed: options.skus === 0 ? 1 : requests });
   return runLoad({
     target,
     path: calls.path,
@@ -128,6 +130,7 @@ function load(target: string, skuId: string, requests: number, options: Options,
     warmupMs: 0,
     durationMs: RUN_MS_MAX,
     requestsMax: requests,
+    ...(calls.followUp === undefined ? {} : { followUp: calls.followUp }),
   });
 }
 
@@ -187,6 +190,7 @@ async function main(argv: readonly string[]): Promise<number> {
       sessions: { type: "string", default: "4" },
       via: { type: "string" },
       skus: { type: "string", default: "0" },
+      workload: { type: "string", default: "reserve" },
     },
     strict: true,
   });
@@ -202,7 +206,10 @@ async function main(argv: readonly string[]): Promise<number> {
     sessions: Number(values.sessions),
     via,
     skus,
+    workload: values.workload === "checkout" ? "checkout" : "reserve",
   };
+  if (values.workload !== "checkout" && values.workload !== "reserve") throw new Error("--workload must be reserve or checkout");
+  if (options.workload === "checkout" && skus === 0) throw new Error("--workload checkout needs --skus");
   if (skus === 0 && options.warmup + options.requests > REQUESTS_PER_PASS_MAX) throw new Error(`warmup + requests must stay under ${REQUESTS_PER_PASS_MAX}`);
   const defaultMain = path.resolve(__dirname, "..", "src", "main.js");
   const variants = (values.variant ?? ["current"]).map((spec) => parseVariant(spec, defaultMain));
@@ -221,7 +228,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   }
   const first = variants[0]?.name ?? "";
-  log(`\nmedians over ${options.rounds} alternating rounds of ${options.requests} reservations via ${via} (ratios: pairwise per round, then median)`);
+  log(`\nmedians over ${options.rounds} alternating rounds of ${options.requests} ${options.workload === "checkout" ? "checkouts" : "reservations"} via ${via} (ratios: pairwise per round, then median)`);
   log(`${"variant".padEnd(10)} ${"µs CPU/op".padStart(9)} ${`÷ ${first}`.padStart(9)} ${"calls/s".padStart(8)} ${`÷ ${first}`.padStart(9)} ${"writes/op".padStart(9)} ${"p99 ms".padStart(7)}`);
   for (const v of variants) {
     const mine = passes.filter((p) => p.variant === v.name);

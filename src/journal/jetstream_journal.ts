@@ -486,7 +486,7 @@ export class JetStreamJournal implements Journal {
     }
     const firstNeeded = (snapshot?.seq ?? 0) + 1;
     const messages =
-      (await this.walkBack(actorId, journalSubject, lastMessage, firstNeeded)) ?? (await this.scanForward(actorId, journalSubject, fromStreamSeq, last.seq));
+      (await this.walkBack(actorId, journalSubject, last, firstNeeded)) ?? (await this.scanForward(actorId, journalSubject, fromStreamSeq, last.seq));
     const events: unknown[] = [];
     let expectedSeq = firstNeeded;
     for (const message of messages) {
@@ -514,14 +514,17 @@ export class JetStreamJournal implements Journal {
    * first, following `prev`; undefined when a message on the way predates
    * `prev` or the chain breaks (the caller scans instead).
    */
-  private async walkBack(actorId: ActorId, subject: string, lastMessage: JournalMessage, firstNeeded: number): Promise<JournalMessage[] | undefined> {
-    const newestFirst = [lastMessage];
-    let current = lastMessage;
+  private async walkBack(actorId: ActorId, subject: string, last: Stored, firstNeeded: number): Promise<JournalMessage[] | undefined> {
+    let current = decodeJournalMessage(actorId, last.data);
+    let currentStreamSeq = last.seq;
+    const newestFirst = [current];
     while (current.firstSeq > firstNeeded) {
-      if (current.prev === undefined || current.prev <= 0) return undefined;
+      // Strictly decreasing, so a damaged prev cannot loop.
+      if (current.prev === undefined || current.prev <= 0 || current.prev >= currentStreamSeq) return undefined;
       const stored = await this.getBySeq(this.names.journal, subject, current.prev);
       if (stored === undefined) return undefined;
       current = decodeJournalMessage(actorId, stored.data);
+      currentStreamSeq = stored.seq;
       newestFirst.push(current);
     }
     return newestFirst.reverse();
