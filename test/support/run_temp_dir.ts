@@ -12,12 +12,15 @@
 // cleans up after every test. A run killed outright
 // still leaves its directory; it is named qm-test-run-* so it is easy to find.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
 const outerTmpdir = process.env.TMPDIR;
 const runDir = mkdtempSync(path.join(tmpdir(), "qm-test-run-"));
+// Open as /tmp is (sticky, anyone may create): PostgreSQL's initdb runs as the
+// postgres user (bench/contenders) and must reach its directory beneath this one.
+chmodSync(runDir, 0o1777);
 process.env.TMPDIR = runDir;
 
 export function mochaGlobalTeardown(): void {
