@@ -29,10 +29,14 @@ const DEF = { title: "Mug", priceMinor: 900, currency: "EUR", safetyStock: 0, lo
 /** Counts the messages sent to a node's ask subject, and the envelope version of each. */
 async function tap(nc: NatsConnection, node: string): Promise<{ versions: number[]; sub: Subscription }> {
   const versions: number[] = [];
-  const sub = nc.subscribe(askSubject(CLUSTER, node));
-  void (async () => {
-    for await (const m of sub) versions.push((unpack(m.data) as { v: number }).v);
-  })();
+  // A callback runs as the client parses each message, so every message the server sent before
+  // the PONG of a later flush() is counted when that flush resolves; an async iterator's loop
+  // could still be a few microtasks behind it (CI once saw [2, 1] for [2, 1, 1]).
+  const sub = nc.subscribe(askSubject(CLUSTER, node), {
+    callback: (error, m) => {
+      if (error === null) versions.push((unpack(m.data) as { v: number }).v);
+    },
+  });
   await nc.flush();
   return { versions, sub };
 }
