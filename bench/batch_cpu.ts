@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
 import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
 import { waitUntilServing } from "./health_client";
-import { mainThreadCpuMs, median, parseVariant, type Variant } from "./hot_cpu";
+import { mainThreadCpuMs, median, parseVariant, roundOrder, type Variant } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
 import { scrapeMetrics } from "./prometheus";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, runBenchMain, spawnNode, stopChild, temporaryDirs } from "./processes";
@@ -160,7 +160,7 @@ async function main(argv: readonly string[]): Promise<number> {
   log(`pinning: ${pinning.description}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
   const passes: BatchPass[] = [];
   for (let round = 1; round <= options.rounds; round++) {
-    for (const [index, variant] of variants.entries()) {
+    for (const [index, variant] of roundOrder(variants, round)) {
       const p = await onePass(variant, index, round, options, pinning);
       passes.push(p);
       log(

@@ -31,7 +31,7 @@ import { systemClock } from "../src/clock";
 import { buildCatalogue } from "./growth_data";
 import { type LoadResult, type ScenarioName, runLoad, scenarioCalls } from "./h2_load";
 import { waitUntilServing } from "./health_client";
-import { type Variant, parseVariant } from "./hot_cpu";
+import { type Variant, parseVariant, roundOrder } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
@@ -231,12 +231,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const passes: Pass[] = [];
   for (let round = 1; round <= options.rounds; round++) {
     for (const scenario of scenarios) {
-      // Even rounds run the variants in reverse (A B, B A, …): a pass leaves
-      // work behind (its copy's writeback, its deletion) that the next pass
-      // pays, and a fixed order would charge it to the same variant each round.
-      const order = [...variants.entries()];
-      if (round % 2 === 0) order.reverse();
-      for (const [index, variant] of order) {
+      for (const [index, variant] of roundOrder(variants, round)) {
         const pass = await onePass(variant, index, scenario, round, options, pinning);
         passes.push(pass);
         log(

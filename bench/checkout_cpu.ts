@@ -20,7 +20,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
-import { mainThreadCpuMs, median, type PassFigures, parseVariant, summaryTable, type Variant, type VariantSummary } from "./hot_cpu";
+import { mainThreadCpuMs, median, type PassFigures, parseVariant, roundOrder, summaryTable, type Variant, type VariantSummary } from "./hot_cpu";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
@@ -192,7 +192,7 @@ async function compareVariants(
   if (first === undefined) throw new Error("no variant");
   const passes: CheckoutPass[] = [];
   for (let round = 1; round <= options.rounds; round++) {
-    for (const [index, variant] of variants.entries()) {
+    for (const [index, variant] of roundOrder(variants, round)) {
       const pass = await onePass(variant, index, round, options, pinning);
       passes.push(pass);
       log(

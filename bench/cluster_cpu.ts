@@ -33,7 +33,7 @@ import { LIVE_RESERVATIONS_PER_SKU_MAX } from "../src/limits";
 import { type QmCluster, startQmCluster } from "./contenders/qm_cluster";
 import { choosePinning, type Pinning, pinSelf, readCpuTimeMs, runBenchMain, temporaryDirs } from "./processes";
 import { type LoadResult, runLoad, scenarioCalls } from "./h2_load";
-import { median, parseVariant, type Variant } from "./hot_cpu";
+import { median, parseVariant, roundOrder, type Variant } from "./hot_cpu";
 import { processTree } from "./contenders/engines";
 import { scrapeMetrics } from "./prometheus";
 import { HOT_SKU_UNITS, seedHotSku } from "./seed";
@@ -218,7 +218,7 @@ async function main(argv: readonly string[]): Promise<number> {
   log(`pinning: ${pinning.description}; via ${via}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
   const passes: Pass[] = [];
   for (let round = 1; round <= options.rounds; round++) {
-    for (const [index, variant] of variants.entries()) {
+    for (const [index, variant] of roundOrder(variants, round)) {
       const p = await onePass(variant, index, round, options, pinning);
       passes.push(p);
       log(
