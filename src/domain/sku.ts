@@ -258,6 +258,18 @@ export interface ReserveCommand {
   readonly ttlMs: number;
 }
 
+/**
+ * The commands of a batch on one SKU as columns: command i's fields in
+ * position i of each. A batch's items then make no object each on their way
+ * to the actor (bench/README.md "ReserveBatch on one hot SKU").
+ */
+export interface ReserveColumns {
+  readonly ids: readonly string[];
+  readonly quantities: readonly number[];
+  readonly locationIds: readonly string[];
+  readonly ttlsMs: readonly number[];
+}
+
 // ---- State ----------------------------------------------------------------------
 
 export function newSkuState(skuId: string): SkuState {

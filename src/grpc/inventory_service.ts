@@ -1,9 +1,9 @@
 // InventoryService: validate, ask the SKU actor, convert the view.
 
-import { skuActorId, type AdjustmentPage, type ReserveBatchOutcome, type SkuMessage } from "../actors/inventory/sku_actor";
+import { skuActorId, type AdjustmentPage, type ReserveManyReply, type SkuMessage } from "../actors/inventory/sku_actor";
 import type { ActorRouter, AskOptions } from "../actors/runtime/behavior";
 import type { Caller } from "../security/caller";
-import type { AvailabilityView, LevelView, ReservationView, SkuView } from "../domain/sku";
+import type { AvailabilityView, LevelView, ReservationView, ReserveColumns, SkuView } from "../domain/sku";
 import { QmError } from "../errors";
 import type {
   AdjustStockRequest,
@@ -22,6 +22,7 @@ import type {
   UpsertSkuRequest,
 } from "../gen/quartermaster/v1/inventory";
 import { toAvailabilityItem, toListAdjustmentsResponse, toReservation, toSku, toStockLevel } from "./convert";
+import { ReserveBatchReply } from "./reserve_batch_reply";
 import { toItemError } from "./status_mapping";
 import type { UnaryFactory } from "./unary";
 import {
@@ -31,7 +32,7 @@ import {
   validateReservationRef,
   validateReserve,
   validateReserveBatch,
-  type ValidReserve,
+  type ValidReserveBatch,
   validateSkuId,
   validateUpsertSku,
 } from "./validation";
@@ -84,38 +85,66 @@ export function inventoryService(router: ActorRouter, unary: UnaryFactory): Inve
  * sync makes them durable. A SKU that cannot be asked (overloaded, deadline,
  * not owned here) fails its own items only. Anything but a QmError is a bug
  * and fails the call, which the caller may retry: every item is idempotent.
+ * The answer stays in columns until it is encoded (ReserveBatchReply).
  */
-async function reserveBatch(router: ActorRouter, items: readonly ValidReserve[], o: AskOptions, tenant: string): Promise<ReserveBatchResponse> {
-  const groups = new Map<string, { readonly indexes: number[]; readonly cmds: ValidReserve["cmd"][] }>();
-  items.forEach((item, i) => {
-    let group = groups.get(item.skuId);
-    if (group === undefined) {
-      group = { indexes: [], cmds: [] };
-      groups.set(item.skuId, group);
-    }
-    group.indexes.push(i);
-    group.cmds.push(item.cmd);
-  });
-  const results = new Array<ReserveBatchResult>(items.length);
+async function reserveBatch(router: ActorRouter, items: ValidReserveBatch, o: AskOptions, tenant: string): Promise<ReserveBatchResponse> {
+  const reply = new ReserveBatchReply(items);
   const failed = (error: QmError): ReserveBatchResult => ({ outcome: { $case: "error", error: toItemError(error) } });
   await Promise.all(
-    [...groups].map(async ([skuId, group]) => {
+    [...groupBySku(items)].map(async ([skuId, group]) => {
       try {
-        const message: SkuMessage = { op: "reserveBatch", cmds: group.cmds };
-        const outcomes = await router.ask<ReserveBatchOutcome[]>(skuActorId(skuId, tenant), message, o);
-        group.indexes.forEach((i, k) => {
-          const outcome = outcomes[k];
-          if (outcome === undefined) throw new Error(`sku ${skuId} answered ${outcomes.length} of ${group.indexes.length} items`);
-          results[i] = outcome.ok
-            ? { outcome: { $case: "reservation", reservation: toReservation(outcome.view) } }
-            : failed(QmError.fromJSON(outcome.error));
-        });
+        const answer = await router.ask<ReserveManyReply>(skuActorId(skuId, tenant), { op: "reserveMany", cols: group.cols } satisfies SkuMessage, o);
+        const n = group.indexes.length;
+        if (answer.locations.length !== n || answer.others.length !== n) throw new Error(`sku ${skuId} answered ${answer.locations.length} of ${n} items`);
+        for (let k = 0; k < n; k++) {
+          const i = group.indexes[k] as number;
+          const locationId = answer.locations[k];
+          if (locationId !== null && locationId !== undefined) {
+            reply.grant(i, locationId, answer.atMs);
+            continue;
+          }
+          const outcome = answer.others[k];
+          if (outcome === null || outcome === undefined) throw new Error(`sku ${skuId} gave no answer for item ${k}`);
+          reply.answer(i, outcome.ok ? { outcome: { $case: "reservation", reservation: toReservation(outcome.view) } } : failed(QmError.fromJSON(outcome.error)));
+        }
       } catch (error) {
         if (!(error instanceof QmError)) throw error;
-        for (const i of group.indexes) results[i] = failed(error);
+        for (const i of group.indexes) reply.answer(i, failed(error));
       }
     }),
   );
-  const succeeded = results.reduce((n, r) => n + (r.outcome?.$case === "reservation" ? 1 : 0), 0);
-  return { results, succeeded, failed: results.length - succeeded };
+  return reply;
+}
+
+interface SkuGroup {
+  /** The request positions of this SKU's items, in request order. */
+  readonly indexes: readonly number[];
+  readonly cols: ReserveColumns;
+}
+
+/** The items per SKU, in request order; a batch on one SKU (the usual one) passes its columns on as they are. */
+function groupBySku(items: ValidReserveBatch): Map<string, SkuGroup> {
+  const n = items.ids.length;
+  const first = items.skuIds[0] ?? "";
+  let oneSku = true;
+  for (let i = 1; i < n && oneSku; i++) oneSku = items.skuIds[i] === first;
+  if (oneSku) {
+    const indexes = Array.from({ length: n }, (_, i) => i);
+    return new Map([[first, { indexes, cols: { ids: items.ids, quantities: items.quantities, locationIds: items.locationIds, ttlsMs: items.ttlsMs } }]]);
+  }
+  const groups = new Map<string, { indexes: number[]; cols: { ids: string[]; quantities: number[]; locationIds: string[]; ttlsMs: number[] } }>();
+  for (let i = 0; i < n; i++) {
+    const skuId = items.skuIds[i] as string;
+    let group = groups.get(skuId);
+    if (group === undefined) {
+      group = { indexes: [], cols: { ids: [], quantities: [], locationIds: [], ttlsMs: [] } };
+      groups.set(skuId, group);
+    }
+    group.indexes.push(i);
+    group.cols.ids.push(items.ids[i] as string);
+    group.cols.quantities.push(items.quantities[i] as number);
+    group.cols.locationIds.push(items.locationIds[i] as string);
+    group.cols.ttlsMs.push(items.ttlsMs[i] as number);
+  }
+  return groups;
 }

@@ -13,8 +13,11 @@
 // A result this path does not cover (an error, a negative or unsafe number)
 // goes through the generated encoder, appended as it stands.
 
-import type { Duration } from "../gen/google/protobuf/duration";
-import { type Reservation, ReserveBatchRequest, ReserveBatchResponse, ReserveBatchResult, type ReserveRequest } from "../gen/quartermaster/v1/inventory";
+import { type Reservation, ReservationState, ReserveBatchRequest, ReserveBatchResponse, ReserveBatchResult } from "../gen/quartermaster/v1/inventory";
+import { ReserveBatchColumns } from "./reserve_batch_columns";
+import { ReserveBatchReply } from "./reserve_batch_reply";
+
+const RESERVED = ReservationState.RESERVATION_STATE_RESERVED;
 
 /** Bytes of a varint for a non-negative safe integer. */
 function varintSize(n: number): number {
@@ -130,42 +133,42 @@ class Blocks {
   private fulfilled = Number.NaN;
   private tail: Buffer = Buffer.alloc(0);
 
-  placeBlock(r: Reservation): Buffer {
-    if (r.skuId !== this.skuId || r.locationId !== this.locationId || r.quantity !== this.quantity || this.place.length === 0) {
+  placeBlock(skuId: string, locationId: string, quantity: number): Buffer {
+    if (skuId !== this.skuId || locationId !== this.locationId || quantity !== this.quantity || this.place.length === 0) {
       const out = new Writer(64);
-      const skuBytes = utf8Size(r.skuId);
-      const locationBytes = utf8Size(r.locationId);
-      if (skuBytes !== 0) out.byte(18).string(r.skuId, skuBytes);
-      if (locationBytes !== 0) out.byte(26).string(r.locationId, locationBytes);
-      if (r.quantity !== 0) out.byte(32).varint(r.quantity);
+      const skuBytes = utf8Size(skuId);
+      const locationBytes = utf8Size(locationId);
+      if (skuBytes !== 0) out.byte(18).string(skuId, skuBytes);
+      if (locationBytes !== 0) out.byte(26).string(locationId, locationBytes);
+      if (quantity !== 0) out.byte(32).varint(quantity);
       this.place = Buffer.from(out.finish());
-      this.skuId = r.skuId;
-      this.locationId = r.locationId;
-      this.quantity = r.quantity;
+      this.skuId = skuId;
+      this.locationId = locationId;
+      this.quantity = quantity;
     }
     return this.place;
   }
 
-  tailBlock(r: Reservation, expiresMs: number | undefined, createdMs: number | undefined, updatedMs: number | undefined): Buffer {
+  tailBlock(state: number, expiresMs: number | undefined, createdMs: number | undefined, updatedMs: number | undefined, fulfilled: number): Buffer {
     if (
-      r.state !== this.state ||
+      state !== this.state ||
       expiresMs !== this.expiresMs ||
       createdMs !== this.createdMs ||
       updatedMs !== this.updatedMs ||
-      r.fulfilledQuantity !== this.fulfilled
+      fulfilled !== this.fulfilled
     ) {
       const out = new Writer(64);
-      if (r.state !== 0) out.byte(40).varint(r.state);
+      if (state !== 0) out.byte(40).varint(state);
       if (expiresMs !== undefined) out.timestamp(50, expiresMs);
       if (createdMs !== undefined) out.timestamp(58, createdMs);
       if (updatedMs !== undefined) out.timestamp(66, updatedMs);
-      if (r.fulfilledQuantity !== 0) out.byte(72).varint(r.fulfilledQuantity);
+      if (fulfilled !== 0) out.byte(72).varint(fulfilled);
       this.tail = Buffer.from(out.finish());
-      this.state = r.state;
+      this.state = state;
       this.expiresMs = expiresMs;
       this.createdMs = createdMs;
       this.updatedMs = updatedMs;
-      this.fulfilled = r.fulfilledQuantity;
+      this.fulfilled = fulfilled;
     }
     return this.tail;
   }
@@ -173,34 +176,68 @@ class Blocks {
 
 /** Writes result field 1 of the response holding this reservation, or returns false when it needs the generated encoder. */
 function writeReservationResult(out: Writer, r: Reservation, blocks: Blocks): boolean {
-  const expiresMs = r.expiresAt?.getTime();
-  const createdMs = r.createdAt?.getTime();
-  const updatedMs = r.updatedAt?.getTime();
-  if (!isCount(r.quantity) || !isCount(r.fulfilledQuantity) || !isCount(r.state) || !isTime(expiresMs) || !isTime(createdMs) || !isTime(updatedMs)) {
+  return writeReservationFields(out, blocks, r.reservationId, r.skuId, r.locationId, r.quantity, r.state, r.expiresAt?.getTime(), r.createdAt?.getTime(), r.updatedAt?.getTime(), r.fulfilledQuantity);
+}
+
+/** The same for a reservation given as its fields (times in ms, undefined when unset), as ReserveBatchReply holds them. */
+function writeReservationFields(
+  out: Writer,
+  blocks: Blocks,
+  reservationId: string,
+  skuId: string,
+  locationId: string,
+  quantity: number,
+  state: number,
+  expiresMs: number | undefined,
+  createdMs: number | undefined,
+  updatedMs: number | undefined,
+  fulfilled: number,
+): boolean {
+  if (!isCount(quantity) || !isCount(fulfilled) || !isCount(state) || !isTime(expiresMs) || !isTime(createdMs) || !isTime(updatedMs)) {
     return false;
   }
-  const idBytes = utf8Size(r.reservationId);
-  const place = blocks.placeBlock(r);
-  const tail = blocks.tailBlock(r, expiresMs, createdMs, updatedMs);
+  const idBytes = utf8Size(reservationId);
+  const place = blocks.placeBlock(skuId, locationId, quantity);
+  const tail = blocks.tailBlock(state, expiresMs, createdMs, updatedMs, fulfilled);
   const size = stringFieldSize(idBytes) + place.length + tail.length;
   // ReserveBatchResponse.results (1) holds a ReserveBatchResult whose outcome.reservation (1) is the reservation.
   out.byte(10).varint(1 + varintSize(size) + size);
   out.byte(10).varint(size);
-  if (idBytes !== 0) out.byte(10).string(r.reservationId, idBytes);
+  if (idBytes !== 0) out.byte(10).string(reservationId, idBytes);
   out.bytes(place).bytes(tail);
   return true;
 }
 
+function writeResult(out: Writer, result: ReserveBatchResult, blocks: Blocks): void {
+  const outcome = result.outcome;
+  if (outcome?.$case === "reservation" && writeReservationResult(out, outcome.reservation, blocks)) return;
+  const body = ReserveBatchResult.encode(result).finish();
+  out.byte(10).varint(body.length).bytes(body);
+}
+
 /** ReserveBatchResponse.encode(message).finish(), byte for byte. */
 export function encodeReserveBatchResponse(message: ReserveBatchResponse): Buffer {
+  const count = message instanceof ReserveBatchReply ? message.length : message.results.length;
   // About 100 bytes per reservation with short ids; the writer grows if not.
-  const out = new Writer(message.results.length * 112 + 16);
+  const out = new Writer(count * 112 + 16);
   const blocks = new Blocks();
-  for (const result of message.results) {
-    const outcome = result.outcome;
-    if (outcome?.$case === "reservation" && writeReservationResult(out, outcome.reservation, blocks)) continue;
-    const body = ReserveBatchResult.encode(result).finish();
-    out.byte(10).varint(body.length).bytes(body);
+  if (message instanceof ReserveBatchReply) {
+    // Held as columns: a granted hold is written from them, without its objects.
+    const { items, locations, atMs } = message;
+    const { ids, skuIds, quantities, ttlsMs } = items;
+    for (let i = 0; i < count; i++) {
+      const locationId = locations[i];
+      if (locationId === null || locationId === undefined) {
+        writeResult(out, message.resultAt(i), blocks);
+        continue;
+      }
+      const at = atMs[i] as number;
+      const createdMs = at > 0 ? at : undefined;
+      const written = writeReservationFields(out, blocks, ids[i] as string, skuIds[i] as string, locationId, quantities[i] as number, RESERVED, at + (ttlsMs[i] as number), createdMs, createdMs, 0);
+      if (!written) writeResult(out, message.resultAt(i), blocks);
+    }
+  } else {
+    for (const result of message.results) writeResult(out, result, blocks);
   }
   if (!isCount(message.succeeded) || !isCount(message.failed) || message.succeeded > 0x7fffffff || message.failed > 0x7fffffff) {
     return Buffer.from(ReserveBatchResponse.encode(message).finish());
@@ -299,41 +336,52 @@ class Reader {
 
 function readBatch(buf: Buffer): ReserveBatchRequest {
   const r = new Reader(buf, buf.length);
-  const items: ReserveRequest[] = [];
+  const columns = new ReserveBatchColumns();
   while (r.pos < r.end) {
     if (r.varint() !== 10) throw NOT_CANONICAL;
     const end = r.limit();
-    items.push(readItem(r, end));
+    readItem(r, end, columns);
   }
-  return { items };
+  return columns;
 }
 
-function readItem(r: Reader, end: number): ReserveRequest {
-  const item: ReserveRequest = { reservationId: "", skuId: "", quantity: 0, locationId: "", ttl: undefined };
+/** One item into the columns; a field given twice keeps its last value, as the generated decoder does (a ttl is replaced, not merged). */
+function readItem(r: Reader, end: number, columns: ReserveBatchColumns): void {
+  let reservationId = "";
+  let skuId = "";
+  let quantity = 0;
+  let locationId = "";
+  let ttlSet = false;
+  let seconds = 0;
+  let nanos = 0;
   while (r.pos < end) {
     const tag = r.varint();
-    if (tag === 10) item.reservationId = r.string("id");
-    else if (tag === 18) item.skuId = r.string("sku");
-    else if (tag === 24) item.quantity = r.varint();
-    else if (tag === 34) item.locationId = r.string("location");
-    else if (tag === 42) item.ttl = readDuration(r, r.limit());
-    else throw NOT_CANONICAL;
-    if (r.pos > end) throw NOT_CANONICAL;
-  }
-  return item;
-}
-
-function readDuration(r: Reader, end: number): Duration {
-  const d: Duration = { seconds: 0, nanos: 0 };
-  while (r.pos < end) {
-    const tag = r.varint();
-    if (tag === 8) d.seconds = r.varint();
-    else if (tag === 16) {
-      const nanos = r.varint();
-      if (nanos > 0x7fffffff) throw NOT_CANONICAL;
-      d.nanos = nanos;
+    if (tag === 10) reservationId = r.string("id");
+    else if (tag === 18) skuId = r.string("sku");
+    else if (tag === 24) quantity = r.varint();
+    else if (tag === 34) locationId = r.string("location");
+    else if (tag === 42) {
+      const durationEnd = r.limit();
+      ttlSet = true;
+      seconds = 0;
+      nanos = 0;
+      while (r.pos < durationEnd) {
+        const field = r.varint();
+        if (field === 8) seconds = r.varint();
+        else if (field === 16) {
+          nanos = r.varint();
+          if (nanos > 0x7fffffff) throw NOT_CANONICAL;
+        } else throw NOT_CANONICAL;
+        if (r.pos > durationEnd) throw NOT_CANONICAL;
+      }
     } else throw NOT_CANONICAL;
     if (r.pos > end) throw NOT_CANONICAL;
   }
-  return d;
+  columns.reservationIds.push(reservationId);
+  columns.skuIds.push(skuId);
+  columns.quantities.push(quantity);
+  columns.locationIds.push(locationId);
+  columns.ttlSet.push(ttlSet);
+  columns.ttlSeconds.push(seconds);
+  columns.ttlNanos.push(nanos);
 }

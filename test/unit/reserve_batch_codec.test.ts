@@ -4,6 +4,9 @@ import { expect } from "chai";
 import fc from "fast-check";
 import { ReservationState, ReserveBatchRequest, ReserveBatchResponse, type ReserveBatchResult } from "../../src/gen/quartermaster/v1/inventory";
 import { decodeReserveBatchRequest, encodeReserveBatchResponse } from "../../src/grpc/reserve_batch_codec";
+import { ReserveBatchColumns } from "../../src/grpc/reserve_batch_columns";
+import { ReserveBatchReply } from "../../src/grpc/reserve_batch_reply";
+import { TTL_MS_MAX, TTL_MS_MIN } from "../../src/limits";
 
 const generated = (m: ReserveBatchResponse): Buffer => Buffer.from(ReserveBatchResponse.encode(m).finish());
 
@@ -67,6 +70,59 @@ describe("ReserveBatch reply encoder", () => {
   });
 });
 
+describe("ReserveBatch reply held as columns", () => {
+  // Items granted now (as columns), errors and known ids' reservations (as results), in any order.
+  const answer = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant("grant" as const), locationId: text, atMs: fc.oneof(fc.integer({ min: 0, max: 4_102_444_800_000 }), fc.constantFrom(0, 999, 1_000)) }) },
+    { weight: 1, arbitrary: errorResult.map((result) => ({ kind: "answer" as const, result })) },
+    { weight: 1, arbitrary: reservationResult.map((result) => ({ kind: "answer" as const, result })) },
+  );
+  const item = fc.record({ id: text, skuId: text, quantity: count, ttlMs: fc.oneof(fc.integer({ min: TTL_MS_MIN, max: TTL_MS_MAX }), fc.constantFrom(TTL_MS_MIN, 3_600_000, TTL_MS_MAX)) });
+  const reply = fc.array(fc.tuple(item, answer), { maxLength: 30 }).map((pairs) => {
+    const items = pairs.map(([i]) => i);
+    const r = new ReserveBatchReply({
+      ids: items.map((i) => i.id),
+      skuIds: items.map((i) => i.skuId),
+      quantities: items.map((i) => i.quantity),
+      locationIds: items.map(() => ""),
+      ttlsMs: items.map((i) => i.ttlMs),
+    });
+    pairs.forEach(([, a], i) => (a.kind === "grant" ? r.grant(i, a.locationId, a.atMs) : r.answer(i, a.result)));
+    return r;
+  });
+
+  it("writes the generated encoder's bytes for its own results, granted holds and other answers mixed", () => {
+    fc.assert(
+      fc.property(reply, (m) => {
+        const expected = generated({ results: m.results, succeeded: m.succeeded, failed: m.failed });
+        expect(encodeReserveBatchResponse(m).equals(expected)).to.equal(true);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it("reads back as the reservations it granted: times from its time and ttl, state RESERVED, counts of both kinds", () => {
+    const r = new ReserveBatchReply({ ids: ["a", "b"], skuIds: ["hot-0", "hot-0"], quantities: [2, 1], locationIds: ["", ""], ttlsMs: [60_000, 60_000] });
+    r.grant(0, "wh-1", 1_764_625_000_123);
+    r.answer(1, { outcome: { $case: "error", error: { code: 9, reason: "INSUFFICIENT_STOCK", message: "none left", metadata: {} } } });
+    const back = ReserveBatchResponse.decode(encodeReserveBatchResponse(r));
+    expect([back.succeeded, back.failed]).to.deep.equal([1, 1]);
+    const first = back.results[0]?.outcome;
+    expect(first?.$case === "reservation" ? first.reservation : undefined).to.deep.equal({
+      reservationId: "a",
+      skuId: "hot-0",
+      locationId: "wh-1",
+      quantity: 2,
+      state: ReservationState.RESERVATION_STATE_RESERVED,
+      expiresAt: new Date(1_764_625_060_123),
+      createdAt: new Date(1_764_625_000_123),
+      updatedAt: new Date(1_764_625_000_123),
+      fulfilledQuantity: 0,
+    });
+    expect(back.results[1]?.outcome?.$case).to.equal("error");
+  });
+});
+
 describe("ReserveBatch request reader", () => {
   const duration = fc.oneof(
     fc.constant(undefined),
@@ -81,9 +137,10 @@ describe("ReserveBatch request reader", () => {
       return { threw: String(error) };
     }
   };
+  // The fast reader answers with columns; read as the generated type, they must be the generated decoder's items.
   const ownDecode = (bytes: Uint8Array): unknown => {
     try {
-      return decodeReserveBatchRequest(bytes);
+      return { items: decodeReserveBatchRequest(bytes).items };
     } catch (error) {
       return { threw: String(error) };
     }
@@ -124,7 +181,9 @@ describe("ReserveBatch request reader", () => {
     const r: ReserveBatchRequest = { items: Array.from({ length: 1000 }, (_, i) => ({ reservationId: `r-${i}`, skuId: "hot-0", quantity: 1, locationId: "", ttl: { seconds: 3600, nanos: 0 } })) };
     const bytes = Buffer.from(ReserveBatchRequest.encode(r).finish());
     const own = decodeReserveBatchRequest(bytes);
-    expect(own).to.deep.equal(ReserveBatchRequest.decode(bytes));
+    expect(own).to.be.instanceOf(ReserveBatchColumns);
+    expect(own instanceof ReserveBatchColumns ? [own.length, own.reservationIds[999], own.ttlSeconds[999], own.skuIds[0] === own.skuIds[999]] : []).to.deep.equal([1000, "r-999", 3600, true]);
+    expect({ items: own.items }).to.deep.equal(ReserveBatchRequest.decode(bytes));
     expect(own.items[999]?.reservationId).to.equal("r-999");
   });
 });

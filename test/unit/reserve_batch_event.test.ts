@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import pino from "pino";
-import { type ReserveBatchOutcome, skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
+import { type ReserveBatchOutcome, type ReserveManyReply, skuActorId, skuBehavior } from "../../src/actors/inventory/sku_actor";
 import { ActorSystem } from "../../src/actors/runtime/actor_system";
 import type { ActorBehavior } from "../../src/actors/runtime/behavior";
 import { systemClock } from "../../src/clock";
-import type { AvailabilityView, ReservationView, ReserveCommand, SkuEvent } from "../../src/domain/sku";
+import type { AvailabilityView, ReservationView, ReserveColumns, ReserveCommand, SkuEvent } from "../../src/domain/sku";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { DEFAULT_TENANT } from "../../src/security/caller";
 
@@ -123,6 +123,46 @@ describe("ReserveBatch journal events", () => {
     // 2 + 300 + 300 changes reach max(SNAPSHOT_EVENTS_MIN, 600 live holds) on the second batch.
     expect(recovered.snapshot?.seq).to.equal(4);
     expect(recovered.events).to.have.length(0);
+  });
+
+  it("decides a batch given as columns (reserveMany) exactly as reserveBatch does: same answers, same journal, same state after recovery", async () => {
+    const atMs = Date.now();
+    const { journal: j, system: s } = await boot();
+    const other = skuActorId("batch-sku-2", DEFAULT_TENANT);
+    for (const actor of [ACTOR, other]) {
+      await j.append({ actorId: actor, expectedLastSeq: 0, events: [...setupEvents(atMs), { t: "reserved", id: "known", locationId: "wh-1", quantity: 3, expiresAtMs: atMs + HOUR_MS, ttlMs: HOUR_MS, atMs }] });
+    }
+    // New holds, a known id asked again, the same id with another quantity, a location with no stock, more than is left.
+    const batch: ReserveCommand[] = [
+      ...cmds("c", 5),
+      { id: "known", quantity: 3, locationId: "", ttlMs: HOUR_MS },
+      { id: "known", quantity: 4, locationId: "", ttlMs: HOUR_MS },
+      { id: "nowhere", quantity: 1, locationId: "wh-9", ttlMs: HOUR_MS },
+      { id: "too-many", quantity: 95, locationId: "", ttlMs: HOUR_MS },
+      { id: "last", quantity: 2, locationId: "wh-1", ttlMs: 60_000 },
+    ];
+    const cols: ReserveColumns = { ids: batch.map((c) => c.id), quantities: batch.map((c) => c.quantity), locationIds: batch.map((c) => c.locationId), ttlsMs: batch.map((c) => c.ttlMs) };
+    const many = await s.ask<ReserveManyReply>(ACTOR, { op: "reserveMany", cols });
+    const outcomes = await s.ask<ReserveBatchOutcome[]>(other, { op: "reserveBatch", cmds: batch });
+    // As reserveBatch's outcomes: a granted item's view is made of its command, the SKU and the reply's time.
+    const asOutcomes = batch.map((cmd, i): unknown => {
+      const locationId = many.locations[i];
+      if (locationId === null || locationId === undefined) return many.others[i];
+      return { ok: true, view: { reservationId: cmd.id, skuId: "batch-sku-2", locationId, quantity: cmd.quantity, state: "RESERVED", expiresAtMs: many.atMs + cmd.ttlMs, createdAtMs: many.atMs, updatedAtMs: many.atMs, fulfilledQuantity: 0 } };
+    });
+    const normalised = (list: readonly unknown[]): unknown => JSON.parse(JSON.stringify(list).replace(/batch-sku(-2)?/g, "S").replace(/"(expiresAtMs|createdAtMs|updatedAtMs)":\d+/g, '"$1":0'));
+    expect(normalised(asOutcomes)).to.deep.equal(normalised(outcomes));
+    expect(many.locations.map((l) => l ?? "-")).to.deep.equal(["wh-1", "wh-1", "wh-1", "wh-1", "wh-1", "-", "-", "-", "-", "wh-1"]);
+    expect(many.others.map((o) => (o === null ? "-" : o.ok ? o.view.state : o.error.code))).to.deep.equal(["-", "-", "-", "-", "-", "RESERVED", "ALREADY_EXISTS", "INSUFFICIENT_STOCK", "INSUFFICIENT_STOCK", "-"]);
+    const live = await s.ask<AvailabilityView>(ACTOR, { op: "availability" });
+    expect(live).to.deep.include({ onHand: 100, reserved: 3 + 5 + 2, version: 3 + 6 });
+
+    await shutdown();
+    const { journal: j2, system: s2 } = await boot();
+    const last = (await j2.recover(ACTOR)).events.at(-1) as SkuEvent;
+    expect(last.t === "reservedMany" ? last.holds : []).to.deep.equal([...cmds("c", 5).map((c) => [c.id, "wh-1", 1, HOUR_MS]), ["last", "wh-1", 2, 60_000]]);
+    expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.equal(live);
+    expect(await s2.ask<ReservationView>(ACTOR, { op: "getReservation", id: "last" })).to.deep.include({ state: "RESERVED", expiresAtMs: many.atMs + 60_000, createdAtMs: many.atMs });
   });
 
   it("refuses to rebuild a SKU whose journal holds an event kind this build does not know (a newer release's), instead of replaying it as nothing", async () => {

@@ -22,6 +22,7 @@ import {
   newSkuState,
   nextExpiryMs,
   type ReservationView,
+  type ReserveColumns,
   type ReserveCommand,
   type SkuPatch,
   type SkuEvent,
@@ -58,6 +59,7 @@ export type SkuMessage =
   | { readonly op: "listAdjustments"; readonly afterSeq: number; readonly limit: number }
   | { readonly op: "reserve"; readonly cmd: ReserveCommand }
   | { readonly op: "reserveBatch"; readonly cmds: readonly ReserveCommand[] }
+  | { readonly op: "reserveMany"; readonly cols: ReserveColumns }
   | { readonly op: "getReservation"; readonly id: string }
   | { readonly op: "commit"; readonly id: string }
   | { readonly op: "release"; readonly id: string }
@@ -69,6 +71,24 @@ export type SkuMessage =
  * reply may cross a process boundary, where an Error would lose its class).
  */
 export type ReserveBatchOutcome = { readonly ok: true; readonly view: ReservationView } | { readonly ok: false; readonly error: QmErrorData };
+
+/**
+ * The answer to "reserveMany": the same outcomes as "reserveBatch" gives, but
+ * a hold granted by this message is not an object of its own. Its fields are
+ * the command's (id, quantity, ttl), the SKU's id, `atMs` and its location in
+ * `locations`, which is usually one string shared by every item. Why: a view
+ * and an outcome per item lived for the whole call (tens of ms), so they
+ * survived scavenges; per-item objects were the largest part of a batch
+ * item's CPU (bench/README.md "ReserveBatch on one hot SKU").
+ */
+export interface ReserveManyReply {
+  /** When every hold this message granted was made (created, updated; expiry = atMs + its ttl). */
+  readonly atMs: number;
+  /** Per item: the location of the hold this message granted, or null when `others` answers it. */
+  readonly locations: readonly (string | null)[];
+  /** Per item: the outcome of an item that was not granted now (a known id's reservation, or an error), else null. */
+  readonly others: readonly (ReserveBatchOutcome | null)[];
+}
 
 /** One entry of the adjustment audit log, as the journal keeps it. */
 export interface AdjustmentRecord {
@@ -148,6 +168,8 @@ function handleSku(ctx: Ctx, m: SkuMessage, observer: ReservationObserver | unde
       return viewReservation(state, m.cmd.id);
     case "reserveBatch":
       return reserveBatch(ctx, m.cmds, observer);
+    case "reserveMany":
+      return reserveMany(ctx, m.cols, observer);
     case "getReservation":
       return viewReservation(state, m.id);
     case "commit": {
@@ -230,6 +252,47 @@ function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[], observer: Reser
     if (holds.length > 0) ctx.emitApplied({ t: "reservedMany", holds, atMs: ctx.nowMs } satisfies SkuEvent);
   }
   return out;
+}
+
+/**
+ * reserveBatch's decisions and event, for commands given as columns and
+ * answered as a ReserveManyReply: the same items decided the same way, only
+ * the shapes differ. "reserveBatch" stays, since a node of the previous
+ * release still sends it in a cluster during a rolling upgrade.
+ */
+function reserveMany(ctx: Ctx, cols: ReserveColumns, observer: ReservationObserver | undefined): ReserveManyReply {
+  const state = ctx.state;
+  const n = cols.ids.length;
+  if (cols.quantities.length !== n || cols.locationIds.length !== n || cols.ttlsMs.length !== n) throw new Error(`reserveMany columns of unequal lengths`);
+  const locations: (string | null)[] = new Array<string | null>(n).fill(null);
+  const others: (ReserveBatchOutcome | null)[] = new Array<ReserveBatchOutcome | null>(n).fill(null);
+  const holds: HoldTuple[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      // Dies within this turn, young: it is the objects that outlive the call that cost.
+      const cmd: ReserveCommand = { id: cols.ids[i] as string, quantity: cols.quantities[i] as number, locationId: cols.locationIds[i] as string, ttlMs: cols.ttlsMs[i] as number };
+      let events: SkuEvent[];
+      try {
+        events = decideObserved(ctx, cmd, observer);
+      } catch (error) {
+        if (!(error instanceof QmError)) throw error;
+        others[i] = { ok: false, error: error.toJSON() };
+        continue;
+      }
+      const e = events[0];
+      if (e === undefined) {
+        others[i] = { ok: true, view: viewReservation(state, cmd.id) };
+        continue;
+      }
+      if (e.t !== "reserved" || events.length !== 1 || e.atMs !== ctx.nowMs) throw new Error(`decideReserve gave ${events.map((x) => x.t).join(", ")}`);
+      applySkuEvent(state, e);
+      holds.push(holdOf(e));
+      locations[i] = e.locationId;
+    }
+  } finally {
+    if (holds.length > 0) ctx.emitApplied({ t: "reservedMany", holds, atMs: ctx.nowMs } satisfies SkuEvent);
+  }
+  return { atMs: ctx.nowMs, locations, others };
 }
 
 function viewOfNewHold(skuId: string, e: Extract<SkuEvent, { readonly t: "reserved" }>): ReservationView {
