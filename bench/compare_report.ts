@@ -333,7 +333,8 @@ export function renderMarkdown(report: CompareReport, svgName: string): string {
     "whole run, divided by the operations completed in it, plus the generator's own CPU over the measured window. \"generator core busy\" is the whole",
     "core the generator is pinned to (other users' work on it included); below 100% the generator was not the bottleneck. The check compares the",
     "stock the contender holds after the run with the successes the generator counted (successes + final stock = initial stock) and counts SKUs",
-    "with more reserved and committed than on hand.",
+    "with more reserved and committed than on hand. \"server core\" is the contender's CPU over the generator's whole run, except for ReserveBatch",
+    "rows (no warmup, calls lasting about a second), where it is over the calls' window; the whole core's share in brackets is over the whole run.",
     "",
   ].join("\n");
 }
