@@ -7,6 +7,8 @@ import { decodeReserveBatchRequest, encodeReserveBatchResponse } from "../../src
 import { ReserveBatchColumns } from "../../src/grpc/reserve_batch_columns";
 import { ReserveBatchReply } from "../../src/grpc/reserve_batch_reply";
 import { TTL_MS_MAX, TTL_MS_MIN } from "../../src/limits";
+import type { GateCall } from "../../src/security/call_gate";
+import { callCost, RESERVE_BATCH_PATH } from "../../src/security/rate_limit/gate";
 
 const generated = (m: ReserveBatchResponse): Buffer => Buffer.from(ReserveBatchResponse.encode(m).finish());
 
@@ -183,6 +185,8 @@ describe("ReserveBatch request reader", () => {
     const own = decodeReserveBatchRequest(bytes);
     expect(own).to.be.instanceOf(ReserveBatchColumns);
     expect(own instanceof ReserveBatchColumns ? [own.length, own.reservationIds[999], own.ttlSeconds[999], own.skuIds[0] === own.skuIds[999]] : []).to.deep.equal([1000, "r-999", 3600, true]);
+    // The rate limiter charges a token per item from the columns' length.
+    expect(callCost({ path: RESERVE_BATCH_PATH, request: own } as GateCall)).to.equal(1000);
     expect({ items: own.items }).to.deep.equal(ReserveBatchRequest.decode(bytes));
     expect(own.items[999]?.reservationId).to.equal("r-999");
   });

@@ -3,6 +3,7 @@
 // subject within one tenant: two tenants' "checkout-svc" are two callers.
 
 import { QmError, RETRY_AFTER_MS_KEY } from "../../errors";
+import { ReserveBatchColumns } from "../../grpc/reserve_batch_columns";
 import type { CallGate, GateCall } from "../call_gate";
 import type { Caller } from "../caller";
 import { type BucketLimit, checkLimit, type TakeOutcome } from "./bucket";
@@ -21,6 +22,8 @@ export const RESERVE_BATCH_PATH = "/quartermaster.v1.InventoryService/ReserveBat
 export function callCost(call: GateCall): number {
   if (call.path !== RESERVE_BATCH_PATH) return 1;
   const request = call.request;
+  // The fast reader's columns: their length, without building an object per item.
+  if (request instanceof ReserveBatchColumns) return Math.max(1, request.length);
   if (typeof request === "object" && request !== null && "items" in request && Array.isArray(request.items)) {
     return Math.max(1, request.items.length);
   }
