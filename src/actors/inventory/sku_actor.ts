@@ -212,53 +212,36 @@ function refusalOutcome(error: unknown): ReservationOutcome {
   return error instanceof QmError && error.code === "INSUFFICIENT_STOCK" ? "insufficient_stock" : "rejected";
 }
 
+/** The previous release's message (a cluster node of it may still send it): reserveMany's decisions, answered as outcomes. */
+function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[], observer: ReservationObserver | undefined): ReserveBatchOutcome[] {
+  const cols: ReserveColumns = { ids: cmds.map((c) => c.id), quantities: cmds.map((c) => c.quantity), locationIds: cmds.map((c) => c.locationId), ttlsMs: cmds.map((c) => c.ttlMs) };
+  const reply = reserveMany(ctx, cols, observer);
+  return cmds.map((cmd, i): ReserveBatchOutcome => {
+    const locationId = reply.locations[i];
+    if (locationId === null || locationId === undefined) return reply.others[i] as ReserveBatchOutcome;
+    const view: ReservationView = {
+      reservationId: cmd.id,
+      skuId: ctx.state.skuId,
+      locationId,
+      quantity: cmd.quantity,
+      state: "RESERVED",
+      expiresAtMs: reply.atMs + cmd.ttlMs,
+      createdAtMs: reply.atMs,
+      updatedAtMs: reply.atMs,
+      fulfilledQuantity: 0,
+    };
+    return { ok: true, view };
+  });
+}
+
 /**
  * Decides every item in this one turn, so they share one append and one sync.
  * decideReserve throws before it emits, so a failed item leaves no trace and
  * the items after it are decided on the same state as if it had not been sent.
  * Each granted hold is applied at once (later items see it) and the turn
- * writes them all as one reservedMany event; the reply is built from the
- * decided event, not by looking the hold up again in a map of up to
- * LIVE_RESERVATIONS_PER_SKU_MAX.
- */
-function reserveBatch(ctx: Ctx, cmds: readonly ReserveCommand[], observer: ReservationObserver | undefined): ReserveBatchOutcome[] {
-  const state = ctx.state;
-  const out: ReserveBatchOutcome[] = [];
-  const holds: HoldTuple[] = [];
-  try {
-    for (const cmd of cmds) {
-      let events: SkuEvent[];
-      try {
-        events = decideObserved(ctx, cmd, observer);
-      } catch (error) {
-        if (!(error instanceof QmError)) throw error;
-        out.push({ ok: false, error: error.toJSON() });
-        continue;
-      }
-      const e = events[0];
-      if (e === undefined) {
-        // A known id asked again: the reservation as it is now.
-        out.push({ ok: true, view: viewReservation(state, cmd.id) });
-        continue;
-      }
-      if (e.t !== "reserved" || events.length !== 1) throw new Error(`decideReserve gave ${events.map((x) => x.t).join(", ")}`);
-      applySkuEvent(state, e);
-      holds.push(holdOf(e));
-      out.push({ ok: true, view: viewOfNewHold(state.skuId, e) });
-    }
-  } finally {
-    // Queued even when something threw: the holds are in the state, so the
-    // turn must see this message as half done and rebuild from the journal.
-    if (holds.length > 0) ctx.emitApplied({ t: "reservedMany", holds, atMs: ctx.nowMs } satisfies SkuEvent);
-  }
-  return out;
-}
-
-/**
- * reserveBatch's decisions and event, for commands given as columns and
- * answered as a ReserveManyReply: the same items decided the same way, only
- * the shapes differ. "reserveBatch" stays, since a node of the previous
- * release still sends it in a cluster during a rolling upgrade.
+ * writes them all as one reservedMany event; the reply is made of the
+ * commands and the turn's time, not by looking each hold up again in a map of
+ * up to LIVE_RESERVATIONS_PER_SKU_MAX.
  */
 function reserveMany(ctx: Ctx, cols: ReserveColumns, observer: ReservationObserver | undefined): ReserveManyReply {
   const state = ctx.state;
@@ -290,23 +273,11 @@ function reserveMany(ctx: Ctx, cols: ReserveColumns, observer: ReservationObserv
       locations[i] = e.locationId;
     }
   } finally {
+    // Queued even when something threw: the holds are in the state, so the
+    // turn must see this message as half done and rebuild from the journal.
     if (holds.length > 0) ctx.emitApplied({ t: "reservedMany", holds, atMs: ctx.nowMs } satisfies SkuEvent);
   }
   return { atMs: ctx.nowMs, locations, others };
-}
-
-function viewOfNewHold(skuId: string, e: Extract<SkuEvent, { readonly t: "reserved" }>): ReservationView {
-  return {
-    reservationId: e.id,
-    skuId,
-    locationId: e.locationId,
-    quantity: e.quantity,
-    state: "RESERVED",
-    expiresAtMs: e.expiresAtMs,
-    createdAtMs: e.atMs,
-    updatedAtMs: e.atMs,
-    fulfilledQuantity: 0,
-  };
 }
 
 function adjust(ctx: Ctx, cmd: AdjustCommand, note: string): LevelView {
