@@ -442,6 +442,7 @@ function summarise(label: string, workload: WorkloadName, rounds: readonly Round
       generator: (sum(results.map((r) => r.cpu.userMs + r.cpu.systemMs)) / opsWindow) * 1000,
     },
     serverCorePercent: (serverCpuMs / busyWindowMs) * 100,
+    serverCoreOfRunPercent: (serverCpuMs / wallMs) * 100,
     serverCoreBusyPercent: corePercent(rounds.map((r) => r.serverCore)),
     generatorCpuPercent: median(results.map((r) => r.cpu.percentOfOneCore)),
     generatorCoreBusyPercent: corePercent(rounds.map((r) => r.generatorCore)),

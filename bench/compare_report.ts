@@ -24,7 +24,13 @@ export interface Measurement {
   readonly firstError: string | null;
   /** CPU ms per 1000 operations: the server and the database over the generator's whole run, the generator over its window. */
   readonly cpuMsPer1000: { readonly server: number; readonly database: number; readonly generator: number };
+  /** The contender's CPU as a share of one core: over the generator's whole run, or for a ReserveBatch row over its calls' window. */
   readonly serverCorePercent: number;
+  /**
+   * The same over the generator's whole run for every row, the span the whole core's share covers,
+   * so the two give the other processes' share. Absent in results written before it: serverCorePercent.
+   */
+  readonly serverCoreOfRunPercent?: number;
   /** The whole server core (the contender and anything else on it), % busy; null when not pinned. */
   readonly serverCoreBusyPercent: number | null;
   readonly generatorCpuPercent: number;
@@ -137,7 +143,7 @@ function serverSideUs(m: Measurement): number {
 
 /** What limited a Quartermaster figure, from what the run measured. */
 function limiter(m: Measurement): { saturated: boolean; text: string } {
-  const others = m.serverCoreBusyPercent === null ? null : Math.max(0, m.serverCoreBusyPercent - m.serverCorePercent);
+  const others = m.serverCoreBusyPercent === null ? null : Math.max(0, m.serverCoreBusyPercent - (m.serverCoreOfRunPercent ?? m.serverCorePercent));
   if (m.serverCorePercent >= SERVER_SATURATED_PERCENT) return { saturated: true, text: `Quartermaster was CPU-bound (${fixed(m.serverCorePercent)}% of its core)` };
   if (others !== null && others >= OTHERS_ON_SERVER_CORE_PERCENT)
     return { saturated: false, text: `Quartermaster used ${fixed(m.serverCorePercent)}% of its core while other processes took ${fixed(others)}% of it: the machine, not the server, set this figure` };
