@@ -13,6 +13,7 @@
 // A variant is one string: its name, then KEY=VALUE words. `main=PATH` runs
 // another build's dist/src/main.js (A/B of two commits); `node=FLAG` adds a
 // flag for node (e.g. node=--cpu-prof node=--cpu-prof-dir=/tmp/prof); every
+// `arg=VALUE` adds a command-line argument of the server; every
 // other KEY=VALUE is an environment variable of the server. `contender=echo`
 // runs bench/echo_server.ts instead, and `contender=redis-aof` the Redis
 // contender of bench:compare (store_server.ts, same grpc-js and generated
@@ -58,6 +59,8 @@ export interface Variant {
   readonly main: string;
   readonly nodeArgs: readonly string[];
   readonly env: Readonly<Record<string, string>>;
+  /** Extra command-line arguments of the server or contender (`arg=VALUE`, e.g. the echo server's `--reply=immediate`). */
+  readonly args?: readonly string[];
   /** Another server than Quartermaster, for the same hot load. */
   readonly contender?: Contender;
 }
@@ -133,6 +136,7 @@ export function parseVariant(spec: string, defaultMain: string): Variant {
   let main = defaultMain;
   let contender: Contender | undefined;
   const nodeArgs: string[] = [];
+  const args: string[] = [];
   const env: Record<string, string> = {};
   for (const word of words) {
     const eq = word.indexOf("=");
@@ -141,13 +145,14 @@ export function parseVariant(spec: string, defaultMain: string): Variant {
     const value = word.slice(eq + 1);
     if (key === "main") main = path.resolve(value);
     else if (key === "node") nodeArgs.push(value);
+    else if (key === "arg") args.push(value);
     else if (key === "contender") {
       const known = HOT_CONTENDERS.find((c) => c === value);
       if (known === undefined) throw new Error(`variant ${name}: contender must be one of ${HOT_CONTENDERS.join(", ")}`);
       contender = known;
     } else env[key] = value;
   }
-  return contender === undefined ? { name, main, nodeArgs, env } : { name, main, nodeArgs, env, contender };
+  return contender === undefined ? { name, main, nodeArgs, env, args } : { name, main, nodeArgs, env, args, contender };
 }
 
 function log(line: string): void {
@@ -234,7 +239,7 @@ async function onePass(
   let redis: Engine | null = null;
   let server: Child;
   if (variant.contender === "echo") {
-    server = spawnNode({ name: `echo ${variant.name}`, script: path.resolve(__dirname, "echo_server.js"), args: ["--port", String(port)], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+    server = spawnNode({ name: `echo ${variant.name}`, script: path.resolve(__dirname, "echo_server.js"), args: ["--port", String(port), ...(variant.args ?? [])], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
   } else if (variant.contender === "redis-aof") {
     const dbPort = await freeLoopbackPort();
     redis = await startRedis(path.join(dataDir, "redis"), dbPort, pinning.serverCpu, true);
@@ -245,10 +250,10 @@ async function onePass(
       await admin.close();
     }
     const script = path.resolve(__dirname, "contenders", "store_server.js");
-    const args = ["--store", "redis", "--port", String(port), "--db-port", String(dbPort)];
+    const args = ["--store", "redis", "--port", String(port), "--db-port", String(dbPort), ...(variant.args ?? [])];
     server = spawnNode({ name: `redis-aof ${variant.name}`, script, args, nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
   } else {
-    server = spawnNode({ name: `server ${variant.name}`, script: variant.main, args: [], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
+    server = spawnNode({ name: `server ${variant.name}`, script: variant.main, args: [...(variant.args ?? [])], nodeArgs: variant.nodeArgs, cpu: pinning.serverCpu, env });
   }
   try {
     await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
