@@ -340,9 +340,14 @@ export class GrpcEdge {
     connection.openStreams++;
     connection.pingStrikes = 0;
     this.watches.add(watch);
+    // Read now: Node drops the stream's reference to its handle when it destroys the stream, before 'close'.
+    const handle = nativeHandleOf(stream);
     stream.once("close", () => {
       this.onStreamClosed(watch);
-      releaseClosedStream(stream);
+      // The closed stream outlives its call until a full collection (see releaseClosedStream);
+      // without its entry the watch, and through it the connection, no longer ride along.
+      HOOKED.delete(stream);
+      releaseClosedStream(stream, handle);
     });
     // Request bytes are counted as http2 pushes them into the stream (null ends the body), and
     // responses as grpc-js writes them, so that a budget holds at once, even for a burst of calls
@@ -499,9 +504,35 @@ export class GrpcEdge {
  * "Hot SKU: why the garbage is promoted"). 'close' is the stream's last event; an 'error' listener
  * stays, so that a late error on a dead stream is not thrown from the emitter.
  */
-function releaseClosedStream(stream: http2.ServerHttp2Stream): void {
+function releaseClosedStream(stream: http2.ServerHttp2Stream, handle: object | undefined): void {
   stream.removeAllListeners();
   stream.on("error", ignoreError);
+  // The native handle is what a scavenge keeps (an API wrapper is a root until a full collection),
+  // and it names its stream as its owner. Once the stream is closed with no write outstanding,
+  // the callbacks Node may still make through that owner (onStreamClose, afterShutdown) check for
+  // a missing one; a write's completion does not, so a stream with one outstanding keeps its owner.
+  // Cut, the closed stream and all it still holds (respond's headers, its states) die in the next
+  // scavenge instead of being promoted.
+  if (handle !== undefined && stream.writableLength === 0) {
+    const owner = symbolNamed(handle, "owner_symbol", OWNER_SYMBOL);
+    if (owner !== undefined) (handle as Record<symbol, unknown>)[owner] = undefined;
+  }
+}
+
+/** Node's per-process symbols, found once by their description (they are not exported). */
+const HANDLE_SYMBOL: { value?: symbol } = {};
+const OWNER_SYMBOL: { value?: symbol } = {};
+
+function symbolNamed(target: object, description: string, cache: { value?: symbol }): symbol | undefined {
+  cache.value ??= Object.getOwnPropertySymbols(target).find((s) => s.description === description);
+  return cache.value;
+}
+
+/** The stream's node::http2::Http2Stream wrapper, or undefined where Node keeps it elsewhere. */
+function nativeHandleOf(stream: http2.ServerHttp2Stream): object | undefined {
+  const key = symbolNamed(stream, "kHandle", HANDLE_SYMBOL);
+  const handle = key === undefined ? undefined : (stream as unknown as Record<symbol, unknown>)[key];
+  return typeof handle === "object" && handle !== null ? handle : undefined;
 }
 
 function ignoreError(): void {}

@@ -23,6 +23,8 @@ async function pollUntil(what: string, check: () => boolean): Promise<void> {
 
 describe("gRPC edge releases closed streams", () => {
   const streams: http2.ServerHttp2Stream[] = [];
+  /** Each stream's native handle, read when the stream opens (Node forgets it when the stream is destroyed). */
+  const handles = new Map<http2.ServerHttp2Stream, Record<symbol, unknown>>();
   const originalCreateServer = http2.createServer;
   let server: Server;
   let edge: GrpcEdge;
@@ -48,7 +50,12 @@ describe("gRPC edge releases closed streams", () => {
     const mutable = http2 as unknown as { createServer: (...args: unknown[]) => http2.Http2Server };
     mutable.createServer = (...args: unknown[]): http2.Http2Server => {
       const created = (originalCreateServer as unknown as (...a: unknown[]) => http2.Http2Server)(...args);
-      created.on("stream", (stream: http2.ServerHttp2Stream) => streams.push(stream));
+      created.on("stream", (stream: http2.ServerHttp2Stream) => {
+        streams.push(stream);
+        const key = Object.getOwnPropertySymbols(stream).find((s) => s.description === "kHandle");
+        const handle = key === undefined ? undefined : (stream as unknown as Record<symbol, unknown>)[key];
+        if (typeof handle === "object" && handle !== null) handles.set(stream, handle as Record<symbol, unknown>);
+      });
       return created;
     };
     edge = new GrpcEdge({ config, logger: pino({ level: "silent" }) });
@@ -79,6 +86,19 @@ describe("gRPC edge releases closed streams", () => {
     expect(stream.eventNames()).to.deep.equal(["error"]);
     // A late error on the dead stream is swallowed, not thrown from the emitter.
     expect(() => stream.emit("error", new Error("late"))).not.to.throw();
+  });
+
+  it("cuts the closed stream's native handle from the stream, which a scavenge would otherwise keep", async () => {
+    const before = streams.length;
+    await new Promise<Sku>((resolve, reject) =>
+      client.getSku({ skuId: "sku-2" }, (error, response) => (error === null ? resolve(response) : reject(error))),
+    );
+    await pollUntil("the server stream to close", () => streams.length === before + 1 && streams[before]!.closed && streams[before]!.listenerCount("error") === 1);
+    const handle = handles.get(streams[before]!);
+    expect(handle, "the stream's native handle (Node's kHandle)").to.not.equal(undefined);
+    const owner = Object.getOwnPropertySymbols(handle!).find((s) => s.description === "owner_symbol");
+    expect(owner, "Node's owner_symbol on the handle").to.not.equal(undefined);
+    expect(handle![owner!]).to.equal(undefined);
   });
 
   it("still tells grpc-js of a call the client cancels", async () => {
