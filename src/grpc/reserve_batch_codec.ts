@@ -29,6 +29,17 @@ function varintSize(n: number): number {
   return size;
 }
 
+/** A one-byte tag and a varint at pos in buf, which has room for them; returns the position after them. */
+function putVarint(buf: Buffer, pos: number, tag: number, n: number): number {
+  buf[pos++] = tag;
+  while (n >= 0x80) {
+    buf[pos++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buf[pos++] = n;
+  return pos;
+}
+
 class Writer {
   private buf: Buffer;
   private pos = 0;
@@ -84,6 +95,33 @@ class Writer {
     return this;
   }
 
+  /**
+   * Result field 1 holding a reservation: the id, then `rest` (its fields
+   * after the id), when the id is ASCII and not empty; else it writes nothing
+   * and returns false. Why: one pass over the id copies it and finds out it is
+   * ASCII (validated ids always are), where sizing it first was another pass
+   * and each byte went through byte()/varint() and their room checks.
+   */
+  asciiReservation(id: string, rest: Buffer): boolean {
+    const idBytes = id.length;
+    if (idBytes === 0) return false;
+    const size = 1 + varintSize(idBytes) + idBytes + rest.length;
+    const resultSize = 1 + varintSize(size) + size;
+    this.room(1 + varintSize(resultSize) + resultSize);
+    const buf = this.buf;
+    let pos = putVarint(buf, this.pos, 10, resultSize);
+    pos = putVarint(buf, pos, 10, size);
+    pos = putVarint(buf, pos, 10, idBytes);
+    for (let i = 0; i < idBytes; i++) {
+      const c = id.charCodeAt(i);
+      if (c > 0x7f) return false;
+      buf[pos++] = c;
+    }
+    for (let i = 0; i < rest.length; i++) buf[pos++] = rest[i] as number;
+    this.pos = pos;
+    return true;
+  }
+
   /** A timestamp field (seconds = 1, nanos = 2) for a time in ms >= 0, as Timestamp.encode writes it. */
   timestamp(tag: number, ms: number): this {
     const seconds = Math.trunc(ms / 1000);
@@ -132,6 +170,17 @@ class Blocks {
   private updatedMs: number | undefined = Number.NaN;
   private fulfilled = Number.NaN;
   private tail: Buffer = Buffer.alloc(0);
+  private restOf: [Buffer, Buffer] | undefined;
+  private rest: Buffer = Buffer.alloc(0);
+
+  /** Both blocks as one buffer: what follows the id of an item that shares them with the previous one. */
+  restBlock(place: Buffer, tail: Buffer): Buffer {
+    if (this.restOf === undefined || this.restOf[0] !== place || this.restOf[1] !== tail) {
+      this.rest = Buffer.concat([place, tail]);
+      this.restOf = [place, tail];
+    }
+    return this.rest;
+  }
 
   placeBlock(skuId: string, locationId: string, quantity: number): Buffer {
     if (skuId !== this.skuId || locationId !== this.locationId || quantity !== this.quantity || this.place.length === 0) {
@@ -233,6 +282,13 @@ export function encodeReserveBatchResponse(message: ReserveBatchResponse): Buffe
       }
       const at = atMs[i] as number;
       const createdMs = at > 0 ? at : undefined;
+      const quantity = quantities[i] as number;
+      const expiresMs = at + (ttlsMs[i] as number);
+      if (isCount(quantity) && isCount(at) && isCount(expiresMs)) {
+        const place = blocks.placeBlock(skuIds[i] as string, locationId, quantity);
+        const tail = blocks.tailBlock(RESERVED, expiresMs, createdMs, createdMs, 0);
+        if (out.asciiReservation(ids[i] as string, blocks.restBlock(place, tail))) continue;
+      }
       const written = writeReservationFields(out, blocks, ids[i] as string, skuIds[i] as string, locationId, quantities[i] as number, RESERVED, at + (ttlsMs[i] as number), createdMs, createdMs, 0);
       if (!written) writeResult(out, message.resultAt(i), blocks);
     }

@@ -103,6 +103,18 @@ describe("ReserveBatch reply held as columns", () => {
     );
   });
 
+  it("writes a granted hold's id byte for byte whatever it is: ASCII, non-ASCII at its start, middle or end, over 127 bytes, empty", () => {
+    const ids = ["r-1", "é-2", "r-\u20ac-3", "r-4\u{1F600}", "x".repeat(127), "y".repeat(128), "z".repeat(200) + "ß", "", "\u007f", "\u0080"];
+    const n = 1000;
+    const items = Array.from({ length: n }, (_, i) => (ids[i % ids.length] as string) + (i < ids.length ? "" : `-${i}`));
+    const r = new ReserveBatchReply({ ids: items, skuIds: items.map(() => "hot-0"), quantities: items.map(() => 1), locationIds: items.map(() => ""), ttlsMs: items.map(() => 3_600_000) });
+    items.forEach((_, i) => r.grant(i, i % 7 === 0 ? "wh-\u00e9" : "wh-1", 1_764_625_000_123 + (i % 3)));
+    const bytes = encodeReserveBatchResponse(r);
+    expect(bytes.equals(generated({ results: r.results, succeeded: r.succeeded, failed: r.failed }))).to.equal(true);
+    const back = ReserveBatchResponse.decode(bytes).results.map((x) => (x.outcome?.$case === "reservation" ? x.outcome.reservation.reservationId : undefined));
+    expect(back).to.deep.equal(items);
+  });
+
   it("reads back as the reservations it granted: times from its time and ttl, state RESERVED, counts of both kinds", () => {
     const r = new ReserveBatchReply({ ids: ["a", "b"], skuIds: ["hot-0", "hot-0"], quantities: [2, 1], locationIds: ["", ""], ttlsMs: [60_000, 60_000] });
     r.grant(0, "wh-1", 1_764_625_000_123);
