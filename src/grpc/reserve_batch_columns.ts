@@ -18,6 +18,12 @@ export class ReserveBatchColumns implements ReserveBatchRequest {
   readonly ttlSet: boolean[] = [];
   readonly ttlSeconds: number[] = [];
   readonly ttlNanos: number[] = [];
+  /**
+   * True while every id, SKU id and location id read holds only characters
+   * ID_PATTERN allows, as the reader saw while scanning them for ASCII; then
+   * validation checks their lengths only, not each against the pattern again.
+   */
+  plainIds = true;
   private materialised: ReserveRequest[] | undefined;
 
   get length(): number {

@@ -60,15 +60,16 @@ class Check {
     this.violations.push({ field, description });
   }
 
-  id(field: string, value: string): string {
+  /** `plain`: the caller already knows every character of value matches ID_PATTERN (ReserveBatchColumns.plainIds). */
+  id(field: string, value: string, plain = false): string {
     if (value.length === 0) this.fail(field, "is required");
     else if (value.length > ID_LENGTH_MAX) this.fail(field, `must be at most ${ID_LENGTH_MAX} characters`);
-    else if (!ID_PATTERN.test(value)) this.fail(field, "may contain only letters, digits and . _ : -");
+    else if (!plain && !ID_PATTERN.test(value)) this.fail(field, "may contain only letters, digits and . _ : -");
     return value;
   }
 
-  optionalId(field: string, value: string): string {
-    return value === "" ? "" : this.id(field, value);
+  optionalId(field: string, value: string, plain = false): string {
+    return value === "" ? "" : this.id(field, value, plain);
   }
 
   text(field: string, value: string, required = false, max = TEXT_LENGTH_MAX): string {
@@ -360,15 +361,15 @@ export function validateReserveBatch(r: ReserveBatchRequest): ValidReserveBatch 
     c.done();
   }
   const item = new ItemCheck(c, "items");
-  const valid = { skuIds: new Array<string>(n), ids: new Array<string>(n), quantities: new Array<number>(n), locationIds: new Array<string>(n), ttlsMs: new Array<number>(n) };
+  // The reader's columns are taken as they are (nothing changes them after decoding), not copied.
+  const valid =
+    columns !== undefined
+      ? { skuIds: columns.skuIds, ids: columns.reservationIds, quantities: columns.quantities, locationIds: columns.locationIds, ttlsMs: new Array<number>(n) }
+      : { skuIds: new Array<string>(n), ids: new Array<string>(n), quantities: new Array<number>(n), locationIds: new Array<string>(n), ttlsMs: new Array<number>(n) };
+  const plain = columns?.plainIds === true;
   for (let i = 0; i < n; i++) {
     item.index = i;
-    if (columns !== undefined) {
-      valid.ids[i] = columns.reservationIds[i] as string;
-      valid.skuIds[i] = columns.skuIds[i] as string;
-      valid.quantities[i] = columns.quantities[i] as number;
-      valid.locationIds[i] = columns.locationIds[i] as string;
-    } else {
+    if (columns === undefined) {
       const request = r.items[i] as ReserveRequest;
       valid.ids[i] = request.reservationId;
       valid.skuIds[i] = request.skuId;
@@ -376,10 +377,10 @@ export function validateReserveBatch(r: ReserveBatchRequest): ValidReserveBatch 
       valid.locationIds[i] = request.locationId;
     }
     // In the order reserveItem checks them, so violations are listed as Reserve lists them.
-    item.id("reservation_id", valid.ids[i] as string);
-    item.id("sku_id", valid.skuIds[i] as string);
+    item.id("reservation_id", valid.ids[i] as string, plain);
+    item.id("sku_id", valid.skuIds[i] as string, plain);
     item.quantity("quantity", valid.quantities[i] as number);
-    item.optionalId("location_id", valid.locationIds[i] as string);
+    item.optionalId("location_id", valid.locationIds[i] as string, plain);
     if (columns === undefined) valid.ttlsMs[i] = item.durationMs("ttl", (r.items[i] as ReserveRequest).ttl, RESERVATION_TTL_MS_DEFAULT);
     else if (columns.ttlSet[i] === true) valid.ttlsMs[i] = item.durationPartsMs("ttl", columns.ttlSeconds[i] as number, columns.ttlNanos[i] as number);
     else valid.ttlsMs[i] = RESERVATION_TTL_MS_DEFAULT;

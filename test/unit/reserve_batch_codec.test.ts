@@ -6,6 +6,8 @@ import { ReservationState, ReserveBatchRequest, ReserveBatchResponse, type Reser
 import { decodeReserveBatchRequest, encodeReserveBatchResponse } from "../../src/grpc/reserve_batch_codec";
 import { ReserveBatchColumns } from "../../src/grpc/reserve_batch_columns";
 import { ReserveBatchReply } from "../../src/grpc/reserve_batch_reply";
+import { QmError } from "../../src/errors";
+import { validateReserveBatch } from "../../src/grpc/validation";
 import { TTL_MS_MAX, TTL_MS_MIN } from "../../src/limits";
 import type { GateCall } from "../../src/security/call_gate";
 import { callCost, RESERVE_BATCH_PATH } from "../../src/security/rate_limit/gate";
@@ -186,6 +188,33 @@ describe("ReserveBatch request reader", () => {
     fc.assert(
       fc.property(damaged, (bytes) => {
         expect(ownDecode(bytes)).to.deep.equal(generatedDecode(bytes));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it("validates what it reads as the generated decoder's message validates: the same columns, or the same violations in the same order", () => {
+    // Ids near and off the pattern: its every character, others of ASCII and beyond, lengths around the limit.
+    const idChar = fc.constantFrom(..."aZ09._:-".split(""), " ", "!", "/", "\u007f", "\t", "é", "\u20ac");
+    const id = fc.oneof(
+      fc.constantFrom("", "hot-0", "r-1", "x".repeat(128), "x".repeat(129)),
+      fc.array(idChar, { maxLength: 12 }).map((cs) => cs.join("")),
+      fc.stringMatching(/^[A-Za-z0-9._:-]{1,140}$/),
+    );
+    const ttl = fc.oneof(fc.constant(undefined), fc.record({ seconds: fc.constantFrom(0, 1, 60, 3600, 10_000_000), nanos: fc.constantFrom(0, 5, 999_999_999) }));
+    const validItem = fc.record({ reservationId: id, skuId: fc.oneof(fc.constant("hot-0"), id), quantity: fc.constantFrom(0, 1, 2, 1_000_001), locationId: fc.oneof(fc.constant(""), fc.constant("wh-1"), id), ttl });
+    const validated = (m: ReserveBatchRequest): unknown => {
+      try {
+        const v = validateReserveBatch(m);
+        return { ids: [...v.ids], skuIds: [...v.skuIds], quantities: [...v.quantities], locationIds: [...v.locationIds], ttlsMs: [...v.ttlsMs] };
+      } catch (error) {
+        return error instanceof QmError ? error.toJSON() : { threw: String(error) };
+      }
+    };
+    fc.assert(
+      fc.property(fc.array(validItem, { minLength: 1, maxLength: 12 }), (items) => {
+        const bytes = Buffer.from(ReserveBatchRequest.encode({ items }).finish());
+        expect(validated(decodeReserveBatchRequest(bytes))).to.deep.equal(validated(ReserveBatchRequest.decode(bytes)));
       }),
       { numRuns: 3_000 },
     );
