@@ -34,7 +34,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { systemClock } from "../src/clock";
-import { LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
+import { IDLE_GC_CHECK_INTERVAL_MS, IDLE_GC_QUIET_MS, LIVE_RESERVATIONS_PER_SKU_MAX, RESERVE_BATCH_ITEMS_MAX } from "../src/limits";
 import { PgAdmin } from "./contenders/pg_store";
 import { QmAdmin } from "./contenders/qm_admin";
 import { CLUSTER_NODE_IDS, type QmCluster, startQmCluster } from "./contenders/qm_cluster";
@@ -95,7 +95,14 @@ const HEALTH_DEADLINE_MS = 60_000;
 const GENERATOR_SLACK_MS = 30_000;
 const GENERATOR_STDOUT_BYTES_MAX = 1024 * 1024;
 /** Quartermaster's actors passivate after this long idle; the memory figure is read once they have. */
-const QM_IDLE_MS = 2_000;
+export const QM_IDLE_MS = 2_000;
+/**
+ * The first idle sample waits for the node's idle collector too: it collects
+ * after IDLE_GC_QUIET_MS of quiet (checked once a second), and the pages it
+ * frees leave RSS a moment later. Read sooner, the figure is the garbage and
+ * young generation of the last burst, or not, depending on a second either way.
+ */
+export const IDLE_READ_DELAY_MS = Math.max(QM_IDLE_MS, IDLE_GC_QUIET_MS) + 2 * IDLE_GC_CHECK_INTERVAL_MS;
 /** Idle memory is read once private memory fell less than IDLE_SETTLED_BYTES over IDLE_SETTLED_SAMPLES samples, or at the cap. */
 const IDLE_SAMPLE_MS = 1_000;
 const IDLE_SETTLED_SAMPLES = 3;
@@ -559,7 +566,7 @@ async function startFamily(family: readonly WorkloadName[], settings: Settings, 
 
 /** VmRSS and its private and file-backed parts, once the node's actors have passivated and its private memory stopped falling. */
 async function readIdleMemory(qm: Running, report: CompareReport): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, QM_IDLE_MS));
+  await new Promise((resolve) => setTimeout(resolve, IDLE_READ_DELAY_MS));
   const giveUpAt = Date.now() + IDLE_SETTLE_MAX_MS;
   let memory = readMemory(qm.server.pid);
   const samples: number[] = [];

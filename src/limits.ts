@@ -333,6 +333,15 @@ export const IDLE_GC_CHECK_INTERVAL_MS = 1_000;
  */
 export const IDLE_GC_BUSY_SHARE_MAX = 0.02;
 /**
+ * How long the event loop must have stayed idle (every check interval under
+ * IDLE_GC_BUSY_SHARE_MAX) before the idle collector collects. Longer than the
+ * 5 s over which V8 measures the allocation rate when it decides, at the end
+ * of a full collection, whether to shrink the young generation: collected
+ * sooner, the rate still includes the burst, and V8 keeps its semi-spaces
+ * (up to about 50 MiB of private memory, committed and empty) for good.
+ */
+export const IDLE_GC_QUIET_MS = 6_000;
+/**
  * Growth of the heap since the last idle collection that makes one worth it
  * (the default of QM_IDLE_GC_MIB).
  * Below it V8's own collections keep up; above it, an idle node would hold the

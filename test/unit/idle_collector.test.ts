@@ -7,7 +7,7 @@ import { expect } from "chai";
 import pino from "pino";
 import { ConfigError, loadConfig } from "../../src/config";
 import { exposedGc, IdleCollector, idleCollector, type IdleCollectorProbe, processProbe } from "../../src/observability/idle_collector";
-import { IDLE_GC_BUSY_SHARE_MAX, IDLE_GC_GARBAGE_MIN_BYTES } from "../../src/limits";
+import { IDLE_GC_BUSY_SHARE_MAX, IDLE_GC_GARBAGE_MIN_BYTES, IDLE_GC_QUIET_MS } from "../../src/limits";
 
 const silent = pino({ level: "silent" });
 const MIB = 1024 * 1024;
@@ -78,9 +78,27 @@ describe("IdleCollector", () => {
     expect(probe.used).to.equal(190 * MIB);
   });
 
+  it("waits for IDLE_GC_QUIET_MS of idle checks in a row, and a busy check starts the count again", async () => {
+    const probe = new FakeProbe();
+    // 6 s of quiet in checks of 1 s: the sixth idle check in a row collects.
+    expect(IDLE_GC_QUIET_MS).to.equal(6_000);
+    collector = new IdleCollector(probe, silent, 1_000);
+    await collector.start();
+    probe.used += IDLE_GC_GARBAGE_MIN_BYTES;
+    for (let i = 0; i < 5; i++) expect(collector.check(), `idle check ${i + 1}`).to.equal(false);
+    probe.busy = IDLE_GC_BUSY_SHARE_MAX + 0.01;
+    expect(collector.check()).to.equal(false);
+    probe.busy = 0;
+    for (let i = 0; i < 5; i++) expect(collector.check(), `idle check ${i + 1} after the busy one`).to.equal(false);
+    expect(probe.collections).to.equal(0);
+    expect(collector.check()).to.equal(true);
+    expect(probe.collections).to.equal(1);
+    expect(probe.used).to.equal(20 * MIB);
+  });
+
   it("runs its check on its interval once started, and not after stop", async () => {
     const probe = new FakeProbe();
-    collector = new IdleCollector(probe, silent, 10);
+    collector = new IdleCollector(probe, silent, 10, IDLE_GC_GARBAGE_MIN_BYTES, 30);
     await collector.start();
     probe.used += IDLE_GC_GARBAGE_MIN_BYTES;
     const deadline = Date.now() + 5_000;
