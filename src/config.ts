@@ -140,7 +140,7 @@ export const CONFIG_VARIABLES = {
   ],
   QM_IDLE_GC_MIB: [
     String(IDLE_GC_GARBAGE_MIN_BYTES / 1024 / 1024),
-    "an idle node (event loop under 2% busy for 6 seconds) runs one full garbage collection once its heap grew this many MiB since the last one, so passivated actors' memory goes back; 0 turns it off",
+    "an idle node (event loop under 2% busy for 6 seconds) runs one full garbage collection once its heap grew this many MiB, or 1,000 actors left memory, since the last one, so passivated actors' memory goes back; 0 turns it off",
   ],
   QM_TIMER_TICK_MS: ["250", "how often due expiries and saga retries are polled, and asks past their deadline answered"],
   QM_AUDIT_RETENTION_DAYS: ["365", "adjustment audit records older than this are dropped"],

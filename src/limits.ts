@@ -338,9 +338,17 @@ export const IDLE_GC_BUSY_SHARE_MAX = 0.02;
  * 5 s over which V8 measures the allocation rate when it decides, at the end
  * of a full collection, whether to shrink the young generation: collected
  * sooner, the rate still includes the burst, and V8 keeps its semi-spaces
- * (up to about 50 MiB of private memory, committed and empty) for good.
+ * (32 MiB of private memory, committed and empty) for good.
  */
 export const IDLE_GC_QUIET_MS = 6_000;
+/**
+ * Actors passivated since the idle collector's last collection that make one
+ * worth it even when the heap did not grow: passivation frees memory without
+ * allocating, so a node whose actors go idle a minute after its burst (the
+ * default QM_ACTOR_IDLE_MS) would keep their state as garbage until the next
+ * burst. About 3 MB of heap at about 3,000 bytes an idle SKU actor.
+ */
+export const IDLE_GC_ACTORS_DROPPED_MIN = 1_000;
 /**
  * Growth of the heap since the last idle collection that makes one worth it
  * (the default of QM_IDLE_GC_MIB).

@@ -163,7 +163,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
       },
       () => system.stop(),
     ),
-    ...idleCollectorPart(logger, config.idleGcGarbageBytes),
+    ...idleCollectorPart(logger, config.idleGcGarbageBytes, () => system.activeCount),
     servingPart(server, config.shutdownGraceMs, (on) => {
       ready = on;
     }),
@@ -203,7 +203,7 @@ async function listening<T>(variable: string, address: string, bind: () => Promi
 }
 
 /** Returns an idle node's garbage (passivated actors above all) to the system; see idle_collector.ts. */
-function idleCollectorPart(logger: Logger, garbageBytes: number): Lifecycle[] {
-  const collector = idleCollector(logger.child({ component: "memory" }), garbageBytes);
+function idleCollectorPart(logger: Logger, garbageBytes: number, residentActors: () => number): Lifecycle[] {
+  const collector = idleCollector(logger.child({ component: "memory" }), garbageBytes, residentActors);
   return collector === null ? [] : [lifecycle("idle-collector", () => collector.start(), () => collector.stop())];
 }

@@ -7,7 +7,7 @@ import { expect } from "chai";
 import pino from "pino";
 import { ConfigError, loadConfig } from "../../src/config";
 import { exposedGc, IdleCollector, idleCollector, type IdleCollectorProbe, processProbe } from "../../src/observability/idle_collector";
-import { IDLE_GC_BUSY_SHARE_MAX, IDLE_GC_GARBAGE_MIN_BYTES, IDLE_GC_QUIET_MS } from "../../src/limits";
+import { IDLE_GC_ACTORS_DROPPED_MIN, IDLE_GC_BUSY_SHARE_MAX, IDLE_GC_GARBAGE_MIN_BYTES, IDLE_GC_QUIET_MS } from "../../src/limits";
 
 const silent = pino({ level: "silent" });
 const MIB = 1024 * 1024;
@@ -18,6 +18,10 @@ class FakeProbe implements IdleCollectorProbe {
   live = 20 * MIB;
   busy = 0;
   collections = 0;
+  resident = 0;
+  residentActors(): number {
+    return this.resident;
+  }
   heapUsedBytes(): number {
     return this.used;
   }
@@ -94,6 +98,31 @@ describe("IdleCollector", () => {
     expect(collector.check()).to.equal(true);
     expect(probe.collections).to.equal(1);
     expect(probe.used).to.equal(20 * MIB);
+  });
+
+  it("collects once IDLE_GC_ACTORS_DROPPED_MIN actors left memory since the last collection, though the heap did not grow", async () => {
+    expect(IDLE_GC_ACTORS_DROPPED_MIN).to.equal(1_000);
+    const probe = new FakeProbe();
+    probe.resident = 10_000;
+    collector = new IdleCollector(probe, silent, 60_000);
+    await collector.start();
+    // A burst grows the heap; collected while the actors are still resident.
+    probe.used += IDLE_GC_GARBAGE_MIN_BYTES;
+    expect(collector.check()).to.equal(true);
+    // They passivate: their memory turns to garbage, heap used does not move.
+    probe.resident = 9_001;
+    expect(collector.check()).to.equal(false);
+    probe.resident = 9_000;
+    expect(collector.check()).to.equal(true);
+    expect(probe.collections).to.equal(2);
+    // Counted from the last collection: nothing more left, nothing more to do.
+    expect(collector.check()).to.equal(false);
+    // Actors that came and went since (the peak, not the count at the collection) count too.
+    probe.resident = 9_500;
+    expect(collector.check()).to.equal(false);
+    probe.resident = 8_500;
+    expect(collector.check()).to.equal(true);
+    expect(probe.collections).to.equal(3);
   });
 
   it("runs its check on its interval once started, and not after stop", async () => {
