@@ -31,7 +31,7 @@ import { systemClock } from "../src/clock";
 import { buildCatalogue } from "./growth_data";
 import { type LoadResult, type ScenarioName, runLoad, scenarioCalls } from "./h2_load";
 import { waitUntilServing } from "./health_client";
-import { type Variant, parseVariant, roundOrder } from "./hot_cpu";
+import { type Variant, parseVariant, positive, roundOrder } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
@@ -176,12 +176,6 @@ function summary(passes: readonly Pass[], variants: readonly Variant[], scenario
     }
   }
   return lines.join("\n");
-}
-
-function positive(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
-  return n;
 }
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -123,6 +123,13 @@ export function roundOrder<T>(variants: readonly T[], round: number): [number, T
   return order;
 }
 
+/** A driver's count option (`--NAME`), refused unless it is a positive integer. */
+export function positive(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

@@ -28,7 +28,7 @@ import { IDLE_READ_DELAY_MS, QM_IDLE_MS } from "./compare";
 import { QmAdmin } from "./contenders/qm_admin";
 import { type ScenarioName, runLoad, scenarioCalls } from "./h2_load";
 import { waitUntilServing } from "./health_client";
-import { type Variant, median, parseVariant, roundOrder } from "./hot_cpu";
+import { type Variant, median, parseVariant, positive, roundOrder } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readMemory, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
 import { HOT_SKU_ID } from "./seed";
@@ -243,12 +243,6 @@ function summary(passes: readonly Pass[], variants: readonly MemoryVariant[]): s
     lines.push(`${variant.name.padEnd(10)} ${cell(atOld, 9)}   ${cell(atRule, 15)}   ${cell(atEnd, 11)}`);
   }
   return lines.join("\n");
-}
-
-function positive(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
-  return n;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
