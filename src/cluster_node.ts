@@ -19,6 +19,7 @@ import { type Clock, systemClock } from "./clock";
 import { EtcdCluster } from "./cluster/etcd_cluster";
 import { NatsLink } from "./cluster/nats_link";
 import { NatsTransport } from "./cluster/nats_transport";
+import { writeOncePerTurn } from "./cluster/nats_writes";
 import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
 import type { ClusterConfig, Config } from "./config";
@@ -204,7 +205,9 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
 
 async function connectNats(cc: ClusterConfig): Promise<NatsConnection> {
   try {
-    return await connect(natsOptions(cc));
+    const nc = await connect(natsOptions(cc));
+    writeOncePerTurn(nc);
+    return nc;
   } catch (error) {
     throw new QmError("UNAVAILABLE", `QM_NATS_URL=${cc.natsUrl}: cannot connect to NATS${natsSecurity(cc)}: ${messageOf(error)}`);
   }
