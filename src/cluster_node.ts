@@ -19,6 +19,7 @@ import { type Clock, systemClock } from "./clock";
 import { EtcdCluster } from "./cluster/etcd_cluster";
 import { NatsLink } from "./cluster/nats_link";
 import { NatsTransport } from "./cluster/nats_transport";
+import { skipCancelErrorOnAnswer } from "./cluster/nats_requests";
 import { writeOncePerTurn } from "./cluster/nats_writes";
 import { partitionOf } from "./cluster/placement";
 import { PlacementRouter } from "./cluster/placement_router";
@@ -207,6 +208,7 @@ async function connectNats(cc: ClusterConfig): Promise<NatsConnection> {
   try {
     const nc = await connect(natsOptions(cc));
     writeOncePerTurn(nc);
+    skipCancelErrorOnAnswer();
     return nc;
   } catch (error) {
     throw new QmError("UNAVAILABLE", `QM_NATS_URL=${cc.natsUrl}: cannot connect to NATS${natsSecurity(cc)}: ${messageOf(error)}`);

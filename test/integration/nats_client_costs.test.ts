@@ -1,10 +1,13 @@
-// The node's adjustment of nats.js's writes (src/cluster/nats_writes.ts),
-// against a real nats-server: what one event-loop turn queues leaves in one
-// socket write, every message still arrives in order, and the client's
-// pending limit still writes at once.
+// The node's two adjustments of nats.js (src/cluster/nats_writes.ts,
+// src/cluster/nats_requests.ts), against a real nats-server: what one
+// event-loop turn queues leaves in one socket write, every message still
+// arrives in order, the client's pending limit still writes at once, and
+// requests that are answered no longer build a discarded NatsError while
+// requests that are not still fail as before.
 
 import { expect } from "chai";
-import { connect, type NatsConnection, StringCodec } from "nats";
+import { connect, ErrorCode, NatsError, type NatsConnection, StringCodec } from "nats";
+import { skipCancelErrorOnAnswer } from "../../src/cluster/nats_requests";
 import { writeOncePerTurn } from "../../src/cluster/nats_writes";
 import { type NatsProcess, startNats } from "../support/engines";
 
@@ -101,5 +104,45 @@ describe("nats.js adjustments of a cluster node (integration, real nats-server)"
     await writer.flush();
     await reader.flush();
     expect(got).to.have.length(n);
+  });
+
+  it("answers a request without building the Cancelled NatsError, and an unanswered one still fails", async () => {
+    const writer = await client();
+    writeOncePerTurn(writer);
+    expect(skipCancelErrorOnAnswer()).to.equal(true);
+    expect(skipCancelErrorOnAnswer()).to.equal(true);
+    const responder = await client();
+    responder.subscribe("svc.echo", { callback: (error, m) => error === null && m.respond(m.data) });
+    await responder.flush();
+
+    const original = NatsError.errorForCode;
+    const built: string[] = [];
+    NatsError.errorForCode = (code: string, chainedError?: Error) => {
+      built.push(code);
+      return original(code, chainedError);
+    };
+    try {
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => writer.request("svc.echo", sc.encode(`q${i}`), { timeout: 5_000 })));
+      expect(replies.map((m) => sc.decode(m.data))).to.deep.equal(Array.from({ length: 20 }, (_, i) => `q${i}`));
+      expect(built).to.deep.equal([]);
+
+      const noResponders = await writer.request("svc.nobody", sc.encode("x"), { timeout: 5_000 }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(noResponders).to.be.instanceOf(NatsError);
+      expect((noResponders as NatsError).code).to.equal(ErrorCode.NoResponders);
+
+      responder.subscribe("svc.silent", { callback: () => undefined });
+      await responder.flush();
+      const timedOut = await writer.request("svc.silent", sc.encode("x"), { timeout: 200 }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(timedOut).to.be.instanceOf(NatsError);
+      expect((timedOut as NatsError).code).to.equal(ErrorCode.Timeout);
+    } finally {
+      NatsError.errorForCode = original;
+    }
   });
 });
