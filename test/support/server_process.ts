@@ -118,7 +118,28 @@ process.once("exit", () => {
   for (const child of liveChildren) child.kill("SIGKILL");
 });
 
+/**
+ * Port conflicts that startServer retries on fresh ports: a free port is found by binding and
+ * closing, so another process (another suite running at the same time, or a child of this one)
+ * can take it before the server binds it. Seen as a failed "before all" hook with "address already
+ * in use" while several suites shared the machine.
+ */
+const PORT_CONFLICT_ATTEMPTS = 3;
+
 export async function startServer(opts: StartOptions = {}): Promise<ServerProcess> {
+  // A test that chose the listen addresses itself gets its conflict reported, not retried.
+  const portsChosenHere = opts.env?.QM_LISTEN === undefined && opts.env?.QM_METRICS_LISTEN === undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce(opts);
+    } catch (err) {
+      const conflict = err instanceof Error && err.message.includes("address already in use");
+      if (!portsChosenHere || !conflict || attempt >= PORT_CONFLICT_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function startServerOnce(opts: StartOptions): Promise<ServerProcess> {
   const [port, metricsPort] = await distinctFreePorts();
   const addr = `127.0.0.1:${port}`;
   const metricsAddr = `127.0.0.1:${metricsPort}`;
