@@ -57,11 +57,11 @@ interface Options {
 }
 
 /** A variant of hot_cpu.ts with, optionally, a catalogue of its own. */
-interface CatalogVariant extends Variant {
+export interface CatalogVariant extends Variant {
   readonly template: string | undefined;
 }
 
-function parseCatalogVariant(spec: string, defaultMain: string): CatalogVariant {
+export function parseCatalogVariant(spec: string, defaultMain: string): CatalogVariant {
   const words = spec.trim().split(/\s+/);
   const template = words.find((word) => word.startsWith("template="));
   const variant = parseVariant(words.filter((word) => word !== template).join(" "), defaultMain);

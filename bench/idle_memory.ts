@@ -28,9 +28,11 @@ import { IDLE_READ_DELAY_MS, QM_IDLE_MS } from "./compare";
 import { QmAdmin } from "./contenders/qm_admin";
 import { type ScenarioName, runLoad, scenarioCalls } from "./h2_load";
 import { waitUntilServing } from "./health_client";
-import { type Variant, median, parseVariant, positive, roundOrder } from "./hot_cpu";
+import { parseCatalogVariant } from "./catalog_grpc";
+import { type Variant, median, positive, roundOrder } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
 import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readMemory, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
+import { sampleSum, scrapeText } from "./prometheus";
 import { HOT_SKU_ID } from "./seed";
 
 const HEALTH_DEADLINE_MS = 60_000;
@@ -84,11 +86,9 @@ function log(line: string): void {
 }
 
 function parseMemoryVariant(spec: string, defaultMain: string): MemoryVariant {
-  const words = spec.trim().split(/\s+/);
-  const template = words.find((word) => word.startsWith("template="));
-  if (template === undefined) throw new Error(`--variant ${spec}: template=DIR is required (a catalogue from growth.js build)`);
-  const variant = parseVariant(words.filter((word) => word !== template).join(" "), defaultMain);
-  return { ...variant, template: path.resolve(template.slice("template=".length)) };
+  const variant = parseCatalogVariant(spec, defaultMain);
+  if (variant.template === undefined) throw new Error(`--variant ${spec}: template=DIR is required (a catalogue from growth.js build)`);
+  return { ...variant, template: variant.template };
 }
 
 async function load(address: string, scenario: ScenarioName, options: Options, tag: string): Promise<void> {
@@ -106,26 +106,6 @@ async function load(address: string, scenario: ScenarioName, options: Options, t
   });
   if (result.fatal !== null) throw new Error(`${scenario}: ${result.fatal}`);
   if (result.errorTotal > 0) throw new Error(`${scenario}: ${result.errorTotal} errors; first: ${result.firstError ?? "?"}`);
-}
-
-/** The sum of one sample over the label sets that contain `labels`, from the Prometheus text. */
-function sample(text: string, name: string, labels = ""): number | null {
-  let total: number | null = null;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name) || (line[name.length] !== " " && line[name.length] !== "{") || !line.includes(labels)) continue;
-    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
-    if (Number.isFinite(value)) total = (total ?? 0) + value;
-  }
-  return total;
-}
-
-async function metricsText(address: string): Promise<string> {
-  try {
-    const response = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(5_000) });
-    return response.ok ? await response.text() : "";
-  } catch {
-    return "";
-  }
 }
 
 function compareRuleIndex(series: readonly number[], from: number): number {
@@ -181,7 +161,8 @@ async function onePass(variant: MemoryVariant, round: number, options: Options, 
       rssSeries.push(memory.rssBytes);
       await new Promise((resolve) => setTimeout(resolve, SAMPLE_MS));
     }
-    const text = await metricsText(metrics);
+    const scraped = await scrapeText(metrics);
+    const text = "text" in scraped ? scraped.text : "";
     return {
       variant: variant.name,
       round,
@@ -190,12 +171,12 @@ async function onePass(variant: MemoryVariant, round: number, options: Options, 
       compareIndex: compareRuleIndex(anonSeries, Math.ceil((IDLE_READ_DELAY_MS - QM_IDLE_MS) / SAMPLE_MS)),
       oldRuleIndex: compareRuleIndex(anonSeries, 0),
       collectedAtIndex: collectionIndex(anonSeries),
-      majorCollections: sample(text, "qm_nodejs_gc_duration_seconds_count", 'kind="major"'),
-      heapUsedBytes: sample(text, "qm_nodejs_heap_size_used_bytes"),
-      heapTotalBytes: sample(text, "qm_nodejs_heap_size_total_bytes"),
-      externalBytes: sample(text, "qm_nodejs_external_memory_bytes"),
-      newSpaceBytes: sample(text, "qm_nodejs_heap_space_size_total_bytes", 'space="new"'),
-      oldSpaceBytes: sample(text, "qm_nodejs_heap_space_size_total_bytes", 'space="old"'),
+      majorCollections: sampleSum(text, "qm_nodejs_gc_duration_seconds_count", 'kind="major"'),
+      heapUsedBytes: sampleSum(text, "qm_nodejs_heap_size_used_bytes"),
+      heapTotalBytes: sampleSum(text, "qm_nodejs_heap_size_total_bytes"),
+      externalBytes: sampleSum(text, "qm_nodejs_external_memory_bytes"),
+      newSpaceBytes: sampleSum(text, "qm_nodejs_heap_space_size_total_bytes", 'space="new"'),
+      oldSpaceBytes: sampleSum(text, "qm_nodejs_heap_space_size_total_bytes", 'space="old"'),
       loadAverage: os.loadavg()[0] ?? Number.NaN,
     };
   } catch (error) {

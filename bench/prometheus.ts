@@ -27,15 +27,32 @@ export function parsePrometheusText(text: string): MetricSums {
   return sums;
 }
 
-/** An error instead of sums when the endpoint does not answer: the caller reports the figure as absent and carries on. */
-export async function scrapeMetrics(address: string): Promise<{ sums: MetricSums } | { error: string }> {
+/** The sum of one sample over the label sets whose text contains `labels` (all of them when empty), or null when none has it. */
+export function sampleSum(text: string, name: string, labels = ""): number | null {
+  let total: number | null = null;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name) || (line[name.length] !== " " && line[name.length] !== "{") || !line.includes(labels)) continue;
+    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (Number.isFinite(value)) total = (total ?? 0) + value;
+  }
+  return total;
+}
+
+/** The metrics page's text, or an error when the endpoint does not answer. */
+export async function scrapeText(address: string): Promise<{ text: string } | { error: string }> {
   try {
     const response = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) });
     if (!response.ok) return { error: `HTTP ${response.status}` };
     const text = await response.text();
     if (text.length > SCRAPE_BYTES_MAX) return { error: "metrics page too large" };
-    return { sums: parsePrometheusText(text) };
+    return { text };
   } catch (error) {
     return { error: error instanceof Error ? error.message : String(error) };
   }
+}
+
+/** An error instead of sums when the endpoint does not answer: the caller reports the figure as absent and carries on. */
+export async function scrapeMetrics(address: string): Promise<{ sums: MetricSums } | { error: string }> {
+  const scraped = await scrapeText(address);
+  return "error" in scraped ? scraped : { sums: parsePrometheusText(scraped.text) };
 }
