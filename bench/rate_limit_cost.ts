@@ -6,7 +6,16 @@
 // than calls/s on a shared machine, plus calls/s; ratios are to "none" of the
 // same run.
 //
+// --flood instead measures what a flood of refused calls costs another caller:
+// one server with the in-memory buckets, a quiet caller (closed loop, far below
+// its limit) alone and then beside a flooder whose limit (5/s, burst 5) refuses
+// nearly all it sends, in alternating phases; prints the quiet caller's
+// p50/p90/p99 both ways and the flood's rate. A figure, not a verdict: the
+// integration test (test/integration/rate_limit_flood.test.ts) asserts the
+// outcomes, and this machine's load moves latency far more than a flood does.
+//
 //   node dist/bench/rate_limit_cost.js [--rounds 3] [--requests 40000]
+//   node dist/bench/rate_limit_cost.js --flood [--rounds 5] [--phase-ms 3000] [--flood-concurrency 8]
 
 import fs from "node:fs";
 import os from "node:os";
@@ -17,7 +26,8 @@ import { runLoad, scenarioFrameFactory } from "./h2_load";
 import { waitUntilServing } from "./health_client";
 import { LOOPBACK_HOST } from "./load_session";
 import { choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, runBenchMain, spawnNode, stopChild, temporaryDirs } from "./processes";
-import { type LimiterMode, namingGate } from "./rate_limit_server";
+import { BENCH_SUBJECT_HEADER, FLOOD_SUBJECT, FLOODER_LIMIT, type LimiterMode, namingGate } from "./rate_limit_server";
+import type { LatencySummary } from "./histogram";
 import { systemClock } from "../src/clock";
 import { rateLimitedGate } from "../src/security/rate_limit/gate";
 import { MemoryBucketStore } from "../src/security/rate_limit/memory_store";
@@ -91,6 +101,95 @@ function admitNanos(mode: "none" | "memory", calls: number): number {
   return ns;
 }
 
+interface FloodPhase {
+  readonly quiet: LatencySummary;
+  readonly quietCallsPerSecond: number;
+  /** Flood calls answered per second over the flood's window, and how many of them were admitted / refused. */
+  readonly floodCallsPerSecond: number;
+  readonly floodAdmitted: number;
+  readonly floodRefused: number;
+}
+
+const QUIET_SUBJECT = "quiet";
+/** The quiet caller's calls in flight: a well-behaved client, far below any limit. */
+const QUIET_CONCURRENCY = 4;
+/** Long enough for the flooder to spend its burst before the quiet caller's window opens. */
+const FLOOD_LEAD_MS = 500;
+
+function callerLoad(address: string, subject: string, concurrency: number, warmupMs: number, durationMs: number): ReturnType<typeof runLoad> {
+  return runLoad({
+    target: address,
+    path: RESERVE_PATH,
+    transport: "raw",
+    sessions: 1,
+    concurrency,
+    warmupMs,
+    durationMs,
+    // The clock, not a count, ends a phase.
+    requestsMax: 2 ** 48,
+    frameFactory: scenarioFrameFactory({ scenario: "hot", runTag: `${subject}-${Date.now()}`, hotSkuId: "hot-0", skuCount: 1, seed: 1 }),
+    headers: [[BENCH_SUBJECT_HEADER, subject]],
+  });
+}
+
+/** One phase: the quiet caller alone, or beside the flood (which starts FLOOD_LEAD_MS before it and ends after it). */
+async function floodPhase(address: string, flooded: boolean, phaseMs: number, floodConcurrency: number): Promise<FloodPhase> {
+  const flood = flooded ? callerLoad(address, FLOOD_SUBJECT, floodConcurrency, 0, FLOOD_LEAD_MS + phaseMs + FLOOD_LEAD_MS) : undefined;
+  const quietStart = flooded ? new Promise((resolve) => setTimeout(resolve, FLOOD_LEAD_MS)) : Promise.resolve();
+  const quiet = await quietStart.then(() => callerLoad(address, QUIET_SUBJECT, QUIET_CONCURRENCY, WARMUP_MS, phaseMs));
+  const floodResult = flood === undefined ? undefined : await flood;
+  if (quiet.errorTotal > 0) throw new Error(`the quiet caller had ${quiet.errorTotal} failed calls (first: ${quiet.firstError ?? "?"}): it must never be refused`);
+  const floodOther = floodResult === undefined ? 0 : floodResult.errorCount - (floodResult.errors["grpc 8 RESOURCE_EXHAUSTED"] ?? 0);
+  if (floodResult !== undefined && floodOther > 0) throw new Error(`${floodOther} flood calls failed otherwise than RESOURCE_EXHAUSTED: ${JSON.stringify(floodResult.errors)}`);
+  return {
+    quiet: quiet.latency,
+    quietCallsPerSecond: quiet.callsPerSecond,
+    floodCallsPerSecond: floodResult === undefined ? 0 : (floodResult.ok + floodResult.errorCount) / (floodResult.measuredMs / 1000),
+    floodAdmitted: floodResult?.ok ?? 0,
+    floodRefused: floodResult?.errorCount ?? 0,
+  };
+}
+
+async function floodMain(rounds: number, phaseMs: number, floodConcurrency: number, serverCpu: number | null): Promise<void> {
+  const port = await freeLoopbackPort();
+  const address = `${LOOPBACK_HOST}:${port}`;
+  const server = spawnNode({
+    name: "rate-limit server (flood)",
+    script: `${__dirname}/rate_limit_server.js`,
+    args: ["--port", String(port), "--limiter", "memory", "--callers", "header"],
+    cpu: serverCpu,
+    keepStdout: true,
+    stdoutBytesMax: 4096,
+  });
+  const shape = (l: LatencySummary): string => `${l.p50Ms.toFixed(2)}/${l.p90Ms.toFixed(2)}/${l.p99Ms.toFixed(2)}`;
+  try {
+    await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
+    process.stdout.write(`flooder limit ${FLOODER_LIMIT.perSecond}/s burst ${FLOODER_LIMIT.burst}, ${floodConcurrency} flood calls in flight; quiet caller ${QUIET_CONCURRENCY} in flight, ${phaseMs} ms phases\n`);
+    const unloaded: FloodPhase[] = [];
+    const flooded: FloodPhase[] = [];
+    for (let i = 0; i < rounds; i++) {
+      // Reversed every other round, so that neither phase always runs first.
+      for (const withFlood of i % 2 === 0 ? [false, true] : [true, false]) {
+        const phase = await floodPhase(address, withFlood, phaseMs, floodConcurrency);
+        (withFlood ? flooded : unloaded).push(phase);
+        process.stdout.write(
+          `round ${i + 1} ${withFlood ? "flooded " : "unloaded"}: quiet p50/p90/p99 ${shape(phase.quiet)} ms, ${phase.quietCallsPerSecond.toFixed(0)} calls/s` +
+            (withFlood ? `; flood ${phase.floodCallsPerSecond.toFixed(0)} calls/s, ${phase.floodAdmitted} admitted, ${phase.floodRefused} refused` : "") +
+            "\n",
+        );
+      }
+    }
+    const p99 = (phases: FloodPhase[]): number => median(phases.map((p) => p.quiet.p99Ms));
+    const p50 = (phases: FloodPhase[]): number => median(phases.map((p) => p.quiet.p50Ms));
+    process.stdout.write(
+      `median quiet p50 ${p50(unloaded).toFixed(2)} ms unloaded, ${p50(flooded).toFixed(2)} ms flooded (x${(p50(flooded) / p50(unloaded)).toFixed(2)}); ` +
+        `p99 ${p99(unloaded).toFixed(2)} ms unloaded, ${p99(flooded).toFixed(2)} ms flooded (x${(p99(flooded) / p99(unloaded)).toFixed(2)})\n`,
+    );
+  } finally {
+    await stopChild(server);
+  }
+}
+
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -100,12 +199,23 @@ function median(values: readonly number[]): number {
 export async function main(argv: readonly string[]): Promise<void> {
   const { values } = parseArgs({
     args: [...argv],
-    options: { rounds: { type: "string", default: "3" }, requests: { type: "string", default: "40000" } },
+    options: {
+      rounds: { type: "string" },
+      requests: { type: "string", default: "40000" },
+      flood: { type: "boolean", default: false },
+      "phase-ms": { type: "string", default: "3000" },
+      "flood-concurrency": { type: "string", default: "8" },
+    },
     strict: true,
   });
   const pinning = choosePinning();
   pinSelf(pinning.generatorCpu);
   process.stdout.write(`pinning: ${pinning.description}\n`);
+  if (values.flood) {
+    await floodMain(Number(values.rounds ?? "5"), Number(values["phase-ms"]), Number(values["flood-concurrency"]), pinning.serverCpu);
+    return;
+  }
+  values.rounds ??= "3";
   for (let i = 0; i < Number(values.rounds); i++) {
     const none = admitNanos("none", 1_000_000);
     const memory = admitNanos("memory", 1_000_000);
