@@ -12,6 +12,9 @@ import { idOwnedBy, startCluster, TEST_LEASE_TTL_S, type TestCluster } from "../
 import { seedSku } from "../support/fixtures";
 import { call, decodeStatusDetails, REPO_ROOT, SERVER_MAIN } from "../support/server_process";
 
+/** Failover time beyond the lease TTL the test accepts: etcd's expiry sweep, the claim and the activation, on a loaded machine. */
+const FAILOVER_SLACK_MS = 5_000;
+
 describe("cluster mode: three nodes on real etcd and NATS JetStream (integration)", function () {
   this.timeout(120_000);
   let cluster: TestCluster;
@@ -143,13 +146,16 @@ describe("cluster mode: three nodes on real etcd and NATS JetStream (integration
     cluster.nodes.delete("n3");
     await victim.kill();
     const killedAt = Date.now();
-    // Served again: a read through another node answers.
+    // Served again: a read through another node answers. Failover after the lease TTL is the behaviour
+    // under test; the bound is the TTL plus a slack that covers etcd's expiry sweep, the claim and
+    // the activation on a loaded 2-core machine, far below "never".
+    const failoverMsMax = TEST_LEASE_TTL_S * 1000 + FAILOVER_SLACK_MS;
     for (;;) {
       const ok = await call(cluster.clients("n1").inventory, "getSku", { skuId: sku }, { deadlineMs: 1_000 }).then(() => true, () => false);
       if (ok) break;
-      expect(Date.now() - killedAt, "served again within TTL + 2 s").to.be.below((TEST_LEASE_TTL_S + 2) * 1000);
+      expect(Date.now() - killedAt, `served again within the TTL + ${FAILOVER_SLACK_MS} ms`).to.be.below(failoverMsMax);
     }
-    expect(Date.now() - killedAt).to.be.below((TEST_LEASE_TTL_S + 2) * 1000);
+    expect(Date.now() - killedAt).to.be.below(failoverMsMax);
     await new Promise((resolve) => setTimeout(resolve, 300));
     stop = true;
     await load;
@@ -200,6 +206,7 @@ describe("cluster mode configuration", function () {
     const r = await run({ QM_ETCD_ENDPOINTS: "http://127.0.0.1:9", QM_NATS_URL: "nats://127.0.0.1:9" });
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/QM_NATS_URL=nats:\/\/127\.0\.0\.1:9: cannot connect to NATS/);
+    // Giving up (rather than retrying for ever) is the behaviour; 15 s is generous for node's start-up on a loaded machine.
     expect(r.ms).to.be.below(15_000);
   });
 });
