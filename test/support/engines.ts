@@ -4,7 +4,9 @@
 // installed by scripts/install_test_deps.sh (run by `npm test`); a missing one
 // is an error, never a skipped test. Readiness is polled against a deadline:
 // etcd answers a range request, nats-server's monitoring port answers
-// /healthz?js-enabled-only=true once JetStream is up.
+// /healthz?js-enabled-only=true once JetStream is up. Ports the harness picked
+// itself are retried on fresh ones when the engine finds them taken (see
+// startOnFreePorts); ports the caller chose are not.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -17,6 +19,15 @@ export const ENGINE_READY_DEADLINE_MS = 20_000;
 /** How long stop() waits after SIGTERM before it SIGKILLs. */
 const ENGINE_STOP_DEADLINE_MS = 10_000;
 const READY_POLL_INTERVAL_MS = 50;
+/**
+ * Starts on fresh ports when the ones the harness picked were taken before the
+ * engine bound them: freePort() finds a port by binding and closing it, so
+ * another suite (or a child of this one) can take it first. As startServer
+ * does for our own server (server_process.ts).
+ */
+export const ENGINE_PORT_CONFLICT_ATTEMPTS = 3;
+/** How etcd and nats-server ("bind: address already in use") and redis-server ("bind: Address already in use") report a taken port. */
+const PORT_CONFLICT = /address already in use/i;
 /** Output kept per engine for failure reports. */
 const ENGINE_LOG_CHARS_MAX = 64 * 1024;
 
@@ -49,20 +60,51 @@ export interface NatsProcess extends EngineProcess {
   readonly monitorPort: number;
 }
 
+/** How the harness picks a free port; tests of the harness inject one that returns a port held elsewhere. */
+export type PortPicker = () => Promise<number>;
+
 const live = new Set<ChildProcess>();
 process.once("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-/** `tls`: serve clients over https with this certificate; `ca` is what the readiness probe trusts. */
+/**
+ * Runs `start` on ports from `pick`, again on fresh ones (up to
+ * ENGINE_PORT_CONFLICT_ATTEMPTS) while it fails because a port was taken.
+ * `chosen` holds the ports the caller gave: with any of them the conflict is
+ * the caller's to see, and `start` runs once.
+ */
+export async function startOnFreePorts<T>(
+  chosen: readonly (number | undefined)[],
+  pick: PortPicker,
+  start: (ports: number[]) => Promise<T>,
+): Promise<T> {
+  const chosenHere = chosen.every((port) => port === undefined);
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    for (const port of chosen) ports.push(port ?? (await distinctPort(pick, ports)));
+    try {
+      return await start(ports);
+    } catch (error) {
+      const conflict = error instanceof Error && PORT_CONFLICT.test(error.message);
+      if (!chosenHere || !conflict || attempt >= ENGINE_PORT_CONFLICT_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/** `tls`: serve clients over https with this certificate; `ca` is what the readiness probe trusts. `pickPort`: for tests of the harness. */
 export async function startEtcd(
-  opts: { dataDir?: string; clientPort?: number; peerPort?: number; tls?: { cert: string; key: string; ca: string } } = {},
+  opts: { dataDir?: string; clientPort?: number; peerPort?: number; tls?: { cert: string; key: string; ca: string }; pickPort?: PortPicker } = {},
 ): Promise<EtcdProcess> {
   const binary = requireBinary("etcd", ["/usr/bin/etcd"]);
-  const dataDir = opts.dataDir ?? (await makeTempDir("qm-etcd-"));
-  const clientPort = opts.clientPort ?? (await freePort());
-  const peerPort = opts.peerPort ?? (await distinctPort(clientPort));
-  const endpoint = `${opts.tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
+  // A fresh store per attempt: one that etcd began with other addresses would not match the next ones.
+  return startOnFreePorts([opts.clientPort, opts.peerPort], opts.pickPort ?? freePort, async ([clientPort = 0, peerPort = 0]) =>
+    startEtcdOn(binary, opts.dataDir ?? (await makeTempDir("qm-etcd-")), clientPort, peerPort, opts.tls),
+  );
+}
+
+async function startEtcdOn(binary: string, dataDir: string, clientPort: number, peerPort: number, tls: { cert: string; key: string; ca: string } | undefined): Promise<EtcdProcess> {
+  const endpoint = `${tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const engine = spawnEngine(binary, [
     "--name", "qm-test",
@@ -74,9 +116,9 @@ export async function startEtcd(
     "--initial-cluster", `qm-test=${peer}`,
     "--log-level", "error",
     "--logger", "zap",
-    ...(opts.tls === undefined ? [] : ["--cert-file", opts.tls.cert, "--key-file", opts.tls.key]),
+    ...(tls === undefined ? [] : ["--cert-file", tls.cert, "--key-file", tls.key]),
   ], dataDir);
-  const credentials = opts.tls === undefined ? {} : { credentials: { rootCertificate: readFileSync(opts.tls.ca) } };
+  const credentials = tls === undefined ? {} : { credentials: { rootCertificate: readFileSync(tls.ca) } };
   await waitReady(engine, `etcd at ${endpoint}`, async () => {
     const client = new Etcd3({ hosts: endpoint, dialTimeout: 1_000, ...credentials });
     try {
@@ -88,13 +130,20 @@ export async function startEtcd(
   return { ...engine, endpoint, clientPort, peerPort };
 }
 
-export async function startNats(opts: { dataDir?: string; port?: number; monitorPort?: number; args?: readonly string[] } = {}): Promise<NatsProcess> {
+/** `pickPort`: for tests of the harness. */
+export async function startNats(
+  opts: { dataDir?: string; port?: number; monitorPort?: number; args?: readonly string[]; pickPort?: PortPicker } = {},
+): Promise<NatsProcess> {
   const binary = requireBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
   const dataDir = opts.dataDir ?? (await makeTempDir("qm-nats-"));
-  const port = opts.port ?? (await freePort());
-  const monitorPort = opts.monitorPort ?? (await distinctPort(port));
+  return startOnFreePorts([opts.port, opts.monitorPort], opts.pickPort ?? freePort, ([port = 0, monitorPort = 0]) =>
+    startNatsOn(binary, dataDir, port, monitorPort, opts.args ?? []),
+  );
+}
+
+async function startNatsOn(binary: string, dataDir: string, port: number, monitorPort: number, args: readonly string[]): Promise<NatsProcess> {
   const url = `nats://127.0.0.1:${port}`;
-  const engine = spawnEngine(binary, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir, ...(opts.args ?? [])], dataDir);
+  const engine = spawnEngine(binary, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dataDir, ...args], dataDir);
   await waitReady(engine, `nats-server at ${url}`, () => httpOk(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`));
   return { ...engine, url, port, monitorPort };
 }
@@ -107,12 +156,13 @@ export function requireBinary(name: string, candidates: readonly string[]): stri
   return found;
 }
 
-async function distinctPort(other: number): Promise<number> {
+/** A port from `pick` that is none of `others` (the ports one engine already has). */
+async function distinctPort(pick: PortPicker, others: readonly number[]): Promise<number> {
   for (let attempt = 0; attempt < 10; attempt++) {
-    const port = await freePort();
-    if (port !== other) return port;
+    const port = await pick();
+    if (!others.includes(port)) return port;
   }
-  throw new Error("could not find two distinct free ports");
+  throw new Error("could not find distinct free ports");
 }
 
 export interface Spawned extends EngineProcess {
@@ -173,11 +223,19 @@ export async function waitReady(engine: Spawned, what: string, probe: () => Prom
   const deadline = Date.now() + ENGINE_READY_DEADLINE_MS;
   let last = "no answer yet";
   while (Date.now() < deadline) {
-    if (engine.hasExited()) throw new Error(`${what} exited before it was ready; output:\n${engine.logs()}`);
+    const exitedEarly = (): Error => new Error(`${what} exited before it was ready; output:\n${engine.logs()}`);
+    if (engine.hasExited()) throw exitedEarly();
     try {
-      await probe();
+      // Raced with the exit: an engine that could not bind its port exits, while the probe may hang
+      // on whatever else holds that port (a listener that accepts and never answers).
+      const exited = engine.exited.then(() => {
+        throw exitedEarly();
+      });
+      exited.catch(() => undefined);
+      await Promise.race([probe(), exited]);
       return;
     } catch (error) {
+      if (engine.hasExited()) throw exitedEarly();
       last = error instanceof Error ? error.message : String(error);
     }
     await new Promise((resolve) => setTimeout(resolve, READY_POLL_INTERVAL_MS));

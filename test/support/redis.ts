@@ -3,7 +3,7 @@
 // soft state. Readiness is polled with PING against a deadline.
 
 import { Redis } from "ioredis";
-import { type EngineProcess, requireBinary, spawnEngine, waitReady } from "./engines";
+import { type EngineProcess, type PortPicker, requireBinary, spawnEngine, startOnFreePorts, waitReady } from "./engines";
 import { freePort, makeTempDir } from "./server_process";
 
 export interface RedisProcess extends EngineProcess {
@@ -12,10 +12,14 @@ export interface RedisProcess extends EngineProcess {
   readonly port: number;
 }
 
-export async function startRedis(opts: { port?: number } = {}): Promise<RedisProcess> {
+/** `pickPort`: for tests of the harness. */
+export async function startRedis(opts: { port?: number; pickPort?: PortPicker } = {}): Promise<RedisProcess> {
   const binary = requireBinary("redis-server", ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]);
   const dataDir = await makeTempDir("qm-redis-");
-  const port = opts.port ?? (await freePort());
+  return startOnFreePorts([opts.port], opts.pickPort ?? freePort, ([port = 0]) => startRedisOn(binary, dataDir, port));
+}
+
+async function startRedisOn(binary: string, dataDir: string, port: number): Promise<RedisProcess> {
   const engine = spawnEngine(binary, ["--port", String(port), "--bind", "127.0.0.1", "--dir", dataDir, "--save", "", "--appendonly", "no"], dataDir);
   const url = `redis://127.0.0.1:${port}`;
   await waitReady(engine, `redis-server at ${url}`, async () => {
