@@ -7,8 +7,6 @@
 // are there, refused ones are not, and only calls whose outcome the client
 // never learned may go either way.
 
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { expect } from "chai";
 import { ReservationState } from "../../src/gen/quartermaster/v1/inventory";
 import { rendezvousOwner } from "../../src/cluster/rendezvous";
@@ -17,11 +15,11 @@ import { checkOutcomes, labelOf, ReserveLoad, settledOutcomes, until } from "../
 import { startEtcd, startNats } from "../support/engines";
 import { seedSku } from "../support/fixtures";
 import { metricValue } from "../support/metrics";
-import { call, REPO_ROOT } from "../support/server_process";
+import { call } from "../support/server_process";
 import { Etcd3 } from "etcd3";
+import { runQmctl } from "../support/run_process";
 
 const TTL_MS = TEST_LEASE_TTL_S * 1000;
-const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
 
 type Table = Map<number, { owner: string; epoch: number }>;
 
@@ -37,24 +35,6 @@ function moved(before: Table, after: Table): number[] {
 
 function desiredOwners(members: readonly string[]): Map<number, string> {
   return new Map(Array.from({ length: TEST_PARTITIONS }, (_, p) => [p, rendezvousOwner(members, p) ?? ""]));
-}
-
-function runQmctl(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QMCTL, ...args], { cwd: REPO_ROOT, env: { ...process.env, QM_ADDR: "" }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`qmctl ${args.join(" ")} did not exit within 30 s`));
-    }, 30_000);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 async function partitionsOf(cluster: TestCluster, node: string, via: string): Promise<number> {

@@ -6,7 +6,6 @@
 // rotation by SIGHUP; a bad file at start (exit 2) and on reload (kept); qmctl's
 // --token and exit codes. Keys are generated here (test/support/security.ts).
 
-import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import {
@@ -60,12 +59,11 @@ import {
   startServer,
 } from "../support/server_process";
 import { bearer, generateTestKey, ISSUE_ROLES, jwksText, signToken, type TestKey, type TokenClaims, writeAuthFiles } from "../support/security";
+import { runProcess, runQmctl } from "../support/run_process";
 
-const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
 /** How long a SIGHUP may take to show: the reload is synchronous, so this only bounds a stalled machine. */
 const RELOAD_DEADLINE_MS = 10_000;
 const POLL_INTERVAL_MS = 50;
-const PROCESS_DEADLINE_MS = 20_000;
 
 /** A role per permission holding only it, and one holding all but it. */
 function permissionRoles(): Record<string, readonly string[]> {
@@ -376,35 +374,3 @@ async function until(condition: () => Promise<boolean>, what: string): Promise<v
   throw new Error(`timed out after ${RELOAD_DEADLINE_MS} ms waiting for ${what}`);
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runQmctl(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return runProcess([process.execPath, QMCTL, ...args], { QM_ADDR: "", QM_TOKEN: "", ...env });
-}
-
-function runProcess(command: readonly string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const [program = "", ...args] = command;
-    const child = spawn(program, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`${command.join(" ")} did not exit within ${PROCESS_DEADLINE_MS} ms`));
-    }, PROCESS_DEADLINE_MS);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}

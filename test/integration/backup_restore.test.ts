@@ -3,7 +3,6 @@
 // restored directory, whose audit logs must hold every write acknowledged
 // before the backup began and nothing that was never sent.
 
-import { spawn } from "node:child_process";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { credentials } from "@grpc/grpc-js";
@@ -22,39 +21,13 @@ import { AdminServiceClient } from "../../src/gen/quartermaster/v1/admin";
 import { type Adjustment, AdjustmentReason } from "../../src/gen/quartermaster/v1/inventory";
 import { BACKUP_CHUNK_BYTES_MAX } from "../../src/limits";
 import { seedSku } from "../support/fixtures";
-import { call, type Clients, createClients, makeTempDir, REPO_ROOT, type ServerProcess, startServer } from "../support/server_process";
+import { call, type Clients, createClients, makeTempDir, type ServerProcess, startServer } from "../support/server_process";
+import { runQmctl } from "../support/run_process";
 
-const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
-const QMCTL_RUN_DEADLINE_MS = 60_000;
 const SKUS = ["bk-1", "bk-2", "bk-3", "bk-4"];
 const WRITERS = 8;
 /** Audit pages are at most 500 records. */
 const PAGE_SIZE = 500;
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function runQmctl(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QMCTL, ...args], { cwd: REPO_ROOT, env: { ...process.env, QM_ADDR: "" }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`qmctl ${args.join(" ")} did not finish within ${QMCTL_RUN_DEADLINE_MS} ms; stderr: ${stderr}`));
-    }, QMCTL_RUN_DEADLINE_MS);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 interface TarEntry {
   readonly start: number;

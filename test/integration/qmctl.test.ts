@@ -2,7 +2,6 @@
 // through bin/qmctl.js, the way an operator or a script runs it. Responses are
 // read back through --json and the generated fromJSON.
 
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttp2Server } from "node:http2";
 import { tmpdir } from "node:os";
@@ -11,54 +10,7 @@ import { expect } from "chai";
 import { GetAvailabilityResponse, ListAdjustmentsResponse, Reservation, ReservationState, Sku, StockLevel } from "../../src/gen/quartermaster/v1/inventory";
 import { Order, OrderState, TrackingStatus } from "../../src/gen/quartermaster/v1/order";
 import { REPO_ROOT, type ServerProcess, freePort, startServer } from "../support/server_process";
-
-const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
-/** One CLI run: process start, one call, exit. Generous, because CI machines stall. */
-const QMCTL_RUN_DEADLINE_MS = 20_000;
-/** Output kept per run; qmctl prints one response, far below this. */
-const QMCTL_OUTPUT_CHARS_MAX = 1024 * 1024;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs a program to its exit with a deadline: `node bin/qmctl.js args` unless
- * `command` says otherwise. QM_ADDR is unset unless `env` sets it, so that only
- * the address the test gives can apply.
- */
-function runQmctl(args: readonly string[], env: Record<string, string> = {}, command: readonly string[] = [process.execPath, QMCTL]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const [program = "", ...programArgs] = command;
-    const child = spawn(program, [...programArgs, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, QM_ADDR: "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => {
-      if (stdout.length < QMCTL_OUTPUT_CHARS_MAX) stdout += c;
-    });
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      if (stderr.length < QMCTL_OUTPUT_CHARS_MAX) stderr += c;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`qmctl ${args.join(" ")} did not exit within ${QMCTL_RUN_DEADLINE_MS} ms`));
-    }, QMCTL_RUN_DEADLINE_MS);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { type ProcessRun, runQmctl } from "../support/run_process";
 
 describe("qmctl against a real server", function () {
   this.timeout(180_000);
@@ -80,7 +32,7 @@ describe("qmctl against a real server", function () {
     return server.addr;
   }
 
-  async function qm(...args: string[]): Promise<Run> {
+  async function qm(...args: string[]): Promise<ProcessRun> {
     return runQmctl([...args, "--addr", addr()]);
   }
 
@@ -413,7 +365,7 @@ describe("qmctl against a real server: addresses, JSON and mistakes", function (
   });
 
   it("spells order states as proto names in --json and short names in text", async () => {
-    const run = (...args: string[]): Promise<Run> => runQmctl([...args, "--addr", addr()]);
+    const run = (...args: string[]): Promise<ProcessRun> => runQmctl([...args, "--addr", addr()]);
     expect((await run("sku", "upsert", "SKU-E", "--title", "Mug", "--currency", "USD")).code).to.equal(0);
     expect((await run("sku", "adjust", "SKU-E", "--location", "WH1", "--delta", "5", "--reason", "received")).code).to.equal(0);
     expect((await run("order", "create", "o-e", "--customer", "c", "--line", "SKU-E:1")).code).to.equal(0);

@@ -1,0 +1,55 @@
+// Runs a program (qmctl, a server that must refuse to start, npm) to its exit
+// with a deadline and returns its exit code and output: the one copy of what
+// several suites each wrote for themselves.
+
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { REPO_ROOT } from "./server_process";
+
+export const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
+/** One run: process start, a call or two, exit. Only bounds a hang, so generous: CI machines stall. */
+export const PROCESS_RUN_DEADLINE_MS = 60_000;
+/** Output kept per stream; what these programs print is far below this. */
+export const PROCESS_OUTPUT_CHARS_MAX = 1024 * 1024;
+
+export interface ProcessRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `command` is the program and its first arguments; `env` is added to this process's environment. */
+export function runProcess(command: readonly string[], env: Record<string, string> = {}, deadlineMs = PROCESS_RUN_DEADLINE_MS): Promise<ProcessRun> {
+  return new Promise((resolve, reject) => {
+    const [program = "", ...args] = command;
+    const child = spawn(program, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      if (stdout.length < PROCESS_OUTPUT_CHARS_MAX) stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      if (stderr.length < PROCESS_OUTPUT_CHARS_MAX) stderr += chunk;
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${command.join(" ")} did not exit within ${deadlineMs} ms; stderr: ${stderr}`));
+    }, deadlineMs);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * `node bin/qmctl.js args` (or `command args`). QM_ADDR and QM_TOKEN are unset
+ * unless `env` sets them, so that only what the test gives can apply.
+ */
+export function runQmctl(args: readonly string[], env: Record<string, string> = {}, command: readonly string[] = [process.execPath, QMCTL]): Promise<ProcessRun> {
+  return runProcess([...command, ...args], { QM_ADDR: "", QM_TOKEN: "", ...env });
+}
