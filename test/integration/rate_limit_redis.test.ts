@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { Writable } from "node:stream";
 import { expect } from "chai";
 import { Redis } from "ioredis";
@@ -7,28 +6,17 @@ import { ManualClock } from "../../src/clock";
 import type { BucketLimit } from "../../src/security/rate_limit/bucket";
 import { MemoryBucketStore } from "../../src/security/rate_limit/memory_store";
 import { RedisBucketStore } from "../../src/security/rate_limit/redis_store";
-import { freePort, makeTempDir, REPO_ROOT, SERVER_MAIN, startServer } from "../support/server_process";
+import { freePort, makeTempDir, SERVER_MAIN, startServer } from "../support/server_process";
 import { pollUntil } from "../support/metrics";
 import { qmRejectionOf } from "../support/qm_error";
 import { type RedisProcess, startRedis } from "../support/redis";
+import { type ProcessRun, runProcess } from "../support/run_process";
 
 const PREFIX = "qm:rl:test:";
 
-/** Runs the server until it exits (it must, within the deadline); its exit code and stderr. */
-function serverToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`the server did not exit within 30 s; stderr:\n${stderr}`));
-    }, 30_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
+/** Runs the server until it exits (it must, within the deadline); its exit code and output. */
+function serverToExit(env: Record<string, string>): Promise<ProcessRun> {
+  return runProcess([process.execPath, SERVER_MAIN], env);
 }
 
 function capturingLogger(): { logger: Logger; lines: string[] } {

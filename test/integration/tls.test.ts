@@ -4,44 +4,26 @@
 // deadline under TLS, start-up errors for bad TLS files, and the warning of a
 // node listening beyond loopback. Certificates are made per run (support/tls.ts).
 
-import { execFile, spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
-import { promisify } from "node:util";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { InventoryServiceClient } from "../../src/gen/quartermaster/v1/inventory";
 import { metricValue, pollUntil } from "../support/metrics";
 import { REPO_ROOT, SERVER_MAIN, type ServerProcess, makeTempDir, startServer } from "../support/server_process";
 import { CLIENT_CN, createPki, type TestPki } from "../support/tls";
+import { type ProcessRun, QMCTL, runProcess } from "../support/run_process";
 
-const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
 const PROBE = path.join(REPO_ROOT, "dist/src/health_probe.js");
 const HANDSHAKE_TIMEOUT_MS = 1000;
 const CALL_DEADLINE_MS = 5_000;
 const RUN_DEADLINE_MS = 30_000;
-const execFileAsync = promisify(execFile);
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** A program to its exit; a non-zero exit is a result, not a rejection. */
-async function runNode(script: string, args: readonly string[], env: Record<string, string>): Promise<Run> {
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [script, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, QM_ADDR: "", ...env },
-      timeout: RUN_DEADLINE_MS,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number | string; stdout?: string; stderr?: string };
-    return { code: typeof e.code === "number" ? e.code : null, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
+/** `node script args`, QM_ADDR unset unless `env` sets it. */
+function runNode(script: string, args: readonly string[], env: Record<string, string>): Promise<ProcessRun> {
+  return runProcess([process.execPath, script, ...args], { QM_ADDR: "", ...env }, RUN_DEADLINE_MS);
 }
 
 function tlsCredentials(pki: TestPki, client?: { cert: string; key: string }, ca = pki.ca.cert): Promise<ChannelCredentials> {
@@ -240,27 +222,9 @@ describe("TLS on the gRPC listener", function () {
 
   describe("start-up", () => {
     /** The server's exit code and stderr when it refuses to start. */
-    async function refusedStart(env: Record<string, string>): Promise<Run> {
+    async function refusedStart(env: Record<string, string>): Promise<ProcessRun> {
       const dataDir = await makeTempDir("qm-tls-start-");
-      return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [SERVER_MAIN], {
-          cwd: REPO_ROOT,
-          env: { ...process.env, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: dataDir, ...env },
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-        child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-        const timer = setTimeout(() => {
-          child.kill("SIGKILL");
-          reject(new Error(`the server did not exit; stderr: ${stderr}`));
-        }, RUN_DEADLINE_MS);
-        child.once("exit", (code) => {
-          clearTimeout(timer);
-          resolve({ code, stdout, stderr });
-        });
-      });
+      return runProcess([process.execPath, SERVER_MAIN], { QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: dataDir, ...env }, RUN_DEADLINE_MS);
     }
 
     it("exits 2 naming the variable for a missing, an invalid or a mismatched TLS file, and for incomplete settings", async () => {
