@@ -11,6 +11,7 @@ import {
   GetSkuRequest,
   ListAdjustmentsRequest,
   ReleaseReservationRequest,
+  type Reservation,
   ReserveRequest,
   UpsertSkuRequest,
 } from "../gen/quartermaster/v1/inventory";
@@ -209,63 +210,16 @@ export const API_COMMANDS: readonly CommandSpec[] = [
         locationId: f.string("location") ?? "",
         ttl: ttl === undefined ? undefined : durationFromMs(parseDurationMs(ttl, "--ttl")),
       };
-      return prepare(
-        "InventoryService/Reserve",
-        request,
-        (c, r, o) => call(c.inventory, "reserve", r, o),
-        reservationJson,
-        renderReservation,
-      );
+      return reservationCall("InventoryService/Reserve", request, (c, r, o) => call(c.inventory, "reserve", r, o));
     },
   },
-  {
-    name: "reservation get",
-    summary: "show a reservation",
-    args: [],
-    options: RESERVATION_ID_OPTIONS,
-    build(f) {
-      const request: GetReservationRequest = { reservationId: f.required("id"), skuId: f.required("sku") };
-      return prepare(
-        "InventoryService/GetReservation",
-        request,
-        (c, r, o) => call(c.inventory, "getReservation", r, o),
-        reservationJson,
-        renderReservation,
-      );
-    },
-  },
-  {
-    name: "commit",
-    summary: "turn a hold into a commitment that no longer expires",
-    args: [],
-    options: RESERVATION_ID_OPTIONS,
-    build(f) {
-      const request: CommitReservationRequest = { reservationId: f.required("id"), skuId: f.required("sku") };
-      return prepare(
-        "InventoryService/CommitReservation",
-        request,
-        (c, r, o) => call(c.inventory, "commitReservation", r, o),
-        reservationJson,
-        renderReservation,
-      );
-    },
-  },
-  {
-    name: "release",
-    summary: "return a held or committed reservation's units to available stock",
-    args: [],
-    options: RESERVATION_ID_OPTIONS,
-    build(f) {
-      const request: ReleaseReservationRequest = { reservationId: f.required("id"), skuId: f.required("sku") };
-      return prepare(
-        "InventoryService/ReleaseReservation",
-        request,
-        (c, r, o) => call(c.inventory, "releaseReservation", r, o),
-        reservationJson,
-        renderReservation,
-      );
-    },
-  },
+  reservationIdCommand("reservation get", "show a reservation", "InventoryService/GetReservation", (c, r, o) => call(c.inventory, "getReservation", r, o)),
+  reservationIdCommand("commit", "turn a hold into a commitment that no longer expires", "InventoryService/CommitReservation", (c, r, o) =>
+    call(c.inventory, "commitReservation", r, o),
+  ),
+  reservationIdCommand("release", "return a held or committed reservation's units to available stock", "InventoryService/ReleaseReservation", (c, r, o) =>
+    call(c.inventory, "releaseReservation", r, o),
+  ),
   {
     name: "order create",
     summary: "create an order, reserving every line (all or nothing)",
@@ -383,6 +337,32 @@ export const API_COMMANDS: readonly CommandSpec[] = [
     },
   },
 ];
+
+function reservationCall<Req>(
+  method: string,
+  request: Req,
+  invoke: (connection: Connection, request: Req, opts: CallOpts) => Promise<Reservation>,
+): PreparedCall {
+  return prepare(method, request, invoke, reservationJson, renderReservation);
+}
+
+/** The commands that name one reservation by --sku and --id and answer with it: their requests are the same shape. */
+function reservationIdCommand(
+  name: string,
+  summary: string,
+  method: string,
+  invoke: (connection: Connection, request: GetReservationRequest & CommitReservationRequest & ReleaseReservationRequest, opts: CallOpts) => Promise<Reservation>,
+): CommandSpec {
+  return {
+    name,
+    summary,
+    args: [],
+    options: RESERVATION_ID_OPTIONS,
+    build(f) {
+      return reservationCall(method, { reservationId: f.required("id"), skuId: f.required("sku") }, invoke);
+    },
+  };
+}
 
 function orderCall<Req>(
   method: string,
