@@ -24,6 +24,7 @@ import {
   STALE_EXPIRIES_SLACK,
 } from "../limits";
 import { MinHeap } from "../util/min_heap";
+import { forEachHold, holdCount, type ReservedColsEvent, type ReservedManyEvent } from "./hold_columns";
 
 export type AdjustmentReason = "RECEIVED" | "CORRECTION" | "DAMAGED" | "CYCLE_COUNT" | "RETURNED";
 export type ReservationStatus = "RESERVED" | "COMMITTED" | "RELEASED" | "EXPIRED" | "FULFILLED";
@@ -164,34 +165,27 @@ export type SkuEvent =
       readonly ttlMs?: number;
       readonly atMs: number;
     }
-  | {
-      /**
-       * The holds one ReserveBatch message granted on this SKU, in request order, all at atMs: one
-       * journal record instead of one per hold (packing, checksumming and storing a record per item
-       * was a third of a batch item's CPU, bench/README.md "ReserveBatch on one hot SKU"). Applying it
-       * is applying a "reserved" event per hold in order, and it counts one version per hold.
-       */
-      readonly t: "reservedMany";
-      readonly holds: readonly HoldTuple[];
-      readonly atMs: number;
-    }
+  /**
+   * The holds one ReserveBatch message granted on this SKU, in request order, all at atMs: one
+   * journal record instead of one per hold (packing, checksumming and storing a record per item
+   * was a third of a batch item's CPU, bench/README.md "ReserveBatch on one hot SKU"). Applying it
+   * is applying a "reserved" event per hold in order, and it counts one version per hold.
+   * reservedCols (journal format 5, hold_columns.ts) carries them as columns; reservedMany
+   * (format 4) as tuples, still written when an id does not fit the columns.
+   */
+  | ReservedManyEvent
+  | ReservedColsEvent
   | { readonly t: "committed"; readonly id: string; readonly atMs: number }
   | { readonly t: "released"; readonly id: string; readonly atMs: number }
   | { readonly t: "expired"; readonly id: string; readonly atMs: number }
   | { readonly t: "fulfilled"; readonly id: string; readonly shipmentId: string; readonly quantity: number; readonly atMs: number }
   | { readonly t: "unfulfilled"; readonly id: string; readonly shipmentId: string; readonly atMs: number };
 
-/** One hold of a reservedMany event: a tuple, since msgpack would repeat every field name per hold. */
-export type HoldTuple = readonly [id: string, locationId: string, quantity: number, ttlMs: number];
-
-/** The hold a "reserved" event grants, as a reservedMany event carries it. */
-export function holdOf(e: Extract<SkuEvent, { readonly t: "reserved" }>): HoldTuple {
-  return [e.id, e.locationId, e.quantity, e.ttlMs ?? e.expiresAtMs - e.atMs];
-}
+export type { HoldTuple } from "./hold_columns";
 
 /** How many single changes an event stands for: what snapshot spacing counts, since a replay costs that much. */
 export function skuEventWeight(e: SkuEvent): number {
-  return e.t === "reservedMany" ? e.holds.length : 1;
+  return e.t === "reservedMany" ? e.holds.length : e.t === "reservedCols" ? holdCount(e) : 1;
 }
 
 // ---- Views (what replies carry) ----------------------------------------------
@@ -481,38 +475,8 @@ export function decideAdjust(
  * request (the retry gets the reservation as it is now).
  */
 export function decideReserve(state: SkuState, cmd: ReserveCommand, nowMs: number): SkuEvent[] {
-  const def = requireDefined(state);
-  const existing = findReservation(state, cmd.id);
-  if (existing !== undefined) {
-    checkSameReservation(existing, cmd);
-    return [];
-  }
-  if (state.live.size >= LIVE_RESERVATIONS_PER_SKU_MAX) {
-    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} holds ${LIVE_RESERVATIONS_PER_SKU_MAX} live reservations`);
-  }
-  const skuRoom = reservable(state);
-  // A backorder SKU takes pre-orders before its first delivery: at the named
-  // location, or at the default one when it has none yet.
-  const locationId =
-    cmd.locationId !== "" ? cmd.locationId : (pickLocation(state) ?? (def.allowBackorder ? BACKORDER_DEFAULT_LOCATION_ID : undefined));
-  const level = locationId === undefined ? undefined : state.levels.get(locationId);
-  if (def.allowBackorder && level === undefined && state.levels.size >= LOCATIONS_PER_SKU_MAX) {
-    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} already has ${LOCATIONS_PER_SKU_MAX} locations`);
-  }
-  // A backorder SKU's allowance is SKU-wide, so only the SKU total limits it.
-  const levelRoom = def.allowBackorder
-    ? Number.MAX_SAFE_INTEGER
-    : level === undefined
-      ? 0
-      : level.onHand - level.reserved - level.committed;
-  if (locationId === undefined || cmd.quantity > skuRoom || cmd.quantity > levelRoom) {
-    const available = String(Math.max(0, Math.min(skuRoom, levelRoom)));
-    throw new QmError(
-      "INSUFFICIENT_STOCK",
-      `sku ${state.skuId}: ${cmd.quantity} requested, ${available} available` + (cmd.locationId === "" ? "" : ` at ${cmd.locationId}`),
-      { sku_id: state.skuId, requested: String(cmd.quantity), available },
-    );
-  }
+  const locationId = decideHold(state, cmd.id, cmd.quantity, cmd.locationId, cmd.ttlMs);
+  if (locationId === null) return [];
   return [
     {
       t: "reserved",
@@ -527,18 +491,62 @@ export function decideReserve(state: SkuState, cmd: ReserveCommand, nowMs: numbe
 }
 
 /**
+ * decideReserve's rules for one command given as its fields: the location the
+ * hold takes, or null when the id is already known with the same request.
+ * Throws as decideReserve does. Fields rather than a command and an event: a
+ * ReserveBatch decides up to RESERVE_BATCH_ITEMS_MAX of these in one turn, and
+ * the objects per item were a share of its CPU (bench/README.md "ReserveBatch
+ * on one hot SKU", fourth round). applyHold is its other half.
+ */
+export function decideHold(state: SkuState, id: string, quantity: number, locationIdAsked: string, ttlMs: number): string | null {
+  const def = requireDefined(state);
+  const existing = findReservation(state, id);
+  if (existing !== undefined) {
+    checkSameReservation(existing, id, quantity, locationIdAsked, ttlMs);
+    return null;
+  }
+  if (state.live.size >= LIVE_RESERVATIONS_PER_SKU_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} holds ${LIVE_RESERVATIONS_PER_SKU_MAX} live reservations`);
+  }
+  const skuRoom = reservable(state);
+  // A backorder SKU takes pre-orders before its first delivery: at the named
+  // location, or at the default one when it has none yet.
+  const locationId =
+    locationIdAsked !== "" ? locationIdAsked : (pickLocation(state) ?? (def.allowBackorder ? BACKORDER_DEFAULT_LOCATION_ID : undefined));
+  const level = locationId === undefined ? undefined : state.levels.get(locationId);
+  if (def.allowBackorder && level === undefined && state.levels.size >= LOCATIONS_PER_SKU_MAX) {
+    throw new QmError("LIMIT_EXCEEDED", `sku ${state.skuId} already has ${LOCATIONS_PER_SKU_MAX} locations`);
+  }
+  // A backorder SKU's allowance is SKU-wide, so only the SKU total limits it.
+  const levelRoom = def.allowBackorder
+    ? Number.MAX_SAFE_INTEGER
+    : level === undefined
+      ? 0
+      : level.onHand - level.reserved - level.committed;
+  if (locationId === undefined || quantity > skuRoom || quantity > levelRoom) {
+    const available = String(Math.max(0, Math.min(skuRoom, levelRoom)));
+    throw new QmError(
+      "INSUFFICIENT_STOCK",
+      `sku ${state.skuId}: ${quantity} requested, ${available} available` + (locationIdAsked === "" ? "" : ` at ${locationIdAsked}`),
+      { sku_id: state.skuId, requested: String(quantity), available },
+    );
+  }
+  return locationId;
+}
+
+/**
  * A reused reservation id must carry the first request again. The TTL is compared
  * as requested, not as an expiry, since a retry computes its expiry from its own
  * time. Holds of an order (ids with "/", which clients cannot use) are re-asked
  * by a resumed saga with the time its order has left, so their TTL is not compared.
  */
-function checkSameReservation(existing: ReservationRecord, cmd: ReserveCommand): void {
+function checkSameReservation(existing: ReservationRecord, id: string, quantity: number, locationId: string, ttlMs: number): void {
   const differs: string[] = [];
-  if (existing.quantity !== cmd.quantity) differs.push("quantity");
-  if (cmd.locationId !== "" && cmd.locationId !== existing.locationId) differs.push("location");
-  if (!cmd.id.includes("/") && existing.ttlMs !== cmd.ttlMs) differs.push("ttl");
+  if (existing.quantity !== quantity) differs.push("quantity");
+  if (locationId !== "" && locationId !== existing.locationId) differs.push("location");
+  if (!id.includes("/") && existing.ttlMs !== ttlMs) differs.push("ttl");
   if (differs.length > 0) {
-    throw new QmError("ALREADY_EXISTS", `reservation ${cmd.id} exists with a different ${differs.join(" and ")}`, {
+    throw new QmError("ALREADY_EXISTS", `reservation ${id} exists with a different ${differs.join(" and ")}`, {
       reason: "IDEMPOTENCY_KEY_REUSED",
     });
   }
@@ -646,6 +654,10 @@ export function applySkuEvent(state: SkuState, e: SkuEvent): void {
     applyReservedMany(state, e);
     return;
   }
+  if (e.t === "reservedCols") {
+    applyReservedCols(state, e);
+    return;
+  }
   switch (e.t) {
     case "defined":
       applyDefined(state, e);
@@ -676,11 +688,55 @@ type EventOf<T extends SkuEvent["t"]> = Extract<SkuEvent, { readonly t: T }>;
 /** Exactly as a "reserved" event per hold, in order, would leave the state (version included). */
 function applyReservedMany(state: SkuState, e: EventOf<"reservedMany">): void {
   for (const [id, locationId, quantity, ttlMs] of e.holds) {
-    applyHoldEvent(state, { t: "reserved", id, locationId, quantity, expiresAtMs: e.atMs + ttlMs, ttlMs, atMs: e.atMs });
+    addHold(state, id, locationId, quantity, ttlMs, e.atMs + ttlMs, e.atMs);
     state.version += 1;
   }
   state.updatedAtMs = e.atMs;
   assertSkuInvariants(state);
+}
+
+/** As applyReservedMany: the same holds in the same order. */
+function applyReservedCols(state: SkuState, e: ReservedColsEvent): void {
+  const atMs = e.atMs;
+  forEachHold(e, (id, locationId, quantity, ttlMs) => {
+    addHold(state, id, locationId, quantity, ttlMs, atMs + ttlMs, atMs);
+    state.version += 1;
+  });
+  state.updatedAtMs = atMs;
+  assertSkuInvariants(state);
+}
+
+/**
+ * Applies the hold decideHold granted, as applying its "reserved" event would
+ * (version, time and invariants included), without making the event: the
+ * caller journals the holds it applied (a reservedMany event).
+ */
+export function applyHold(state: SkuState, id: string, locationId: string, quantity: number, ttlMs: number, atMs: number): void {
+  addHold(state, id, locationId, quantity, ttlMs, atMs + ttlMs, atMs);
+  state.version += 1;
+  state.updatedAtMs = atMs;
+  assertSkuInvariants(state);
+}
+
+function addHold(state: SkuState, id: string, locationId: string, quantity: number, ttlMs: number, expiresAtMs: number, atMs: number): void {
+  const r: ReservationRecord = {
+    id,
+    locationId,
+    quantity,
+    ttlMs,
+    status: "RESERVED",
+    expiresAtMs,
+    createdAtMs: atMs,
+    updatedAtMs: atMs,
+    shipped: null,
+    fulfilled: 0,
+  };
+  state.live.set(id, r);
+  state.expiries.push(expiresAtMs, id);
+  state.reservedHolds += 1;
+  // A backorder SKU may hold pre-orders at a location that has received nothing yet.
+  levelOrNew(state, locationId).reserved += quantity;
+  state.reserved += quantity;
 }
 
 function applyDefined(state: SkuState, e: EventOf<"defined">): void {
@@ -702,24 +758,7 @@ function applyAdjusted(state: SkuState, e: EventOf<"adjusted">): void {
 /** A hold's life: reserved, then committed, released or expired. */
 function applyHoldEvent(state: SkuState, e: EventOf<"reserved" | "committed" | "released" | "expired">): void {
   if (e.t === "reserved") {
-    const r: ReservationRecord = {
-      id: e.id,
-      locationId: e.locationId,
-      quantity: e.quantity,
-      ttlMs: e.ttlMs ?? e.expiresAtMs - e.atMs,
-      status: "RESERVED",
-      expiresAtMs: e.expiresAtMs,
-      createdAtMs: e.atMs,
-      updatedAtMs: e.atMs,
-      shipped: null,
-      fulfilled: 0,
-    };
-    state.live.set(e.id, r);
-    state.expiries.push(e.expiresAtMs, e.id);
-    state.reservedHolds += 1;
-    // A backorder SKU may hold pre-orders at a location that has received nothing yet.
-    levelOrNew(state, e.locationId).reserved += e.quantity;
-    state.reserved += e.quantity;
+    addHold(state, e.id, e.locationId, e.quantity, e.ttlMs ?? e.expiresAtMs - e.atMs, e.expiresAtMs, e.atMs);
     return;
   }
   const r = liveReservation(state, e.id);

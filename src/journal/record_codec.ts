@@ -1,4 +1,4 @@
-// Checksummed journal records (journal formats 2 to 4).
+// Checksummed journal records (journal formats 2 to 5).
 //
 // LMDB stores no checksums: a zeroed or changed page is served as truth, or
 // fails deep inside a read. So every value we store carries a CRC-32 in its
@@ -32,12 +32,14 @@ import { QmError } from "../errors";
  * that code reading format 3 only would skip without a word, losing those
  * holds. So a journal of an older format is read as it is and stamped 4 by its
  * first write, and code that reads formats 2 and 3 only refuses it with a
- * message instead. A journal of any other format is refused.
+ * message instead. Format 5 did the same for the SKU's `reservedCols` (a
+ * batch's holds in columns, src/domain/hold_columns.ts). A journal of any other
+ * format is refused.
  */
-export const JOURNAL_FORMAT = 4;
+export const JOURNAL_FORMAT = 5;
 /** Formats this code reads. */
-export const JOURNAL_FORMATS_READ: readonly number[] = [2, 3, 4];
-/** The meta record layout this code writes (format 3's; format 4 kept it), stored in each meta record. */
+export const JOURNAL_FORMATS_READ: readonly number[] = [2, 3, 4, 5];
+/** The meta record layout this code writes (format 3's; formats 4 and 5 kept it), stored in each meta record. */
 export const META_RECORD_FORMAT = 3;
 /** The first format with record checksums: the format of the meta records written before format 3. */
 export const JOURNAL_FORMAT_CHECKSUMS = 2;

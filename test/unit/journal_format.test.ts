@@ -1,7 +1,8 @@
 // Journal format 3 (the oldest audit record's time in the meta record) reads
 // the data directories format 2 wrote, and its retention check walks the audit
 // keyspace only when something may be dropped. Format 4 (the SKU's
-// reservedMany event) reads both and stamps itself on the first write.
+// reservedMany event) and format 5 (its reservedCols) read them all and stamp
+// themselves on the first write.
 
 import { expect } from "chai";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -86,7 +87,7 @@ async function stampFormat(path: string, format: number): Promise<void> {
   }
 }
 
-describe("journal formats 3 and 4 (oldest audit time in the meta record; reservedMany)", function () {
+describe("journal formats 3, 4 and 5 (oldest audit time in the meta record; reservedMany; reservedCols)", function () {
   this.timeout(30_000);
 
   let dirs: string[] = [];
@@ -124,7 +125,7 @@ describe("journal formats 3 and 4 (oldest audit time in the meta record; reserve
     return counter;
   }
 
-  it("reads a format 2 data directory, stamps it format 4 with its first write, and appends on", async () => {
+  it("reads a format 2 data directory, stamps it format 5 with its first write, and appends on", async () => {
     const clock = new ManualClock();
     const path = tempDir();
     const writer = await openJournal(path, clock);
@@ -169,7 +170,7 @@ describe("journal formats 3 and 4 (oldest audit time in the meta record; reserve
     expect((await journal.readAudit("sku/A", 0, 10)).map((r) => r.seq)).to.deep.equal([2]);
     expect((await journal.recover("sku/A")).lastSeq).to.equal(7);
     await journal.close();
-    expect(await storedFormat(path)).to.equal(4);
+    expect(await storedFormat(path)).to.equal(5);
     expect(await metaSizes(path)).to.deep.equal({ "order/o-1": 48, "sku/A": 56 });
 
     const reopened = await openJournal(path, clock);
@@ -183,7 +184,7 @@ describe("journal formats 3 and 4 (oldest audit time in the meta record; reserve
     const writer = await openJournal(path, clock);
     await writer.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["defined"] });
     await writer.close();
-    await stampFormat(path, 5);
+    await stampFormat(path, 6);
     const journal = new LmdbJournal({ path, auditRetention: KEEP_ALL, clock });
     let error: unknown;
     try {
@@ -193,32 +194,34 @@ describe("journal formats 3 and 4 (oldest audit time in the meta record; reserve
     }
     expect(error).to.be.instanceOf(QmError);
     expect((error as QmError).code).to.equal("FAILED_PRECONDITION");
-    expect((error as QmError).message).to.contain("has format 5; this version reads formats 2, 3 and 4 only");
+    expect((error as QmError).message).to.contain("has format 6; this version reads formats 2, 3, 4 and 5 only");
   });
 
-  it("reads a format 3 data directory as it is and stamps it format 4 with its first write, so that a format 3 build refuses it", async () => {
-    const clock = new ManualClock();
-    const path = tempDir();
-    const writer = await openJournal(path, clock);
-    await writer.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["defined", "received"], wakeAtMs: 90_000 });
-    await writer.close();
-    await stampFormat(path, 3);
+  for (const older of [3, 4]) {
+    it(`reads a format ${older} data directory as it is and stamps it format 5 with its first write, so that a format ${older} build refuses it`, async () => {
+      const clock = new ManualClock();
+      const path = tempDir();
+      const writer = await openJournal(path, clock);
+      await writer.append({ actorId: "sku/A", expectedLastSeq: 0, events: ["defined", "received"], wakeAtMs: 90_000 });
+      await writer.close();
+      await stampFormat(path, older);
 
-    // Opened and closed without a write: still format 3, readable by the release before.
-    const idle = await openJournal(path, clock);
-    expect(await idle.recover("sku/A")).to.deep.equal({ snapshot: undefined, events: ["defined", "received"], lastSeq: 2, wakeAtMs: 90_000 });
-    await idle.close();
-    expect(await storedFormat(path)).to.equal(3);
+      // Opened and closed without a write: still the older format, readable by the release before.
+      const idle = await openJournal(path, clock);
+      expect(await idle.recover("sku/A")).to.deep.equal({ snapshot: undefined, events: ["defined", "received"], lastSeq: 2, wakeAtMs: 90_000 });
+      await idle.close();
+      expect(await storedFormat(path)).to.equal(older);
 
-    const journal = await openJournal(path, clock);
-    await journal.append({ actorId: "sku/A", expectedLastSeq: 2, events: ["reservedMany"] });
-    await journal.close();
-    expect(await storedFormat(path)).to.equal(4);
-    // Format 4 kept format 3's meta record layout.
-    expect(await metaSizes(path)).to.deep.equal({ "sku/A": 56 });
-    const reopened = await openJournal(path, clock);
-    expect((await reopened.recover("sku/A")).events).to.deep.equal(["defined", "received", "reservedMany"]);
-  });
+      const journal = await openJournal(path, clock);
+      await journal.append({ actorId: "sku/A", expectedLastSeq: 2, events: ["reservedCols"] });
+      await journal.close();
+      expect(await storedFormat(path)).to.equal(5);
+      // Formats 4 and 5 kept format 3's meta record layout.
+      expect(await metaSizes(path)).to.deep.equal({ "sku/A": 56 });
+      const reopened = await openJournal(path, clock);
+      expect((await reopened.recover("sku/A")).events).to.deep.equal(["defined", "received", "reservedCols"]);
+    });
+  }
 
   it("walks the audit records only when retention may drop one, and tracks the oldest kept record's time", async () => {
     const clock = new ManualClock();

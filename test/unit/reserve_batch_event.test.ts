@@ -1,6 +1,7 @@
-// A ReserveBatch on one SKU is written as one reservedMany event. Journals
-// written before it hold one "reserved" event per item: both must replay to
-// the same state, and snapshots must still be spaced by the holds written.
+// A ReserveBatch on one SKU is written as one event: reservedCols (journal
+// format 5), before it reservedMany (format 4). Journals written before those
+// hold one "reserved" event per item: all must replay to the same state, and
+// snapshots must still be spaced by the holds written.
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { type ReserveBatchOutcome, type ReserveManyReply, skuActorId, skuBehavio
 import { ActorSystem } from "../../src/actors/runtime/actor_system";
 import type { ActorBehavior } from "../../src/actors/runtime/behavior";
 import { systemClock } from "../../src/clock";
+import { forEachHold, type HoldTuple } from "../../src/domain/hold_columns";
 import type { AvailabilityView, ReservationView, ReserveColumns, ReserveCommand, SkuEvent } from "../../src/domain/sku";
 import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { DEFAULT_TENANT } from "../../src/security/caller";
@@ -21,6 +23,14 @@ const HOUR_MS = 3_600_000;
 
 function cmds(prefix: string, n: number): ReserveCommand[] {
   return Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${i}`, quantity: 1, locationId: "", ttlMs: HOUR_MS }));
+}
+
+/** The holds a batch's event carries, in either form; none for another event. */
+function heldTuples(e: SkuEvent): HoldTuple[] {
+  if (e.t === "reservedMany") return [...e.holds];
+  const holds: HoldTuple[] = [];
+  if (e.t === "reservedCols") forEachHold(e, (id, locationId, quantity, ttlMs) => holds.push([id, locationId, quantity, ttlMs]));
+  return holds;
 }
 
 describe("ReserveBatch journal events", () => {
@@ -87,14 +97,42 @@ describe("ReserveBatch journal events", () => {
     const { journal: j2, system: s2 } = await boot();
     const recovered = await j2.recover(ACTOR);
     const last = recovered.events[recovered.events.length - 1] as SkuEvent;
-    expect(recovered.lastSeq).to.equal(6); // 2 setup + 3 old + 1 reservedMany
-    expect(last.t).to.equal("reservedMany");
-    expect(last.t === "reservedMany" ? last.holds.map((h) => h[0]) : []).to.deep.equal(["new-0", "new-1", "new-2"]);
+    expect(recovered.lastSeq).to.equal(6); // 2 setup + 3 old + 1 reservedCols
+    expect(last.t).to.equal("reservedCols");
+    expect(heldTuples(last).map((h) => h[0])).to.deep.equal(["new-0", "new-1", "new-2"]);
     expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.equal(live);
     const view = await s2.ask<ReservationView>(ACTOR, { op: "getReservation", id: "new-2" });
     const answered = outcomes[2];
     expect(answered?.ok === true ? answered.view : undefined).to.deep.equal(view);
     expect(await s2.ask<ReservationView>(ACTOR, { op: "getReservation", id: "old-0" })).to.deep.include({ state: "RESERVED", quantity: 2 });
+  });
+
+  it("replays reservedMany events a format 4 build wrote, then a batch's reservedCols on top, to the same stock, version and holds", async () => {
+    const atMs = Date.now();
+    const { journal: j } = await boot();
+    // What the previous build wrote for a batch of three at two locations.
+    const old: SkuEvent = { t: "reservedMany", holds: [["old-0", "wh-1", 2, HOUR_MS], ["old-1", "wh-2", 3, 60_000], ["old-2", "wh-1", 1, HOUR_MS]], atMs };
+    await j.append({ actorId: ACTOR, expectedLastSeq: 0, events: [...setupEvents(atMs), { t: "adjusted", seq: 2, locationId: "wh-2", delta: 10, reason: "RECEIVED", key: "", atMs }, old] });
+    await shutdown();
+    const { system: s1 } = await boot();
+    expect(await s1.ask<ReservationView>(ACTOR, { op: "getReservation", id: "old-1" })).to.deep.include({ locationId: "wh-2", quantity: 3, state: "RESERVED", expiresAtMs: atMs + 60_000 });
+    // A retry of an old hold is answered from it; a changed one is refused; new ones are granted.
+    const outcomes = await s1.ask<ReserveBatchOutcome[]>(ACTOR, {
+      op: "reserveBatch",
+      cmds: [...cmds("new", 2), { id: "old-1", quantity: 3, locationId: "", ttlMs: 60_000 }, { id: "old-0", quantity: 5, locationId: "", ttlMs: HOUR_MS }, { id: "new-wh-2", quantity: 4, locationId: "wh-2", ttlMs: 600_000 }],
+    });
+    expect(outcomes.map((o) => (o.ok ? `${o.view.reservationId}@${o.view.locationId}` : o.error.code))).to.deep.equal(["new-0@wh-1", "new-1@wh-1", "old-1@wh-2", "ALREADY_EXISTS", "new-wh-2@wh-2"]);
+    const live = await s1.ask<AvailabilityView>(ACTOR, { op: "availability" });
+    expect(live).to.deep.include({ onHand: 110, reserved: 2 + 3 + 1 + 2 + 4, version: 3 + 3 + 3 });
+    const views = await Promise.all(["old-0", "old-1", "new-1", "new-wh-2"].map((id) => s1.ask<ReservationView>(ACTOR, { op: "getReservation", id })));
+
+    await shutdown();
+    const { journal: j2, system: s2 } = await boot();
+    const recovered = await j2.recover(ACTOR);
+    expect(recovered.events.map((e) => (e as SkuEvent).t)).to.deep.equal(["defined", "adjusted", "adjusted", "reservedMany", "reservedCols"]);
+    expect(heldTuples(recovered.events.at(-1) as SkuEvent)).to.deep.equal([["new-0", "wh-1", 1, HOUR_MS], ["new-1", "wh-1", 1, HOUR_MS], ["new-wh-2", "wh-2", 4, 600_000]]);
+    expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.equal(live);
+    expect(await Promise.all(["old-0", "old-1", "new-1", "new-wh-2"].map((id) => s2.ask<ReservationView>(ACTOR, { op: "getReservation", id })))).to.deep.equal(views);
   });
 
   it("leaves refused items out of the event: a batch of 120 on 100 units writes 100 holds and refuses 20", async () => {
@@ -107,7 +145,8 @@ describe("ReserveBatch journal events", () => {
     const { journal: j2, system: s2 } = await boot();
     const recovered = await j2.recover(ACTOR);
     const last = recovered.events[recovered.events.length - 1] as SkuEvent;
-    expect(last.t === "reservedMany" ? last.holds.length : 0).to.equal(100);
+    expect(last.t).to.equal("reservedCols");
+    expect(heldTuples(last)).to.have.length(100);
     expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.include({ reserved: 100, available: 0, version: 102 });
   });
 
@@ -160,7 +199,7 @@ describe("ReserveBatch journal events", () => {
     await shutdown();
     const { journal: j2, system: s2 } = await boot();
     const last = (await j2.recover(ACTOR)).events.at(-1) as SkuEvent;
-    expect(last.t === "reservedMany" ? last.holds : []).to.deep.equal([...cmds("c", 5).map((c) => [c.id, "wh-1", 1, HOUR_MS]), ["last", "wh-1", 2, 60_000]]);
+    expect(heldTuples(last)).to.deep.equal([...cmds("c", 5).map((c) => [c.id, "wh-1", 1, HOUR_MS]), ["last", "wh-1", 2, 60_000]]);
     expect(await s2.ask<AvailabilityView>(ACTOR, { op: "availability" })).to.deep.equal(live);
     expect(await s2.ask<ReservationView>(ACTOR, { op: "getReservation", id: "last" })).to.deep.include({ state: "RESERVED", expiresAtMs: many.atMs + 60_000, createdAtMs: many.atMs });
   });
