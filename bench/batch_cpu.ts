@@ -9,6 +9,10 @@
 // item refused inside a successful call is not counted as work done).
 // Variants are hot_cpu.ts's (`main=`, `node=`, environment variables).
 //
+// Each pass also reports how the server's main thread spent the calls' window
+// (the kernel's schedstat): ran, queued behind other processes for its core,
+// or blocked (the rest: waiting for callers or for its journal's syncs).
+//
 // Flags: --rounds N (3), --warmup N (20 calls), --calls N (150), --items N
 // (1000 per call), --concurrency N (4), --json.
 
@@ -47,6 +51,14 @@ interface BatchPass {
   readonly cpuMicrosPerItem: number;
   readonly mainThreadMicrosPerItem: number | null;
   readonly serverCpuPercent: number;
+  /**
+   * The server's main thread over the calls' window, from the kernel's
+   * schedstat: the share it ran, and the share it was ready to run but another
+   * process had the core. The rest it was blocked: waiting for its callers or
+   * its journal. Null when /proc has no schedstat.
+   */
+  readonly mainRanPercent: number | null;
+  readonly mainQueuedPercent: number | null;
   readonly p99Ms: number;
   readonly maxMs: number;
   readonly loadAverage: number;
@@ -80,6 +92,16 @@ function batchPass(address: string, calls: number, options: BatchCpuOptions, tag
   });
 }
 
+/** Nanoseconds the main thread of pid has run, and waited runnable for a CPU (/proc/PID/task/PID/schedstat). */
+function mainThreadSchedNs(pid: number): { ranNs: number; queuedNs: number } | null {
+  try {
+    const [ran, queued] = fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(" ").map(Number);
+    return ran === undefined || queued === undefined || Number.isNaN(ran + queued) ? null : { ranNs: ran, queuedNs: queued };
+  } catch {
+    return null;
+  }
+}
+
 async function onePass(variant: Variant, index: number, round: number, options: BatchCpuOptions, pinning: Pinning): Promise<BatchPass> {
   const address = `${LOOPBACK_HOST}:${await freeLoopbackPort()}`;
   const metricsAddress = `${LOOPBACK_HOST}:${await freeLoopbackPort()}`;
@@ -98,9 +120,11 @@ async function onePass(variant: Variant, index: number, round: number, options: 
     const itemsBefore = await decidedItems(metricsAddress);
     const cpuBefore = readCpuTimeMs(server.pid);
     const mainBefore = mainThreadCpuMs(server.pid);
+    const schedBefore = mainThreadSchedNs(server.pid);
     const result = await batchPass(address, options.calls, options, tag);
     const cpuAfter = readCpuTimeMs(server.pid);
     const mainAfter = mainThreadCpuMs(server.pid);
+    const schedAfter = mainThreadSchedNs(server.pid);
     const items = (await decidedItems(metricsAddress)) - itemsBefore;
     if (result.fatal !== null) throw new Error(`${variant.name}: ${result.fatal}`);
     if (cpuBefore === null || cpuAfter === null) throw new Error(`${variant.name}: server CPU unreadable (${server.describeExit()})`);
@@ -115,6 +139,8 @@ async function onePass(variant: Variant, index: number, round: number, options: 
       cpuMicrosPerItem: items === 0 ? Number.NaN : (cpuMs * 1000) / items,
       mainThreadMicrosPerItem: mainBefore === null || mainAfter === null || items === 0 ? null : ((mainAfter - mainBefore) * 1000) / items,
       serverCpuPercent: (cpuMs / (seconds * 1000)) * 100,
+      mainRanPercent: schedBefore === null || schedAfter === null ? null : (schedAfter.ranNs - schedBefore.ranNs) / (seconds * 1e7),
+      mainQueuedPercent: schedBefore === null || schedAfter === null ? null : (schedAfter.queuedNs - schedBefore.queuedNs) / (seconds * 1e7),
       p99Ms: result.latency.p99Ms,
       maxMs: result.latency.maxMs,
       loadAverage: os.loadavg()[0] ?? Number.NaN,
@@ -165,7 +191,8 @@ async function main(argv: readonly string[]): Promise<number> {
       passes.push(p);
       log(
         `round ${round} ${variant.name.padEnd(10)} ${p.itemsPerSecond.toFixed(0).padStart(7)} items/s  ${p.cpuMicrosPerItem.toFixed(2).padStart(6)} µs CPU/item ` +
-          `(main thread ${p.mainThreadMicrosPerItem?.toFixed(2) ?? "?"})  server ${p.serverCpuPercent.toFixed(0)}%  p99 ${p.p99Ms.toFixed(0)} max ${p.maxMs.toFixed(0)} ms  ` +
+          `(main thread ${p.mainThreadMicrosPerItem?.toFixed(2) ?? "?"})  server ${p.serverCpuPercent.toFixed(0)}% ` +
+          `(main thread ran ${p.mainRanPercent?.toFixed(0) ?? "?"}%, queued ${p.mainQueuedPercent?.toFixed(0) ?? "?"}%)  p99 ${p.p99Ms.toFixed(0)} max ${p.maxMs.toFixed(0)} ms  ` +
           `${p.items} items, ${p.callErrors} failed calls  load ${p.loadAverage.toFixed(1)}`,
       );
     }
