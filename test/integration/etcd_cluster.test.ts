@@ -81,9 +81,15 @@ describe("etcd membership and partition ownership (integration, real etcd)", fun
   }
 
   const table = (n: TestNode): (string | undefined)[] => n.cluster.partitions().map((p) => p.owner);
+  /**
+   * Every view shows the rendezvous table, and every owner serves what the views say it owns. The
+   * views learn an ownership key from etcd's watch, which can arrive before the owner's own
+   * transaction answers and it starts serving, so agreeing tables alone are not settled.
+   */
   const settled = (nodes: readonly TestNode[], ids: readonly string[]): boolean => {
     const want = assignPartitions(ids, PARTITIONS);
-    return nodes.every((n) => JSON.stringify(table(n)) === JSON.stringify(want));
+    if (!nodes.every((n) => JSON.stringify(table(n)) === JSON.stringify(want))) return false;
+    return nodes[0]!.cluster.partitions().every((p) => nodes.find((n) => n.id === p.owner)?.cluster.epochOf(p.partition) === p.epoch);
   };
 
   it("places every partition on its rendezvous owner, the same in every node's view, with a positive epoch served by the owner", async () => {
