@@ -13,7 +13,7 @@
 // grpc-encoding but identity, an unreadable grpc-timeout) is left to grpc-js,
 // so that its answer stays grpc-js's own.
 
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { TLSSocket } from "node:tls";
 import { Metadata, type Server, status as GrpcStatus } from "@grpc/grpc-js";
 import type { ReserveRequest, Reservation } from "../gen/quartermaster/v1/inventory";
@@ -35,6 +35,7 @@ const NOT_METADATA = ["grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "
 
 const decodeRequest = withSafeDecoding({ reserve: { path: RESERVE_PATH, requestDeserialize: inventoryServiceDefinition.reserve.requestDeserialize } }).reserve.requestDeserialize;
 const encodeReply = inventoryServiceDefinition.reserve.responseSerialize;
+const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
 /** Http2Server.emit, which the direct path wraps to see a stream before grpc-js's listener does. */
 type Emit = (event: string | symbol, ...args: unknown[]) => boolean;
@@ -229,14 +230,27 @@ class DirectCall implements UnaryCall {
     frame[0] = 0;
     frame.writeUInt32BE(message.length, 1);
     message.copy(frame, FRAME_HEADER_BYTES);
-    stream.respond(
-      { ":status": 200, "content-type": "application/grpc+proto", "grpc-accept-encoding": "identity,deflate,gzip", "grpc-encoding": "identity" },
-      { waitForTrailers: true },
-    );
-    stream.once("wantTrailers", sendOkTrailers);
-    // With a callback, as grpc-js writes, so that the edge counts the queued bytes (edge.ts countedWrite).
-    stream.write(frame, ignoreError);
-    stream.end();
+    try {
+      stream.respond(
+        { ":status": 200, "content-type": "application/grpc+proto", "grpc-accept-encoding": "identity,deflate,gzip", "grpc-encoding": "identity" },
+        { waitForTrailers: true },
+      );
+      stream.once("wantTrailers", sendOkTrailers);
+      // With a callback, as grpc-js writes, so that the edge counts the queued bytes (edge.ts countedWrite).
+      stream.write(frame, ignoreError);
+      stream.end();
+    } catch (error) {
+      this.broken(error);
+    }
+  }
+
+  /**
+   * A stream that refused our answer (a state http2 did not show through closed or destroyed): reset,
+   * so that the client is not left waiting, and never thrown into the promise chain that answered.
+   */
+  private broken(error: unknown): void {
+    this.owner.deps.logger.warn({ err: error }, "direct Reserve path could not answer on its stream: reset");
+    if (!this.stream.destroyed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
   }
 
   private fail(code: GrpcStatus, details: string): void {
@@ -249,16 +263,21 @@ class DirectCall implements UnaryCall {
     this.finish();
     const stream = this.stream;
     if (stream.closed || stream.destroyed) return;
-    stream.respond(
-      {
-        "grpc-status": code,
-        "grpc-message": encodeURI(details),
-        ":status": 200,
-        "content-type": "application/grpc+proto",
-        ...metadata?.toHttp2Headers(),
-      },
-      { endStream: true },
-    );
+    try {
+      stream.respond(
+        {
+          "grpc-status": code,
+          "grpc-message": encodeURI(details),
+          ":status": 200,
+          "content-type": "application/grpc+proto",
+          ...metadata?.toHttp2Headers(),
+        },
+        { endStream: true },
+      );
+    } catch (error) {
+      this.broken(error);
+      return;
+    }
     // As grpc-js after its status: whatever the client still sends is read and dropped.
     stream.resume();
   }
