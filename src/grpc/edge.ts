@@ -24,6 +24,7 @@ import type { ChannelOptions, ConnectionInjector, Server, ServerCredentials } fr
 import type { Logger } from "pino";
 import { type Clock, systemClock } from "../clock";
 import type { GrpcEdgeConfig } from "../config";
+import type { DirectReserve } from "./direct_reserve";
 import {
   GRPC_CONNECTION_PENDING_REQUEST_BYTES_MAX,
   GRPC_CONNECTION_QUEUED_RESPONSE_BYTES_MAX,
@@ -177,9 +178,14 @@ export class GrpcEdge {
    * With secure credentials the handshake deadline runs from accept to the client's first
    * SETTINGS, after the TLS handshake: a client that never finishes either is closed by it.
    */
-  start(server: Server, credentials: ServerCredentials, listen: string): Promise<string> {
+  start(server: Server, credentials: ServerCredentials, listen: string, direct?: DirectReserve): Promise<string> {
     const { injector, http2Server } = injectorWithServer(server, credentials);
     this.injector = injector;
+    // Installed before any session exists; its streams pass the same session watch as grpc-js's (onStream).
+    if (direct !== undefined) {
+      if (direct.install(http2Server, server)) this.logger.info("Reserve is answered on the raw HTTP/2 stream (QM_GRPC_DIRECT_RESERVE=1)");
+      else this.logger.warn("grpc-js lacks the stream hook the direct Reserve path needs: Reserve stays on grpc-js");
+    }
     this.tls = credentials._isSecure();
     http2Server.on("session", (session: http2.ServerHttp2Session) => this.onSession(session));
     if (this.tls) {

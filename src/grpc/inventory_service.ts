@@ -18,13 +18,14 @@ import type {
   ReserveBatchRequest,
   ReserveBatchResponse,
   ReserveBatchResult,
+  Reservation,
   ReserveRequest,
   UpsertSkuRequest,
 } from "../gen/quartermaster/v1/inventory";
 import { toAvailabilityItem, toListAdjustmentsResponse, toReservation, toSku, toStockLevel } from "./convert";
 import { ReserveBatchReply } from "./reserve_batch_reply";
 import { toItemError } from "./status_mapping";
-import type { UnaryFactory } from "./unary";
+import type { Handler, UnaryFactory } from "./unary";
 import {
   validateAdjustStock,
   validateGetAvailability,
@@ -60,10 +61,7 @@ export function inventoryService(router: ActorRouter, unary: UnaryFactory): Inve
       const views = await Promise.all(skuIds.map((id) => ask<AvailabilityView>(id, { op: "availability" }, o, c)));
       return { items: views.map(toAvailabilityItem) };
     }),
-    reserve: unary("Reserve", async (r: ReserveRequest, o, c) => {
-      const { skuId, cmd } = validateReserve(r);
-      return toReservation(await ask<ReservationView>(skuId, { op: "reserve", cmd }, o, c));
-    }),
+    reserve: unary("Reserve", reserveHandler(router)),
     reserveBatch: unary("ReserveBatch", async (r: ReserveBatchRequest, o, c) => reserveBatch(router, validateReserveBatch(r), o, c.tenant)),
     getReservation: unary("GetReservation", async (r: GetReservationRequest, o, c) => {
       const { skuId, id } = validateReservationRef(r);
@@ -77,6 +75,14 @@ export function inventoryService(router: ActorRouter, unary: UnaryFactory): Inve
       const { skuId, id } = validateReservationRef(r);
       return toReservation(await ask<ReservationView>(skuId, { op: "release", id }, o, c));
     }),
+  };
+}
+
+/** Reserve's handler: grpc-js's path and the direct path (direct_reserve.ts) both run this one. */
+export function reserveHandler(router: ActorRouter): Handler<ReserveRequest, Reservation> {
+  return async (r, o, c) => {
+    const { skuId, cmd } = validateReserve(r);
+    return toReservation(await router.ask<ReservationView>(skuActorId(skuId, c.tenant), { op: "reserve", cmd }, o));
   };
 }
 

@@ -17,7 +17,8 @@ import { GRPC_MESSAGE_BYTES_MAX } from "../limits";
 import { adminService } from "./admin_service";
 import { inventoryServiceDefinition } from "./attribute_map";
 import { type EdgeDrop, edgeServerOptions, GrpcEdge } from "./edge";
-import { inventoryService } from "./inventory_service";
+import { DirectReserve } from "./direct_reserve";
+import { inventoryService, reserveHandler } from "./inventory_service";
 import { orderService } from "./order_service";
 import { addReflection } from "./reflection";
 import { type CallGate, OPEN_GATE } from "../security/call_gate";
@@ -55,6 +56,8 @@ export function listenerCredentials(tls: ListenerTlsConfig | undefined): ServerC
 export class GrpcServer {
   private readonly server: Server;
   private readonly edge: GrpcEdge;
+  /** Reserve off grpc-js, on the raw stream (direct_reserve.ts), when QM_GRPC_DIRECT_RESERVE is on. */
+  private readonly direct: DirectReserve | undefined;
   private readonly health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING" as const])));
   private ready = false;
   private stopped = false;
@@ -72,6 +75,9 @@ export class GrpcServer {
     this.edge = new GrpcEdge({ config: options.edge, logger: options.logger, onDrop: options.onEdgeDrop });
     const gate = options.gate ?? OPEN_GATE;
     const unary = unaryFactory(options.logger, options.observe, () => this.ready, gate);
+    if (options.edge.directReserve) {
+      this.direct = new DirectReserve({ logger: options.logger, observe: options.observe, isReady: () => this.ready, gate }, reserveHandler(options.router));
+    }
     this.server.addService(withSafeDecoding(inventoryServiceDefinition), asImplementation(inventoryService(options.router, unary)));
     this.server.addService(
       withSafeDecoding(OrderServiceService),
@@ -88,7 +94,7 @@ export class GrpcServer {
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
   start(): Promise<string> {
-    return this.edge.start(this.server, listenerCredentials(this.options.tls), this.options.listen);
+    return this.edge.start(this.server, listenerCredentials(this.options.tls), this.options.listen, this.direct);
   }
 
   /** Health turns SERVING and requests are accepted. */

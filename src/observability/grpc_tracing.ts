@@ -19,39 +19,68 @@ const OUTCOME_CODES: ReadonlySet<GrpcStatus> = new Set([
   GrpcStatus.FAILED_PRECONDITION,
 ]);
 
+/** A method's span name and attributes, from its path ("/quartermaster.v1.InventoryService/Reserve"). */
+export interface ServerSpanNames {
+  readonly name: string;
+  readonly service: string;
+  readonly method: string;
+}
+
+export function serverSpanNames(path: string): ServerSpanNames {
+  const slash = path.lastIndexOf("/");
+  return { name: path.slice(1), service: path.slice(1, slash), method: path.slice(slash + 1) };
+}
+
+/** What ends a server span: the call's status code and, for a failure, its message. */
+export interface ServerSpanEnd {
+  readonly code?: GrpcStatus | undefined;
+  readonly details?: string | undefined;
+  readonly message?: string | undefined;
+}
+
+/**
+ * Runs `body` with a server span as the active span, continuing the client's traceparent, and hands it
+ * the function that ends the span with the call's outcome. Both gRPC paths (grpc-js's and the direct
+ * Reserve path) open their spans here, so their traces cannot differ.
+ */
+export function inServerSpan(
+  names: ServerSpanNames,
+  traceparent: string | undefined,
+  tracestate: string | undefined,
+  body: (end: (error: ServerSpanEnd | null) => void) => void,
+): void {
+  const parent = contextFromTraceparent(traceparent, tracestate);
+  const span = tracer().startSpan(
+    names.name,
+    { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": names.service, "rpc.method": names.method } },
+    parent,
+  );
+  context.with(trace.setSpan(parent, span), () =>
+    body((error) => {
+      const code = error === null ? GrpcStatus.OK : (error.code ?? GrpcStatus.UNKNOWN);
+      span.setAttribute("rpc.grpc.status_code", code);
+      if (error !== null) {
+        const reason = error.details ?? error.message ?? "";
+        if (OUTCOME_CODES.has(code)) span.addEvent(DOMAIN_OUTCOME_EVENT, { "rpc.grpc.status_code": code, "qm.reason": reason });
+        else span.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+      }
+      span.end();
+    }),
+  );
+}
+
 /** Wraps a unary call in a server span when tracing is on; returns `call` itself when it is off. */
 export function tracedUnaryCall<Req, Res>(call: handleUnaryCall<Req, Res>): handleUnaryCall<Req, Res> {
   if (!tracingOn()) return call;
-  // Names from the first call's path ("/quartermaster.v1.InventoryService/Reserve"): one handler serves one method.
-  let names: { name: string; service: string; method: string } | undefined;
+  // Names from the first call's path: one handler serves one method.
+  let names: ServerSpanNames | undefined;
   return (serverCall: ServerUnaryCall<Req, Res>, callback) => {
-    if (names === undefined) {
-      const path = serverCall.getPath();
-      const slash = path.lastIndexOf("/");
-      names = { name: path.slice(1), service: path.slice(1, slash), method: path.slice(slash + 1) };
-    }
-    const { name, service, method } = names;
+    names ??= serverSpanNames(serverCall.getPath());
     const traceparent = serverCall.metadata.get("traceparent")[0];
     const tracestate = serverCall.metadata.get("tracestate")[0];
-    const parent = contextFromTraceparent(
-      typeof traceparent === "string" ? traceparent : undefined,
-      typeof tracestate === "string" ? tracestate : undefined,
-    );
-    const span = tracer().startSpan(
-      name,
-      { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },
-      parent,
-    );
-    context.with(trace.setSpan(parent, span), () =>
+    inServerSpan(names, typeof traceparent === "string" ? traceparent : undefined, typeof tracestate === "string" ? tracestate : undefined, (end) =>
       call(serverCall, (error, value, trailer, flags) => {
-        const code = error === null ? GrpcStatus.OK : (error.code ?? GrpcStatus.UNKNOWN);
-        span.setAttribute("rpc.grpc.status_code", code);
-        if (error !== null) {
-          const reason = error.details ?? ("message" in error ? error.message : "");
-          if (OUTCOME_CODES.has(code)) span.addEvent(DOMAIN_OUTCOME_EVENT, { "rpc.grpc.status_code": code, "qm.reason": reason });
-          else span.setStatus({ code: SpanStatusCode.ERROR, message: reason });
-        }
-        span.end();
+        end(error === null ? null : { code: error.code, details: error.details, message: "message" in error ? error.message : undefined });
         callback(error, value, trailer, flags);
       }),
     );
