@@ -10,6 +10,7 @@
 // then the node leaves the cluster handing every partition off (turns
 // finished, keys deleted), so the next owners take over at once.
 
+import { rootCertificates } from "node:tls";
 import { Etcd3, isRecoverableError } from "etcd3";
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { connect, type ConnectionOptions, credsAuthenticator, type NatsConnection } from "nats";
@@ -242,7 +243,7 @@ async function connectEtcd(cc: ClusterConfig): Promise<Etcd3> {
   const client = new Etcd3({
     hosts: [...cc.etcdEndpoints],
     dialTimeout: DEPENDENCY_CONNECT_MS,
-    ...(cc.etcdCa === undefined ? {} : { credentials: { rootCertificate: cc.etcdCa.bytes } }),
+    ...etcdCredentials(cc),
     ...(cc.etcdAuth === undefined ? {} : { auth: { username: cc.etcdAuth.username, password: cc.etcdAuth.password.reveal() } }),
     faultHandling: {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: ETCD_BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(ETCD_BREAKER_FAILURES) }),
@@ -260,13 +261,47 @@ async function connectEtcd(cc: ClusterConfig): Promise<Etcd3> {
     return client;
   } catch (error) {
     client.close();
-    const security = [cc.etcdCa === undefined ? "" : `QM_ETCD_CA=${cc.etcdCa.path}`, cc.etcdAuth === undefined ? "" : `QM_ETCD_USER=${cc.etcdAuth.username}`].filter((p) => p !== "");
+    const security = [
+      cc.etcdCa === undefined ? "" : `QM_ETCD_CA=${cc.etcdCa.path}`,
+      cc.etcdClientCert === undefined ? "" : `QM_ETCD_CERT=${cc.etcdClientCert.cert.path}`,
+      cc.etcdAuth === undefined ? "" : `QM_ETCD_USER=${cc.etcdAuth.username}`,
+    ].filter((p) => p !== "");
     const withSecurity = security.length === 0 ? "" : ` (with ${security.join(", ")})`;
     // etcd3 may quote a failed Authenticate call; the password is never part of its message, nor of ours.
-    throw new QmError("UNAVAILABLE", `QM_ETCD_ENDPOINTS=${cc.etcdEndpoints.join(",")}: cannot reach etcd${withSecurity}: ${messageOf(error)}`);
+    throw new QmError("UNAVAILABLE", `QM_ETCD_ENDPOINTS=${cc.etcdEndpoints.join(",")}: cannot reach etcd${withSecurity}: ${etcdClientCertHint(cc)(messageOf(error))}`);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * TLS for etcd: its CA, and the node's client certificate when etcd checks one. Without either, etcd3 speaks plaintext
+ * unless an endpoint is https://, and then trusts the system's roots; a client certificate without QM_ETCD_CA trusts
+ * them too (etcd3's options insist on a root bundle, so it is handed Node's own).
+ */
+function etcdCredentials(cc: ClusterConfig): { credentials?: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } } {
+  if (cc.etcdCa === undefined && cc.etcdClientCert === undefined) return {};
+  return {
+    credentials: {
+      rootCertificate: cc.etcdCa?.bytes ?? Buffer.from(rootCertificates.join("\n")),
+      ...(cc.etcdClientCert === undefined ? {} : { privateKey: cc.etcdClientCert.key.bytes, certChain: cc.etcdClientCert.cert.bytes }),
+    },
+  };
+}
+
+/** TLS alerts by which a server refuses the client's certificate: bad_certificate (42), unknown_ca (48), certificate_required (116). */
+const CLIENT_CERT_REFUSED = /alert (bad certificate|unknown ca|certificate required)|SSL alert number (42|48|116)\b/;
+
+/** OpenSSL's alert says only "bad certificate": which of ours it was, and what to do. */
+function etcdClientCertHint(cc: ClusterConfig): (message: string) => string {
+  return (message) => {
+    if (!CLIENT_CERT_REFUSED.test(message)) return message;
+    const why =
+      cc.etcdClientCert === undefined
+        ? "etcd refused the connection for want of a client certificate (etcd runs with --client-cert-auth): set QM_ETCD_CERT and QM_ETCD_KEY"
+        : `etcd refused the client certificate QM_ETCD_CERT=${cc.etcdClientCert.cert.path}: is it signed by a CA in etcd's --trusted-ca-file, and valid for client authentication?`;
+    return `${why}; ${message}`;
+  };
 }
 
 function messageOf(error: unknown): string {

@@ -98,6 +98,8 @@ export interface ClusterConfig {
   readonly journalReplicas: number;
   /** CA that signed etcd's server certificate (QM_ETCD_CA); only with https:// endpoints. */
   readonly etcdCa: PemFile | undefined;
+  /** The node's client certificate and key for an etcd run with --client-cert-auth (QM_ETCD_CERT, QM_ETCD_KEY). */
+  readonly etcdClientCert: { readonly cert: PemFile; readonly key: PemFile } | undefined;
   /** etcd's own authentication (QM_ETCD_USER, QM_ETCD_PASSWORD). */
   readonly etcdAuth: { readonly username: string; readonly password: Secret<string> } | undefined;
   /** A NATS .creds file (user JWT and NKey seed), QM_NATS_CREDS. */
@@ -159,6 +161,8 @@ export const CONFIG_VARIABLES = {
   QM_ADVERTISE: ["", "host:port other nodes and clients use for this node; empty: the bound QM_LISTEN"],
   QM_JOURNAL_REPLICAS: ["1", "JetStream replicas of the cluster's journal streams (production: 3)"],
   QM_ETCD_CA: ["", "cluster mode: PEM CA bundle that signed etcd's server certificate (endpoints must be https://)"],
+  QM_ETCD_CERT: ["", "cluster mode: PEM client certificate (chain) the node presents to etcd (etcd run with --client-cert-auth); with QM_ETCD_KEY, https:// endpoints only"],
+  QM_ETCD_KEY: ["", "cluster mode: PEM private key (unencrypted) of QM_ETCD_CERT"],
   QM_ETCD_USER: ["", "cluster mode: etcd user (etcd's own authentication; with QM_ETCD_PASSWORD)"],
   QM_ETCD_PASSWORD: ["", "cluster mode: the etcd user's password (never logged)"],
   QM_NATS_CREDS: ["", "cluster mode: NATS .creds file (user JWT and NKey seed) the node authenticates with"],
@@ -461,6 +465,7 @@ function clusterConfig(
   if (etcdCaPath !== "" && etcdEndpoints.some((e) => !e.startsWith("https://"))) {
     throw new ConfigError(`QM_ETCD_CA is set but QM_ETCD_ENDPOINTS=${etcd} has an http:// endpoint: etcd over TLS needs https:// endpoints`);
   }
+  const etcdClientCert = etcdClientCertificate(get, etcd, etcdEndpoints);
   const etcdUser = get("QM_ETCD_USER");
   const etcdPassword = get("QM_ETCD_PASSWORD");
   if ((etcdUser === "") !== (etcdPassword === "")) {
@@ -477,10 +482,31 @@ function clusterConfig(
     advertise: address("QM_ADVERTISE"),
     journalReplicas: int("QM_JOURNAL_REPLICAS", 1, 5),
     etcdCa: etcdCaPath === "" ? undefined : certificatesOf("QM_ETCD_CA", etcdCaPath).file,
+    etcdClientCert,
     etcdAuth: etcdUser === "" ? undefined : { username: etcdUser, password: new Secret(etcdPassword) },
     natsCreds: natsCredsPath === "" ? undefined : { path: natsCredsPath, contents: new Secret(fileVariable("QM_NATS_CREDS", natsCredsPath, natsCredsFile)) },
     natsCa: natsCaPath === "" ? undefined : certificatesOf("QM_NATS_CA", natsCaPath).file,
   };
+}
+
+/** Both or neither, over https:// only, and the key must be the certificate's: each mistake would otherwise surface as a bare handshake failure. */
+function etcdClientCertificate(get: (name: VariableName) => string, etcd: string, endpoints: readonly string[]): ClusterConfig["etcdClientCert"] {
+  const certPath = get("QM_ETCD_CERT");
+  const keyPath = get("QM_ETCD_KEY");
+  if (certPath === "" && keyPath === "") return undefined;
+  if (certPath === "" || keyPath === "") {
+    const [set, unset] = certPath === "" ? ["QM_ETCD_KEY", "QM_ETCD_CERT"] : ["QM_ETCD_CERT", "QM_ETCD_KEY"];
+    throw new ConfigError(`${set} is set but ${unset} is not: an etcd client certificate needs both the certificate and its private key`);
+  }
+  if (endpoints.some((e) => !e.startsWith("https://"))) {
+    throw new ConfigError(`QM_ETCD_CERT is set but QM_ETCD_ENDPOINTS=${etcd} has an http:// endpoint: a client certificate needs https:// endpoints`);
+  }
+  const { file: cert, certificates } = certificatesOf("QM_ETCD_CERT", certPath);
+  const { file: key, key: privateKey } = fileVariable("QM_ETCD_KEY", keyPath, readPrivateKey);
+  if (!matches(certificates[0], privateKey)) {
+    throw new ConfigError(`QM_ETCD_KEY=${keyPath}: this key does not belong to the certificate in QM_ETCD_CERT=${certPath}`);
+  }
+  return { cert, key };
 }
 
 /** A .creds file holds a user JWT and an NKey seed between nats' BEGIN/END markers; anything else would fail only at connect. */

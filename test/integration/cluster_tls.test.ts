@@ -121,6 +121,64 @@ describe("cluster node: etcd over TLS with authentication (QM_ETCD_CA, QM_ETCD_U
   });
 });
 
+describe("cluster node: etcd with client certificates (QM_ETCD_CERT, QM_ETCD_KEY; etcd --client-cert-auth)", function () {
+  this.timeout(120_000);
+  let pki: TestPki;
+  let etcd: EtcdProcess;
+  let nats: NatsProcess;
+  let env: Record<string, string>;
+
+  before(async () => {
+    pki = await createPki();
+    // pki.client is a clientAuth certificate of the CA etcd trusts; pki.stranger has the same CN from another CA.
+    etcd = await startEtcd({ tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca.cert, clientCertAuth: pki.client } });
+    nats = await startNats();
+    env = { QM_ETCD_ENDPOINTS: etcd.endpoint, QM_NATS_URL: nats.url, QM_CLUSTER: "etcdmtls", QM_LEASE_TTL_S: "3", QM_PARTITIONS: "4", QM_ETCD_CA: pki.ca.cert };
+  });
+
+  after(async () => {
+    await Promise.all([nats?.stop(), etcd?.stop()]);
+  });
+
+  it("joins with the client certificate, serves, and logs the certificate's path but not the key", async () => {
+    const node: ServerProcess = await startServer({ env: { ...env, QM_NODE_ID: "m1", QM_ETCD_CERT: pki.client.cert, QM_ETCD_KEY: pki.client.key, QM_LOG_LEVEL: "debug" } });
+    const clients = createClients(node.addr);
+    try {
+      await seedSku(clients, "MTLS-ETCD", 7);
+      expect((await call(clients.inventory, "getSku", { skuId: "MTLS-ETCD" })).onHand).to.equal(7);
+      const status = await call(clients.cluster, "getClusterStatus", {});
+      expect(status.members.map((m) => m.nodeId)).to.deep.equal(["m1"]);
+    } finally {
+      clients.close();
+      expect(await node.stop(), node.logs()).to.equal(0);
+    }
+    expect(node.logs()).to.contain(JSON.stringify(pki.client.key));
+    expect(node.logs()).not.to.contain("PRIVATE KEY");
+    // The member it registered is in etcd, read back with the same certificate.
+    const admin = new Etcd3({ hosts: etcd.endpoint, credentials: { rootCertificate: await readFile(pki.ca.cert), privateKey: await readFile(pki.client.key), certChain: await readFile(pki.client.cert) } });
+    try {
+      const keys = await admin.getAll().prefix("/quartermaster/etcdmtls/").keys();
+      expect(keys.length, keys.join(",")).to.be.greaterThan(0);
+    } finally {
+      admin.close();
+    }
+  });
+
+  it("refuses to start without a client certificate, naming etcd and telling to set QM_ETCD_CERT", async () => {
+    const run = await failedStart({ ...env, QM_NODE_ID: "m2" });
+    expect(run.code, run.output).to.equal(1);
+    expect(run.output).to.match(new RegExp(`^quartermaster: cannot start: QM_ETCD_ENDPOINTS=${etcd.endpoint}: cannot reach etcd \\(with QM_ETCD_CA=${pki.ca.cert}\\): etcd refused the connection for want of a client certificate .*: set QM_ETCD_CERT and QM_ETCD_KEY; .*certificate`, "m"));
+  });
+
+  it("refuses to start with a client certificate signed by another CA, naming it", async () => {
+    const run = await failedStart({ ...env, QM_NODE_ID: "m3", QM_ETCD_CERT: pki.stranger.cert, QM_ETCD_KEY: pki.stranger.key });
+    expect(run.code, run.output).to.equal(1);
+    expect(run.output).to.match(
+      new RegExp(`^quartermaster: cannot start: QM_ETCD_ENDPOINTS=${etcd.endpoint}: cannot reach etcd \\(with QM_ETCD_CA=${pki.ca.cert}, QM_ETCD_CERT=${pki.stranger.cert}\\): etcd refused the client certificate QM_ETCD_CERT=${pki.stranger.cert}: .*certificate`, "m"),
+    );
+  });
+});
+
 /** A node that must fail to start: its exit code and everything it wrote (stdout's JSON log and stderr). */
 async function failedStart(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   const dataDir = await makeTempDir("qm-cluster-tls-");

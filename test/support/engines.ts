@@ -92,9 +92,20 @@ export async function startOnFreePorts<T>(
   }
 }
 
-/** `tls`: serve clients over https with this certificate; `ca` is what the readiness probe trusts. `pickPort`: for tests of the harness. */
+/**
+ * etcd over https with this certificate (`ca` is what the readiness probe trusts).
+ * `clientCertAuth`: etcd also requires a client certificate signed by `ca` (--client-cert-auth), and the probe presents this one.
+ */
+export interface EtcdTls {
+  cert: string;
+  key: string;
+  ca: string;
+  clientCertAuth?: { cert: string; key: string };
+}
+
+/** `pickPort`: for tests of the harness. */
 export async function startEtcd(
-  opts: { dataDir?: string; clientPort?: number; peerPort?: number; tls?: { cert: string; key: string; ca: string }; pickPort?: PortPicker } = {},
+  opts: { dataDir?: string; clientPort?: number; peerPort?: number; tls?: EtcdTls; pickPort?: PortPicker } = {},
 ): Promise<EtcdProcess> {
   const binary = requireBinary("etcd", ["/usr/bin/etcd"]);
   // A fresh store per attempt: one that etcd began with other addresses would not match the next ones.
@@ -103,7 +114,7 @@ export async function startEtcd(
   );
 }
 
-async function startEtcdOn(binary: string, dataDir: string, clientPort: number, peerPort: number, tls: { cert: string; key: string; ca: string } | undefined): Promise<EtcdProcess> {
+async function startEtcdOn(binary: string, dataDir: string, clientPort: number, peerPort: number, tls: EtcdTls | undefined): Promise<EtcdProcess> {
   const endpoint = `${tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const engine = spawnEngine(binary, [
@@ -117,8 +128,13 @@ async function startEtcdOn(binary: string, dataDir: string, clientPort: number, 
     "--log-level", "error",
     "--logger", "zap",
     ...(tls === undefined ? [] : ["--cert-file", tls.cert, "--key-file", tls.key]),
+    ...(tls?.clientCertAuth === undefined ? [] : ["--client-cert-auth", "--trusted-ca-file", tls.ca]),
   ], dataDir);
-  const credentials = tls === undefined ? {} : { credentials: { rootCertificate: readFileSync(tls.ca) } };
+  const client = tls?.clientCertAuth;
+  const credentials =
+    tls === undefined
+      ? {}
+      : { credentials: { rootCertificate: readFileSync(tls.ca), ...(client === undefined ? {} : { privateKey: readFileSync(client.key), certChain: readFileSync(client.cert) }) } };
   await waitReady(engine, `etcd at ${endpoint}`, async () => {
     const client = new Etcd3({ hosts: endpoint, dialTimeout: 1_000, ...credentials });
     try {

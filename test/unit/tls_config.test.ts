@@ -83,6 +83,38 @@ describe("TLS configuration", function () {
   });
 });
 
+describe("etcd client certificate configuration (QM_ETCD_CERT, QM_ETCD_KEY)", function () {
+  this.timeout(30_000);
+  let pki: TestPki;
+
+  before(async () => {
+    pki = await createPki();
+  });
+
+  it("reads the pair, hands it to etcd as a path in logs only, and is undefined when unset", () => {
+    const config = loadConfig({ ...CLUSTER, QM_ETCD_CERT: pki.client.cert, QM_ETCD_KEY: pki.client.key });
+    expect(config.cluster?.etcdClientCert?.cert.path).to.equal(pki.client.cert);
+    expect(config.cluster?.etcdClientCert?.key.bytes.toString("utf8")).to.contain("PRIVATE KEY");
+    expect(JSON.stringify(config)).not.to.contain("PRIVATE KEY");
+    expect(loadConfig(CLUSTER).cluster?.etcdClientCert).to.equal(undefined);
+  });
+
+  it("refuses one without the other, http:// endpoints, and a key of another certificate, naming the variable", () => {
+    expect(() => loadConfig({ ...CLUSTER, QM_ETCD_CERT: pki.client.cert })).to.throw(ConfigError, /^QM_ETCD_CERT is set but QM_ETCD_KEY is not/);
+    expect(() => loadConfig({ ...CLUSTER, QM_ETCD_KEY: pki.client.key })).to.throw(ConfigError, /^QM_ETCD_KEY is set but QM_ETCD_CERT is not/);
+    expect(() => loadConfig({ ...CLUSTER, QM_ETCD_ENDPOINTS: "https://127.0.0.1:2379,http://127.0.0.2:2379", QM_ETCD_CERT: pki.client.cert, QM_ETCD_KEY: pki.client.key })).to.throw(
+      ConfigError,
+      /^QM_ETCD_CERT is set but QM_ETCD_ENDPOINTS=https:\/\/127.0.0.1:2379,http:\/\/127.0.0.2:2379 has an http:\/\/ endpoint/,
+    );
+    expect(() => loadConfig({ ...CLUSTER, QM_ETCD_CERT: pki.client.cert, QM_ETCD_KEY: pki.server.key })).to.throw(
+      ConfigError,
+      `QM_ETCD_KEY=${pki.server.key}: this key does not belong to the certificate in QM_ETCD_CERT=${pki.client.cert}`,
+    );
+    expect(() => loadConfig({ ...CLUSTER, QM_ETCD_CERT: pki.client.key, QM_ETCD_KEY: pki.client.key })).to.throw(ConfigError, `QM_ETCD_CERT=${pki.client.key}: no PEM certificate`);
+    expect(() => loadConfig({ ...CLUSTER, QM_ETCD_CERT: pki.client.cert, QM_ETCD_KEY: pki.client.cert })).to.throw(ConfigError, `QM_ETCD_KEY=${pki.client.cert}: not a PEM private key`);
+  });
+});
+
 describe("qmctl TLS settings", () => {
   const none = (): undefined => undefined;
 
