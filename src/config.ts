@@ -195,7 +195,7 @@ export const CONFIG_VARIABLES = {
   QM_GRPC_PENDING_REQUEST_MB: [String(GRPC_PENDING_REQUEST_BYTES_MAX / (1024 * 1024)), "MiB of unfinished request bodies held for all clients; a call beyond it is reset"],
   QM_GRPC_QUEUED_RESPONSE_MB: [String(GRPC_QUEUED_RESPONSE_BYTES_MAX / (1024 * 1024)), "MiB of responses waiting for clients that do not read; stalled ones are reset beyond it"],
   QM_GRPC_DIRECT_RESERVE: ["1", "1: Reserve is read and answered on the raw HTTP/2 stream, with grpc-js's semantics and bytes, at less CPU per call; 0: through grpc-js like every other method"],
-  QM_AUTH_CONFIG: ["", "JSON file of token issuer, key set, roles, principals and rate limits (SECURITY.md); set: every RPC but health needs an authenticated caller with the method's permission; SIGHUP re-reads it"],
+  QM_AUTH_CONFIG: ["", "JSON file of token issuer, key set, roles, principals, rate limits and revoked credentials (SECURITY.md); set: every RPC but health needs an authenticated caller with the method's permission; SIGHUP re-reads it"],
 } as const;
 
 type VariableName = keyof typeof CONFIG_VARIABLES;

@@ -294,6 +294,16 @@ export const AUTH_KEYS_MAX = 64;
 /** Roles and principals in QM_AUTH_CONFIG: each is looked up per call from a map, but is also read and validated on every SIGHUP. */
 export const AUTH_ROLES_MAX = 1000;
 export const AUTH_PRINCIPALS_MAX = 100_000;
+/**
+ * Entries of QM_AUTH_CONFIG's `revoked` list: each is a set or map lookup per token verified, but the list is read
+ * on every SIGHUP and only grows until the operator prunes entries whose tokens have expired. Tokens live minutes
+ * to hours, so thousands of live revocations means something other than revocation is needed (rotate the key).
+ */
+export const AUTH_REVOKED_MAX = 10_000;
+/** A token id (jti) in the revoked list: identity providers use UUIDs or ~32-byte random strings. */
+export const TOKEN_ID_LENGTH_MAX = 256;
+/** The operator's free-text note on a revocation (a ticket, a reason): kept for people, bounded like other text. */
+export const REVOCATION_NOTE_LENGTH_MAX = 1000;
 /** A rate limit above these is a typo (a node answers about 10k calls/s), not a policy. */
 export const RATE_PER_SECOND_MAX = 1_000_000;
 export const RATE_BURST_MAX = 10_000_000;

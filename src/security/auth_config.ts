@@ -12,11 +12,14 @@ import {
   AUTH_FILE_BYTES_MAX,
   AUTH_KEYS_MAX,
   AUTH_PRINCIPALS_MAX,
+  AUTH_REVOKED_MAX,
   AUTH_ROLES_MAX,
   RATE_BURST_MAX,
   RATE_PER_SECOND_MAX,
+  REVOCATION_NOTE_LENGTH_MAX,
   SUBJECT_LENGTH_MAX,
   TENANT_LENGTH_MAX,
+  TOKEN_ID_LENGTH_MAX,
 } from "../limits";
 import type { Caller } from "./caller";
 import { isPermission, type Permission, PERMISSIONS } from "./permissions";
@@ -63,6 +66,18 @@ export interface Principal {
   readonly rateLimit: RateLimit | undefined;
 }
 
+/**
+ * Credentials cut off before they expire. A jti names one token; a subject's
+ * time cuts off every token it was issued before (iat) and every client
+ * certificate of that CN valid from before it (notBefore), so a leaked token
+ * or key pair stops working while the ones issued after the time still do.
+ */
+export interface Revocations {
+  readonly tokenIds: ReadonlySet<string>;
+  /** Subject → epoch milliseconds: credentials issued before it are refused. */
+  readonly subjectsIssuedBeforeMs: ReadonlyMap<string, number>;
+}
+
 export interface AuthConfig {
   /** Absolute path of the file, re-read on SIGHUP. */
   readonly file: string;
@@ -71,6 +86,7 @@ export interface AuthConfig {
   readonly roles: ReadonlyMap<string, ReadonlySet<Permission>>;
   readonly principals: ReadonlyMap<string, Principal>;
   readonly rateLimits: { readonly default: RateLimit | undefined };
+  readonly revoked: Revocations;
 }
 
 const ROLE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -95,13 +111,14 @@ export function loadAuthConfig(file: string): AuthConfig {
 export function parseAuthConfig(text: string, file: string, readJwks: (absolutePath: string) => string): AuthConfig {
   const root = parseJson(text, "the file");
   const at = new Reader();
-  const top = at.object(root, "", ["tokens", "roles", "principals", "rate_limits"]);
+  const top = at.object(root, "", ["tokens", "roles", "principals", "rate_limits", "revoked"]);
   const roles = readRoles(at, top["roles"]);
   const tokensValue = top["tokens"];
   const tokens = tokensValue === undefined ? undefined : readTokens(at, tokensValue, path.dirname(file), readJwks);
   const rateLimits = readRateLimits(at, top["rate_limits"]);
   const principals = readPrincipals(at, top["principals"], roles, rateLimits.default);
-  return { file, tokens, roles, principals, rateLimits };
+  const revoked = readRevoked(at, top["revoked"]);
+  return { file, tokens, roles, principals, rateLimits, revoked };
 }
 
 /**
@@ -220,6 +237,39 @@ function readRateLimits(at: Reader, value: unknown): { default: RateLimit | unde
   if (d["per_second"] === undefined) throw at.error("rate_limits.default.per_second", "is required");
   if (d["burst"] === undefined) throw at.error("rate_limits.default.burst", "is required");
   return { default: { perSecond: at.rate(d["per_second"], "rate_limits.default.per_second"), burst: at.burst(d["burst"], "rate_limits.default.burst") } };
+}
+
+/** An instant with its zone, as RFC 3339 writes it: a time without one would mean a different instant on each node. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+
+function readRevoked(at: Reader, value: unknown): Revocations {
+  const tokenIds = new Set<string>();
+  const subjectsIssuedBeforeMs = new Map<string, number>();
+  if (value === undefined) return { tokenIds, subjectsIssuedBeforeMs };
+  at.array(value, "revoked", AUTH_REVOKED_MAX).forEach((entry, i) => {
+    const p = `revoked[${i}]`;
+    const o = at.object(entry, p, ["jti", "subject", "issued_before", "note"]);
+    if (o["note"] !== undefined && (typeof o["note"] !== "string" || o["note"].length > REVOCATION_NOTE_LENGTH_MAX)) {
+      throw at.error(`${p}.note`, `expected a string of at most ${REVOCATION_NOTE_LENGTH_MAX} characters`);
+    }
+    if ((o["jti"] === undefined) === (o["subject"] === undefined)) throw at.error(p, "needs exactly one of jti (one token) and subject (with issued_before)");
+    if (o["jti"] !== undefined) {
+      const jti = at.text(o["jti"], `${p}.jti`);
+      if (jti.length > TOKEN_ID_LENGTH_MAX) throw at.error(`${p}.jti`, `at most ${TOKEN_ID_LENGTH_MAX} characters`);
+      if (o["issued_before"] !== undefined) throw at.error(`${p}.issued_before`, "applies to a subject; a jti revokes its one token whenever it was issued");
+      if (tokenIds.has(jti)) throw at.error(`${p}.jti`, `${JSON.stringify(jti)} is listed twice`);
+      tokenIds.add(jti);
+      return;
+    }
+    const subject = at.text(o["subject"], `${p}.subject`);
+    if (!isValidSubject(subject)) throw at.error(`${p}.subject`, `1-${SUBJECT_LENGTH_MAX} characters, no control characters`);
+    if (subjectsIssuedBeforeMs.has(subject)) throw at.error(`${p}.subject`, `${JSON.stringify(subject)} is listed twice`);
+    const time = at.text(o["issued_before"], `${p}.issued_before`);
+    const ms = RFC3339.test(time) ? Date.parse(time) : Number.NaN;
+    if (!Number.isFinite(ms)) throw at.error(`${p}.issued_before`, `${JSON.stringify(time)} is not an RFC 3339 time with a zone, like 2026-12-02T04:30:00Z`);
+    subjectsIssuedBeforeMs.set(subject, ms);
+  });
+  return { tokenIds, subjectsIssuedBeforeMs };
 }
 
 /** Typed reads of JSON values, each failure naming the path. */

@@ -18,7 +18,12 @@
 //   authentication was turned on.
 // - SIGHUP re-reads the file and the key set; a bad file is logged and the old
 //   config kept. Remembered tokens are forgotten on reload, so a removed key or
-//   role stops working at once.
+//   role, or a revocation, takes effect at once.
+// - Revocation (the `revoked` list) is checked when a token is verified, so a
+//   remembered token costs nothing more. A subject's issued_before refuses a
+//   token without iat (nothing shows it was issued after), and a certificate
+//   whose notBefore is earlier; CAs that backdate notBefore need the time set
+//   past that margin.
 
 import type { Logger } from "pino";
 import type { Clock } from "../clock";
@@ -28,7 +33,7 @@ import { TENANT_LENGTH_MAX, TOKEN_ROLES_MAX, TOKEN_VERIFICATIONS_SHARED_MAX } fr
 import { type AuthConfig, AuthConfigError, isValidSubject, isValidTenant, loadAuthConfig, type Principal, type RateLimit, rateLimitPolicy } from "./auth_config";
 import type { CallGate, GateCall } from "./call_gate";
 import { ANONYMOUS_CALLER, type Caller } from "./caller";
-import { certificateSubject } from "./peer_certificate";
+import { certificateSubject, certificateValidFromMs } from "./peer_certificate";
 import { OPEN, type Permission, ruleFor } from "./permissions";
 import { bearerToken, TokenCache, TokenVerifier, unauthenticated } from "./tokens";
 
@@ -91,7 +96,7 @@ export class AuthGate implements CallGate {
     const values = call.metadata.get("authorization");
     if (values.length === 0) {
       const subject = certificateSubject(call.authContext());
-      if (subject !== undefined) return authorize(certificateCaller(state, subject), rule, call.path);
+      if (subject !== undefined) return authorize(certificateCaller(state, subject, call), rule, call.path);
     }
     const token = bearerToken(values);
     const cached = state.tokens.get(token);
@@ -152,6 +157,7 @@ export class AuthGate implements CallGate {
     const payload = await state.verifier.verify(token);
     const sub = payload.sub ?? "";
     if (!isValidSubject(sub)) throw unauthenticated("TOKEN_INVALID", "the token's sub claim is not a valid subject");
+    refuseRevoked(state.config, sub, payload.jti, payload.iat);
     const principal = state.config.principals.get(sub);
     const tenant = tokenTenant(payload["tenant"], principal);
     const roles = tokenRoles(payload["roles"], state.config);
@@ -188,6 +194,7 @@ export function summary(config: AuthConfig): Record<string, unknown> {
     roles: config.roles.size,
     principals: config.principals.size,
     defaultRateLimit: config.rateLimits.default ?? null,
+    revoked: { tokenIds: config.revoked.tokenIds.size, subjects: config.revoked.subjectsIssuedBeforeMs.size },
   };
 }
 
@@ -200,10 +207,24 @@ function authorize(admitted: Admitted, permission: Permission, path: string): Ca
   });
 }
 
-function certificateCaller(state: State, subject: string): Admitted {
+function certificateCaller(state: State, subject: string, call: GateCall): Admitted {
   const known = state.certificates.get(subject);
   if (known === undefined) throw unauthenticated("PRINCIPAL_UNKNOWN", "the client certificate's subject has no principals entry with a tenant");
+  const cutoffMs = state.config.revoked.subjectsIssuedBeforeMs.get(subject);
+  // NaN (a date that does not parse) fails the comparison: refused, as nothing shows the certificate is newer.
+  if (cutoffMs !== undefined && !(certificateValidFromMs(call.authContext()) >= cutoffMs)) {
+    throw unauthenticated("CERTIFICATE_REVOKED", "the client certificate was revoked: its subject's certificates valid from before the revocation time are refused");
+  }
   return known;
+}
+
+/** `iat` in seconds as the token states it; jose has checked it is a number when present. */
+function refuseRevoked(config: AuthConfig, subject: string, jti: string | undefined, iat: number | undefined): void {
+  if (jti !== undefined && config.revoked.tokenIds.has(jti)) throw unauthenticated("TOKEN_REVOKED", "the token was revoked (its jti is on the revoked list)");
+  const cutoffMs = config.revoked.subjectsIssuedBeforeMs.get(subject);
+  if (cutoffMs === undefined) return;
+  if (iat === undefined) throw unauthenticated("TOKEN_REVOKED", "the token was revoked: its subject's tokens issued before the revocation time are refused, and it has no iat");
+  if (iat * 1000 < cutoffMs) throw unauthenticated("TOKEN_REVOKED", "the token was revoked: its subject's tokens issued before the revocation time are refused");
 }
 
 function admitted(config: AuthConfig, subject: string, tenant: string, roles: readonly string[]): Admitted {

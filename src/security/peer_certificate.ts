@@ -12,3 +12,9 @@ export function certificateSubject(auth: AuthContext): string | undefined {
   // A certificate may carry several CNs (node reports an array): refuse to guess which one names the caller.
   return typeof cn === "string" && cn.length > 0 ? cn : undefined;
 }
+
+/** When the verified client certificate became valid (notBefore), in epoch milliseconds; NaN if it cannot be told. */
+export function certificateValidFromMs(auth: AuthContext): number {
+  const from = auth.sslPeerCertificate?.valid_from;
+  return typeof from === "string" ? Date.parse(from) : Number.NaN;
+}

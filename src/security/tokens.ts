@@ -24,7 +24,9 @@ export type AuthFailureReason =
   | "TOKEN_NOT_YET_VALID"
   | "TOKEN_KEY_UNKNOWN"
   | "TOKEN_INVALID"
-  | "PRINCIPAL_UNKNOWN";
+  | "TOKEN_REVOKED"
+  | "PRINCIPAL_UNKNOWN"
+  | "CERTIFICATE_REVOKED";
 
 export function unauthenticated(reason: AuthFailureReason, message: string): QmError {
   return new QmError("UNAUTHENTICATED", message, { reason });

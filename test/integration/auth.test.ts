@@ -356,6 +356,60 @@ describe("QM_AUTH_CONFIG reload and start-up (integration)", () => {
     }
   });
 
+  it("revokes by jti and by subject on SIGHUP without a restart: revoked tokens get UNAUTHENTICATED and change no stock, newer ones still work", async () => {
+    const key = await generateTestKey("k-rev", "ES256");
+    const file = await writeAuthFiles(dir, { keys: [key] });
+    server = await startServer({ env: { QM_AUTH_CONFIG: file, QM_LOG_LEVEL: "info" } });
+    const running = server;
+    const clients = createClients(running.addr);
+    try {
+      const nowS = Math.floor(Date.now() / 1000);
+      const metadataOf = async (claims: TokenClaims): Promise<Metadata> => bearer(await signToken(key, { tenant: "acme", ...claims }));
+      const warehouse = await metadataOf({ sub: "scanner", roles: ["warehouse"], jti: "scanner-1" });
+      const leaked = await metadataOf({ sub: "checkout-svc", roles: ["checkout"], jti: "leaked-7" });
+      const oldCheckout = await metadataOf({ sub: "cashier", roles: ["checkout"], jti: "cashier-old", iat: nowS - 120 });
+      const reserve = (metadata: Metadata, reservationId: string): Promise<Outcome> =>
+        outcomeOf(call(clients.inventory, "reserve", ReserveRequest.fromPartial({ skuId: "REV-1", reservationId, quantity: 2 }), { metadata }));
+      const available = async (): Promise<number | undefined> =>
+        (await call(clients.inventory, "getAvailability", GetAvailabilityRequest.fromPartial({ skuIds: ["REV-1"] }), { metadata: warehouse })).items[0]?.available;
+
+      await call(clients.inventory, "upsertSku", UpsertSkuRequest.fromPartial({ skuId: "REV-1", title: "Cup", currency: "USD", updateMask: ["title", "currency"] }), { metadata: warehouse });
+      await call(clients.inventory, "adjustStock", AdjustStockRequest.fromPartial({ skuId: "REV-1", locationId: "WH1", delta: 10, reason: AdjustmentReason.ADJUSTMENT_REASON_RECEIVED }), {
+        metadata: warehouse,
+      });
+      // Both tokens work, and are remembered by the node, before the revocation.
+      expect((await reserve(leaked, "r-1")).code).to.equal(GrpcStatus.OK);
+      expect((await reserve(oldCheckout, "r-2")).code).to.equal(GrpcStatus.OK);
+      expect(await available()).to.equal(6);
+
+      await writeAuthFiles(dir, {
+        keys: [key],
+        revoked: [
+          { jti: "leaked-7", note: "pasted into a chat" },
+          { subject: "cashier", issued_before: new Date((nowS - 60) * 1000).toISOString() },
+        ],
+      });
+      process.kill(running.pid, "SIGHUP");
+      // Polled with a read, so that no Reserve lands before the reload does.
+      const read = (metadata: Metadata): Promise<Outcome> => outcomeOf(call(clients.inventory, "getSku", GetSkuRequest.fromPartial({ skuId: "REV-1" }), { metadata }));
+      await until(async () => (await read(leaked)).code === GrpcStatus.UNAUTHENTICATED, "the jti revocation to take effect");
+      const byJti = await reserve(leaked, "r-4");
+      expect(byJti).to.deep.include({ code: GrpcStatus.UNAUTHENTICATED, reason: "TOKEN_REVOKED", details: "the token was revoked (its jti is on the revoked list)" });
+      const bySubject = await reserve(oldCheckout, "r-5");
+      expect(bySubject).to.deep.include({ code: GrpcStatus.UNAUTHENTICATED, reason: "TOKEN_REVOKED" });
+      expect(bySubject.details).to.equal("the token was revoked: its subject's tokens issued before the revocation time are refused");
+      expect(await available()).to.equal(6);
+
+      // Issued after the subject's time, or of another jti: accepted.
+      expect((await reserve(await metadataOf({ sub: "cashier", roles: ["checkout"], jti: "cashier-new" }), "r-6")).code).to.equal(GrpcStatus.OK);
+      expect((await reserve(await metadataOf({ sub: "checkout-svc", roles: ["checkout"], jti: "reissued-8" }), "r-7")).code).to.equal(GrpcStatus.OK);
+      expect(await available()).to.equal(2);
+      expect(running.logs()).to.match(/"revoked":\{"tokenIds":1,"subjects":1\}.*"msg":"QM_AUTH_CONFIG reloaded"/);
+    } finally {
+      clients.close();
+    }
+  });
+
   it("refuses to start with a bad file: exit 2 and the JSON path of the mistake", async () => {
     const key = await generateTestKey("k", "ES256");
     const file = await writeAuthFiles(dir, { keys: [key], roles: { reader: ["inventory.read", "orders.raed"] } });

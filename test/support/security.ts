@@ -46,6 +46,10 @@ export interface TokenClaims {
   nowS?: number;
   /** Header kid; default the key's. `null` leaves it out. */
   kid?: string | null;
+  /** The token id claim; absent: none. */
+  jti?: string;
+  /** Seconds since the epoch of the iat claim; default "now". `null` leaves it out. */
+  iat?: number | null;
 }
 
 /** A compact JWS signed with `key`, for the test issuer and audience unless the claims say otherwise. */
@@ -57,10 +61,11 @@ export async function signToken(key: TestKey, claims: TokenClaims = {}): Promise
   const kid = claims.kid === undefined ? key.kid : claims.kid;
   let jwt = new SignJWT(payload)
     .setProtectedHeader(kid === null ? { alg: key.alg } : { alg: key.alg, kid })
-    .setIssuedAt(now)
     .setIssuer(claims.iss ?? TEST_ISSUER)
     .setAudience(claims.aud ?? TEST_AUDIENCE)
     .setExpirationTime(now + (claims.expInS ?? 3600));
+  if (claims.iat !== null) jwt = jwt.setIssuedAt(claims.iat ?? now);
+  if (claims.jti !== undefined) jwt = jwt.setJti(claims.jti);
   if (claims.sub !== undefined) jwt = jwt.setSubject(claims.sub);
   if (claims.nbfInS !== undefined) jwt = jwt.setNotBefore(now + claims.nbfInS);
   return jwt.sign(key.privateKey);
@@ -75,6 +80,8 @@ export interface AuthFileOptions {
   readonly roles?: Readonly<Record<string, readonly string[]>>;
   readonly principals?: readonly Record<string, unknown>[];
   readonly rateLimits?: Record<string, unknown>;
+  /** The `revoked` list, as written. */
+  readonly revoked?: readonly Record<string, unknown>[];
   /** Name of the key set file, relative to the config (default jwks.json). */
   readonly jwksName?: string;
 }
@@ -88,6 +95,7 @@ export async function writeAuthFiles(dir: string, options: AuthFileOptions): Pro
     roles: options.roles ?? ISSUE_ROLES,
     principals: options.principals ?? [],
     ...(options.rateLimits === undefined ? {} : { rate_limits: options.rateLimits }),
+    ...(options.revoked === undefined ? {} : { revoked: options.revoked }),
   };
   const file = path.join(dir, "auth.json");
   await writeFile(file, JSON.stringify(config, null, 2));

@@ -107,12 +107,36 @@ describe("QM_AUTH_CONFIG", () => {
     ["a tenant with a colon", (c) => ({ ...c, principals: [{ subject: "s", tenant: "a:b" }] }), /^principals\[0\]\.tenant: 1-64 letters/],
     ["no roles at all", (c) => ({ ...c, roles: undefined }), /^roles: is required/],
     ["text that is not JSON", () => "{ roles: ", /^the file is not valid JSON/],
+    ["a revocation with neither jti nor subject", (c) => ({ ...c, revoked: [{ note: "x" }] }), /^revoked\[0\]: needs exactly one of jti \(one token\) and subject/],
+    ["a revocation with both jti and subject", (c) => ({ ...c, revoked: [{ jti: "a", subject: "s", issued_before: "2026-12-02T04:30:00Z" }] }), /^revoked\[0\]: needs exactly one/],
+    ["a subject revocation without issued_before", (c) => ({ ...c, revoked: [{ subject: "s" }] }), /^revoked\[0\]\.issued_before: is required/],
+    ["an issued_before without a zone", (c) => ({ ...c, revoked: [{ subject: "s", issued_before: "2026-12-02T04:30:00" }] }), /^revoked\[0\]\.issued_before: "2026-12-02T04:30:00" is not an RFC 3339 time with a zone/],
+    ["an issued_before that is no date", (c) => ({ ...c, revoked: [{ subject: "s", issued_before: "2026-13-45T99:00:00Z" }] }), /^revoked\[0\]\.issued_before: .* is not an RFC 3339 time/],
+    ["an issued_before on a jti", (c) => ({ ...c, revoked: [{ jti: "a", issued_before: "2026-12-02T04:30:00Z" }] }), /^revoked\[0\]\.issued_before: applies to a subject/],
+    ["a jti listed twice", (c) => ({ ...c, revoked: [{ jti: "a" }, { jti: "a" }] }), /^revoked\[1\]\.jti: "a" is listed twice/],
+    ["a jti that is a number", (c) => ({ ...c, revoked: [{ jti: 7 }] }), /^revoked\[0\]\.jti: expected a non-empty string/],
+    ["a misspelt key in a revocation", (c) => ({ ...c, revoked: [{ jti: "a", reason: "x" }] }), /^revoked\[0\]\.reason: unknown key/],
+    ["revoked that is not a list", (c) => ({ ...c, revoked: { jti: "a" } }), /^revoked: expected an array/],
   ];
   for (const [what, edit, message] of refusals) {
     it(`refuses ${what}, naming the JSON path`, async () => {
       expect(await failure(edit(issueExample()))).to.match(message);
     });
   }
+
+  it("reads the revoked list: token ids, and per subject the instant before which its credentials are refused", async () => {
+    const file = await write({
+      ...issueExample(),
+      revoked: [
+        { jti: "7f3c-leaked", note: "INC-1234: token pasted into a chat" },
+        { subject: "checkout-svc", issued_before: "2026-12-02T04:30:00+01:00" },
+      ],
+    });
+    const config = loadAuthConfig(file);
+    expect([...config.revoked.tokenIds]).to.deep.equal(["7f3c-leaked"]);
+    expect([...config.revoked.subjectsIssuedBeforeMs]).to.deep.equal([["checkout-svc", Date.UTC(2026, 11, 2, 3, 30, 0)]]);
+    expect(loadAuthConfig(await write(issueExample())).revoked.tokenIds.size).to.equal(0);
+  });
 
   describe("the key set", () => {
     async function keySetFailure(keys: unknown[]): Promise<string> {

@@ -33,8 +33,11 @@ async function refusal(gate: AuthGate, call: GateCall): Promise<QmError> {
   return expect.fail("the gate admitted the call");
 }
 
-function certificate(cn: string): AuthContext {
-  return { transportSecurityType: "ssl", sslPeerCertificate: { subject: { CN: cn } } } as unknown as AuthContext;
+/** A verified client certificate of `cn`, valid from `validFrom` (as node formats it: "Dec  2 04:30:00 2026 GMT"); default long ago. */
+function certificate(cn: string, validFrom = new Date(Date.UTC(2020, 0, 1))): AuthContext {
+  const [, month, day, year, time] = validFrom.toUTCString().split(" ");
+  const valid_from = `${month} ${(day ?? "").replace(/^0/, " ")} ${time} ${year} GMT`;
+  return { transportSecurityType: "ssl", sslPeerCertificate: { subject: { CN: cn }, valid_from } } as unknown as AuthContext;
 }
 
 describe("AuthGate", () => {
@@ -200,6 +203,60 @@ describe("AuthGate", () => {
     const failed = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l["msg"] === "QM_AUTH_CONFIG reload failed: keeping the previous config");
     expect(failed?.["error"]).to.equal('roles.reader[0]: unknown permission "inventory.raed" (known: inventory.read, inventory.write, inventory.reserve, orders.read, orders.write, cluster.read, admin)');
     expect(logLines.join("")).not.to.contain(newJwt);
+  });
+
+  describe("revocation", () => {
+    const cutoffS = (): number => nowS() - 600;
+    const revoke = async (revoked: readonly Record<string, unknown>[]): Promise<void> => {
+      await writeAuthFiles(dir, { keys: [rsa, ec], principals: [{ subject: "checkout-svc", tenant: "acme", roles: ["checkout"] }], revoked });
+      expect(gate.reload()).to.equal(true);
+    };
+
+    it("refuses a token whose jti is revoked with TOKEN_REVOKED, even one it had remembered, and admits other jtis", async () => {
+      const leaked = await token(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: "leaked-1" });
+      expect((await gate.admit(gateCall(GET_SKU, bearer(leaked)))).subject).to.equal("web");
+      await revoke([{ jti: "leaked-1", note: "INC-1" }]);
+      const refused = await refusal(gate, gateCall(GET_SKU, bearer(leaked)));
+      expect(refused.code).to.equal("UNAUTHENTICATED");
+      expect(refused.metadata).to.deep.equal({ reason: "TOKEN_REVOKED" });
+      expect(refused.message).to.equal("the token was revoked (its jti is on the revoked list)");
+      expect((await admitWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: "fresh-2" })).subject).to.equal("web");
+      expect((await admitWith(rsa, { sub: "web", tenant: "t", roles: ["reader"] })).subject).to.equal("web");
+    });
+
+    it("refuses a subject's tokens issued before its time and without iat, and admits those issued at or after it and other subjects'", async () => {
+      await revoke([{ subject: "web", issued_before: new Date(cutoffS() * 1000).toISOString() }]);
+      const before = await refusedWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], iat: cutoffS() - 1 });
+      expect(before.metadata).to.deep.equal({ reason: "TOKEN_REVOKED" });
+      expect(before.message).to.equal("the token was revoked: its subject's tokens issued before the revocation time are refused");
+      const noIat = await refusedWith(ec, { sub: "web", tenant: "t", roles: ["reader"], iat: null });
+      expect(noIat.metadata).to.deep.equal({ reason: "TOKEN_REVOKED" });
+      expect(noIat.message).to.match(/and it has no iat$/);
+      expect((await admitWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], iat: cutoffS() })).subject).to.equal("web");
+      expect((await admitWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], iat: cutoffS() + 1 })).subject).to.equal("web");
+      expect((await admitWith(rsa, { sub: "other", tenant: "t", roles: ["reader"], iat: cutoffS() - 1 })).subject).to.equal("other");
+    });
+
+    it("refuses a subject's client certificates valid from before its time, and admits a newer one", async () => {
+      const cutoff = new Date(cutoffS() * 1000);
+      await revoke([{ subject: "checkout-svc", issued_before: cutoff.toISOString() }]);
+      const older = certificate("checkout-svc", new Date(cutoff.getTime() - 1000));
+      const refused = await refusal(gate, gateCall(RESERVE, new Metadata(), older));
+      expect(refused.metadata).to.deep.equal({ reason: "CERTIFICATE_REVOKED" });
+      expect((await refusal(gate, gateCall(RESERVE, new Metadata(), certificate("checkout-svc")))).metadata["reason"]).to.equal("CERTIFICATE_REVOKED");
+      const newer = certificate("checkout-svc", new Date(cutoff.getTime() + 1000));
+      expect((await gate.admit(gateCall(RESERVE, new Metadata(), newer))).subject).to.equal("checkout-svc");
+    });
+
+    it("logs the revoked list's size on reload, and a bad list keeps the previous one", async () => {
+      await revoke([{ jti: "a" }, { jti: "b" }, { subject: "web", issued_before: "2026-01-01T00:00:00Z" }]);
+      const reloaded = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l["msg"] === "QM_AUTH_CONFIG reloaded");
+      expect(reloaded.at(-1)?.["revoked"]).to.deep.equal({ tokenIds: 2, subjects: 1 });
+      await writeAuthFiles(dir, { keys: [rsa], revoked: [{ subject: "web", issued_before: "yesterday" }] });
+      expect(gate.reload()).to.equal(false);
+      expect(gate.config.revoked.tokenIds.size).to.equal(2);
+      expect(logLines.join("")).to.contain('revoked[0].issued_before: \\"yesterday\\" is not an RFC 3339 time with a zone');
+    });
   });
 
   it("follows a reload in the rate limit policy it hands out", async () => {
