@@ -168,7 +168,7 @@ export const CONFIG_VARIABLES = {
   QM_NATS_CREDS: ["", "cluster mode: NATS .creds file (user JWT and NKey seed) the node authenticates with"],
   QM_NATS_CA: ["", "cluster mode: PEM CA bundle that signed the NATS server's certificate; the connection then requires TLS"],
   QM_TLS_CERT: ["", "PEM certificate (chain) of the gRPC listener; with QM_TLS_KEY the listener serves TLS only"],
-  QM_TLS_KEY: ["", "PEM private key (unencrypted) of QM_TLS_CERT"],
+  QM_TLS_KEY: ["", "PEM private key (unencrypted) of QM_TLS_CERT; SIGHUP re-reads QM_TLS_CERT, QM_TLS_KEY and QM_TLS_CLIENT_CA for new connections"],
   QM_TLS_CLIENT_CA: ["", "PEM CA bundle: clients must present a certificate signed by it (mutual TLS); its subject CN names the caller"],
   QM_REDIS_URL: ["", "rate limits shared by all nodes: redis:// or rediss:// URL (user, password, db in it); empty: per node, the limit divided by the members"],
   OTEL_TRACES_EXPORTER: ["none", "tracing: none (off, no cost), otlp (to OTEL_EXPORTER_OTLP_ENDPOINT) or console (spans on stdout)"],
@@ -198,7 +198,7 @@ export const CONFIG_VARIABLES = {
   QM_AUTH_CONFIG: ["", "JSON file of token issuer, key set, roles, principals, rate limits and revoked credentials (SECURITY.md); set: every RPC but health needs an authenticated caller with the method's permission; SIGHUP re-reads it"],
 } as const;
 
-type VariableName = keyof typeof CONFIG_VARIABLES;
+export type VariableName = keyof typeof CONFIG_VARIABLES;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -315,7 +315,8 @@ function certificatesOf(name: VariableName, path: string): { file: PemFile; cert
   return fileVariable(name, path, readCertificates);
 }
 
-function listenerTlsConfig(get: (name: VariableName) => string): ListenerTlsConfig | undefined {
+/** Also re-read on SIGHUP (security/listener_tls.ts), with the same checks and messages as at start. */
+export function listenerTlsConfig(get: (name: VariableName) => string): ListenerTlsConfig | undefined {
   const certPath = get("QM_TLS_CERT");
   const keyPath = get("QM_TLS_KEY");
   const caPath = get("QM_TLS_CLIENT_CA");

@@ -26,6 +26,7 @@ import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
 import { AuthGate, reloadOnSighup } from "./security/auth_gate";
 import { warnIfExposed } from "./security/exposure";
+import { ReloadableServerCredentials, reloadListenerTlsOnSighup } from "./security/listener_tls";
 import { OPEN_GATE } from "./security/call_gate";
 import { RateLimiter } from "./security/rate_limit/limiter";
 import { VERSION } from "./version";
@@ -104,6 +105,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     onLimited: (tenant) => metrics.rateLimited(tenant),
     onFallback: () => metrics.rateLimitFallback(),
   });
+  // Kept to swap the certificate on SIGHUP (security/listener_tls.ts).
+  const listenerCredentials = config.tls === undefined ? undefined : new ReloadableServerCredentials(config.tls);
   const server = new GrpcServer({
     listen: config.listen,
     router,
@@ -117,12 +120,14 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     // The limit is taken once the caller is named and allowed; without QM_AUTH_CONFIG nobody is limited.
     gate: limiter.gate(auth ?? OPEN_GATE, auth?.rateLimitPolicy()),
     tls: config.tls,
+    credentials: listenerCredentials,
   });
 
   let recoveryMs = 0;
   const parts: Lifecycle[] = [
     lockPart,
     ...(auth === undefined ? [] : [reloadOnSighup(auth, log)]),
+    ...(listenerCredentials === undefined || config.tls === undefined ? [] : [reloadListenerTlsOnSighup(listenerCredentials, config.tls, logger.child({ component: "tls" }))]),
     lifecycle(
       "journal",
       async () => {

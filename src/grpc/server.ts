@@ -41,6 +41,8 @@ export interface GrpcServerOptions {
   readonly gate?: CallGate;
   /** TLS (and mutual TLS) on the listener; plaintext when absent. */
   readonly tls?: ListenerTlsConfig | undefined;
+  /** The listener's credentials, when the caller keeps them to replace the certificate (security/listener_tls.ts); wins over tls. */
+  readonly credentials?: ServerCredentials | undefined;
 }
 
 /**
@@ -94,7 +96,7 @@ export class GrpcServer {
 
   /** Binds and returns the bound address (the port is chosen by the OS when given as 0). */
   start(): Promise<string> {
-    return this.edge.start(this.server, listenerCredentials(this.options.tls), this.options.listen, this.direct);
+    return this.edge.start(this.server, this.options.credentials ?? listenerCredentials(this.options.tls), this.options.listen, this.direct);
   }
 
   /** Health turns SERVING and requests are accepted. */
