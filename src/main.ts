@@ -78,11 +78,11 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
-  // SIGHUP means "reload" to operators (QM_AUTH_CONFIG's key rotation); its
+  // SIGHUP means "reload" to operators (QM_AUTH_CONFIG, the listener's certificate); its
   // default action would kill a node that has nothing to reload, or one that
   // is starting or stopping while the reload handler is not installed.
   process.on("SIGHUP", () => {
-    if (process.listenerCount("SIGHUP") === 1) log.info("SIGHUP: nothing to reload (QM_AUTH_CONFIG is not set, or the node is not serving)");
+    if (process.listenerCount("SIGHUP") === 1) log.info("SIGHUP: nothing to reload (neither QM_AUTH_CONFIG nor QM_TLS_CERT is set, or the node is not serving)");
   });
 
   node = config.cluster === undefined ? startNode(config, logger) : startClusterNode(config, config.cluster, logger);
