@@ -106,6 +106,12 @@ export const WAKEUPS_PER_TICK_MAX = 1000;
  */
 export const WAKEUPS_SCAN_DEPTH_MAX = 100_000;
 /**
+ * Entries per sorted run of a cluster node's wake-up index: an insert or
+ * delete moves at most this many, and paging to an offset steps over
+ * (actors with a wake-up) / this runs, so neither grows with the other.
+ */
+export const WAKEUP_INDEX_RUN_ENTRIES_MAX = 512;
+/**
  * Actors that other actors' asks (a saga reaching its SKUs) may activate
  * beyond the active-actor bound, in percent of it: outside callers are
  * refused at the bound, so busy order actors filling it can still finish.

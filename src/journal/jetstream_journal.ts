@@ -43,9 +43,10 @@ import {
 import type { Clock } from "../clock";
 import { partitionOf } from "../cluster/placement";
 import { assert, QmError } from "../errors";
-import { JOURNAL_APPEND_BYTES_MAX, JOURNAL_QUEUE_APPENDS_MAX, PAGE_SIZE_MAX, WAKEUPS_PER_TICK_MAX } from "../limits";
+import { JOURNAL_APPEND_BYTES_MAX, JOURNAL_QUEUE_APPENDS_MAX, PAGE_SIZE_MAX, WAKEUPS_PER_TICK_MAX, WAKEUPS_SCAN_DEPTH_MAX } from "../limits";
 import type { JournalObserver } from "../observability/observer";
 import type { ActorId, AppendRequest, AuditRecord, Journal, JournalStats, RecoverOptions, Recovered, Snapshot } from "./journal";
+import { WakeupIndex } from "./wakeup_index";
 
 const FORMAT = 1;
 /** Actors whose tail (last sequence numbers) the journal keeps; an evicted one is re-read from JetStream on its next append. */
@@ -146,7 +147,7 @@ export class JetStreamJournal implements Journal {
   private idle: (() => void) | undefined;
 
   /** Wake-up index of the partitions this node owns. */
-  private readonly wakeups = new Map<number, Map<ActorId, number>>();
+  private readonly wakeups = new WakeupIndex();
   /** Actors of a partition being claimed whose wake-up this node wrote during the scan (bounded by that partition's actors). */
   private readonly touchedDuringClaim = new Map<number, Set<ActorId>>();
 
@@ -204,9 +205,8 @@ export class JetStreamJournal implements Journal {
   async claimPartition(partition: number): Promise<void> {
     // Installed before the scan, so this node's own appends during it land in
     // the index; the scan then fills in only the actors they did not touch.
-    const index = new Map<ActorId, number>();
     const touched = new Set<ActorId>();
-    this.wakeups.set(partition, index);
+    this.wakeups.claim(partition);
     this.touchedDuringClaim.set(partition, touched);
     const consumer = await this.jetstream().consumers.get(this.names.journal, {
       filterSubjects: `${this.names.prefix}.j.${partition}.>`,
@@ -221,13 +221,13 @@ export class JetStreamJournal implements Journal {
           got++;
           const actorId = actorIdOfSubject(m.subject);
           const message = decodeJournalMessage(actorId, m.data);
-          if (message.wakeAtMs !== null && !touched.has(actorId)) index.set(actorId, message.wakeAtMs);
+          if (message.wakeAtMs !== null && !touched.has(actorId)) this.wakeups.set(partition, actorId, message.wakeAtMs);
         }
         if (got === 0) break;
         remaining -= got;
       }
     } catch (error) {
-      this.wakeups.delete(partition);
+      this.wakeups.release(partition);
       throw error;
     } finally {
       this.touchedDuringClaim.delete(partition);
@@ -237,7 +237,7 @@ export class JetStreamJournal implements Journal {
 
   /** Forgets the partition's wake-ups and actor tails. Call on handing it off. */
   releasePartition(partition: number): void {
-    this.wakeups.delete(partition);
+    this.wakeups.release(partition);
     for (const actorId of [...this.tails.keys()]) if (this.partitionOf(actorId) === partition) this.tails.delete(actorId);
   }
 
@@ -278,12 +278,13 @@ export class JetStreamJournal implements Journal {
   }
 
   async dueWakeups(nowMs: number, limit: number, offset = 0): Promise<ActorId[]> {
+    if (!Number.isFinite(nowMs)) throw new QmError("INVALID_ARGUMENT", "nowMs must be a finite number");
     checkLimit(limit, WAKEUPS_PER_TICK_MAX);
-    // A scan of the owned partitions' index: O(actors with a wake-up) per tick.
-    const due: [number, ActorId][] = [];
-    for (const index of this.wakeups.values()) for (const [actorId, at] of index) if (at <= nowMs) due.push([at, actorId]);
-    due.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
-    return due.slice(offset, offset + limit).map(([, actorId]) => actorId);
+    if (!(Number.isSafeInteger(offset) && offset >= 0 && offset <= WAKEUPS_SCAN_DEPTH_MAX)) {
+      throw new QmError("INVALID_ARGUMENT", `offset must be an integer from 0 to ${WAKEUPS_SCAN_DEPTH_MAX}`);
+    }
+    // An index ordered by due time: the page costs its offset's runs and its length, not every owned wake-up.
+    return this.wakeups.due(nowMs, limit, offset);
   }
 
   async readAudit(actorId: ActorId, afterSeq: number, limit: number): Promise<AuditRecord[]> {
@@ -585,11 +586,9 @@ export class JetStreamJournal implements Journal {
 
   private indexWakeup(actorId: ActorId, wakeAtMs: number | null): void {
     const partition = this.partitionOf(actorId);
-    const index = this.wakeups.get(partition);
-    if (index === undefined) return; // not (or no longer) ours: the owner's index has it
+    // Not (or no longer) ours: the owner's index has it.
+    if (!this.wakeups.set(partition, actorId, wakeAtMs)) return;
     this.touchedDuringClaim.get(partition)?.add(actorId);
-    if (wakeAtMs === null) index.delete(actorId);
-    else index.set(actorId, wakeAtMs);
   }
 
   private partitionOf(actorId: ActorId): number {
