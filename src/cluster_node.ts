@@ -30,6 +30,7 @@ import { GrpcServer } from "./grpc/server";
 import { JetStreamJournal } from "./journal/jetstream_journal";
 import { type Lifecycle, LifecycleList, lifecycle } from "./lifecycle";
 import { Metrics } from "./observability/metrics";
+import { idleCollector } from "./observability/idle_collector";
 import type { RunningNode } from "./node";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
@@ -188,6 +189,9 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     lifecycle("actors", () => system.start(), () => system.stop()),
     lifecycle("transport", () => transport.start(), () => transport.stop()),
     lifecycle("membership", () => cluster.start(), () => cluster.stop()),
+    // As on the embedded node: passivation and partition hand-offs free actors
+    // without allocating, so an idle cluster node kept their garbage for good.
+    ...idleCollectorPart(logger, config.idleGcGarbageBytes, () => system.activeCount),
     servingPart(server, config.shutdownGraceMs, (on) => {
       ready = on;
     }),
@@ -311,4 +315,9 @@ function etcdClientCertHint(cc: ClusterConfig): (message: string) => string {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function idleCollectorPart(logger: Logger, garbageBytes: number, residentActors: () => number): Lifecycle[] {
+  const collector = idleCollector(logger.child({ component: "memory" }), garbageBytes, residentActors);
+  return collector === null ? [] : [lifecycle("idle-collector", () => collector.start(), () => collector.stop())];
 }
