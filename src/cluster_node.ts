@@ -103,6 +103,12 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     ownership: { epochOf: (actorId) => cluster.epochOf(partitionOf(actorId, cluster.partitionCount)) },
     partitionOf: (actorId) => partitionOf(actorId, cluster.partitionCount),
   });
+  // A hand-off releases partitions one at a time, each over every active
+  // actor: hashing each id again made it cost partitions x actors hashes.
+  const inPartition =
+    (partition: number) =>
+    (actorId: string, noted: number | undefined): boolean =>
+      (noted ?? partitionOf(actorId, cluster.partitionCount)) === partition;
   const cluster: EtcdCluster = new EtcdCluster({
     client: etcd,
     cluster: cc.name,
@@ -117,13 +123,13 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     observer,
     beforeServe: (partition) => journal.claimPartition(partition),
     beforeRelease: async (partition) => {
-      await system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === partition);
+      await system.retireWhere(inPartition(partition));
       journal.releasePartition(partition);
     },
   });
   cluster.onChange((change) => {
     // A lease lapse takes partitions without a handoff: drop their actors (their late writes fail the fence).
-    if (change.kind === "lost") void system.retireWhere((actorId) => partitionOf(actorId, cluster.partitionCount) === change.partition);
+    if (change.kind === "lost") void system.retireWhere(inPartition(change.partition));
   });
   const transport = new NatsTransport({ nc, cluster: cc.name, self: config.nodeId, placement: cluster, local: system, clock, logger: logger.child({ component: "transport" }), observer });
   const link = new NatsLink(nc, logger.child({ component: "nats" }));

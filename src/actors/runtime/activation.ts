@@ -99,7 +99,7 @@ export class Activation<S, M> implements TurnContext<S> {
   lastUsedMs = 0;
   /** The partition epoch this activation recovered and writes under (cluster mode). */
   epoch: number | undefined;
-  /** The actor's partition, for turn spans. */
+  /** The actor's partition, for turn spans and hand-offs; undefined before load or when the node does not say. */
   private partition: number | undefined;
 
   constructor(
@@ -121,6 +121,10 @@ export class Activation<S, M> implements TurnContext<S> {
   /** Messages waiting in the mailbox (not those of a running turn). */
   get queued(): number {
     return this.mailbox.length;
+  }
+
+  get partitionId(): number | undefined {
+    return this.partition;
   }
 
   /** Busy actors are never passivated: they hold queued work or a turn in flight. */

@@ -291,8 +291,9 @@ export class ActorSystem implements ActorRouter, ActivationHost {
    * memory. New asks for them are already refused, since ownership moved
    * first; the next owner recovers everything they wrote.
    */
-  async retireWhere(belongs: (actorId: string) => boolean): Promise<void> {
-    const leaving = [...this.active.values()].filter((a) => belongs(a.actorId));
+  /** `partition` is the one the activation noted when it loaded (undefined before): a hand-off need not hash every id again. */
+  async retireWhere(belongs: (actorId: string, partition: number | undefined) => boolean): Promise<void> {
+    const leaving = [...this.active.values()].filter((a) => belongs(a.actorId, a.partitionId));
     await Promise.all(leaving.map((a) => a.whenIdle()));
     for (const activation of leaving) {
       if (this.active.get(activation.actorId) !== activation) continue;
