@@ -108,9 +108,10 @@ export const WAKEUPS_SCAN_DEPTH_MAX = 100_000;
 /**
  * Entries per sorted run of a cluster node's wake-up index: an insert or
  * delete moves at most this many, and paging to an offset steps over
- * (actors with a wake-up) / this runs, so neither grows with the other.
+ * (actors with a wake-up) / this runs. 32 to 512 cost the same within noise
+ * (4-7 us of CPU per changed wake-up at 100,000, cache misses more than moves).
  */
-export const WAKEUP_INDEX_RUN_ENTRIES_MAX = 512;
+export const WAKEUP_INDEX_RUN_ENTRIES_MAX = 128;
 /**
  * Actors that other actors' asks (a saga reaching its SKUs) may activate
  * beyond the active-actor bound, in percent of it: outside callers are
