@@ -8,7 +8,8 @@
 // now. A tick asks for the first page (WAKEUPS_PER_TICK_MAX); between ticks,
 // as the woken actors would, a page's worth of actors move their wake-up on
 // (untimed for the tick, timed as "set" per change). Prints, per N and kind,
-// the median and p99 microseconds of a tick and the mean per set.
+// the median and p99 microseconds of a tick (wall), its mean CPU (user
+// time, robust to a loaded machine) and the mean wall time per set.
 
 import { parseArgs } from "node:util";
 import { WakeupIndex } from "../src/journal/wakeup_index";
@@ -64,13 +65,16 @@ function run(kind: string, index: Index, n: number, duePercent: number, ticks: n
   const at = (): number => (random() * 100 < duePercent ? nowMs - Math.floor(random() * 1000) : nowMs + 1 + Math.floor(random() * 600_000));
   for (let i = 0; i < n; i++) index.set(i % PARTITIONS, `sku/s${i}`, at());
   const tickUs: number[] = [];
+  let tickCpuUs = 0;
   let setNs = 0n;
   let sets = 0;
   let pageTotal = 0;
   for (let t = 0; t < ticks; t++) {
+    const cpuBegan = process.cpuUsage().user;
     const began = process.hrtime.bigint();
     const page = index.due(nowMs, WAKEUPS_PER_TICK_MAX, 0);
     tickUs.push(Number(process.hrtime.bigint() - began) / 1000);
+    tickCpuUs += process.cpuUsage().user - cpuBegan;
     pageTotal += page.length;
     // The woken actors move their wake-ups on; as many others get a new hold.
     const moved = Math.max(page.length, 50);
@@ -84,7 +88,7 @@ function run(kind: string, index: Index, n: number, duePercent: number, ticks: n
   }
   tickUs.sort((a, b) => a - b);
   console.log(
-    `${kind.padEnd(6)} n=${String(n).padStart(7)} tick median ${quantile(tickUs, 0.5).toFixed(1).padStart(9)} us  p99 ${quantile(tickUs, 0.99).toFixed(1).padStart(9)} us  set ${(Number(setNs) / sets / 1000).toFixed(2)} us  page ${(pageTotal / ticks).toFixed(0)}`,
+    `${kind.padEnd(6)} n=${String(n).padStart(7)} tick median ${quantile(tickUs, 0.5).toFixed(1).padStart(9)} us  p99 ${quantile(tickUs, 0.99).toFixed(1).padStart(9)} us  CPU/tick ${(tickCpuUs / ticks).toFixed(1).padStart(8)} us  set ${(Number(setNs) / sets / 1000).toFixed(2)} us  page ${(pageTotal / ticks).toFixed(0)}`,
   );
 }
 
