@@ -132,8 +132,8 @@ export class JetStreamJournal implements Journal {
   private direct: DirectGets | undefined;
   private state: "new" | "open" | "closed" = "new";
 
-  /** Insertion order is recency: the oldest tail is evicted first. Each notes its partition, for releasePartition. */
-  private readonly tails = new Map<ActorId, Tail & { readonly partition: number }>();
+  /** Insertion order is recency: the oldest tail is evicted first. */
+  private readonly tails = new Map<ActorId, Tail>();
   /** Appends waiting per actor while its previous publish is in flight. */
   private readonly waiting = new Map<ActorId, Pending[]>();
   private readonly inFlight = new Set<ActorId>();
@@ -238,7 +238,7 @@ export class JetStreamJournal implements Journal {
   /** Forgets the partition's wake-ups and actor tails. Call on handing it off. */
   releasePartition(partition: number): void {
     this.wakeups.release(partition);
-    for (const [actorId, tail] of [...this.tails]) if (tail.partition === partition) this.tails.delete(actorId);
+    for (const actorId of [...this.tails.keys()]) if (this.partitionOf(actorId) === partition) this.tails.delete(actorId);
   }
 
   // ---- Reads ---------------------------------------------------------------------------
@@ -577,7 +577,7 @@ export class JetStreamJournal implements Journal {
 
   private remember(actorId: ActorId, tail: Tail): void {
     this.tails.delete(actorId);
-    this.tails.set(actorId, { ...tail, partition: this.partitionOf(actorId) });
+    this.tails.set(actorId, tail);
     if (this.tails.size > TAILS_MAX) {
       const oldest = this.tails.keys().next();
       if (!oldest.done && !this.inFlight.has(oldest.value)) this.tails.delete(oldest.value);
