@@ -233,7 +233,9 @@ describe("direct Reserve path: the same answers as grpc-js's (integration)", fun
       expect(cancelled.rstCode).to.equal(http2.constants.NGHTTP2_CANCEL);
       expect(cancelled.trailers["grpc-status"]).to.equal(undefined);
     }
-    expect(status(await same({ headers: checkout, body: good("r-after-cancel") }))).to.equal("0");
+    // Whether the cancelled hold was made depends on when the reset arrived (on either path), so the
+    // two servers' stock may differ from here on: each is asked on its own, not compared byte for byte.
+    for (const answer of await both({ headers: checkout, body: good("r-after-cancel") })) expect(status(answer)).to.equal("0");
   });
 
   it("answers a deadline that has passed on arrival as grpc-js does: DEADLINE_EXCEEDED, or the hold if it was durable first", async () => {
