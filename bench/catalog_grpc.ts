@@ -21,7 +21,14 @@
 // `node=FLAG` (e.g. node=--cpu-prof node=--cpu-prof-dir=/tmp/prof) or an
 // environment variable of the node; and here also `template=DIR`, a
 // catalogue of the variant's own instead of --template's, so that a build
-// that writes another journal format runs on a catalogue it wrote itself.
+// that writes another journal format runs on a catalogue it wrote itself;
+// and `warm=all`: before the warmup, one Reserve on every SKU in order (the
+// hot scenario too), so that a node whose actor bound holds the catalogue
+// (QM_ACTIVE_ACTORS_MAX=120000 QM_ACTOR_IDLE_MS=600000) is measured in steady
+// state rather than from a cold start, which is what every pass is otherwise
+// (see bench/README "Steady state against cold start (stop 10)"). Each pass
+// also reports the node's memory after the measured Reserves and the actors
+// it held then (QM_METRICS_LISTEN's qm_actors_active).
 
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -33,13 +40,16 @@ import { type LoadResult, type ScenarioName, runLoad, scenarioCalls } from "./h2
 import { waitUntilServing } from "./health_client";
 import { type Variant, parseVariant, positive, roundOrder } from "./hot_cpu";
 import { LOOPBACK_HOST } from "./load_session";
-import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
+import { type Pinning, choosePinning, freeLoopbackPort, pinSelf, readCpuTimeMs, readMemory, spawnNode, stopChild, temporaryDirs, runBenchMain } from "./processes";
+import { sampleSum, scrapeText } from "./prometheus";
+import { RESERVE_PATH, reserveFrameFactory } from "./reserve_frames";
 import { HOT_SKU_ID, HOT_SKU_UNITS, seedHotSku } from "./seed";
 
 /** A starting node must answer SERVING within this. */
 const HEALTH_DEADLINE_MS = 60_000;
 /** Generous bound on one measured pass. */
 const PASS_DEADLINE_MS = 300_000;
+const MIB = 1024 * 1024;
 
 type CatalogScenario = "uniform" | "zipf" | "hot";
 const CATALOG_SCENARIOS: readonly CatalogScenario[] = ["uniform", "zipf", "hot"];
@@ -56,16 +66,19 @@ interface Options {
   readonly sessions: number;
 }
 
-/** A variant of hot_cpu.ts with, optionally, a catalogue of its own. */
+/** A variant of hot_cpu.ts with, optionally, a catalogue of its own and a Reserve on every SKU first. */
 export interface CatalogVariant extends Variant {
   readonly template: string | undefined;
+  readonly warmAll: boolean;
 }
 
 export function parseCatalogVariant(spec: string, defaultMain: string): CatalogVariant {
   const words = spec.trim().split(/\s+/);
   const template = words.find((word) => word.startsWith("template="));
-  const variant = parseVariant(words.filter((word) => word !== template).join(" "), defaultMain);
-  return { ...variant, template: template === undefined ? undefined : path.resolve(template.slice("template=".length)) };
+  const warm = words.find((word) => word.startsWith("warm="));
+  if (warm !== undefined && warm !== "warm=all") throw new Error(`variant ${words[0] ?? ""}: warm= takes only all; got ${warm}`);
+  const variant = parseVariant(words.filter((word) => word !== template && word !== warm).join(" "), defaultMain);
+  return { ...variant, template: template === undefined ? undefined : path.resolve(template.slice("template=".length)), warmAll: warm !== undefined };
 }
 
 interface Pass {
@@ -77,6 +90,11 @@ interface Pass {
   readonly cpuMicrosPerOp: number;
   readonly callsPerSecond: number;
   readonly loadAverage: number;
+  /** The node's VmRSS and RssAnon right after the measured Reserves, in MiB. */
+  readonly rssMiB: number;
+  readonly anonMiB: number;
+  /** qm_actors_active right after the measured Reserves; NaN when the scrape failed. */
+  readonly activeActors: number;
 }
 
 function log(line: string): void {
@@ -107,6 +125,25 @@ async function load(address: string, scenario: CatalogScenario, requests: number
   return result;
 }
 
+/** One Reserve on each SKU in index order, so that every SKU has been activated once. */
+async function warmAll(address: string, options: Options, tag: string): Promise<LoadResult> {
+  let next = 0;
+  const result = await runLoad({
+    target: address,
+    path: RESERVE_PATH,
+    frameFactory: reserveFrameFactory({ runTag: tag, fixedSkuId: null, skuIndexFor: () => next++ % options.skus, quantity: 1 }),
+    transport: "raw",
+    sessions: options.sessions,
+    concurrency: options.concurrency,
+    warmupMs: 0,
+    durationMs: PASS_DEADLINE_MS,
+    requestsMax: options.skus,
+  });
+  if (result.fatal !== null) throw new Error(`warm-all: ${result.fatal}`);
+  if (next < options.skus) throw new Error(`warm-all: reached ${next} of ${options.skus} SKUs`);
+  return result;
+}
+
 async function onePass(variant: CatalogVariant, index: number, scenario: CatalogScenario, round: number, options: Options, pinning: Pinning): Promise<Pass> {
   const port = await freeLoopbackPort();
   const metricsPort = await freeLoopbackPort();
@@ -127,12 +164,19 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
     await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
     if (scenario === "hot") await seedHotSku(address, HOT_SKU_UNITS);
     const tag = `c${index}-${round}-${scenario}-${process.pid}`;
+    if (variant.warmAll) {
+      const all = await warmAll(address, options, `${tag}-a`);
+      if (all.errorTotal > 0) throw new Error(`${variant.name} warm-all: ${all.errorTotal} errors; first: ${all.firstError ?? "?"}`);
+    }
     const warm = await load(address, scenario, options.warmup, options, `${tag}-w`);
     if (warm.errorTotal > 0) throw new Error(`${variant.name} ${scenario} warmup: ${warm.errorTotal} errors; first: ${warm.firstError ?? "?"}`);
     const before = readCpuTimeMs(server.pid);
     const result = await load(address, scenario, options.requests, options, tag);
     const after = readCpuTimeMs(server.pid);
     if (before === null || after === null) throw new Error(`${variant.name}: server CPU unreadable (${server.describeExit()})`);
+    const memory = readMemory(server.pid);
+    const scraped = await scrapeText(`${LOOPBACK_HOST}:${metricsPort}`);
+    const activeActors = "text" in scraped ? (sampleSum(scraped.text, "qm_actors_active") ?? Number.NaN) : Number.NaN;
     const ok = result.okTotal;
     return {
       variant: variant.name,
@@ -143,6 +187,9 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
       cpuMicrosPerOp: ok === 0 ? Number.NaN : ((after - before) * 1000) / ok,
       callsPerSecond: result.callsPerSecond,
       loadAverage: os.loadavg()[0] ?? Number.NaN,
+      rssMiB: memory === null ? Number.NaN : memory.rssBytes / MIB,
+      anonMiB: memory === null ? Number.NaN : memory.anonRssBytes / MIB,
+      activeActors,
     };
   } catch (error) {
     const tail = server.outputTail();
@@ -230,7 +277,8 @@ async function main(argv: readonly string[]): Promise<number> {
         passes.push(pass);
         log(
           `round ${round} ${scenario.padEnd(7)} ${variant.name.padEnd(12)} ${pass.cpuMicrosPerOp.toFixed(1).padStart(7)} µs CPU/op  ` +
-            `${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  errors ${pass.errors}  load ${pass.loadAverage.toFixed(1)}`,
+            `${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  errors ${pass.errors}  load ${pass.loadAverage.toFixed(1)}  ` +
+            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}`,
         );
       }
     }
