@@ -126,21 +126,22 @@ async function load(address: string, scenario: CatalogScenario, requests: number
 }
 
 /** One Reserve on each SKU in index order, so that every SKU has been activated once. */
-async function warmAll(address: string, options: Options, tag: string): Promise<LoadResult> {
+export async function warmAll(address: string, skus: number, sessions: number, concurrency: number, tag: string): Promise<LoadResult> {
   let next = 0;
   const result = await runLoad({
     target: address,
     path: RESERVE_PATH,
-    frameFactory: reserveFrameFactory({ runTag: tag, fixedSkuId: null, skuIndexFor: () => next++ % options.skus, quantity: 1 }),
+    frameFactory: reserveFrameFactory({ runTag: tag, fixedSkuId: null, skuIndexFor: () => next++ % skus, quantity: 1 }),
     transport: "raw",
-    sessions: options.sessions,
-    concurrency: options.concurrency,
+    sessions,
+    concurrency,
     warmupMs: 0,
     durationMs: PASS_DEADLINE_MS,
-    requestsMax: options.skus,
+    requestsMax: skus,
   });
   if (result.fatal !== null) throw new Error(`warm-all: ${result.fatal}`);
-  if (next < options.skus) throw new Error(`warm-all: reached ${next} of ${options.skus} SKUs`);
+  if (next < skus) throw new Error(`warm-all: reached ${next} of ${skus} SKUs`);
+  if (result.errorTotal > 0) throw new Error(`warm-all: ${result.errorTotal} errors; first: ${result.firstError ?? "?"}`);
   return result;
 }
 
@@ -164,10 +165,7 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
     await waitUntilServing(address, HEALTH_DEADLINE_MS, () => server.running);
     if (scenario === "hot") await seedHotSku(address, HOT_SKU_UNITS);
     const tag = `c${index}-${round}-${scenario}-${process.pid}`;
-    if (variant.warmAll) {
-      const all = await warmAll(address, options, `${tag}-a`);
-      if (all.errorTotal > 0) throw new Error(`${variant.name} warm-all: ${all.errorTotal} errors; first: ${all.firstError ?? "?"}`);
-    }
+    if (variant.warmAll) await warmAll(address, options.skus, options.sessions, options.concurrency, `${tag}-a`);
     const warm = await load(address, scenario, options.warmup, options, `${tag}-w`);
     if (warm.errorTotal > 0) throw new Error(`${variant.name} ${scenario} warmup: ${warm.errorTotal} errors; first: ${warm.firstError ?? "?"}`);
     const before = readCpuTimeMs(server.pid);
