@@ -95,6 +95,20 @@ interface Pass {
   readonly anonMiB: number;
   /** qm_actors_active right after the measured Reserves; NaN when the scrape failed. */
   readonly activeActors: number;
+  /** Main-thread garbage collection pauses (all kinds) per Reserve, and major collections, over the measured Reserves; NaN when a scrape failed. */
+  readonly gcMicrosPerOp: number;
+  readonly majorGcs: number;
+}
+
+/** The node's garbage collection pause seconds so far (all kinds) and major collections; NaN when /metrics does not answer. */
+async function gcFigures(metricsAddress: string): Promise<{ seconds: number; major: number }> {
+  const scraped = await scrapeText(metricsAddress);
+  if ("error" in scraped) return { seconds: Number.NaN, major: Number.NaN };
+  return {
+    seconds: sampleSum(scraped.text, "qm_nodejs_gc_duration_seconds_sum") ?? Number.NaN,
+    // The kind's series appears with its first collection.
+    major: sampleSum(scraped.text, "qm_nodejs_gc_duration_seconds_count", 'kind="major"') ?? 0,
+  };
 }
 
 function log(line: string): void {
@@ -149,13 +163,14 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
   const port = await freeLoopbackPort();
   const metricsPort = await freeLoopbackPort();
   const address = `${LOOPBACK_HOST}:${port}`;
+  const metricsAddress = `${LOOPBACK_HOST}:${metricsPort}`;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qm-catalog-grpc-"));
   temporaryDirs.add(dataDir);
   fs.cpSync(variant.template ?? options.template, dataDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     QM_LISTEN: address,
-    QM_METRICS_LISTEN: `${LOOPBACK_HOST}:${metricsPort}`,
+    QM_METRICS_LISTEN: metricsAddress,
     QM_DATA_DIR: dataDir,
     QM_LOG_LEVEL: "warn",
     ...variant.env,
@@ -168,12 +183,14 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
     if (variant.warmAll) await warmAll(address, options.skus, options.sessions, options.concurrency, `${tag}-a`);
     const warm = await load(address, scenario, options.warmup, options, `${tag}-w`);
     if (warm.errorTotal > 0) throw new Error(`${variant.name} ${scenario} warmup: ${warm.errorTotal} errors; first: ${warm.firstError ?? "?"}`);
+    const gcBefore = await gcFigures(metricsAddress);
     const before = readCpuTimeMs(server.pid);
     const result = await load(address, scenario, options.requests, options, tag);
     const after = readCpuTimeMs(server.pid);
+    const gcAfter = await gcFigures(metricsAddress);
     if (before === null || after === null) throw new Error(`${variant.name}: server CPU unreadable (${server.describeExit()})`);
     const memory = readMemory(server.pid);
-    const scraped = await scrapeText(`${LOOPBACK_HOST}:${metricsPort}`);
+    const scraped = await scrapeText(metricsAddress);
     const activeActors = "text" in scraped ? (sampleSum(scraped.text, "qm_actors_active") ?? Number.NaN) : Number.NaN;
     const ok = result.okTotal;
     return {
@@ -188,6 +205,8 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
       rssMiB: memory === null ? Number.NaN : memory.rssBytes / MIB,
       anonMiB: memory === null ? Number.NaN : memory.anonRssBytes / MIB,
       activeActors,
+      gcMicrosPerOp: ok === 0 ? Number.NaN : ((gcAfter.seconds - gcBefore.seconds) * 1e6) / ok,
+      majorGcs: gcAfter.major - gcBefore.major,
     };
   } catch (error) {
     const tail = server.outputTail();
@@ -276,7 +295,7 @@ async function main(argv: readonly string[]): Promise<number> {
         log(
           `round ${round} ${scenario.padEnd(7)} ${variant.name.padEnd(12)} ${pass.cpuMicrosPerOp.toFixed(1).padStart(7)} µs CPU/op  ` +
             `${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  errors ${pass.errors}  load ${pass.loadAverage.toFixed(1)}  ` +
-            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}`,
+            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}  gc ${pass.gcMicrosPerOp.toFixed(1)} µs/op, ${pass.majorGcs} major`,
         );
       }
     }
