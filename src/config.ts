@@ -137,10 +137,10 @@ export const CONFIG_VARIABLES = {
   QM_DATA_DIR: ["./data", "data directory (journal); one process per directory"],
   QM_METRICS_LISTEN: ["127.0.0.1:9464", "Prometheus /metrics address; empty turns it off"],
   QM_LOG_LEVEL: ["info", "fatal, error, warn, info, debug or trace"],
-  QM_ACTOR_IDLE_MS: ["60000", "an actor idle this long is passivated (dropped from memory)"],
+  QM_ACTOR_IDLE_MS: ["60000", "an actor idle this long is passivated (dropped from memory), at most a second later (a quarter of this when shorter)"],
   QM_ACTIVE_ACTORS_MAX: [
     String(ACTIVE_ACTORS_MAX),
-    "actors kept in memory at most; least recently used idle ones go first; when all are busy, new callers get RESOURCE_EXHAUSTED (ACTORS_EXHAUSTED)",
+    "actors kept in memory at most; least recently used idle ones go first (recency to within a second); when all are busy, new callers get RESOURCE_EXHAUSTED (ACTORS_EXHAUSTED)",
   ],
   QM_IDLE_GC_MIB: [
     String(IDLE_GC_GARBAGE_MIN_BYTES / 1024 / 1024),

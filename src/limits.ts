@@ -96,6 +96,21 @@ export const ACTIVE_ACTORS_MAX = 10_000;
  * it once per many activations.
  */
 export const ACTIVE_ACTORS_EVICT_PERCENT = 1;
+/**
+ * An actor asked again is moved to the new end of the LRU order at most this
+ * often. Every move is a delete and a set on the registry Map, and V8 leaves
+ * the deleted entry in its bucket chain until the table is rehashed: moving
+ * the same few hot actors on every ask made each move walk more of their own
+ * dead entries (bench/README "Why a hot Reserve costs more beside 100,000
+ * resident actors"; the move was 2-3% of a Zipf reserve). The order is then
+ * recency to within this much: idle passivation is at most this late and
+ * eviction at the bound takes actors at most this much more recent than the
+ * least recent one (ActorSystem.activation argues both). Small against the
+ * idle time (60 s by default), large against the gap between a hot actor's
+ * asks. A node with a short idle time (bench:compare runs 2 s) uses a quarter
+ * of it instead, so passivation is never more than a quarter late.
+ */
+export const LRU_MOVE_INTERVAL_MS = 1_000;
 /** Appends waiting for the journal's next write; beyond it appends get OVERLOADED instead of memory growth. */
 export const JOURNAL_QUEUE_APPENDS_MAX = 100_000;
 /** Actor wake-ups the timer scheduler dispatches per tick. */

@@ -97,6 +97,8 @@ export class Activation<S, M> implements TurnContext<S> {
   /** The tenant this actor belongs to (src/security/tenancy.ts). */
   readonly tenant: string;
   lastUsedMs = 0;
+  /** When the ActorSystem last moved this actor to the new end of its LRU order. */
+  lruMovedAtMs = 0;
   /** The partition epoch this activation recovered and writes under (cluster mode). */
   epoch: number | undefined;
   /** The actor's partition, for turn spans and hand-offs; undefined before load or when the node does not say. */

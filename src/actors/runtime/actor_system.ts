@@ -29,7 +29,14 @@ import type { Logger } from "pino";
 import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
 import type { Journal } from "../../journal/journal";
-import { ACTIVE_ACTORS_EVICT_PERCENT, ACTIVE_ACTORS_HEADROOM_PERCENT, ACTIVE_ACTORS_MAX, WAKEUPS_PER_TICK_MAX, WAKEUPS_SCAN_DEPTH_MAX } from "../../limits";
+import {
+  ACTIVE_ACTORS_EVICT_PERCENT,
+  ACTIVE_ACTORS_HEADROOM_PERCENT,
+  ACTIVE_ACTORS_MAX,
+  LRU_MOVE_INTERVAL_MS,
+  WAKEUPS_PER_TICK_MAX,
+  WAKEUPS_SCAN_DEPTH_MAX,
+} from "../../limits";
 import { keyOfActorId, tenantOfActorId } from "../../security/tenancy";
 import { Activation, type ActivationHost } from "./activation";
 import type { ActorBehavior, ActorRouter, AskOptions } from "./behavior";
@@ -115,8 +122,12 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   private readonly logger: Logger;
   private readonly behaviors = new Map<string, ActorBehavior<unknown, unknown>>();
   private readonly kindObservers = new Map<string, ActorKindObserver>();
-  /** Insertion order is recency order: every use moves an actor to the end (LRU). */
+  /**
+   * Insertion order is recency order to within lruMoveIntervalMs: a use moves
+   * an actor to the end unless it was moved there less than that long ago.
+   */
   private readonly active = new Map<string, AnyActivation>();
+  private readonly lruMoveIntervalMs: number;
   private readonly activeMax: number;
   private readonly headroom: number;
   /** Idle actors passivated at once when the bound is reached. */
@@ -137,6 +148,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     this.activeMax = options.activeMax ?? ACTIVE_ACTORS_MAX;
     this.headroom = Math.max(1, Math.ceil((this.activeMax * ACTIVE_ACTORS_HEADROOM_PERCENT) / 100));
     this.evictBatch = Math.max(2, Math.ceil((this.activeMax * ACTIVE_ACTORS_EVICT_PERCENT) / 100));
+    this.lruMoveIntervalMs = Math.min(LRU_MOVE_INTERVAL_MS, options.idleMs / 4);
     for (const b of options.behaviors) {
       this.behaviors.set(b.kind, b);
       this.kindObservers.set(b.kind, options.observer?.actorKind(b.kind) ?? unobserved);
@@ -149,6 +161,11 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   get bugCount(): number {
     return this.bugs;
+  }
+
+  /** Whether the actor is in memory now (tests of passivation and eviction). */
+  isResident(actorId: string): boolean {
+    return this.active.has(actorId);
   }
 
   /** One pass over the actors in memory: O(active), for a metrics scrape, not for the hot path. */
@@ -332,11 +349,26 @@ export class ActorSystem implements ActorRouter, ActivationHost {
       // actor to the end on every ask made each move walk up to ~160,000 dead
       // entries on a node holding 100,000 actors (bench/README.md, "Why a hot
       // Reserve costs more beside 100,000 resident actors"). The newest entry
-      // is already where the move would put it.
+      // is already where the move would put it, and any other actor moves at
+      // most once per lruMoveIntervalMs (X). So the Map is ordered by each
+      // actor's last move M, and its last use u (an ask, or the end of a turn
+      // one started) is at least M and less than M + X, plus the turn.
+      // - Eviction takes the idle actors of least M: an actor E evicted while
+      //   F stays has u(E) < M(E) + X <= M(F) + X <= u(F) + X, so it was the
+      //   least recent to within X.
+      // - passivateIdle stops at the first entry B used after the cutoff. An
+      //   actor E behind B, idle since u(E), has M(B) <= M(E) <= u(E), so
+      //   u(B) < u(E) + X (+ B's turn, as before): once u(E) + idleMs + X has
+      //   passed, nothing ahead of E stops the walk, so E is passivated at
+      //   most X late, never early (the walk checks E's own lastUsedMs).
       if (this.newest !== activation) {
-        this.active.delete(actorId);
-        this.active.set(actorId, activation);
-        this.newest = activation;
+        const nowMs = this.clock.monotonicMs();
+        if (nowMs - activation.lruMovedAtMs >= this.lruMoveIntervalMs) {
+          this.active.delete(actorId);
+          this.active.set(actorId, activation);
+          this.newest = activation;
+          activation.lruMovedAtMs = nowMs;
+        }
       }
       return activation;
     }
@@ -354,6 +386,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     const observer = this.kindObservers.get(behavior.kind) ?? unobserved;
     activation = new Activation(this, behavior, actorId, observer);
     activation.lastUsedMs = this.clock.monotonicMs();
+    activation.lruMovedAtMs = activation.lastUsedMs;
     this.active.set(actorId, activation);
     this.newest = activation;
     observer.activated();
@@ -384,11 +417,13 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     }
   }
 
-  private passivateIdle(): void {
+  /** Passivates the actors idle for longer than idleMs. Run by a timer; public for tests that drive a manual clock. */
+  passivateIdle(): void {
     const cutoff = this.clock.monotonicMs() - this.options.idleMs;
     for (const activation of this.active.values()) {
       const overFull = this.active.size > this.activeMax;
-      if (!overFull && activation.lastUsedMs > cutoff) break; // LRU order: the rest are newer
+      // LRU order to within lruMoveIntervalMs: the rest were used less than that after this one (see activation()).
+      if (!overFull && activation.lastUsedMs > cutoff) break;
       if (activation.busy) continue;
       activation.markRetired();
       this.drop(activation);
