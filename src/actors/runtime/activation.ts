@@ -16,7 +16,7 @@
 
 import type { Clock } from "../../clock";
 import { QmError } from "../../errors";
-import type { AuditRecord, Journal } from "../../journal/journal";
+import type { AppendRequest, AuditRecord, Journal } from "../../journal/journal";
 import { MAILBOX_DEPTH_MAX, PIPELINE_DEPTH_MAX, SNAPSHOT_EVENTS_MIN, TURN_BATCH_MAX } from "../../limits";
 import { activeTraceparent } from "../../observability/tracing";
 import { TurnSpans } from "../../observability/turn_tracing";
@@ -252,17 +252,21 @@ export class Activation<S, M> implements TurnContext<S> {
       !this.tainted && sinceSnapshot >= Math.max(SNAPSHOT_EVENTS_MIN, this.behavior.snapshotWeight(this.current))
         ? { seq: lastSeq, state: this.behavior.toSnapshot(this.current) }
         : undefined;
-    const write = (): Promise<void> =>
-      this.host.journal.append({
-        actorId: this.actorId,
-        expectedLastSeq,
-        events,
-        ...(snapshot === undefined ? {} : { snapshot }),
-        ...(wakeAtMs === this.storedWakeAtMs ? {} : { wakeAtMs }),
-        ...(audit.length === 0 ? {} : { audit }),
-        ...(this.epoch === undefined ? {} : { epoch: this.epoch }),
-      });
-    const append = this.turnSpans === undefined ? write() : this.turnSpans.append(events.length, write);
+    // One object of one shape, absent fields undefined (every journal reads
+    // undefined as absent): four conditional spreads built a dictionary-mode
+    // object per append, and across many SKUs every reserve is its own append.
+    const request: AppendRequest = {
+      actorId: this.actorId,
+      expectedLastSeq,
+      events,
+      snapshot,
+      wakeAtMs: wakeAtMs === this.storedWakeAtMs ? undefined : wakeAtMs,
+      audit: audit.length === 0 ? undefined : audit,
+      epoch: this.epoch,
+    };
+    // The closure only when traced: untraced turns are the common case.
+    const journal = this.host.journal;
+    const append = this.turnSpans === undefined ? journal.append(request) : this.turnSpans.append(events.length, () => journal.append(request));
     // Later appends chain on these numbers at once; should this append fail,
     // theirs fail its compare-and-set and the activation is rebuilt.
     this.lastSeq = lastSeq;
