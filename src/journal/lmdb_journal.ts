@@ -750,8 +750,11 @@ export class LmdbJournal implements Journal {
     let meta: ActorMeta;
     try {
       // Reads inside the write transaction see this batch's earlier writes,
-      // so two appends of one actor in one batch chain.
-      meta = decodeMeta(actorId, stores.meta.get(actorId));
+      // so two appends of one actor in one batch chain. getBinaryFast, not
+      // get: no Buffer per append (1.4% of a Zipf reserve's samples was the
+      // read and its copy); the bytes are valid only until the next LMDB call,
+      // and decodeMeta turns them into numbers at once (see recoverActor).
+      meta = decodeMeta(actorId, exact(stores.meta.getBinaryFast(actorId)));
     } catch (error) {
       if (!(error instanceof QmError)) throw error; // an LMDB failure poisons the transaction: let it abort
       if (isCorruptError(error)) this.noteDamage(actorId, error.message);
