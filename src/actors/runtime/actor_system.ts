@@ -225,11 +225,12 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     // actor, or another node), so a node that built the wrong id cannot reach
     // another tenant's object: the answer is the one for a missing object.
     const caller = options?.caller;
-    if (caller !== undefined) {
-      // A live actor knows its tenant: reading it from the id would flatten a
-      // freshly built id string on every ask (measured: about 150 ns more per ask).
-      const live = this.active.get(actorId);
-      if ((live === undefined ? tenantOfActorId(actorId) : live.tenant) !== caller.tenant) return Promise.reject(this.notFound(actorId));
+    // Looked up once, for the tenant check and the activation.
+    const live = this.active.get(actorId);
+    // A live actor knows its tenant: reading it from the id would flatten a
+    // freshly built id string on every ask (measured: about 150 ns more per ask).
+    if (caller !== undefined && (live === undefined ? tenantOfActorId(actorId) : live.tenant) !== caller.tenant) {
+      return Promise.reject(this.notFound(actorId));
     }
     // Never forwarded from here: the router in front re-routes on NOT_OWNER.
     if (this.options.ownership !== undefined && this.options.ownership.epochOf(actorId) === undefined) {
@@ -237,7 +238,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     }
     let activation: AnyActivation;
     try {
-      activation = this.activation(actorId, options?.fromActorId === undefined ? "outside" : "actor");
+      activation = this.activation(actorId, options?.fromActorId === undefined ? "outside" : "actor", live);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -261,9 +262,10 @@ export class ActorSystem implements ActorRouter, ActivationHost {
     // A busy actor runs its turn-start work (where timers are served) in the
     // turn it has coming; if that turn has already started, the time stays
     // due and a later page brings the actor round again.
-    if (this.active.get(actorId)?.busy === true) return;
+    const live = this.active.get(actorId);
+    if (live?.busy === true) return;
     try {
-      this.activation(actorId, "outside").requestWake();
+      this.activation(actorId, "outside", live).requestWake();
     } catch (error) {
       // At the bound the time simply stays due: not worth a warning per actor per tick.
       const exhausted = error instanceof QmError && error.code === "ACTORS_EXHAUSTED";
@@ -276,7 +278,7 @@ export class ActorSystem implements ActorRouter, ActivationHost {
   retire(activation: AnyActivation, leftover: Envelope[], wakeSuccessor: boolean): void {
     if (this.active.get(activation.actorId) === activation) this.drop(activation);
     if (leftover.length === 0 && !wakeSuccessor) return;
-    const fresh = this.activation(activation.actorId, "replacement");
+    const fresh = this.activation(activation.actorId, "replacement", this.active.get(activation.actorId));
     if (wakeSuccessor) fresh.requestWake();
     for (const envelope of leftover) {
       try {
@@ -332,8 +334,9 @@ export class ActorSystem implements ActorRouter, ActivationHost {
 
   // ---- Internals -------------------------------------------------------------
 
-  private activation(actorId: string, admission: Admission): AnyActivation {
-    let activation = this.active.get(actorId);
+  /** `live`: what `active` holds for actorId now (the caller has looked it up already). */
+  private activation(actorId: string, admission: Admission, live: AnyActivation | undefined): AnyActivation {
+    let activation = live;
     if (activation !== undefined && this.options.ownership !== undefined && !activation.busy) {
       // The partition was claimed again under a newer epoch (after a lease
       // lapse): a fresh activation recovers, and fences, under the new one.
