@@ -65,6 +65,11 @@ export interface JournalStats {
   /** Appends those writes carried. appends / commits is the group-commit factor. */
   readonly appends: number;
   readonly events: number;
+  /**
+   * Seconds appends waited in the write queue before a write took them,
+   * summed; the embedded journal's only. Over appends, the mean wait.
+   */
+  readonly queueWaitSeconds?: number;
 }
 
 export interface Journal {

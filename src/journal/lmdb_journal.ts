@@ -193,6 +193,8 @@ interface PendingAppend {
   readonly bytes: number;
   /** The journal.append span this append was issued under, linked from its commit span; undefined when untraced. */
   readonly spanContext: SpanContext | undefined;
+  /** clock.monotonicMs() at append(), for the queue wait in stats(). */
+  readonly queuedMs: number;
   readonly resolve: () => void;
   readonly reject: (error: QmError) => void;
 }
@@ -241,6 +243,8 @@ export class LmdbJournal implements Journal {
   private commits = 0;
   private appends = 0;
   private eventsWritten = 0;
+  /** Summed over appends: from append() until a write transaction took them. */
+  private queueWaitMs = 0;
   /** Records the read methods returned or stepped over; see readStats(). */
   private recordsRead = 0;
   private corruptReads = 0;
@@ -421,9 +425,10 @@ export class LmdbJournal implements Journal {
    * commits: writes that stored at least one append (a batch of only rejected
    * appends writes nothing). appends: appends carried by committed writes,
    * FENCED ones included; appends of a failed write are not counted.
+   * queueWaitSeconds: every append taken by a write, failed ones included.
    */
   stats(): JournalStats {
-    return { commits: this.commits, appends: this.appends, events: this.eventsWritten };
+    return { commits: this.commits, appends: this.appends, events: this.eventsWritten, queueWaitSeconds: this.queueWaitMs / 1000 };
   }
 
   /**
@@ -573,19 +578,20 @@ export class LmdbJournal implements Journal {
     if (this.queue.length >= JOURNAL_QUEUE_APPENDS_MAX) {
       return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${JOURNAL_QUEUE_APPENDS_MAX} appends waiting)`));
     }
-    let encoded: Omit<PendingAppend, "resolve" | "reject" | "spanContext">;
+    let encoded: Omit<PendingAppend, "resolve" | "reject" | "spanContext" | "queuedMs">;
     try {
       encoded = encodeAppend(request);
     } catch (error) {
       return Promise.reject(error);
     }
     const spanContext = appendSpanContext();
+    const queuedMs = this.clock.monotonicMs();
     return new Promise<void>((resolve, reject) => {
       // Spelled out, not spread: a spread of the encoded append into the
       // pending one measured 4.4% of all samples of a ReserveBatch across
       // 100,000 SKUs (4,000 appends per commit).
       const { actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit, bytes } = encoded;
-      this.queue.push({ actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit, bytes, spanContext, resolve, reject });
+      this.queue.push({ actorId, expectedLastSeq, events, snapshot, wakeAtMs, audit, bytes, spanContext, queuedMs, resolve, reject });
       if (this.writing === null) this.writing = this.writeLoop();
     });
   }
@@ -616,6 +622,8 @@ export class LmdbJournal implements Journal {
       outcomes = await root.childTransaction(() => {
         const batch = this.queue.splice(0, JOURNAL_BATCH_APPENDS_MAX);
         taken.batch = batch;
+        const takenMs = this.clock.monotonicMs();
+        for (const pending of batch) this.queueWaitMs += takenMs - pending.queuedMs;
         if (!this.formatCurrent) stores.info.putSync(INFO_FORMAT, formatRecord());
         return batch.map((pending) => this.applyAppend(stores, pending));
       });
@@ -975,7 +983,7 @@ export function* released<T>(range: Iterable<T>): Generator<T, void, undefined> 
 
 // ---- Encoding ------------------------------------------------------------------
 
-function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "reject" | "spanContext"> {
+function encodeAppend(request: AppendRequest): Omit<PendingAppend, "resolve" | "reject" | "spanContext" | "queuedMs"> {
   const { actorId, expectedLastSeq } = request;
   checkActorId(actorId);
   if (!(Number.isSafeInteger(expectedLastSeq) && expectedLastSeq >= 0)) {

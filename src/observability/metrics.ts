@@ -218,6 +218,7 @@ export class Metrics implements Lifecycle {
     counterFrom("qm_journal_commits_total", "durable journal writes (one fsync each)", () => sources.journalStats().commits);
     counterFrom("qm_journal_appends_total", "actor appends carried by those writes", () => sources.journalStats().appends);
     counterFrom("qm_journal_events_total", "events written", () => sources.journalStats().events);
+    counterFrom("qm_journal_append_wait_seconds_total", "seconds appends waited for a write to take them, summed (embedded journal; 0 in cluster mode)", () => sources.journalStats().queueWaitSeconds ?? 0);
     const integrity = sources.journalIntegrity?.bind(sources);
     if (integrity !== undefined) {
       counterFrom("qm_journal_corrupt_reads_total", "journal reads that found a damaged record (DATA_LOSS)", () => integrity().corruptReads);

@@ -187,13 +187,14 @@ describe("metrics exposition", () => {
   });
 
   it("keeps the classic text's counter names after rendering OpenMetrics (prom-client renames them in place)", async () => {
-    const metrics = new Metrics({ journalStats: () => ({ commits: 7, appends: 9, events: 11 }), activeActors: () => 0, actorFaults: () => 0 });
+    const metrics = new Metrics({ journalStats: () => ({ commits: 7, appends: 9, events: 11, queueWaitSeconds: 0.25 }), activeActors: () => 0, actorFaults: () => 0 });
     metrics.reservation("reserved");
     metrics.reservation("reserved");
     metrics.natsAsk("timeout", 10);
     await metrics.render(true);
     const classic = await metrics.render(false);
     expect(classic).to.include("\nqm_journal_commits_total 7\n");
+    expect(classic).to.include("\nqm_journal_append_wait_seconds_total 0.25\n");
     expect(classic).to.include('\nqm_reservations_total{outcome="reserved"} 2\n');
     expect(classic).to.include('\nqm_reservations_total{outcome="replayed"} 0\n');
     expect(classic).to.include('\nqm_nats_ask_duration_seconds_count{outcome="timeout"} 1\n');
