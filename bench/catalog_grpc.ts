@@ -98,16 +98,45 @@ interface Pass {
   /** Main-thread garbage collection pauses (all kinds) per Reserve, and major collections, over the measured Reserves; NaN when a scrape failed. */
   readonly gcMicrosPerOp: number;
   readonly majorGcs: number;
+  /** The group-commit factor over the measured Reserves: appends per durable write, and Reserves answered per write (fsync). */
+  readonly appendsPerCommit: number;
+  readonly reservesPerCommit: number;
+  /** Mean duration of one durable write, and mean wait of an append before a write took it, in ms. */
+  readonly commitMs: number;
+  readonly appendWaitMs: number;
+  /** Client-side latency of the measured Reserves. */
+  readonly p50Ms: number;
+  readonly p99Ms: number;
 }
 
-/** The node's garbage collection pause seconds so far (all kinds) and major collections; NaN when /metrics does not answer. */
-async function gcFigures(metricsAddress: string): Promise<{ seconds: number; major: number }> {
+/** Counters of the node read before and after the measured Reserves; NaN where /metrics does not answer or lacks the series. */
+interface NodeCounters {
+  /** Garbage collection pause seconds so far (all kinds) and major collections. */
+  readonly gcSeconds: number;
+  readonly majorGcs: number;
+  /** Durable journal writes (one fsync each) and the appends they carried. */
+  readonly commits: number;
+  readonly appends: number;
+  /** Summed seconds of those writes (transaction and fsync) and how many were timed. */
+  readonly commitSeconds: number;
+  readonly commitsTimed: number;
+  /** Summed seconds appends waited before a write took them (builds without the counter: NaN). */
+  readonly appendWaitSeconds: number;
+}
+
+async function nodeCounters(metricsAddress: string): Promise<NodeCounters> {
   const scraped = await scrapeText(metricsAddress);
-  if ("error" in scraped) return { seconds: Number.NaN, major: Number.NaN };
+  const text = "text" in scraped ? scraped.text : "";
+  const sum = (name: string): number => sampleSum(text, name) ?? Number.NaN;
   return {
-    seconds: sampleSum(scraped.text, "qm_nodejs_gc_duration_seconds_sum") ?? Number.NaN,
+    gcSeconds: sum("qm_nodejs_gc_duration_seconds_sum"),
     // The kind's series appears with its first collection.
-    major: sampleSum(scraped.text, "qm_nodejs_gc_duration_seconds_count", 'kind="major"') ?? 0,
+    majorGcs: "text" in scraped ? (sampleSum(text, "qm_nodejs_gc_duration_seconds_count", 'kind="major"') ?? 0) : Number.NaN,
+    commits: sum("qm_journal_commits_total"),
+    appends: sum("qm_journal_appends_total"),
+    commitSeconds: sum("qm_journal_commit_duration_seconds_sum"),
+    commitsTimed: sum("qm_journal_commit_duration_seconds_count"),
+    appendWaitSeconds: sum("qm_journal_append_wait_seconds_total"),
   };
 }
 
@@ -183,11 +212,11 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
     if (variant.warmAll) await warmAll(address, options.skus, options.sessions, options.concurrency, `${tag}-a`);
     const warm = await load(address, scenario, options.warmup, options, `${tag}-w`);
     if (warm.errorTotal > 0) throw new Error(`${variant.name} ${scenario} warmup: ${warm.errorTotal} errors; first: ${warm.firstError ?? "?"}`);
-    const gcBefore = await gcFigures(metricsAddress);
+    const countersBefore = await nodeCounters(metricsAddress);
     const before = readCpuTimeMs(server.pid);
     const result = await load(address, scenario, options.requests, options, tag);
     const after = readCpuTimeMs(server.pid);
-    const gcAfter = await gcFigures(metricsAddress);
+    const countersAfter = await nodeCounters(metricsAddress);
     if (before === null || after === null) throw new Error(`${variant.name}: server CPU unreadable (${server.describeExit()})`);
     const memory = readMemory(server.pid);
     const scraped = await scrapeText(metricsAddress);
@@ -205,8 +234,11 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
       rssMiB: memory === null ? Number.NaN : memory.rssBytes / MIB,
       anonMiB: memory === null ? Number.NaN : memory.anonRssBytes / MIB,
       activeActors,
-      gcMicrosPerOp: ok === 0 ? Number.NaN : ((gcAfter.seconds - gcBefore.seconds) * 1e6) / ok,
-      majorGcs: gcAfter.major - gcBefore.major,
+      gcMicrosPerOp: ok === 0 ? Number.NaN : ((countersAfter.gcSeconds - countersBefore.gcSeconds) * 1e6) / ok,
+      majorGcs: countersAfter.majorGcs - countersBefore.majorGcs,
+      ...commitFigures(countersBefore, countersAfter, ok),
+      p50Ms: result.latency.p50Ms,
+      p99Ms: result.latency.p99Ms,
     };
   } catch (error) {
     const tail = server.outputTail();
@@ -218,6 +250,22 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
   }
 }
 
+function commitFigures(before: NodeCounters, after: NodeCounters, ok: number): Pick<Pass, "appendsPerCommit" | "reservesPerCommit" | "commitMs" | "appendWaitMs"> {
+  const commits = after.commits - before.commits;
+  const appends = after.appends - before.appends;
+  const timed = after.commitsTimed - before.commitsTimed;
+  return {
+    appendsPerCommit: commits > 0 ? appends / commits : Number.NaN,
+    reservesPerCommit: commits > 0 ? ok / commits : Number.NaN,
+    commitMs: timed > 0 ? ((after.commitSeconds - before.commitSeconds) * 1000) / timed : Number.NaN,
+    appendWaitMs: appends > 0 ? ((after.appendWaitSeconds - before.appendWaitSeconds) * 1000) / appends : Number.NaN,
+  };
+}
+
+function medianOf(passes: readonly Pass[], field: "appendsPerCommit" | "reservesPerCommit" | "commitMs" | "appendWaitMs" | "p50Ms" | "p99Ms", width: number, digits: number): string {
+  return median(passes.map((p) => p[field])).toFixed(digits).padStart(width);
+}
+
 function summary(passes: readonly Pass[], variants: readonly Variant[], scenarios: readonly CatalogScenario[]): string {
   const first = variants[0]!.name;
   const pairwise = (mine: readonly Pass[], baseOf: (p: Pass) => Pass | undefined): number =>
@@ -227,7 +275,10 @@ function summary(passes: readonly Pass[], variants: readonly Variant[], scenario
         return base === undefined ? Number.NaN : p.cpuMicrosPerOp / base.cpuMicrosPerOp;
       }),
     );
-  const lines = [`${"scenario".padEnd(8)} ${"variant".padEnd(12)} ${"µs CPU/op".padStart(9)} ${`÷ ${first}`.padStart(9)} ${"÷ hot".padStart(7)} ${"errors".padStart(6)}`];
+  const lines = [
+    `${"scenario".padEnd(8)} ${"variant".padEnd(12)} ${"µs CPU/op".padStart(9)} ${`÷ ${first}`.padStart(9)} ${"÷ hot".padStart(7)} ${"errors".padStart(6)} ` +
+      `${"app/commit".padStart(10)} ${"res/fsync".padStart(9)} ${"commit ms".padStart(9)} ${"wait ms".padStart(7)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}`,
+  ];
   for (const scenario of scenarios) {
     for (const variant of variants) {
       const mine = passes.filter((p) => p.variant === variant.name && p.scenario === scenario);
@@ -235,7 +286,9 @@ function summary(passes: readonly Pass[], variants: readonly Variant[], scenario
       const toHot = pairwise(mine, (p) => passes.find((b) => b.variant === variant.name && b.scenario === "hot" && b.round === p.round));
       lines.push(
         `${scenario.padEnd(8)} ${variant.name.padEnd(12)} ${median(mine.map((p) => p.cpuMicrosPerOp)).toFixed(1).padStart(9)} ` +
-          `${toFirst.toFixed(2).padStart(9)} ${toHot.toFixed(2).padStart(7)} ${String(mine.reduce((n, p) => n + p.errors, 0)).padStart(6)}`,
+          `${toFirst.toFixed(2).padStart(9)} ${toHot.toFixed(2).padStart(7)} ${String(mine.reduce((n, p) => n + p.errors, 0)).padStart(6)} ` +
+          `${medianOf(mine, "appendsPerCommit", 10, 1)} ${medianOf(mine, "reservesPerCommit", 9, 1)} ${medianOf(mine, "commitMs", 9, 2)} ` +
+          `${medianOf(mine, "appendWaitMs", 7, 2)} ${medianOf(mine, "p50Ms", 7, 1)} ${medianOf(mine, "p99Ms", 7, 1)}`,
       );
     }
   }
@@ -295,7 +348,9 @@ async function main(argv: readonly string[]): Promise<number> {
         log(
           `round ${round} ${scenario.padEnd(7)} ${variant.name.padEnd(12)} ${pass.cpuMicrosPerOp.toFixed(1).padStart(7)} µs CPU/op  ` +
             `${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  errors ${pass.errors}  load ${pass.loadAverage.toFixed(1)}  ` +
-            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}  gc ${pass.gcMicrosPerOp.toFixed(1)} µs/op, ${pass.majorGcs} major`,
+            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}  gc ${pass.gcMicrosPerOp.toFixed(1)} µs/op, ${pass.majorGcs} major  ` +
+            `${pass.appendsPerCommit.toFixed(1)} appends/commit, ${pass.reservesPerCommit.toFixed(1)} reserves/fsync, commit ${pass.commitMs.toFixed(2)} ms, ` +
+            `wait ${pass.appendWaitMs.toFixed(2)} ms, p50/p99 ${pass.p50Ms.toFixed(1)}/${pass.p99Ms.toFixed(1)} ms`,
         );
       }
     }
