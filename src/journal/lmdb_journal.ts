@@ -3,9 +3,16 @@
 // Durability. A resolved append() is on disk: the environment is opened with
 // overlappingSync off (and never noSync), so lmdb-js resolves a transaction
 // only after mdb_txn_commit has written the pages, fdatasync'ed the data file
-// and written the meta page through LMDB's O_DSYNC descriptor. With lmdb-js's
-// default (overlappingSync on) the promise resolves at commit, before the
-// flush, and a power loss could take back an acknowledged write.
+// and written the meta page through LMDB's O_DSYNC descriptor, all under the
+// write lock. lmdb-js's default (overlappingSync on) does not resolve
+// earlier in lmdb 3.5.6 (its promise waits for the fdatasync and the O_DSYNC
+// "flushed" meta write, seen under strace), but releases the write lock at
+// commit, before the flush, so that the next transaction can run during it.
+// We keep it off: with the benchmarks' 64 callers every commit already
+// carries all of them, so there is nothing to overlap (bench/README, "Sixth
+// pass (stop 11): overlapping the commit with the previous fsync"), and a
+// flush failing after its commit, with later writes already built on it,
+// would need the node to stop writing.
 // bench/journal_sync_count.ts counts the sync calls per commit under strace.
 //
 // Group commit is ours, not lmdb-js's: appends wait in a bounded queue, and
