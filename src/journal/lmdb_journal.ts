@@ -54,6 +54,11 @@
 // zeroed page: MDB_CORRUPTED), fails only its actor, with DATA_LOSS and
 // reason JOURNAL_CORRUPT; lmdb-js's shared read transaction is left unusable
 // by a failed read (every later read gets MDB_BAD_TXN), so it is reset first.
+// Range reads (the timer's wake-up scan, audit reads and retention) never
+// step an LMDB cursor onto a page we have not checked: a cursor stepping onto
+// a zeroed leaf aborts the process (lmdb_pages.ts). The wake-up scan reads
+// the pages itself and steps over a damaged one; the audit reads check the
+// pages first and fail only their actor.
 // Before LMDB maps the file, lmdb_file_check.ts refuses a structurally
 // damaged one (truncated, bad meta pages), which would otherwise kill the
 // process with SIGBUS or SIGSEGV.

@@ -14,15 +14,21 @@
 // checked here, from the file; and the wake-up scan reads its entries here
 // outright, so that it can step over a damaged page and go on with the rest.
 //
-// Which snapshot. We walk the tree of the newest meta page. Pages of that
-// snapshot cannot be reused while any reader holds an older or equal
-// snapshot (LMDB reuses a page only once every reader is past the
-// transaction that freed it), and the journal reads only while lmdb-js's
-// shared read transaction, or its write transaction, is open. Inside a write
-// transaction the newest meta page is exactly that transaction's base. A
-// damaged page cannot disappear between the reader's snapshot and the newest
-// one: changing a leaf means copying it, and copying starts with the
-// root-descent check that refuses it.
+// Which snapshot. We walk the tree of the newest meta page, and the walk is
+// synchronous. A page of that snapshot is rewritten only after a later
+// transaction has freed it and a transaction after that reuses it; our write
+// transactions begin in JavaScript callbacks on this same thread (lmdb-js runs
+// the transaction callback here), so none can begin during a walk, and the
+// one commit that may be flushing meanwhile writes only pages that were free
+// before it. Inside a write transaction the newest meta page is exactly that
+// transaction's base. A cursor read that follows a check reads lmdb-js's
+// read snapshot, which may be older than the newest; a damaged leaf of that
+// snapshot is still in the newest one, because replacing a leaf means copying
+// it, and copying starts with the root-descent check that refuses it.
+// LMDB's rebalancing after deletions takes a neighbour leaf without that
+// check, though: once, while holds next to a zeroed wake-up leaf expired, the
+// zeroed page dropped out of the tree and the walk never met it (its actors
+// still fail on activation, recoverActor's exact wake-up lookup).
 //
 // Layout (lmdb-js 3.x's LMDB, 64-bit): page header 24 bytes (pgno u64, txnid
 // u64, pad u16, flags u16, lower u16, upper u16); lower/2 node offsets (u16,
