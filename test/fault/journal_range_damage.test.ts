@@ -13,6 +13,8 @@ import { status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { expect } from "chai";
 import * as lmdb from "lmdb";
 import { AdjustmentReason } from "../../src/gen/quartermaster/v1/inventory";
+import { ManualClock } from "../../src/clock";
+import { LmdbJournal } from "../../src/journal/lmdb_journal";
 import { LmdbPageReader } from "../../src/journal/lmdb_pages";
 import { expectFailure, seedSku, sleep } from "../support/fixtures";
 import { call, type Clients, createClients, decodeStatusDetails, makeTempDir, type ServerProcess, startServer } from "../support/server_process";
@@ -27,7 +29,10 @@ const AUDIT_SKU = "audit-sku";
 const HOLD_TTL_S = 15;
 const TICK_MS = "100";
 const skuId = (i: number): string => `sku-${String(i).padStart(3, "0")}`;
-const { bufferToKeyValue } = lmdb as unknown as { readonly bufferToKeyValue: (bytes: Buffer) => unknown };
+const { bufferToKeyValue, keyValueToBuffer } = lmdb as unknown as {
+  readonly bufferToKeyValue: (bytes: Buffer) => unknown;
+  readonly keyValueToBuffer: (key: unknown) => Buffer;
+};
 
 function journalFile(dataDir: string): string {
   return path.join(dataDir, "journal", "data.mdb");
@@ -182,5 +187,83 @@ describe("journal range reads over damaged pages (fault)", function () {
     expect(lines[0]).to.include(`"actorId":"sku/${AUDIT_SKU}"`);
     expect(server.logs()).to.not.include("Assertion");
     expect(await server.stop()).to.equal(0);
+  });
+});
+
+describe("LmdbPageReader against LMDB's own cursor, on a sound and a damaged tree (fault)", function () {
+  this.timeout(120_000);
+  /** Enough for a three-level tree: a 4 KiB branch page holds about 130 children, a leaf about 110 entries. */
+  const ENTRIES = 20_000;
+  let dir = "";
+  let journal: LmdbJournal | undefined;
+
+  before(async () => {
+    dir = await makeTempDir("qm-pages-");
+    const clock = new ManualClock();
+    journal = new LmdbJournal({ path: path.join(dir, "journal"), auditRetention: { maxAgeMs: 1e12, maxPerActor: 1_000_000 }, clock });
+    await journal.open();
+    for (let from = 0; from < ENTRIES; from += 500) {
+      await Promise.all(
+        Array.from({ length: 500 }, (_, k) => journal!.append({ actorId: `sku/p-${from + k}`, expectedLastSeq: 0, events: ["e"], wakeAtMs: 1_000 + ((from + k) % 997) })),
+      );
+    }
+  });
+
+  after(async () => {
+    await journal?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function reader(): LmdbPageReader {
+    return new LmdbPageReader(journalFile(dir), PAGE_BYTES);
+  }
+
+  it("walks the wake-up tree (three levels) in exactly the order and from exactly the offset LMDB's cursor does", () => {
+    const wakeups = journal!.keyspaces().wakeups;
+    expect((wakeups.getStats() as { treeDepth: number }).treeDepth).to.equal(3);
+    const cursorKeys = [...wakeups.getKeys()].map((k) => JSON.stringify(k));
+    expect(cursorKeys).to.have.length(ENTRIES);
+    const pages = reader();
+    try {
+      const root = pages.root("wakeups");
+      expect(root).to.be.a("number");
+      const walked = [...pages.entries(root as number, 0, (d) => expect.fail(JSON.stringify(d)))].map((e) => JSON.stringify(bufferToKeyValue(e.key)));
+      expect(walked).to.deep.equal(cursorKeys);
+      const fromOffset = [...pages.entries(root as number, 1234, (d) => expect.fail(JSON.stringify(d)))].map((e) => JSON.stringify(bufferToKeyValue(e.key)));
+      expect(fromOffset).to.deep.equal(cursorKeys.slice(1234));
+      expect(pages.root("no-such-keyspace")).to.equal(null);
+    } finally {
+      pages.close();
+    }
+  });
+
+  it("on a zeroed leaf: the walk reports that page once and yields every other entry; a range check refuses exactly the ranges that reach it", async () => {
+    await journal!.close();
+    journal = undefined;
+    const leaves = leavesOf(dir, "wakeups");
+    expect(leaves.length).to.be.at.least(10);
+    const victim = leaves[5]!;
+    zeroPage(journalFile(dir), victim.page);
+    const pages = reader();
+    try {
+      const root = pages.root("wakeups") as number;
+      const damaged: number[] = [];
+      const walked = [...pages.entries(root, 0, (d) => damaged.push(d.page))];
+      expect(damaged).to.deep.equal([victim.page]);
+      expect(walked).to.have.length(ENTRIES - victim.keys.length);
+      const keyOf = (leaf: number, i: number): Buffer => keyValueToBuffer(leaves[leaf]!.keys[i]);
+      const last = (leaf: number): number => leaves[leaf]!.keys.length - 1;
+      // Inside leaf 2: sound. From leaf 3 to the last key of leaf 4: the cursor steps onto leaf 5 to see the end.
+      expect(pages.checkRange(root, keyOf(2, 0), keyOf(2, 1), 100)).to.equal(undefined);
+      expect(pages.checkRange(root, keyOf(3, 0), keyOf(4, last(4)), 10_000)?.page).to.equal(victim.page);
+      // Inside leaf 3, but more entries allowed than are left before leaf 5: refused too.
+      expect(pages.checkRange(root, keyOf(3, 0), keyOf(7, 0), 10_000)?.page).to.equal(victim.page);
+      // A limit that ends the cursor inside leaf 3 never reaches it.
+      expect(pages.checkRange(root, keyOf(3, 0), keyOf(7, 0), 5)).to.equal(undefined);
+      // Starting past it: sound.
+      expect(pages.checkRange(root, keyOf(6, 0), keyOf(8, 0), 10_000)).to.equal(undefined);
+    } finally {
+      pages.close();
+    }
   });
 });
