@@ -121,6 +121,15 @@ export const WAKEUPS_PER_TICK_MAX = 1000;
  */
 export const WAKEUPS_SCAN_DEPTH_MAX = 100_000;
 /**
+ * Pages one check of a cursor range read (src/journal/lmdb_pages.ts) reads
+ * before it gives up and refuses the read as damaged: a range read is
+ * bounded by its entry count (an audit chunk, a retention budget), and at the
+ * smallest entries a 4 KiB leaf holds about 100, so a sound read of the
+ * largest chunk spans a few dozen pages. A longer walk means a cycle or
+ * garbage child pointers in a damaged tree.
+ */
+export const LMDB_PAGES_PER_RANGE_CHECK_MAX = 4096;
+/**
  * Entries per sorted run of a cluster node's wake-up index: an insert or
  * delete moves at most this many, and paging to an offset steps over
  * (actors with a wake-up) / this runs. 32 to 512 cost the same within noise

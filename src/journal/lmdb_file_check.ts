@@ -22,12 +22,12 @@ const PAGE_HEADER_BYTES = 24;
 const P_META = 0x08;
 const MDB_MAGIC = 0xbeefc0de;
 const MDB_DATA_VERSION = 2;
-const DB_BYTES = 48;
+export const DB_BYTES = 48;
 const DB_ROOT_OFFSET = 40;
-const META_DBS_OFFSET = PAGE_HEADER_BYTES + 4 + 4 + 8 + 8;
+export const META_DBS_OFFSET = PAGE_HEADER_BYTES + 4 + 4 + 8 + 8;
 const META_LAST_PG_OFFSET = META_DBS_OFFSET + 2 * DB_BYTES;
 const META_TXNID_OFFSET = META_LAST_PG_OFFSET + 8;
-const META_READ_BYTES = META_TXNID_OFFSET + 8;
+export const META_READ_BYTES = META_TXNID_OFFSET + 8;
 /** LMDB's page size is the OS page size, a power of two in this range. */
 const PAGE_SIZE_MIN = 512;
 const PAGE_SIZE_MAX = 65536;
@@ -78,7 +78,7 @@ export async function checkLmdbFile(file: string): Promise<LmdbCheck> {
 }
 
 /** The meta of page `index`, or what is wrong with it. */
-function parseMeta(page: Buffer, index: number): LmdbMeta | string {
+export function parseMeta(page: Buffer, index: number): LmdbMeta | string {
   const pgno = page.readBigUInt64LE(0);
   if (pgno !== BigInt(index)) return `page number ${pgno}`;
   if ((page.readUInt16LE(18) & P_META) === 0) return "not a meta page";

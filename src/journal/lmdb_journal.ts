@@ -54,6 +54,11 @@
 // zeroed page: MDB_CORRUPTED), fails only its actor, with DATA_LOSS and
 // reason JOURNAL_CORRUPT; lmdb-js's shared read transaction is left unusable
 // by a failed read (every later read gets MDB_BAD_TXN), so it is reset first.
+// Range reads (the timer's wake-up scan, audit reads and retention) never
+// step an LMDB cursor onto a page we have not checked: a cursor stepping onto
+// a zeroed leaf aborts the process (lmdb_pages.ts). The wake-up scan reads
+// the pages itself and steps over a damaged one; the audit reads check the
+// pages first and fail only their actor.
 // Before LMDB maps the file, lmdb_file_check.ts refuses a structurally
 // damaged one (truncated, bad meta pages), which would otherwise kill the
 // process with SIGBUS or SIGSEGV.
@@ -69,6 +74,7 @@ import { existsSync } from "node:fs";
 import { mkdir, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import * as lmdb from "lmdb";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { pack, Unpackr, unpack } from "msgpackr";
 import type { Clock } from "../clock";
@@ -97,6 +103,7 @@ import type {
   Snapshot,
 } from "./journal";
 import { checkLmdbFile } from "./lmdb_file_check";
+import { LmdbPageReader, type PageDamage } from "./lmdb_pages";
 import {
   type ActorMeta,
   CHECKSUM_BYTES,
@@ -115,6 +122,16 @@ import {
   wakeupValid,
   wakeupValue,
 } from "./record_codec";
+
+/**
+ * lmdb-js's key codec (ordered-binary), which it exports but does not
+ * declare: our page walk (lmdb_pages.ts) compares and decodes keys exactly as
+ * the databases store them.
+ */
+const { keyValueToBuffer, bufferToKeyValue } = lmdb as unknown as {
+  readonly keyValueToBuffer: (key: unknown) => Buffer;
+  readonly bufferToKeyValue: (bytes: Buffer) => unknown;
+};
 
 /** `kind/key` or `kind/tenant/key` (src/security/tenancy.ts): the kind is short; the key is an id of at most ID_LENGTH_MAX. */
 const ACTOR_ID_LENGTH_MAX = 2 * ID_LENGTH_MAX + TENANT_LENGTH_MAX + 2;
@@ -238,6 +255,8 @@ export class LmdbJournal implements Journal {
   private state: State = "new";
   private root: RootDatabase<Buffer, string> | undefined;
   private stores: Stores | undefined;
+  /** Our own page walk of data.mdb, for the range reads (lmdb_pages.ts says why). */
+  private pages: LmdbPageReader | undefined;
 
   /** Bounded by JOURNAL_QUEUE_APPENDS_MAX. */
   private queue: PendingAppend[] = [];
@@ -328,6 +347,9 @@ export class LmdbJournal implements Journal {
       // The keyspace directory itself is unreadable: nothing can be served from this file.
       throw new QmError("DATA_LOSS", `journal file ${file} is damaged: ${messageOf(error)}`, { reason: JOURNAL_CORRUPT, file });
     }
+    const pageSize = (this.root.getStats() as { readonly pageSize?: unknown }).pageSize;
+    assert(typeof pageSize === "number" && pageSize > 0 && (pageSize & (pageSize - 1)) === 0, `LMDB reports page size ${String(pageSize)}`);
+    this.pages = new LmdbPageReader(file, pageSize);
     this.state = "open";
   }
 
@@ -412,6 +434,8 @@ export class LmdbJournal implements Journal {
     this.root = undefined;
     this.stores = undefined;
     this.state = "closed";
+    this.pages?.close();
+    this.pages = undefined;
     if (root !== undefined) await root.close();
   }
 
@@ -462,7 +486,7 @@ export class LmdbJournal implements Journal {
     checkActorId(actorId);
     const stores = this.openStores();
     const recovered = this.guardRead(actorId, () => recoverActor(stores, actorId));
-    this.recordsRead += 1 + (recovered.snapshot === undefined ? 0 : 1) + recovered.events.length;
+    this.recordsRead += 1 + (recovered.snapshot === undefined ? 0 : 1) + recovered.events.length + (recovered.wakeAtMs === null ? 0 : 1);
     return recovered;
   }
 
@@ -477,19 +501,33 @@ export class LmdbJournal implements Journal {
     if (!(Number.isSafeInteger(offset) && offset >= 0 && offset <= WAKEUPS_SCAN_DEPTH_MAX)) {
       throw new QmError("INVALID_ARGUMENT", `offset must be an integer from 0 to ${WAKEUPS_SCAN_DEPTH_MAX}`);
     }
-    const { wakeups } = this.openStores();
-    // A damaged entry is left out (its actor fails DATA_LOSS when it is
-    // activated for any other reason); damage the scan itself cannot pass
-    // fails the scan, logged once, and the timer tries again next tick.
+    const pages = this.openPages();
+    // Read by our own page walk, not an LMDB cursor: a cursor stepping onto a
+    // damaged leaf aborts the process, and one damaged page must stop only
+    // the timers of the actors whose entries were on it. The walk steps over
+    // a damaged page (logged once, counted) and goes on with the rest. A
+    // damaged entry is left out (its actor fails DATA_LOSS when it is
+    // activated for any other reason).
     return this.guardRead("wakeups", () => {
+      const root = pages.root("wakeups");
+      if (root === null) return [];
+      if (typeof root !== "number") {
+        this.noteDamagedPage("wakeups", root);
+        return [];
+      }
       const due: ActorId[] = [];
-      // A cursor walk from the earliest entry that stops at the first one not
-      // yet due: it reads at most limit + 1 entries however many actors wait.
-      for (const { key, value } of released(wakeups.getRange({ offset, limit: limit + 1 }))) {
+      // From the earliest entry, stopping at the first one not yet due: it
+      // reads at most limit + 1 entries however many actors wait.
+      for (const { key, value } of pages.entries(root, offset, (damage) => this.noteDamagedPage("wakeups", damage))) {
         this.recordsRead++;
-        const [wakeAtMs, actorId] = key;
+        const decoded = decodeWakeKey(key);
+        if (decoded === undefined) {
+          this.noteDamage("wakeups", `a wake-up key cannot be decoded: ${key.toString("hex")}`);
+          continue;
+        }
+        const [wakeAtMs, actorId] = decoded;
         if (wakeAtMs > nowMs || due.length === limit) break;
-        if (wakeupValid(actorId, wakeAtMs, value)) due.push(actorId);
+        if (value !== undefined && wakeupValid(actorId, wakeAtMs, value)) due.push(actorId);
         else this.noteDamage(actorId, "wake-up entry fails its checksum");
       }
       return due;
@@ -507,27 +545,55 @@ export class LmdbJournal implements Journal {
     // so they are skipped here too. The scan is bounded by what retention
     // keeps per actor (maxPerActor plus a drained-in-steps backlog).
     const cutoffMs = this.clock.nowMs() - this.retention.maxAgeMs;
+    const end: AuditKey = [actorId, Number.MAX_SAFE_INTEGER];
     return this.guardRead(actorId, () => {
       const seed = actorSeed(actorId);
       const page: AuditRecord[] = [];
-      for (const { key, value } of released(
-        audit.getRange({
-          start: [actorId, afterSeq],
-          exclusiveStart: true,
-          end: [actorId, Number.MAX_SAFE_INTEGER],
-          inclusiveEnd: true,
-        }),
-      )) {
-        this.recordsRead++;
-        const body = unseal(value, seqSeed(seed, key[1]));
-        if (body === undefined || body.length < AUDIT_HEADER_BYTES) throw corruptError(actorId, `audit record ${key[1]} fails its checksum`);
-        const atMs = body.readDoubleBE(0);
-        if (atMs < cutoffMs) continue;
-        page.push({ seq: key[1], atMs, data: decodeValue(actorId, body.subarray(AUDIT_HEADER_BYTES)) });
-        if (page.length === limit) break;
+      // In chunks, each cursor pass preceded by a check of the pages it will
+      // visit (lmdb_pages.ts): a cursor stepping onto a damaged leaf would
+      // abort the process.
+      let after: AuditKey = [actorId, afterSeq];
+      for (;;) {
+        this.checkRangePages("audit", actorId, after, end, READ_AUDIT_LIMIT_MAX);
+        let read = 0;
+        for (const { key, value } of released(audit.getRange({ start: after, exclusiveStart: true, end, inclusiveEnd: true, limit: READ_AUDIT_LIMIT_MAX }))) {
+          this.recordsRead++;
+          read++;
+          after = key;
+          const body = unseal(value, seqSeed(seed, key[1]));
+          if (body === undefined || body.length < AUDIT_HEADER_BYTES) throw corruptError(actorId, `audit record ${key[1]} fails its checksum`);
+          const atMs = body.readDoubleBE(0);
+          if (atMs < cutoffMs) continue;
+          page.push({ seq: key[1], atMs, data: decodeValue(actorId, body.subarray(AUDIT_HEADER_BYTES)) });
+          if (page.length === limit) return page;
+        }
+        if (read < READ_AUDIT_LIMIT_MAX) return page;
       }
-      return page;
     });
+  }
+
+  /**
+   * Throws DATA_LOSS for `actorId` if a page a cursor read of [start, end]
+   * (at most entriesMax entries) would visit is damaged; see lmdb_pages.ts.
+   */
+  private checkRangePages(keyspace: "audit", actorId: ActorId, start: AuditKey, end: AuditKey, entriesMax: number): void {
+    const pages = this.openPages();
+    const root = pages.root(keyspace);
+    if (root === null) return;
+    const damage = typeof root === "number" ? pages.checkRange(root, keyValueToBuffer(start), keyValueToBuffer(end), entriesMax) : root;
+    if (damage !== undefined) throw corruptError(actorId, `${keyspace} page ${damage.page} is damaged (${damage.problem})`);
+  }
+
+  /** A damaged page of a keyspace that names no actor: logged once per page, counted. */
+  private noteDamagedPage(keyspace: string, damage: PageDamage): void {
+    const subject = `${keyspace} page ${damage.page}`;
+    if (!this.damagedLogged.has(subject) && this.damagedLogged.size < DAMAGED_ACTORS_LOGGED_MAX) {
+      this.logger?.error(
+        { keyspace, page: damage.page, path: this.path, detail: damage.problem, reason: JOURNAL_CORRUPT },
+        `journal ${keyspace} keyspace damaged: the timers of the actors whose wake-ups were on this page are lost (the actors answer DATA_LOSS), every other timer goes on; stop the node, run qmctl scrub and restore from a backup`,
+      );
+    }
+    this.noteDamage(subject, damage.problem, false);
   }
 
   /**
@@ -563,7 +629,7 @@ export class LmdbJournal implements Journal {
   }
 
   /** Counts a damaged record and logs it once per actor (up to DAMAGED_ACTORS_LOGGED_MAX actors). */
-  private noteDamage(subject: string, what: string): void {
+  private noteDamage(subject: string, what: string, log = true): void {
     this.corruptReads++;
     if (this.damagedLogged.has(subject)) return;
     if (this.damagedLogged.size >= DAMAGED_ACTORS_LOGGED_MAX) {
@@ -573,7 +639,7 @@ export class LmdbJournal implements Journal {
       return;
     }
     this.damagedLogged.add(subject);
-    this.logger?.error({ actorId: subject, path: this.path, detail: what, reason: JOURNAL_CORRUPT }, "journal record damaged: the actor answers DATA_LOSS until it is restored");
+    if (log) this.logger?.error({ actorId: subject, path: this.path, detail: what, reason: JOURNAL_CORRUPT }, "journal record damaged: the actor answers DATA_LOSS until it is restored");
   }
 
   // ---- Appends ----------------------------------------------------------------
@@ -789,6 +855,8 @@ export class LmdbJournal implements Journal {
     if (firstAudit !== undefined && firstAudit.seq <= meta.auditLastSeq) {
       return new QmError("INVALID_ARGUMENT", `audit seq ${firstAudit.seq} of ${actorId} is not after the stored ${meta.auditLastSeq}`);
     }
+    const pruneFailure = this.checkPrunePages(actorId, meta, pending);
+    if (pruneFailure !== null) return pruneFailure;
 
     // Events the snapshot in this same append already covers are never written.
     const coveredSeq = pending.snapshot?.seq ?? 0;
@@ -833,6 +901,27 @@ export class LmdbJournal implements Journal {
 
     stores.meta.putSync(actorId, encodeMeta(actorId, { lastSeq, snapshotSeq, wakeAtMs, auditCount, auditLastSeq, auditOldestAtMs }));
     return null;
+  }
+
+  /**
+   * When this append's retention will walk the actor's audit records with a
+   * cursor, checks the pages that walk visits first (lmdb_pages.ts): a cursor
+   * stepping onto a damaged leaf would abort the process. Runs before
+   * anything of the append is written, so a damaged page rejects the append
+   * alone, with DATA_LOSS. Only appends that prune pay for it.
+   */
+  private checkPrunePages(actorId: ActorId, meta: ActorMeta, pending: PendingAppend): QmError | null {
+    const count = meta.auditCount + pending.audit.length;
+    const oldestAtMs = meta.auditCount === 0 ? (pending.audit[0]?.atMs ?? null) : meta.auditOldestAtMs;
+    if (count === 0 || this.auditWithinRetention(count, oldestAtMs)) return null;
+    try {
+      this.checkRangePages("audit", actorId, [actorId, 0], [actorId, Number.MAX_SAFE_INTEGER], AUDIT_PRUNE_PER_APPEND_MAX + pending.audit.length);
+      return null;
+    } catch (error) {
+      if (!isCorruptError(error)) throw error;
+      this.noteDamage(actorId, error.message);
+      return error;
+    }
   }
 
   /**
@@ -884,6 +973,11 @@ export class LmdbJournal implements Journal {
     return { dropped: doomed.length, oldestAtMs };
   }
 
+  private openPages(): LmdbPageReader {
+    if (this.pages === undefined) throw new QmError("UNAVAILABLE", `journal ${this.path} is not open`);
+    return this.pages;
+  }
+
   private openStores(): Stores {
     if (this.stores === undefined) throw new QmError("UNAVAILABLE", `journal ${this.path} is not open`);
     return this.stores;
@@ -910,7 +1004,7 @@ export class LmdbJournal implements Journal {
  * SKUs at random, the per-record Buffer was about a tenth of the CPU of an
  * activation and part of its garbage.
  */
-export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events">, actorId: ActorId): Recovered {
+export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events" | "wakeups">, actorId: ActorId): Recovered {
   const meta = decodeMeta(actorId, exact(stores.meta.getBinaryFast(actorId)));
   const seed = actorSeed(actorId);
   let snapshot: Snapshot | undefined;
@@ -934,6 +1028,13 @@ export function recoverActor(stores: Pick<Stores, "meta" | "snapshots" | "events
     if (body === undefined) throw corruptError(actorId, `event ${seq} fails its checksum`);
     recovered.push(decodeCopied(actorId, body));
   }
+  // The actor's wake-up entry, looked up exactly: if it sits on a damaged
+  // page the timer's scan (lmdb_pages.ts) steps over, the actor's timers are
+  // lost, so it fails like any other damage instead of holding stock forever.
+  if (meta.wakeAtMs !== null) {
+    const entry = exact(stores.wakeups.getBinaryFast([meta.wakeAtMs, actorId]));
+    if (entry === undefined || !wakeupValid(actorId, meta.wakeAtMs, entry)) throw corruptError(actorId, `the wake-up entry at ${meta.wakeAtMs} is missing or damaged`);
+  }
   return { snapshot, events: recovered, lastSeq: meta.lastSeq, wakeAtMs: meta.wakeAtMs };
 }
 
@@ -947,6 +1048,19 @@ function formatRecord(): Buffer {
   const value = Buffer.alloc(CHECKSUM_BYTES + 4);
   value.writeUInt32LE(JOURNAL_FORMAT, CHECKSUM_BYTES);
   return sealInPlace(value, actorSeed(INFO_FORMAT));
+}
+
+/** The [wakeAtMs, actorId] of a wake-up key read from a page, or undefined if it is not one. */
+function decodeWakeKey(key: Buffer): WakeKey | undefined {
+  let decoded: unknown;
+  try {
+    decoded = bufferToKeyValue(key);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 2) return undefined;
+  const [wakeAtMs, actorId] = decoded as unknown[];
+  return typeof wakeAtMs === "number" && typeof actorId === "string" ? [wakeAtMs, actorId] : undefined;
 }
 
 /** A view of exactly the record getBinaryFast returned (see recoverActor). */
