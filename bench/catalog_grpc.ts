@@ -28,7 +28,9 @@
 // state rather than from a cold start, which is what every pass is otherwise
 // (see bench/README "Steady state against cold start (stop 10)"). Each pass
 // also reports the node's memory after the measured Reserves and the actors
-// it held then (QM_METRICS_LISTEN's qm_actors_active).
+// it held then (QM_METRICS_LISTEN's qm_actors_active), and the main thread's
+// GC pauses per Reserve in wall time ("gc pause µs/op (wall)"), which grow
+// with the machine's load, not only with the garbage.
 
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -95,8 +97,12 @@ interface Pass {
   readonly anonMiB: number;
   /** qm_actors_active right after the measured Reserves; NaN when the scrape failed. */
   readonly activeActors: number;
-  /** Main-thread garbage collection pauses (all kinds) per Reserve, and major collections, over the measured Reserves; NaN when a scrape failed. */
-  readonly gcMicrosPerOp: number;
+  /**
+   * Main-thread garbage collection pauses (all kinds) per Reserve, in WALL time, and major collections, over the
+   * measured Reserves; NaN when a scrape failed. Wall time, not CPU: prom-client times each pause from perf_hooks'
+   * GC entries, so a pause that waits for the core swells with the machine's load, and it is no share of CPU/op.
+   */
+  readonly gcPauseWallMicrosPerOp: number;
   readonly majorGcs: number;
   /** The group-commit factor over the measured Reserves: appends per durable write, and Reserves answered per write (fsync). */
   readonly appendsPerCommit: number;
@@ -111,8 +117,8 @@ interface Pass {
 
 /** Counters of the node read before and after the measured Reserves; NaN where /metrics does not answer or lacks the series. */
 interface NodeCounters {
-  /** Garbage collection pause seconds so far (all kinds) and major collections. */
-  readonly gcSeconds: number;
+  /** Main-thread garbage collection pause seconds so far, wall time (all kinds), and major collections. */
+  readonly gcPauseWallSeconds: number;
   readonly majorGcs: number;
   /** Durable journal writes (one fsync each) and the appends they carried. */
   readonly commits: number;
@@ -129,7 +135,7 @@ async function nodeCounters(metricsAddress: string): Promise<NodeCounters> {
   const text = "text" in scraped ? scraped.text : "";
   const sum = (name: string): number => sampleSum(text, name) ?? Number.NaN;
   return {
-    gcSeconds: sum("qm_nodejs_gc_duration_seconds_sum"),
+    gcPauseWallSeconds: sum("qm_nodejs_gc_duration_seconds_sum"),
     // The kind's series appears with its first collection.
     majorGcs: "text" in scraped ? (sampleSum(text, "qm_nodejs_gc_duration_seconds_count", 'kind="major"') ?? 0) : Number.NaN,
     commits: sum("qm_journal_commits_total"),
@@ -234,7 +240,7 @@ async function onePass(variant: CatalogVariant, index: number, scenario: Catalog
       rssMiB: memory === null ? Number.NaN : memory.rssBytes / MIB,
       anonMiB: memory === null ? Number.NaN : memory.anonRssBytes / MIB,
       activeActors,
-      gcMicrosPerOp: ok === 0 ? Number.NaN : ((countersAfter.gcSeconds - countersBefore.gcSeconds) * 1e6) / ok,
+      gcPauseWallMicrosPerOp: ok === 0 ? Number.NaN : ((countersAfter.gcPauseWallSeconds - countersBefore.gcPauseWallSeconds) * 1e6) / ok,
       majorGcs: countersAfter.majorGcs - countersBefore.majorGcs,
       ...commitFigures(countersBefore, countersAfter, ok),
       p50Ms: result.latency.p50Ms,
@@ -348,7 +354,7 @@ async function main(argv: readonly string[]): Promise<number> {
         log(
           `round ${round} ${scenario.padEnd(7)} ${variant.name.padEnd(12)} ${pass.cpuMicrosPerOp.toFixed(1).padStart(7)} µs CPU/op  ` +
             `${pass.callsPerSecond.toFixed(0).padStart(6)} calls/s  errors ${pass.errors}  load ${pass.loadAverage.toFixed(1)}  ` +
-            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}  gc ${pass.gcMicrosPerOp.toFixed(1)} µs/op, ${pass.majorGcs} major  ` +
+            `rss ${pass.rssMiB.toFixed(0)} MiB (anon ${pass.anonMiB.toFixed(0)})  actors ${pass.activeActors}  gc pause ${pass.gcPauseWallMicrosPerOp.toFixed(1)} µs/op (wall), ${pass.majorGcs} major  ` +
             `${pass.appendsPerCommit.toFixed(1)} appends/commit, ${pass.reservesPerCommit.toFixed(1)} reserves/fsync, commit ${pass.commitMs.toFixed(2)} ms, ` +
             `wait ${pass.appendWaitMs.toFixed(2)} ms, p50/p99 ${pass.p50Ms.toFixed(1)}/${pass.p99Ms.toFixed(1)} ms`,
         );

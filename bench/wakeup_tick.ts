@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { WakeupIndex } from "../src/journal/wakeup_index";
 import { WAKEUPS_PER_TICK_MAX } from "../src/limits";
+import { WakeupScan } from "../test/support/wakeup_scan";
 
 const PARTITIONS = 16;
 
@@ -21,27 +22,6 @@ interface Index {
   claim(partition: number): void;
   set(partition: number, actorId: string, atMs: number | null): boolean;
   due(nowMs: number, limit: number, offset: number): string[];
-}
-
-/** The code JetStreamJournal.dueWakeups ran before the index (stop 9). */
-class Scan implements Index {
-  private readonly partitions = new Map<number, Map<string, number>>();
-  claim(partition: number): void {
-    this.partitions.set(partition, new Map());
-  }
-  set(partition: number, actorId: string, atMs: number | null): boolean {
-    const index = this.partitions.get(partition);
-    if (index === undefined) return false;
-    if (atMs === null) index.delete(actorId);
-    else index.set(actorId, atMs);
-    return true;
-  }
-  due(nowMs: number, limit: number, offset: number): string[] {
-    const due: [number, string][] = [];
-    for (const index of this.partitions.values()) for (const [actorId, at] of index) if (at <= nowMs) due.push([at, actorId]);
-    due.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
-    return due.slice(offset, offset + limit).map(([, actorId]) => actorId);
-  }
 }
 
 function xorshift(seed: number): () => number {
@@ -106,7 +86,7 @@ function main(): void {
   for (const n of sizes) {
     // Alternating, so both see the same machine load.
     for (let round = 0; round < 2; round++) {
-      run("scan", new Scan(), n, duePercent, ticks);
+      run("scan", new WakeupScan(), n, duePercent, ticks);
       run("index", new WakeupIndex(), n, duePercent, ticks);
     }
   }

@@ -3,7 +3,6 @@
 // meta pages, changed bytes, a deleted or swapped journal, qmctl scrub, and
 // a full disk on a small tmpfs.
 
-import { spawn } from "node:child_process";
 import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { cp, readFile, rm, stat, truncate, unlink } from "node:fs/promises";
 import path from "node:path";
@@ -14,13 +13,13 @@ import { AdjustmentReason } from "../../src/gen/quartermaster/v1/inventory";
 import { OrderState } from "../../src/gen/quartermaster/v1/order";
 import { scrubDataDir } from "../../src/journal/scrub";
 import { seedSku } from "../support/fixtures";
+import { type ProcessRun, runProcess } from "../support/run_process";
 import {
   call,
   type Clients,
   createClients,
   decodeStatusDetails,
   makeTempDir,
-  REPO_ROOT,
   SERVER_MAIN,
   type ServerProcess,
   startServer,
@@ -47,24 +46,8 @@ function grpcCode(error: unknown): number | undefined {
 }
 
 /** Runs the server to its exit (it must refuse to start); returns its exit code and stderr. */
-function runToExit(dataDir: string, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", ...env },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`server on ${dataDir} did not exit: ${stderr}`));
-    }, 20_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
+function runToExit(dataDir: string, env: Record<string, string> = {}): Promise<ProcessRun> {
+  return runProcess([process.execPath, SERVER_MAIN], { QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: dataDir, QM_LOG_LEVEL: "warn", ...env }, 20_000);
 }
 
 /** Rewrites every occurrence of `from` in the file with `to` (same length); returns how many. */
@@ -436,13 +419,7 @@ describe("journal integrity (fault)", function () {
   });
 });
 
-function runCommand(command: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")}: exit ${code}: ${stderr}`))));
-  });
+async function runCommand(command: string, args: string[]): Promise<void> {
+  const run = await runProcess([command, ...args]);
+  if (run.code !== 0) throw new Error(`${command} ${args.join(" ")}: exit ${run.code}: ${run.stderr}`);
 }
-

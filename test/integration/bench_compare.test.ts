@@ -3,38 +3,20 @@
 // overselling; the results files are written. The figures themselves are not
 // asserted: this is a shared machine and the smoke runs are under a second.
 
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import type { CompareReport } from "../../bench/compare_report";
+import { type ProcessRun, runProcess } from "../support/run_process";
 import { REPO_ROOT } from "../support/server_process";
 
 /** Database start-up included; about 20 s on an idle machine. */
 const SMOKE_DEADLINE_MS = 120_000;
-const OUTPUT_CHARS_MAX = 256 * 1024;
 
-function runSmoke(outDir: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, "dist/bench/compare.js"), "--smoke", "--out", outDir], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      if (stderr.length < OUTPUT_CHARS_MAX) stderr += c;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGTERM");
-      reject(new Error(`bench:compare --smoke did not finish within ${SMOKE_DEADLINE_MS} ms:\n${stderr}`));
-    }, SMOKE_DEADLINE_MS);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
+/** SIGTERM at the deadline, so that compare.js stops its contenders (databases included) before it exits. */
+function runSmoke(outDir: string): Promise<ProcessRun> {
+  return runProcess([process.execPath, path.join(REPO_ROOT, "dist/bench/compare.js"), "--smoke", "--out", outDir], {}, SMOKE_DEADLINE_MS, { deadlineSignal: "SIGTERM" });
 }
 
 describe("bench:compare --smoke", function () {

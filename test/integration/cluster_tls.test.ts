@@ -9,8 +9,8 @@ import { expect } from "chai";
 import { Etcd3 } from "etcd3";
 import { seedSku } from "../support/fixtures";
 import { type EtcdProcess, type NatsProcess, startEtcd, startNats } from "../support/engines";
-import { call, createClients, makeTempDir, REPO_ROOT, SERVER_MAIN, type ServerProcess, startServer } from "../support/server_process";
-import { spawn } from "node:child_process";
+import { runProcess } from "../support/run_process";
+import { call, createClients, makeTempDir, SERVER_MAIN, type ServerProcess, startServer } from "../support/server_process";
 import { createPki, type TestPki } from "../support/tls";
 
 const EXIT_DEADLINE_MS = 30_000;
@@ -179,25 +179,9 @@ describe("cluster node: etcd with client certificates (QM_ETCD_CERT, QM_ETCD_KEY
   });
 });
 
-/** A node that must fail to start: its exit code and everything it wrote (stdout's JSON log and stderr). */
+/** A node that must fail to start: its exit code and everything it wrote (stdout's JSON log, then stderr). */
 async function failedStart(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   const dataDir = await makeTempDir("qm-cluster-tls-");
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...env, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: dataDir },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (output += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (output += c));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`the node did not exit; output: ${output}`));
-    }, EXIT_DEADLINE_MS);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
+  const run = await runProcess([process.execPath, SERVER_MAIN], { ...env, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: dataDir }, EXIT_DEADLINE_MS);
+  return { code: run.code, output: run.stdout + run.stderr };
 }

@@ -2,43 +2,11 @@
 // (named by its variable), a bad crash-point name, an unhandled rejection.
 
 import { expect } from "chai";
-import { type ChildProcess, spawn } from "node:child_process";
 import { createServer, type Server } from "node:net";
-import { freePort, makeTempDir, REPO_ROOT, SERVER_MAIN } from "../support/server_process";
+import { runProcess } from "../support/run_process";
+import { freePort, makeTempDir, SERVER_MAIN } from "../support/server_process";
 
 const EXIT_DEADLINE_MS = 30_000;
-
-interface Ended {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs node with `args` (the server, or a script that loads it) and waits for it to exit. */
-function runToExit(
-  args: readonly string[],
-  env: Record<string, string>,
-  onStdout: (child: ChildProcess, stdout: string) => void = () => undefined,
-): Promise<Ended> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => {
-      stdout += c;
-      onStdout(child, stdout);
-    });
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`did not exit within ${EXIT_DEADLINE_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, EXIT_DEADLINE_MS);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function serverEnv(): Promise<Record<string, string>> {
   return {
@@ -66,7 +34,7 @@ describe("server process failures (integration)", function () {
   for (const variable of ["QM_LISTEN", "QM_METRICS_LISTEN"]) {
     it(`exits 1 naming ${variable} and the address when the port is in use, without grpc-js's own stderr line`, async () => {
       const env = { ...(await serverEnv()), [variable]: occupiedAddress };
-      const ended = await runToExit([SERVER_MAIN], env);
+      const ended = await runProcess([process.execPath, SERVER_MAIN], env, EXIT_DEADLINE_MS);
       expect(ended.code).to.equal(1);
       expect(ended.stderr).to.equal(`quartermaster: cannot start: ${variable}=${occupiedAddress}: cannot listen: address already in use\n`);
       const fatal = ended.stdout
@@ -80,7 +48,7 @@ describe("server process failures (integration)", function () {
   }
 
   it("refuses an unknown crash point in QM_FAULT_CRASH_POINTS with exit 2, naming it", async () => {
-    const ended = await runToExit([SERVER_MAIN], { ...(await serverEnv()), QM_FAULT_CRASH_POINTS: "order.saga.intent,nope" });
+    const ended = await runProcess([process.execPath, SERVER_MAIN], { ...(await serverEnv()), QM_FAULT_CRASH_POINTS: "order.saga.intent,nope" }, EXIT_DEADLINE_MS);
     expect(ended.code).to.equal(2);
     expect(ended.stderr).to.include("QM_FAULT_CRASH_POINTS: unknown crash point nope");
   });
@@ -90,8 +58,10 @@ describe("server process failures (integration)", function () {
     const script = `
       require(${JSON.stringify(SERVER_MAIN)});
       process.on("SIGUSR2", () => void Promise.reject(new Error("stray rejection from a bug")));`;
-    const ended = await runToExit(["-e", script], await serverEnv(), (child, stdout) => {
-      if (stdout.includes('"msg":"quartermaster serving"')) child.kill("SIGUSR2");
+    const ended = await runProcess([process.execPath, "-e", script], await serverEnv(), EXIT_DEADLINE_MS, {
+      onStdout: (stdout, child) => {
+        if (stdout.includes('"msg":"quartermaster serving"')) child.kill("SIGUSR2");
+      },
     });
     expect(ended.code, ended.stdout + ended.stderr).to.equal(70);
     const records = ended.stdout

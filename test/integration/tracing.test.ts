@@ -2,7 +2,6 @@
 // OTLP to a receiver in the test: one client call is one trace, every span's
 // parent is in it, and log lines written inside it carry its id.
 
-import { spawn } from "node:child_process";
 import { Metadata, Server as GrpcServer, ServerCredentials, type sendUnaryData, type ServerUnaryCall, status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { writeFileSync } from "node:fs";
@@ -11,6 +10,7 @@ import { OrderState } from "../../src/gen/quartermaster/v1/order";
 import { idOwnedBy, startCluster, type TestCluster } from "../support/cluster";
 import { expectFailure, seedSku } from "../support/fixtures";
 import { OtlpReceiver, type ReceivedSpan, spanTree } from "../support/otlp_receiver";
+import { runProcess } from "../support/run_process";
 import { call, type Clients, createClients, makeTempDir, SERVER_MAIN, type ServerProcess, startServer } from "../support/server_process";
 
 const SPANS_DEADLINE_MS = 10_000;
@@ -257,13 +257,12 @@ describe("tracing protocols and configuration (integration)", function () {
   });
 
   it("refuses a misspelt OTEL_TRACES_EXPORTER at start with exit 2, naming the variable", async () => {
-    const child = spawn(process.execPath, [SERVER_MAIN], {
-      env: { ...process.env, QM_LISTEN: "127.0.0.1:0", QM_METRICS_LISTEN: "", QM_DATA_DIR: await makeTempDir("qm-otel-"), OTEL_TRACES_EXPORTER: "otpl" },
-      stdio: ["ignore", "pipe", "pipe"],
+    const { code, stderr } = await runProcess([process.execPath, SERVER_MAIN], {
+      QM_LISTEN: "127.0.0.1:0",
+      QM_METRICS_LISTEN: "",
+      QM_DATA_DIR: await makeTempDir("qm-otel-"),
+      OTEL_TRACES_EXPORTER: "otpl",
     });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
     expect(code, stderr).to.equal(2);
     expect(stderr).to.equal("quartermaster: OTEL_TRACES_EXPORTER=otpl: expected none, otlp, console\n");
   });

@@ -1,8 +1,8 @@
-// Runs a program (qmctl, a server that must refuse to start, npm) to its exit
-// with a deadline and returns its exit code and output: the one copy of what
-// several suites each wrote for themselves.
+// Runs a program (qmctl, a server that must refuse to start, npm, a bench
+// driver) to its exit with a deadline and returns its exit code and output:
+// the one copy of what several suites each wrote for themselves.
 
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { REPO_ROOT } from "./server_process";
 
@@ -18,8 +18,24 @@ export interface ProcessRun {
   readonly stderr: string;
 }
 
+export interface ProcessRunHooks {
+  /**
+   * Sent at the deadline (SIGKILL by default). A program that owns children
+   * of its own (bench:compare's contenders) wants SIGTERM, so that it stops
+   * them before it exits.
+   */
+  readonly deadlineSignal?: NodeJS.Signals;
+  /** Called with the output so far after each chunk on stdout, to act on the running program (send it a signal once it serves). */
+  readonly onStdout?: (stdout: string, child: ChildProcess) => void;
+}
+
 /** `command` is the program and its first arguments; `env` is added to this process's environment. */
-export function runProcess(command: readonly string[], env: Record<string, string> = {}, deadlineMs = PROCESS_RUN_DEADLINE_MS): Promise<ProcessRun> {
+export function runProcess(
+  command: readonly string[],
+  env: Record<string, string> = {},
+  deadlineMs = PROCESS_RUN_DEADLINE_MS,
+  hooks: ProcessRunHooks = {},
+): Promise<ProcessRun> {
   return new Promise((resolve, reject) => {
     const [program = "", ...args] = command;
     const child = spawn(program, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
@@ -27,12 +43,13 @@ export function runProcess(command: readonly string[], env: Record<string, strin
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       if (stdout.length < PROCESS_OUTPUT_CHARS_MAX) stdout += chunk;
+      hooks.onStdout?.(stdout, child);
     });
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
       if (stderr.length < PROCESS_OUTPUT_CHARS_MAX) stderr += chunk;
     });
     const timer = setTimeout(() => {
-      child.kill("SIGKILL");
+      child.kill(hooks.deadlineSignal ?? "SIGKILL");
       reject(new Error(`${command.join(" ")} did not exit within ${deadlineMs} ms; stderr: ${stderr}`));
     }, deadlineMs);
     child.once("error", (error) => {

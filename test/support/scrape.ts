@@ -77,6 +77,7 @@ export const CONTRACT_EXISTING: readonly (readonly [string, string])[] = [
   ["qm_journal_commits_total", "counter"],
   ["qm_journal_appends_total", "counter"],
   ["qm_journal_events_total", "counter"],
+  ["qm_journal_append_wait_seconds_total", "counter"],
   ["qm_actor_faults_total", "counter"],
   ["qm_actors_active", "gauge"],
   ["qm_ready", "gauge"],

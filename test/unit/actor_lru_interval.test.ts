@@ -83,6 +83,55 @@ describe("actor registry: LRU order kept to within LRU_MOVE_INTERVAL_MS", () => 
     await system.whenIdle();
   }
 
+  interface ScheduleStep {
+    readonly system: ActorSystem;
+    /** The step's actor, an id of this run only (every run shares the one journal and the activation counts). */
+    readonly id: string;
+    readonly nowMs: number;
+    /** Each actor's last use so far; `ask` adds this step's. */
+    readonly lastUse: ReadonlyMap<string, number>;
+    /** Asks the step's actor and records its use at nowMs. */
+    readonly ask: () => Promise<void>;
+  }
+
+  /**
+   * fast-check over random schedules of asks, 60 runs, each on a fresh system and manual clock: a step advances
+   * the clock by its gap, then `step` runs, asking the step's actor through `ask` and checking around it.
+   */
+  async function overRandomSchedules(
+    shape: { actors: number; gapMsMax: number; minLength: number; maxLength: number },
+    opts: { idleMs?: number; activeMax?: number },
+    step: (s: ScheduleStep) => Promise<void>,
+  ): Promise<void> {
+    let run = 0;
+    const arbitraryStep = fc.record({ actor: fc.integer({ min: 0, max: shape.actors - 1 }), gapMs: fc.integer({ min: 0, max: shape.gapMsMax }) });
+    await fc.assert(
+      fc.asyncProperty(fc.array(arbitraryStep, { minLength: shape.minLength, maxLength: shape.maxLength, size: "max" }), async (steps) => {
+        run++;
+        const clock = new ManualClock();
+        const system = await boot(clock, opts);
+        const lastUse = new Map<string, number>();
+        let nowMs = 0;
+        try {
+          for (const { actor, gapMs } of steps) {
+            clock.advance(gapMs);
+            nowMs += gapMs;
+            const id = `r${run}a${actor}`;
+            const at = nowMs;
+            const ask = async (): Promise<void> => {
+              await use(system, id);
+              lastUse.set(id, at);
+            };
+            await step({ system, id, nowMs: at, lastUse, ask });
+          }
+        } finally {
+          await system.stop();
+        }
+      }),
+      { numRuns: 60 },
+    );
+  }
+
   it("never passivates an actor asked every 100 ms for a minute, though it moves at most once a second", async () => {
     activations.clear();
     const clock = new ManualClock();
@@ -126,73 +175,34 @@ describe("actor registry: LRU order kept to within LRU_MOVE_INTERVAL_MS", () => 
   });
 
   it("over random schedules, keeps every actor used within its idle time and passivates every one idle for longer than idle time + LRU_MOVE_INTERVAL_MS", async () => {
-    let run = 0;
-    const step = fc.record({ actor: fc.integer({ min: 0, max: 7 }), gapMs: fc.integer({ min: 0, max: 3_000 }) });
-    await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 10, maxLength: 60, size: "max" }), async (steps) => {
-        run++;
-        const clock = new ManualClock();
-        const system = await boot(clock);
-        const lastUse = new Map<string, number>();
-        let nowMs = 0;
-        try {
-          for (const { actor, gapMs } of steps) {
-            clock.advance(gapMs);
-            nowMs += gapMs;
-            const id = `r${run}a${actor}`;
-            await use(system, id);
-            lastUse.set(id, nowMs);
-            system.passivateIdle();
-            for (const [other, usedMs] of lastUse) {
-              const resident = system.isResident(`probe/${other}`);
-              if (nowMs - usedMs < IDLE_MS) expect(resident, `${other} used at ${usedMs}, now ${nowMs}: passivated early`).to.equal(true);
-              if (nowMs - usedMs > IDLE_MS + X) expect(resident, `${other} used at ${usedMs}, now ${nowMs}: not passivated`).to.equal(false);
-            }
-          }
-        } finally {
-          await system.stop();
-        }
-      }),
-      { numRuns: 60 },
-    );
+    await overRandomSchedules({ actors: 8, gapMsMax: 3_000, minLength: 10, maxLength: 60 }, {}, async ({ system, nowMs, lastUse, ask }) => {
+      await ask();
+      system.passivateIdle();
+      for (const [other, usedMs] of lastUse) {
+        const resident = system.isResident(`probe/${other}`);
+        if (nowMs - usedMs < IDLE_MS) expect(resident, `${other} used at ${usedMs}, now ${nowMs}: passivated early`).to.equal(true);
+        if (nowMs - usedMs > IDLE_MS + X) expect(resident, `${other} used at ${usedMs}, now ${nowMs}: not passivated`).to.equal(false);
+      }
+    });
   });
 
   it("over random schedules, evicts at the bound only actors used no later than LRU_MOVE_INTERVAL_MS after every actor it keeps", async () => {
-    let run = 0;
-    const step = fc.record({ actor: fc.integer({ min: 0, max: 24 }), gapMs: fc.integer({ min: 0, max: 700 }) });
     let evictions = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 40, maxLength: 120, size: "max" }), async (steps) => {
-        run++;
-        const clock = new ManualClock();
-        // No idle passivation: what leaves memory here leaves by eviction.
-        const system = await boot(clock, { idleMs: 1e9, activeMax: 10 });
-        const lastUse = new Map<string, number>();
-        let nowMs = 0;
-        try {
-          for (const { actor, gapMs } of steps) {
-            clock.advance(gapMs);
-            nowMs += gapMs;
-            const id = `r${run}a${actor}`;
-            const before = [...lastUse.keys()].filter((other) => system.isResident(`probe/${other}`));
-            await use(system, id);
-            lastUse.set(id, nowMs);
-            const evicted = before.filter((other) => !system.isResident(`probe/${other}`));
-            const kept = before.filter((other) => other !== id && system.isResident(`probe/${other}`));
-            expect(system.activeCount).to.be.at.most(10);
-            if (evicted.length > 0) evictions++;
-            for (const e of evicted) {
-              for (const k of kept) {
-                expect(lastUse.get(e)!, `${e} evicted, ${k} kept`).to.be.below(lastUse.get(k)! + X);
-              }
-            }
-          }
-        } finally {
-          await system.stop();
+    // No idle passivation: what leaves memory here leaves by eviction.
+    const opts = { idleMs: 1e9, activeMax: 10 };
+    await overRandomSchedules({ actors: 25, gapMsMax: 700, minLength: 40, maxLength: 120 }, opts, async ({ system, id, lastUse, ask }) => {
+      const before = [...lastUse.keys()].filter((other) => system.isResident(`probe/${other}`));
+      await ask();
+      const evicted = before.filter((other) => !system.isResident(`probe/${other}`));
+      const kept = before.filter((other) => other !== id && system.isResident(`probe/${other}`));
+      expect(system.activeCount).to.be.at.most(10);
+      if (evicted.length > 0) evictions++;
+      for (const e of evicted) {
+        for (const k of kept) {
+          expect(lastUse.get(e)!, `${e} evicted, ${k} kept`).to.be.below(lastUse.get(k)! + X);
         }
-      }),
-      { numRuns: 60 },
-    );
+      }
+    });
     // The property above must have been exercised, not passed vacuously.
     expect(evictions).to.be.above(50);
   });

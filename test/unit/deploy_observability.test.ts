@@ -40,6 +40,7 @@ const METRICS: Readonly<Record<string, MetricType>> = {
   qm_journal_commits_total: "counter",
   qm_journal_appends_total: "counter",
   qm_journal_events_total: "counter",
+  qm_journal_append_wait_seconds_total: "counter",
   qm_journal_corrupt_reads_total: "counter",
   qm_journal_damaged_actors_total: "counter",
   qm_journal_disk_full_appends_total: "counter",

@@ -2,35 +2,7 @@ import { expect } from "chai";
 import * as fc from "fast-check";
 import { WAKEUP_INDEX_RUN_ENTRIES_MAX } from "../../src/limits";
 import { WakeupIndex } from "../../src/journal/wakeup_index";
-
-/** The scan-and-sort JetStreamJournal.dueWakeups did before the index: the reference answer. */
-class ScanModel {
-  readonly partitions = new Map<number, Map<string, number>>();
-  claim(partition: number): void {
-    this.partitions.set(partition, new Map());
-  }
-  release(partition: number): void {
-    this.partitions.delete(partition);
-  }
-  set(partition: number, actorId: string, atMs: number | null): boolean {
-    const index = this.partitions.get(partition);
-    if (index === undefined) return false;
-    if (atMs === null) index.delete(actorId);
-    else index.set(actorId, atMs);
-    return true;
-  }
-  due(nowMs: number, limit: number, offset: number): string[] {
-    const due: [number, string][] = [];
-    for (const index of this.partitions.values()) for (const [actorId, at] of index) if (at <= nowMs) due.push([at, actorId]);
-    due.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
-    return due.slice(offset, offset + limit).map(([, actorId]) => actorId);
-  }
-  get size(): number {
-    let n = 0;
-    for (const index of this.partitions.values()) n += index.size;
-    return n;
-  }
-}
+import { WakeupScan } from "../support/wakeup_scan";
 
 const PARTITIONS = 4;
 /** Actor ids fall into partitions by this, as placement's hash would; the index is told the partition. */
@@ -61,7 +33,7 @@ describe("WakeupIndex", () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 600 }), (ops) => {
         const index = new WakeupIndex();
-        const model = new ScanModel();
+        const model = new WakeupScan();
         for (const o of ops) {
           if (o.kind === "claim") {
             index.claim(o.partition);
@@ -85,7 +57,7 @@ describe("WakeupIndex", () => {
 
   it("keeps the order across many runs: splits, merges and a release of a large share", () => {
     const index = new WakeupIndex();
-    const model = new ScanModel();
+    const model = new WakeupScan();
     for (let p = 0; p < PARTITIONS; p++) {
       index.claim(p);
       model.claim(p);
