@@ -91,6 +91,14 @@ const CATALOGUE_FAMILY: readonly WorkloadName[] = ["uniform", "zipf"];
 const BATCH_HOT_SKU_ID = "hot-batch";
 /** Hot runs stop below the per-SKU live hold limit, as bench/run.ts's do. */
 const HOT_REQUESTS_MAX = Math.floor(LIVE_RESERVATIONS_PER_SKU_MAX * 0.9);
+/**
+ * A smoke run's hot cell sells its stock out whatever the machine's load: it
+ * makes twice the units' worth of calls (the second half must all be refused)
+ * and stops there, or at this window, instead of in a 1 s window in which a
+ * slow contender on a loaded machine sold only part of it (PostgreSQL made
+ * 12-68 of 100 at load average 12).
+ */
+const SMOKE_HOT_DURATION_MS = 20_000;
 const HEALTH_DEADLINE_MS = 60_000;
 const GENERATOR_SLACK_MS = 30_000;
 const GENERATOR_STDOUT_BYTES_MAX = 1024 * 1024;
@@ -126,6 +134,9 @@ interface Settings {
   readonly skuCount: number;
   readonly checkoutSkus: number;
   readonly hotUnits: number;
+  /** Calls of a hot cell over all its rounds, and its measured window (ms). */
+  readonly hotRequestsMax: number;
+  readonly hotDurationMs: number;
   readonly skuUnits: number;
   readonly batchConcurrency: number;
   readonly batchCallsMax: number;
@@ -171,16 +182,20 @@ function parseSettings(argv: readonly string[]): Settings {
   });
   const smoke = values.smoke;
   const number = (text: string | undefined, fallback: number): number => (text === undefined ? fallback : Number(text));
+  const durationMs = number(values["duration-ms"], smoke ? 1_000 : 10_000);
+  const hotUnits = smoke ? 100 : 900_000_000;
   return {
     smoke,
     warmupMs: number(values["warmup-ms"], smoke ? 0 : 2_000),
-    durationMs: number(values["duration-ms"], smoke ? 1_000 : 10_000),
+    durationMs,
     concurrency: smoke ? 16 : 64,
     sessions: smoke ? 2 : 4,
     // Smoke: small stocks that the runs sell out, so the oversell check has something to catch.
     skuCount: smoke ? 30 : 100_000,
     checkoutSkus: smoke ? 30 : 10_000,
-    hotUnits: smoke ? 100 : 900_000_000,
+    hotUnits,
+    hotRequestsMax: smoke ? 2 * hotUnits : HOT_REQUESTS_MAX,
+    hotDurationMs: smoke ? SMOKE_HOT_DURATION_MS : durationMs,
     // Enough that the hottest Zipf SKU (about 10% of all requests) never sells out in a full run.
     skuUnits: smoke ? 20 : 1_000_000,
     batchConcurrency: smoke ? 1 : 4,
@@ -357,7 +372,7 @@ function generatorArgs(c: Running, workload: WorkloadName, settings: Settings): 
   const perTarget = c.cluster === undefined ? 1 : CLUSTER_NODE_IDS.length;
   const sessions = Math.min(Math.ceil(settings.sessions / perTarget) * perTarget, concurrency);
   // The request caps hold for the whole workload, so each round takes its share.
-  const capTotal = workload === "hot" ? HOT_REQUESTS_MAX : batch ? settings.batchCallsMax : null;
+  const capTotal = workload === "hot" ? settings.hotRequestsMax : batch ? settings.batchCallsMax : null;
   const requestsMax = capTotal === null ? null : Math.max(1, Math.floor(capTotal / settings.rounds));
   const s = scope(workload);
   return [
@@ -365,7 +380,7 @@ function generatorArgs(c: Running, workload: WorkloadName, settings: Settings): 
     "--concurrency", String(concurrency), "--sessions", String(sessions),
     // A round's share of the capped batch calls lasts about a second at batch rates, so a warmup would
     // swallow all of it and leave the measured window empty: batch rounds measure from their first call.
-    "--warmup-ms", String(batch ? 0 : settings.warmupMs), "--duration-ms", String(Math.max(1, Math.round(settings.durationMs / settings.rounds))),
+    "--warmup-ms", String(batch ? 0 : settings.warmupMs), "--duration-ms", String(Math.max(1, Math.round(durationOf(workload, settings) / settings.rounds))),
     "--sku-count", String(skuCountOf(workload, settings)), "--hot-sku", s.sku, "--run-tag", `${workload}-${Date.now().toString(36)}`,
     "--json", "--quiet",
     // The server grants flow-control credit in 32 KiB steps as it reads, which node:http2 follows more closely than the raw
@@ -373,6 +388,10 @@ function generatorArgs(c: Running, workload: WorkloadName, settings: Settings): 
     ...(batch ? ["--transport", "node-http2"] : []),
     ...(requestsMax === null ? [] : ["--requests-max", String(requestsMax)]),
   ];
+}
+
+function durationOf(workload: WorkloadName, settings: Settings): number {
+  return workload === "hot" ? settings.hotDurationMs : settings.durationMs;
 }
 
 function skuCountOf(workload: WorkloadName, settings: Settings): number {
@@ -387,7 +406,7 @@ async function runRound(c: Running, workload: WorkloadName, settings: Settings, 
   const generator = spawnNode({ name: `generator ${c.name} ${workload}`, script: distPath("h2_load.js"), args: generatorArgs(c, workload, settings), cpu: pinning.generatorCpu, keepStdout: true, stdoutBytesMax: GENERATOR_STDOUT_BYTES_MAX });
   let result: LoadResult;
   try {
-    const limitMs = settings.warmupMs + settings.durationMs + GENERATOR_SLACK_MS;
+    const limitMs = settings.warmupMs + durationOf(workload, settings) + GENERATOR_SLACK_MS;
     if (!(await generator.waitForExit(limitMs))) throw new Error(`generator still running after ${limitMs} ms`);
     const line = generator.stdout.trim().split("\n").pop() ?? "";
     if (line === "") throw new Error(`generator printed no result (${generator.describeExit()}):\n${generator.outputTail()}`);
