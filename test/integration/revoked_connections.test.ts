@@ -35,7 +35,8 @@ async function openSession(addr: string, ca: string, client: CertificateFiles): 
   const session = http2.connect(`https://${addr}`, { ca: caPem, cert, key, servername: "localhost" });
   const s: Session = { session, goaway: undefined, closed: false };
   session.on("goaway", (code: number, _last: number, data?: Buffer) => {
-    s.goaway = { code, data: data?.toString("utf8") ?? "" };
+    // The first: tearing the session down may be followed by a GOAWAY of its own, without data.
+    s.goaway ??= { code, data: data?.toString("utf8") ?? "" };
   });
   session.on("close", () => {
     s.closed = true;
