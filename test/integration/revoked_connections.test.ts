@@ -15,6 +15,8 @@ import path from "node:path";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError, status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { ClusterServiceClient } from "../../src/gen/quartermaster/v1/cluster";
+import { Etcd3 } from "etcd3";
+import { startCluster, TEST_LEASE_TTL_S, TEST_PARTITIONS, type TestCluster } from "../support/cluster";
 import { decodeStatusDetails, makeTempDir, type ServerProcess, startServer } from "../support/server_process";
 import { generateTestKey, writeAuthFiles } from "../support/security";
 import { CLIENT_CN, createCa, createPki, type CertificateFiles, type TestCa, type TestPki } from "../support/tls";
@@ -171,5 +173,60 @@ describe("mutual TLS: revoked certificates' connections and the client CA reload
     process.kill(s.pid, "SIGHUP");
     await until("a certificate of the new CA accepted", async () => (await freshCall(s.addr, await mtls(pki.ca.cert, newClient))).code === GrpcStatus.OK);
     expect((await freshCall(s.addr, await mtls(pki.ca.cert, pki.client))).code, "the old CA after the reload").to.equal(GrpcStatus.UNAVAILABLE);
+  });
+});
+
+describe("mutual TLS in cluster mode: a revocation put in etcd closes the certificate's open connections (integration)", function () {
+  this.timeout(120_000);
+  const clusterName = "rvtls";
+  let pki: TestPki;
+  let cluster: TestCluster | undefined;
+  let node: ServerProcess | undefined;
+  let etcd: Etcd3 | undefined;
+
+  before(async () => {
+    pki = await createPki();
+    const dir = await makeTempDir("qm-revoked-conn-cluster-");
+    const file = await writeAuthFiles(dir, { keys: [await generateTestKey("rc-2")], principals: [{ subject: CLIENT_CN, tenant: "acme", roles: ["operator"] }] });
+    cluster = await startCluster([], { cluster: clusterName });
+    // The harness's startNode polls health in plaintext: a TLS node is started with the cluster's settings by hand.
+    node = await startServer({
+      env: {
+        QM_ETCD_ENDPOINTS: cluster.etcd.endpoint,
+        QM_NATS_URL: cluster.nats.url,
+        QM_CLUSTER: clusterName,
+        QM_NODE_ID: "t1",
+        QM_LEASE_TTL_S: String(TEST_LEASE_TTL_S),
+        QM_PARTITIONS: String(TEST_PARTITIONS),
+        QM_SHUTDOWN_GRACE_MS: "5000",
+        QM_TLS_CERT: pki.server.cert,
+        QM_TLS_KEY: pki.server.key,
+        QM_TLS_CLIENT_CA: pki.ca.cert,
+        QM_AUTH_CONFIG: file,
+        QM_LOG_LEVEL: "info",
+      },
+      healthCredentials: await mtls(pki.ca.cert, pki.client),
+    });
+    etcd = new Etcd3({ hosts: cluster.etcd.endpoint });
+  });
+
+  after(async () => {
+    etcd?.close();
+    await node?.stop();
+    await cluster?.stop();
+  });
+
+  it("closes the connection on an etcdctl put of the certificate's subject, refuses new calls, and accepts them after the delete", async () => {
+    const n = node;
+    if (n === undefined) throw new Error("no node");
+    const open = await openSession(n.addr, pki.ca.cert, pki.client);
+    expect(await statusOver(open)).to.equal(GrpcStatus.OK);
+    const key = `/quartermaster/${clusterName}/revoked/INC-906`;
+    await etcd?.put(key).value(JSON.stringify({ subject: CLIENT_CN, issued_before: new Date(Date.now() + 60_000).toISOString() }));
+    await until("the certificate's session closed", () => open.closed);
+    expect(open.goaway).to.deep.equal({ code: http2.constants.NGHTTP2_NO_ERROR, data: "credential_revoked" });
+    expect(await freshCall(n.addr, await mtls(pki.ca.cert, pki.client))).to.deep.equal({ code: GrpcStatus.UNAUTHENTICATED, reason: "CERTIFICATE_REVOKED" });
+    await etcd?.delete().key(key);
+    await until("the certificate accepted again", async () => (await freshCall(n.addr, await mtls(pki.ca.cert, pki.client))).code === GrpcStatus.OK);
   });
 });
