@@ -34,10 +34,12 @@ import { idleCollector } from "./observability/idle_collector";
 import type { RunningNode } from "./node";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
-import { AuthGate, reloadOnSighup } from "./security/auth_gate";
+import { AuthGate, closeRevokedConnections, reloadOnSighup } from "./security/auth_gate";
 import { warnIfExposed } from "./security/exposure";
 import { ReloadableServerCredentials, reloadListenerTlsOnSighup } from "./security/listener_tls";
 import { OPEN_GATE } from "./security/call_gate";
+import { ClusterRevocations, clusterRevocationsPart } from "./security/cluster_revocations";
+import { ClusterKeys } from "./cluster/etcd_keys";
 import { RateLimiter } from "./security/rate_limit/limiter";
 import { VERSION } from "./version";
 
@@ -170,6 +172,8 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
     tls: config.tls,
     credentials: listenerCredentials,
   });
+  // A revocation (SIGHUP, or the cluster's list in etcd) also closes the open connections of the certificates it names.
+  if (auth !== undefined) closeRevokedConnections(auth, server, logger.child({ component: "auth" }));
 
   const parts: Lifecycle[] = [
     ...(auth === undefined ? [] : [reloadOnSighup(auth, log)]),
@@ -182,6 +186,14 @@ export async function startClusterNode(config: Config, cc: ClusterConfig, logger
       },
     ),
     lifecycle("etcd", async () => undefined, async () => etcd.close()),
+    // Before the listener: no call is admitted until the cluster's revocations are read (security/cluster_revocations.ts).
+    ...(auth === undefined
+      ? []
+      : [
+          clusterRevocationsPart(
+            new ClusterRevocations({ client: etcd, prefix: new ClusterKeys(cc.name).revokedPrefix, sink: auth, logger: logger.child({ component: "auth" }) }),
+          ),
+        ]),
     lifecycle("journal", () => journal.open(), () => journal.close()),
     lifecycle("metrics", () => metrics.start(), () => metrics.stop()),
     ...limiter.lifecycleParts,

@@ -335,6 +335,27 @@ export const AUTH_REVOKED_MAX = 10_000;
 export const TOKEN_ID_LENGTH_MAX = 256;
 /** The operator's free-text note on a revocation (a ticket, a reason): kept for people, bounded like other text. */
 export const REVOCATION_NOTE_LENGTH_MAX = 1000;
+/**
+ * One revocation in etcd (a value under /quartermaster/<cluster>/revoked/): an entry of the file's shape is at most
+ * about 5 KiB (a 256-character subject, a 1,000-character note, in UTF-8); a larger value is not one, and is ignored
+ * unparsed. AUTH_REVOKED_MAX counts etcd's entries and the file's together.
+ */
+export const REVOCATION_VALUE_BYTES_MAX = 8 * 1024;
+/** The name after revoked/ in such a key (a ticket, a jti): bounded like a subject, since nodes keep it and log it. */
+export const REVOCATION_KEY_NAME_LENGTH_MAX = 256;
+/**
+ * Keys read per etcd range request when a node (re-)reads the revoked/ prefix, all pages at one revision: 256 values
+ * of at most REVOCATION_VALUE_BYTES_MAX stay within grpc-js's default 4 MiB message, which one read of 10,000 would not.
+ */
+export const REVOCATION_READ_PAGE_KEYS = 256;
+/**
+ * How often a cluster node reads the revoked/ prefix afresh and restarts its watch, whatever the watch reported: the
+ * watch alone is exact while it lives, and this bounds how long an unnoticed loss of it (a bug of the client, a
+ * cancel it did not surface) could leave a stale list. One paged range read per node per period costs etcd nothing.
+ */
+export const REVOCATION_RESYNC_INTERVAL_MS = 60_000;
+/** Pause before a failed (re-)read of the revoked/ prefix is tried again; the last list read stays in force meanwhile. */
+export const REVOCATION_RETRY_MS = 1_000;
 /** A rate limit above these is a typo (a node answers about 10k calls/s), not a policy. */
 export const RATE_PER_SECOND_MAX = 1_000_000;
 export const RATE_BURST_MAX = 10_000_000;

@@ -24,7 +24,7 @@ import { idleCollector } from "./observability/idle_collector";
 import { Metrics } from "./observability/metrics";
 import { NodeObserver } from "./observability/observer";
 import { nodeActorSystem, servingPart } from "./node_parts";
-import { AuthGate, reloadOnSighup } from "./security/auth_gate";
+import { AuthGate, closeRevokedConnections, reloadOnSighup } from "./security/auth_gate";
 import { warnIfExposed } from "./security/exposure";
 import { ReloadableServerCredentials, reloadListenerTlsOnSighup } from "./security/listener_tls";
 import { OPEN_GATE } from "./security/call_gate";
@@ -122,6 +122,8 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     tls: config.tls,
     credentials: listenerCredentials,
   });
+  // A revocation (SIGHUP, or the cluster's list in etcd) also closes the open connections of the certificates it names.
+  if (auth !== undefined) closeRevokedConnections(auth, server, logger.child({ component: "auth" }));
 
   let recoveryMs = 0;
   const parts: Lifecycle[] = [

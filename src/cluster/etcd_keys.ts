@@ -5,6 +5,9 @@
 //   /quartermaster/<cluster>/members/<node>    {"address","version","started_at"}   under the node's lease
 //   /quartermaster/<cluster>/partitions/<p>    {"node_id"}  under the owner's lease; its create revision is the epoch
 //   /quartermaster/<cluster>/drain/<node>      any value: the node hands off its partitions; delete to undrain
+//   /quartermaster/<cluster>/revoked/<name>    one revocation, as an entry of QM_AUTH_CONFIG's "revoked" list;
+//                                              every node refuses it within about a second; delete to lift it
+//                                              (src/security/cluster_revocations.ts)
 //
 // Several clusters may share one etcd: everything of one lives under its prefix.
 
@@ -43,6 +46,14 @@ export class ClusterKeys {
 
   drain(node: NodeId): string {
     return `${this.drainPrefix}${node}`;
+  }
+
+  get revokedPrefix(): string {
+    return `${this.root}revoked/`;
+  }
+
+  revoked(name: string): string {
+    return `${this.revokedPrefix}${name}`;
   }
 
   /** What a key under root names, or undefined for a key this version does not know (ignored, not fatal). */

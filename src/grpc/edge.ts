@@ -19,7 +19,7 @@
 
 import http2 from "node:http2";
 import { createServer, type Server as NetServer, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import type { PeerCertificate, TLSSocket } from "node:tls";
 import type { ChannelOptions, ConnectionInjector, Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { type Clock, systemClock } from "../clock";
@@ -42,7 +42,8 @@ import {
  */
 const CONNECTION_PROGRESS_BYTES_MIN = 16 * 1024;
 const TOO_MANY_PINGS = Buffer.from("too_many_pings");
-const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+const CREDENTIAL_REVOKED = Buffer.from("credential_revoked");
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
 /** Server options for grpc-js that the edge relies on; merged into the server's own. */
 export function edgeServerOptions(config: GrpcEdgeConfig): ChannelOptions {
@@ -142,6 +143,8 @@ export class GrpcEdge {
   private readonly handshakingByPeer = new Map<string, Handshake>();
   private tls = false;
   private readonly watches = new Set<Watch>();
+  /** Open sessions, to close those of a certificate revoked later; at most connectionsMax (the net server's cap). */
+  private readonly connections = new Set<Connection>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepNo = 0;
   private readonly sweepMs: number;
@@ -313,8 +316,31 @@ export class GrpcEdge {
       session,
       socket: accepted?.tlsSocket ?? accepted?.socket,
     };
+    this.connections.add(connection);
+    session.once("close", () => this.connections.delete(connection));
     session.on("ping", () => this.onPing(connection));
     session.on("stream", (stream: http2.ServerHttp2Stream) => this.onStream(connection, stream));
+  }
+
+  /**
+   * Sends GOAWAY to every session whose verified client certificate `revoked` names, and destroys it: its calls in
+   * flight end (a Backup stream must not outlive the revocation), and the client must connect again, which its
+   * certificate then no longer lets it do usefully. Only mutual TLS connections have one. Returns how many closed.
+   */
+  closeSessionsWhere(revoked: (certificate: PeerCertificate) => boolean): number {
+    if (!this.tls) return 0;
+    let closed = 0;
+    for (const connection of this.connections) {
+      const session = connection.session;
+      if (session.destroyed) continue;
+      const certificate = peerCertificateOf(session);
+      if (certificate === undefined || !revoked(certificate)) continue;
+      session.goaway(NGHTTP2_NO_ERROR, session.state.lastProcStreamID ?? 0, CREDENTIAL_REVOKED);
+      session.destroy();
+      this.connections.delete(connection);
+      closed++;
+    }
+    return closed;
   }
 
   /** gRPC core's ping abuse policy: too-early PINGs are strikes, and past the limit the connection goes. */
@@ -568,6 +594,18 @@ function memoizePeerCertificate(tlsSocket: TLSSocket): void {
     return brief;
   };
   Object.defineProperty(tlsSocket, "getPeerCertificate", { value: memoized });
+}
+
+/** The session's verified client certificate (memoized, see above), or undefined without one or once the socket is gone. */
+function peerCertificateOf(session: http2.ServerHttp2Session): PeerCertificate | undefined {
+  try {
+    const socket = session.socket as TLSSocket;
+    if (typeof socket.getPeerCertificate !== "function" || socket.authorized !== true) return undefined;
+    const certificate = socket.getPeerCertificate();
+    return certificate !== null && typeof certificate === "object" && certificate.subject !== undefined ? certificate : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A connection's peer, the same for the raw socket and the TLS socket over it. */

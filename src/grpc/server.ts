@@ -2,6 +2,7 @@
 // recovery is done) and server reflection, so grpcurl and grpc_health_probe work.
 // Connections come in through the edge (edge.ts), which bounds slow and hostile clients.
 
+import type { PeerCertificate } from "node:tls";
 import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
@@ -103,6 +104,11 @@ export class GrpcServer {
   setReady(ready: boolean): void {
     this.ready = ready;
     for (const s of SERVICE_NAMES) this.health.setStatus(s, ready ? "SERVING" : "NOT_SERVING");
+  }
+
+  /** Closes the connections whose verified client certificate `revoked` names (edge.ts); returns how many. */
+  closeConnectionsWhere(revoked: (certificate: PeerCertificate) => boolean): number {
+    return this.edge.closeSessionsWhere(revoked);
   }
 
   /** Stops accepting calls and lets calls in flight finish, up to graceMs. Idempotent. */

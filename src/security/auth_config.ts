@@ -242,34 +242,78 @@ function readRateLimits(at: Reader, value: unknown): { default: RateLimit | unde
 /** An instant with its zone, as RFC 3339 writes it: a time without one would mean a different instant on each node. */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
 
+/** One entry of a revocation list, as the file's `revoked` array and etcd's revoked/ keys hold it (the note dropped). */
+export type RevocationEntry =
+  | { readonly kind: "jti"; readonly jti: string }
+  | { readonly kind: "subject"; readonly subject: string; readonly issuedBeforeMs: number };
+
 function readRevoked(at: Reader, value: unknown): Revocations {
   const tokenIds = new Set<string>();
   const subjectsIssuedBeforeMs = new Map<string, number>();
   if (value === undefined) return { tokenIds, subjectsIssuedBeforeMs };
-  at.array(value, "revoked", AUTH_REVOKED_MAX).forEach((entry, i) => {
+  at.array(value, "revoked", AUTH_REVOKED_MAX).forEach((item, i) => {
     const p = `revoked[${i}]`;
-    const o = at.object(entry, p, ["jti", "subject", "issued_before", "note"]);
-    if (o["note"] !== undefined && (typeof o["note"] !== "string" || o["note"].length > REVOCATION_NOTE_LENGTH_MAX)) {
-      throw at.error(`${p}.note`, `expected a string of at most ${REVOCATION_NOTE_LENGTH_MAX} characters`);
+    const entry = readRevocationEntry(at, item, p);
+    // In one file a second entry is a mistake (which one did the operator mean?); across sources they unite (mergeRevocations).
+    if (entry.kind === "jti") {
+      if (tokenIds.has(entry.jti)) throw at.error(`${p}.jti`, `${JSON.stringify(entry.jti)} is listed twice`);
+      tokenIds.add(entry.jti);
+    } else {
+      if (subjectsIssuedBeforeMs.has(entry.subject)) throw at.error(`${p}.subject`, `${JSON.stringify(entry.subject)} is listed twice`);
+      subjectsIssuedBeforeMs.set(entry.subject, entry.issuedBeforeMs);
     }
-    if ((o["jti"] === undefined) === (o["subject"] === undefined)) throw at.error(p, "needs exactly one of jti (one token) and subject (with issued_before)");
-    if (o["jti"] !== undefined) {
-      const jti = at.text(o["jti"], `${p}.jti`);
-      if (jti.length > TOKEN_ID_LENGTH_MAX) throw at.error(`${p}.jti`, `at most ${TOKEN_ID_LENGTH_MAX} characters`);
-      if (o["issued_before"] !== undefined) throw at.error(`${p}.issued_before`, "applies to a subject; a jti revokes its one token whenever it was issued");
-      if (tokenIds.has(jti)) throw at.error(`${p}.jti`, `${JSON.stringify(jti)} is listed twice`);
-      tokenIds.add(jti);
-      return;
-    }
-    const subject = at.text(o["subject"], `${p}.subject`);
-    if (!isValidSubject(subject)) throw at.error(`${p}.subject`, `1-${SUBJECT_LENGTH_MAX} characters, no control characters`);
-    if (subjectsIssuedBeforeMs.has(subject)) throw at.error(`${p}.subject`, `${JSON.stringify(subject)} is listed twice`);
-    const time = at.text(o["issued_before"], `${p}.issued_before`);
-    const ms = RFC3339.test(time) ? Date.parse(time) : Number.NaN;
-    if (!Number.isFinite(ms)) throw at.error(`${p}.issued_before`, `${JSON.stringify(time)} is not an RFC 3339 time with a zone, like 2026-12-02T04:30:00Z`);
-    subjectsIssuedBeforeMs.set(subject, ms);
   });
   return { tokenIds, subjectsIssuedBeforeMs };
+}
+
+/**
+ * One revocation given as JSON text (an etcd value): the same checks as an entry of the file's list.
+ * Throws AuthConfigError naming what is wrong.
+ */
+export function parseRevocationEntry(text: string): RevocationEntry {
+  return readRevocationEntry(new Reader(), parseJson(text, "the value"), "");
+}
+
+function readRevocationEntry(at: Reader, value: unknown, p: string): RevocationEntry {
+  const o = at.object(value, p, ["jti", "subject", "issued_before", "note"]);
+  const field = (name: string): string => (p === "" ? name : `${p}.${name}`);
+  if (o["note"] !== undefined && (typeof o["note"] !== "string" || o["note"].length > REVOCATION_NOTE_LENGTH_MAX)) {
+    throw at.error(field("note"), `expected a string of at most ${REVOCATION_NOTE_LENGTH_MAX} characters`);
+  }
+  if ((o["jti"] === undefined) === (o["subject"] === undefined)) throw at.error(p, "needs exactly one of jti (one token) and subject (with issued_before)");
+  if (o["jti"] !== undefined) {
+    const jti = at.text(o["jti"], field("jti"));
+    if (jti.length > TOKEN_ID_LENGTH_MAX) throw at.error(field("jti"), `at most ${TOKEN_ID_LENGTH_MAX} characters`);
+    if (o["issued_before"] !== undefined) throw at.error(field("issued_before"), "applies to a subject; a jti revokes its one token whenever it was issued");
+    return { kind: "jti", jti };
+  }
+  const subject = at.text(o["subject"], field("subject"));
+  if (!isValidSubject(subject)) throw at.error(field("subject"), `1-${SUBJECT_LENGTH_MAX} characters, no control characters`);
+  const time = at.text(o["issued_before"], field("issued_before"));
+  const ms = RFC3339.test(time) ? Date.parse(time) : Number.NaN;
+  if (!Number.isFinite(ms)) throw at.error(field("issued_before"), `${JSON.stringify(time)} is not an RFC 3339 time with a zone, like 2026-12-02T04:30:00Z`);
+  return { kind: "subject", subject, issuedBeforeMs: ms };
+}
+
+/**
+ * The file's list united with entries from elsewhere (etcd): a credential is refused if any entry refuses it, so a
+ * subject listed in both keeps the later time (which refuses everything the earlier one does). Returns `file` itself
+ * when there is nothing to add, so a node without shared entries checks exactly the file's maps.
+ */
+export function mergeRevocations(file: Revocations, extra: readonly RevocationEntry[]): Revocations {
+  if (extra.length === 0) return file;
+  const tokenIds = new Set(file.tokenIds);
+  const subjectsIssuedBeforeMs = new Map(file.subjectsIssuedBeforeMs);
+  for (const entry of extra) {
+    if (entry.kind === "jti") tokenIds.add(entry.jti);
+    else subjectsIssuedBeforeMs.set(entry.subject, Math.max(entry.issuedBeforeMs, subjectsIssuedBeforeMs.get(entry.subject) ?? Number.NEGATIVE_INFINITY));
+  }
+  return { tokenIds, subjectsIssuedBeforeMs };
+}
+
+/** Entries of a list, counted as the limit AUTH_REVOKED_MAX counts them. */
+export function revocationCount(revoked: Revocations): number {
+  return revoked.tokenIds.size + revoked.subjectsIssuedBeforeMs.size;
 }
 
 /** Typed reads of JSON values, each failure naming the path. */

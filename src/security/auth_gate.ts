@@ -24,13 +24,33 @@
 //   token without iat (nothing shows it was issued after), and a certificate
 //   whose notBefore is earlier; CAs that backdate notBefore need the time set
 //   past that margin.
+// - The list in force is the file's united with the cluster's (etcd's
+//   revoked/ keys, cluster_revocations.ts). A change of the cluster's entries
+//   does not forget every remembered token, as a reload does: only those the
+//   new list refuses, so a revocation in a busy cluster costs no wave of
+//   signature checks. Listeners hear of every change of the list in force, so
+//   that connections of a certificate now revoked are closed (edge.ts).
 
+import type { PeerCertificate } from "node:tls";
 import type { Logger } from "pino";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
 import { type Lifecycle, lifecycle } from "../lifecycle";
-import { TENANT_LENGTH_MAX, TOKEN_ROLES_MAX, TOKEN_VERIFICATIONS_SHARED_MAX } from "../limits";
-import { type AuthConfig, AuthConfigError, isValidSubject, isValidTenant, loadAuthConfig, type Principal, type RateLimit, rateLimitPolicy } from "./auth_config";
+import { AUTH_REVOKED_MAX, TENANT_LENGTH_MAX, TOKEN_ROLES_MAX, TOKEN_VERIFICATIONS_SHARED_MAX } from "../limits";
+import {
+  type AuthConfig,
+  AuthConfigError,
+  isValidSubject,
+  isValidTenant,
+  loadAuthConfig,
+  mergeRevocations,
+  type Principal,
+  type RateLimit,
+  rateLimitPolicy,
+  type RevocationEntry,
+  type Revocations,
+  revocationCount,
+} from "./auth_config";
 import type { CallGate, GateCall } from "./call_gate";
 import { ANONYMOUS_CALLER, type Caller } from "./caller";
 import { certificateSubject, certificateValidFromMs } from "./peer_certificate";
@@ -41,6 +61,8 @@ import { bearerToken, TokenCache, TokenVerifier, unauthenticated } from "./token
 interface Admitted {
   readonly caller: Caller;
   readonly permissions: ReadonlySet<Permission>;
+  /** A token's jti and iat (seconds), kept to tell whether a later revocation refuses it; absent for a certificate caller. */
+  readonly token?: { readonly jti: string | undefined; readonly iatS: number | undefined };
 }
 
 /** Everything derived from one version of the config; swapped whole on reload. */
@@ -68,11 +90,17 @@ export class AuthGate implements CallGate {
   private state: State;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  /** The cluster's entries (etcd), in key order; empty on an embedded node. */
+  private shared: readonly RevocationEntry[] = [];
+  /** The list in force: the file's united with the cluster's. Read per certificate call and per token verified. */
+  private revoked: Revocations;
+  private readonly revocationListeners = new Set<() => void>();
 
   constructor(options: AuthGateOptions) {
     this.clock = options.clock;
     this.logger = options.logger;
     this.state = this.build(options.config);
+    this.revoked = options.config.revoked;
   }
 
   get config(): AuthConfig {
@@ -96,12 +124,24 @@ export class AuthGate implements CallGate {
     const values = call.metadata.get("authorization");
     if (values.length === 0) {
       const subject = certificateSubject(call.authContext());
-      if (subject !== undefined) return authorize(certificateCaller(state, subject, call), rule, call.path);
+      if (subject !== undefined) return authorize(this.certificateCaller(state, subject, call), rule, call.path);
     }
     const token = bearerToken(values);
     const cached = state.tokens.get(token);
     if (cached !== undefined) return authorize(cached, rule, call.path);
     return this.verifyOnce(state, token).then((admitted) => authorize(admitted, rule, call.path));
+  }
+
+  private certificateCaller(state: State, subject: string, call: GateCall): Admitted {
+    const known = state.certificates.get(subject);
+    if (known === undefined) throw unauthenticated("PRINCIPAL_UNKNOWN", "the client certificate's subject has no principals entry with a tenant");
+    // One map lookup per call, as before the cluster's entries existed: the united list is built when it changes.
+    // NaN (a date that does not parse) fails the comparison: refused, as nothing shows the certificate is newer.
+    const cutoffMs = this.revoked.subjectsIssuedBeforeMs.get(subject);
+    if (cutoffMs !== undefined && !(certificateValidFromMs(call.authContext()) >= cutoffMs)) {
+      throw unauthenticated("CERTIFICATE_REVOKED", "the client certificate was revoked: its subject's certificates valid from before the revocation time are refused");
+    }
+    return known;
   }
 
   private verifyOnce(state: State, token: string): Promise<Admitted> {
@@ -134,8 +174,62 @@ export class AuthGate implements CallGate {
       return false;
     }
     this.state = this.build(config);
+    this.revoked = this.effective(config.revoked);
     this.logger.info(summary(config), "QM_AUTH_CONFIG reloaded");
+    this.revocationsChanged();
     return true;
+  }
+
+  /**
+   * Replaces the cluster's entries (in etcd's key order) and applies the united list at once: tokens it now refuses
+   * are forgotten, and listeners are told. AUTH_REVOKED_MAX counts the file's entries and these together.
+   */
+  setSharedRevocations(entries: readonly RevocationEntry[]): void {
+    this.shared = entries;
+    this.revoked = this.effective(this.state.config.revoked);
+    const revoked = this.revoked;
+    this.state.tokens.deleteWhere((admitted) => admitted.token !== undefined && tokenRevoked(revoked, admitted.caller.subject, admitted.token.jti, admitted.token.iatS) !== undefined);
+    this.revocationsChanged();
+  }
+
+  /** Whether the list in force refuses a client certificate of this CN valid from validFromMs (NaN: not known). */
+  certificateRevoked(subject: string, validFromMs: number): boolean {
+    const cutoffMs = this.revoked.subjectsIssuedBeforeMs.get(subject);
+    // NaN (a date that does not parse) fails the comparison: refused, as nothing shows the certificate is newer.
+    return cutoffMs !== undefined && !(validFromMs >= cutoffMs);
+  }
+
+  /** Told after every change of the list in force (a reload, the cluster's entries); returns the unsubscribe. */
+  onRevocationsChange(listener: () => void): () => void {
+    this.revocationListeners.add(listener);
+    return () => this.revocationListeners.delete(listener);
+  }
+
+  /** Counts of the list in force, for log lines. */
+  revocationSummary(): { tokenIds: number; subjects: number; shared: number } {
+    return { tokenIds: this.revoked.tokenIds.size, subjects: this.revoked.subjectsIssuedBeforeMs.size, shared: this.shared.length };
+  }
+
+  private effective(file: Revocations): Revocations {
+    const room = Math.max(0, AUTH_REVOKED_MAX - revocationCount(file));
+    if (this.shared.length > room) {
+      // The first in key order are kept, so every node with the same file keeps the same ones.
+      this.logger.error(
+        { fileEntries: revocationCount(file), clusterEntries: this.shared.length, ignored: this.shared.length - room, max: AUTH_REVOKED_MAX },
+        "revocations over the limit: the cluster's entries past it (in key order) are ignored; remove expired ones",
+      );
+    }
+    return mergeRevocations(file, this.shared.length > room ? this.shared.slice(0, room) : this.shared);
+  }
+
+  private revocationsChanged(): void {
+    for (const listener of this.revocationListeners) {
+      try {
+        listener();
+      } catch (error) {
+        this.logger.error({ err: error }, "revocation listener failed");
+      }
+    }
   }
 
   private build(config: AuthConfig): State {
@@ -157,11 +251,16 @@ export class AuthGate implements CallGate {
     const payload = await state.verifier.verify(token);
     const sub = payload.sub ?? "";
     if (!isValidSubject(sub)) throw unauthenticated("TOKEN_INVALID", "the token's sub claim is not a valid subject");
-    refuseRevoked(state.config, sub, payload.jti, payload.iat);
+    // The list in force now, after the signature check's await: a revocation that arrived meanwhile applies.
+    const refused = tokenRevoked(this.revoked, sub, payload.jti, payload.iat);
+    if (refused !== undefined) throw unauthenticated("TOKEN_REVOKED", refused);
     const principal = state.config.principals.get(sub);
     const tenant = tokenTenant(payload["tenant"], principal);
     const roles = tokenRoles(payload["roles"], state.config);
-    const result = admitted(state.config, sub, tenant, [...new Set([...roles, ...(principal?.roles ?? [])])]);
+    const result = {
+      ...admitted(state.config, sub, tenant, [...new Set([...roles, ...(principal?.roles ?? [])])]),
+      token: { jti: payload.jti, iatS: payload.iat },
+    };
     // exp is required by the verifier, so it is a number here.
     state.tokens.set(token, payload.exp ?? 0, result);
     return result;
@@ -186,6 +285,31 @@ export function reloadOnSighup(gate: AuthGate, logger: Logger): Lifecycle {
   );
 }
 
+/** What closes connections: the gRPC server's edge (GrpcServer.closeConnectionsWhere). */
+export interface RevokedConnectionCloser {
+  closeConnectionsWhere(revoked: (certificate: PeerCertificate) => boolean): number;
+}
+
+/**
+ * Closes the open connections of client certificates that the list in force refuses, whenever it changes (SIGHUP,
+ * the cluster's entries): each call on them would be refused anyway, and a stream opened before (a Backup) would not.
+ */
+export function closeRevokedConnections(gate: AuthGate, server: RevokedConnectionCloser, logger: Logger): () => void {
+  return gate.onRevocationsChange(() => {
+    const subjects = new Set<string>();
+    const closed = server.closeConnectionsWhere((certificate) => {
+      const cn = certificate.subject?.CN;
+      if (typeof cn !== "string" || cn.length === 0 || !gate.certificateRevoked(cn, Date.parse(certificate.valid_from))) return false;
+      if (subjects.size < CLOSED_SUBJECTS_LOGGED_MAX) subjects.add(cn);
+      return true;
+    });
+    if (closed > 0) logger.warn({ closed, subjects: [...subjects] }, "closed the open connections of client certificates now revoked");
+  });
+}
+
+/** Subjects named in the line that reports closed connections: enough to tell whose, bounded for a mass revocation. */
+const CLOSED_SUBJECTS_LOGGED_MAX = 10;
+
 /** What a start-up log line says of the config: counts, no keys. */
 export function summary(config: AuthConfig): Record<string, unknown> {
   return {
@@ -207,24 +331,17 @@ function authorize(admitted: Admitted, permission: Permission, path: string): Ca
   });
 }
 
-function certificateCaller(state: State, subject: string, call: GateCall): Admitted {
-  const known = state.certificates.get(subject);
-  if (known === undefined) throw unauthenticated("PRINCIPAL_UNKNOWN", "the client certificate's subject has no principals entry with a tenant");
-  const cutoffMs = state.config.revoked.subjectsIssuedBeforeMs.get(subject);
-  // NaN (a date that does not parse) fails the comparison: refused, as nothing shows the certificate is newer.
-  if (cutoffMs !== undefined && !(certificateValidFromMs(call.authContext()) >= cutoffMs)) {
-    throw unauthenticated("CERTIFICATE_REVOKED", "the client certificate was revoked: its subject's certificates valid from before the revocation time are refused");
-  }
-  return known;
-}
-
-/** `iat` in seconds as the token states it; jose has checked it is a number when present. */
-function refuseRevoked(config: AuthConfig, subject: string, jti: string | undefined, iat: number | undefined): void {
-  if (jti !== undefined && config.revoked.tokenIds.has(jti)) throw unauthenticated("TOKEN_REVOKED", "the token was revoked (its jti is on the revoked list)");
-  const cutoffMs = config.revoked.subjectsIssuedBeforeMs.get(subject);
-  if (cutoffMs === undefined) return;
-  if (iat === undefined) throw unauthenticated("TOKEN_REVOKED", "the token was revoked: its subject's tokens issued before the revocation time are refused, and it has no iat");
-  if (iat * 1000 < cutoffMs) throw unauthenticated("TOKEN_REVOKED", "the token was revoked: its subject's tokens issued before the revocation time are refused");
+/**
+ * Why the list refuses the token, or undefined if it does not. `iat` in seconds as the token states it; jose has
+ * checked it is a number when present.
+ */
+function tokenRevoked(revoked: Revocations, subject: string, jti: string | undefined, iat: number | undefined): string | undefined {
+  if (jti !== undefined && revoked.tokenIds.has(jti)) return "the token was revoked (its jti is on the revoked list)";
+  const cutoffMs = revoked.subjectsIssuedBeforeMs.get(subject);
+  if (cutoffMs === undefined) return undefined;
+  if (iat === undefined) return "the token was revoked: its subject's tokens issued before the revocation time are refused, and it has no iat";
+  if (iat * 1000 < cutoffMs) return "the token was revoked: its subject's tokens issued before the revocation time are refused";
+  return undefined;
 }
 
 function admitted(config: AuthConfig, subject: string, tenant: string, roles: readonly string[]): Admitted {

@@ -172,6 +172,11 @@ export class TokenCache<T> {
     this.entries.clear();
   }
 
+  /** Forgets every entry whose value `refused` names (a revocation arrived): one pass, at most the capacity. */
+  deleteWhere(refused: (value: T) => boolean): void {
+    for (const [key, entry] of this.entries) if (refused(entry.value)) this.entries.delete(key);
+  }
+
   /** The first entry not used since the clock hand last passed it; used ones get a second chance at the end. Ends within two passes. */
   private evictOne(): void {
     for (const [key, entry] of this.entries) {

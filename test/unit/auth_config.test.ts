@@ -3,7 +3,8 @@ import path from "node:path";
 import { expect } from "chai";
 import { exportJWK } from "jose";
 import { ConfigError, loadConfig } from "../../src/config";
-import { type AuthConfig, AuthConfigError, loadAuthConfig, rateLimitPolicy } from "../../src/security/auth_config";
+import { TOKEN_ID_LENGTH_MAX } from "../../src/limits";
+import { type AuthConfig, AuthConfigError, loadAuthConfig, parseRevocationEntry, rateLimitPolicy } from "../../src/security/auth_config";
 import { ANONYMOUS_CALLER, type Caller } from "../../src/security/caller";
 import { makeTempDir } from "../support/server_process";
 import { generateTestKey, jwksText, type TestKey, TEST_AUDIENCE, TEST_ISSUER } from "../support/security";
@@ -153,6 +154,26 @@ describe("QM_AUTH_CONFIG", () => {
       expect(await keySetFailure([{ ...key.publicJwk, n: "AQAB", e: 5 }])).to.match(/keys\[0\]: not a usable public key/);
       expect(await keySetFailure([{ ...key.publicJwk, alg: "HS256" }])).to.match(/keys\[0\]\.alg: "HS256" is not accepted/);
     });
+  });
+
+  it("reads one revocation from JSON text (an etcd value) with the file's checks, naming what is wrong", () => {
+    expect(parseRevocationEntry('{"jti":"t-1","note":"INC-1"}')).to.deep.equal({ kind: "jti", jti: "t-1" });
+    expect(parseRevocationEntry('{"subject":"scanner","issued_before":"2026-12-02T04:30:00+01:00"}')).to.deep.equal({
+      kind: "subject",
+      subject: "scanner",
+      issuedBeforeMs: Date.parse("2026-12-02T03:30:00Z"),
+    });
+    const failures: [string, string][] = [
+      ["{oops", "the value is not valid JSON"],
+      ["[]", "the top level: expected an object"],
+      ['{"jti":"a","subject":"b"}', "the top level: needs exactly one of jti (one token) and subject (with issued_before)"],
+      ['{"subject":"b","issued_before":"2026-12-02T04:30:00"}', 'issued_before: "2026-12-02T04:30:00" is not an RFC 3339 time with a zone'],
+      ['{"jti":"a","reason":"x"}', "reason: unknown key (known here: jti, subject, issued_before, note)"],
+      [`{"jti":"${"j".repeat(TOKEN_ID_LENGTH_MAX + 1)}"}`, `jti: at most ${TOKEN_ID_LENGTH_MAX} characters`],
+    ];
+    for (const [text, message] of failures) {
+      expect(() => parseRevocationEntry(text), text).to.throw(AuthConfigError, message);
+    }
   });
 
   it("stops the start through loadConfig with a ConfigError naming the variable, the file and the path", async () => {

@@ -5,7 +5,7 @@ import { Metadata } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { ManualClock } from "../../src/clock";
 import { QmError } from "../../src/errors";
-import { TOKEN_CLOCK_SKEW_S } from "../../src/limits";
+import { AUTH_REVOKED_MAX, TOKEN_CLOCK_SKEW_S } from "../../src/limits";
 import { createLogger } from "../../src/observability/logger";
 import { loadAuthConfig } from "../../src/security/auth_config";
 import { AuthGate } from "../../src/security/auth_gate";
@@ -256,6 +256,62 @@ describe("AuthGate", () => {
       expect(gate.reload()).to.equal(false);
       expect(gate.config.revoked.tokenIds.size).to.equal(2);
       expect(logLines.join("")).to.contain('revoked[0].issued_before: \\"yesterday\\" is not an RFC 3339 time with a zone');
+    });
+  });
+
+  describe("the cluster's revocations (setSharedRevocations)", () => {
+    const cutoffMs = (): number => clock.nowMs() - 600_000;
+
+    it("refuses a remembered token the shared list names, keeps the other remembered tokens cached, and admits it again once lifted", async () => {
+      const leaked = await token(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: "leaked-9" });
+      const other = await token(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: "fine-9" });
+      await gate.admit(gateCall(GET_SKU, bearer(leaked)));
+      await gate.admit(gateCall(GET_SKU, bearer(other)));
+      gate.setSharedRevocations([{ kind: "jti", jti: "leaked-9" }]);
+      expect((await refusal(gate, gateCall(GET_SKU, bearer(leaked)))).metadata).to.deep.equal({ reason: "TOKEN_REVOKED" });
+      // Still remembered: answered without a promise, so no signature check after the change.
+      expect(gate.admit(gateCall(GET_SKU, bearer(other)))).not.to.be.instanceOf(Promise);
+      gate.setSharedRevocations([]);
+      expect((await gate.admit(gateCall(GET_SKU, bearer(leaked)))).subject).to.equal("web");
+    });
+
+    it("unites the shared list with the file's: a subject in both keeps the later time, and a reload keeps the shared entries", async () => {
+      const early = new Date(cutoffMs() - 300_000);
+      await writeAuthFiles(dir, { keys: [rsa, ec], principals: [{ subject: "checkout-svc", tenant: "acme", roles: ["checkout"] }], revoked: [{ subject: "checkout-svc", issued_before: early.toISOString() }, { jti: "file-1" }] });
+      expect(gate.reload()).to.equal(true);
+      const between = certificate("checkout-svc", new Date(cutoffMs() - 1000));
+      expect((await gate.admit(gateCall(RESERVE, new Metadata(), between))).subject).to.equal("checkout-svc");
+      gate.setSharedRevocations([{ kind: "subject", subject: "checkout-svc", issuedBeforeMs: cutoffMs() }]);
+      expect((await refusal(gate, gateCall(RESERVE, new Metadata(), between))).metadata).to.deep.equal({ reason: "CERTIFICATE_REVOKED" });
+      expect((await refusedWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: "file-1" })).metadata).to.deep.equal({ reason: "TOKEN_REVOKED" });
+      expect(gate.reload()).to.equal(true);
+      expect((await refusal(gate, gateCall(RESERVE, new Metadata(), between))).metadata, "after a reload").to.deep.equal({ reason: "CERTIFICATE_REVOKED" });
+      expect(gate.certificateRevoked("checkout-svc", cutoffMs())).to.equal(false);
+      expect(gate.certificateRevoked("checkout-svc", cutoffMs() - 1)).to.equal(true);
+      expect(gate.certificateRevoked("checkout-svc", Number.NaN)).to.equal(true);
+    });
+
+    it("counts the file's entries and the shared ones against AUTH_REVOKED_MAX, keeping the first shared ones in key order", async () => {
+      await writeAuthFiles(dir, { keys: [rsa, ec], revoked: [{ jti: "file-1" }, { jti: "file-2" }] });
+      expect(gate.reload()).to.equal(true);
+      const shared = Array.from({ length: AUTH_REVOKED_MAX }, (_, i) => ({ kind: "jti" as const, jti: `shared-${String(i).padStart(5, "0")}` }));
+      gate.setSharedRevocations(shared);
+      expect(gate.revocationSummary()).to.deep.equal({ tokenIds: AUTH_REVOKED_MAX, subjects: 0, shared: AUTH_REVOKED_MAX });
+      expect((await refusedWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: `shared-${String(AUTH_REVOKED_MAX - 3).padStart(5, "0")}` })).metadata).to.deep.equal({ reason: "TOKEN_REVOKED" });
+      // The last two did not fit beside the file's two.
+      expect((await admitWith(rsa, { sub: "web", tenant: "t", roles: ["reader"], jti: `shared-${String(AUTH_REVOKED_MAX - 1).padStart(5, "0")}` })).subject).to.equal("web");
+      expect(logLines.join("")).to.contain('"ignored":2');
+    });
+
+    it("tells its listeners of every change of the list in force", async () => {
+      let told = 0;
+      const off = gate.onRevocationsChange(() => told++);
+      gate.setSharedRevocations([{ kind: "jti", jti: "x" }]);
+      expect(gate.reload()).to.equal(true);
+      expect(told).to.equal(2);
+      off();
+      gate.setSharedRevocations([]);
+      expect(told).to.equal(2);
     });
   });
 
