@@ -249,13 +249,19 @@ describe("direct Reserve path: the same answers as grpc-js's (integration)", fun
   });
 });
 
+/** How long the not-ready servers' recovery stalls, and how long a test waits for their listeners. */
+const RECOVERY_STALL_MS = 60_000;
+const LISTENER_DEADLINE_MS = 30_000;
+
 describe("direct Reserve path: not ready, as grpc-js's (integration)", function () {
-  this.timeout(60_000);
+  this.timeout(90_000);
   let on: ServerProcess;
   let off: ServerProcess;
 
   before(async () => {
-    const env = { QM_FAULT_DELAYS: "journal.dueWakeups=8000" };
+    // Recovery stalls far longer than either process takes to bind its listener, even on a loaded machine
+    // (an 8 s stall once ended before the second server was asked); the processes are killed after.
+    const env = { QM_FAULT_DELAYS: `journal.dueWakeups=${RECOVERY_STALL_MS}` };
     [on, off] = await Promise.all([
       startServer({ env: { ...env, QM_GRPC_DIRECT_RESERVE: "1" }, waitServing: false }),
       startServer({ env: { ...env, QM_GRPC_DIRECT_RESERVE: "0" }, waitServing: false }),
@@ -268,18 +274,17 @@ describe("direct Reserve path: not ready, as grpc-js's (integration)", function 
 
   it("answers UNAVAILABLE while recovery runs, with the same trailers", async () => {
     const body = frame(reserveBytes({ reservationId: "r-early", skuId: "s1", quantity: 1 }));
-    const answers: RawAnswer[] = [];
-    for (const server of [on, off]) {
-      // The listener may not be bound yet when the process starts: retry until it answers, well within the stall.
+    // The listener may not be bound yet when the process starts: retry until it answers, well within the stall.
+    const firstAnswer = async (server: ServerProcess): Promise<RawAnswer> => {
       let answer: RawAnswer | undefined;
-      const deadline = Date.now() + 6000;
+      const deadline = Date.now() + LISTENER_DEADLINE_MS;
       while (answer?.headers[":status"] === undefined && Date.now() < deadline) {
         answer = await rawCall(server.addr, { body });
         if (answer.headers[":status"] === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      answers.push(answer as RawAnswer);
-    }
-    const [direct, grpcJs] = answers as [RawAnswer, RawAnswer];
+      return answer as RawAnswer;
+    };
+    const [direct, grpcJs] = await Promise.all([firstAnswer(on), firstAnswer(off)]);
     expect(comparable(direct)).to.deep.equal(comparable(grpcJs));
     expect(direct.headers["grpc-status"]).to.equal("14");
     expect(decodeURI(String(direct.headers["grpc-message"]))).to.equal("recovery is not finished");
