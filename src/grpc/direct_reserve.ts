@@ -37,6 +37,22 @@ const decodeRequest = withSafeDecoding({ reserve: { path: RESERVE_PATH, requestD
 const encodeReply = inventoryServiceDefinition.reserve.responseSerialize;
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
+// What every OK answer sends, built once: respond() and sendTrailers() copy what they are given
+// (processHeaders, ObjectAssign in node's lib/internal/http2/core.js), so one frozen object serves
+// every call, as grpc-js's own answer would have it.
+const OK_HEADERS: http2.OutgoingHttpHeaders = Object.freeze({
+  ":status": 200,
+  "content-type": "application/grpc+proto",
+  "grpc-accept-encoding": "identity,deflate,gzip",
+  "grpc-encoding": "identity",
+});
+const OK_RESPOND_OPTIONS: http2.ServerStreamResponseOptions = Object.freeze({ waitForTrailers: true });
+const OK_TRAILERS: http2.OutgoingHttpHeaders = Object.freeze({ "grpc-status": GrpcStatus.OK, "grpc-message": "OK" });
+
+/** The call a taken stream serves, read by the shared listeners below. */
+const CALL = Symbol("DirectCall");
+type CallStream = http2.ServerHttp2Stream & { [CALL]?: DirectCall | undefined };
+
 /** Http2Server.emit, which the direct path wraps to see a stream before grpc-js's listener does. */
 type Emit = (event: string | symbol, ...args: unknown[]) => boolean;
 
@@ -131,14 +147,21 @@ class DirectCall implements UnaryCall {
     this.deadlineMs = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   }
 
+  /**
+   * The stream's listeners are shared functions that find this call on the stream, and are added
+   * with on(), not once(): each event comes once anyway, and once() costs a wrapper, a bound function
+   * and a removeListener per event. Per call that was three closures and three wrappers, every one
+   * also announced through the stream's 'newListener' and 'removeListener' listeners.
+   */
   start(): void {
-    const stream = this.stream;
+    const stream = this.stream as CallStream;
+    stream[CALL] = this;
     // As grpc-js: an error always comes with a close, which is what ends the call.
-    stream.once("error", ignoreError);
-    stream.once("close", () => this.onClose());
-    stream.on("data", (chunk: Buffer) => this.onData(chunk));
-    stream.once("end", () => this.onEnd());
-    if (this.timeoutMs !== undefined) this.deadlineTimer = setTimeout(() => this.fail(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded"), this.timeoutMs);
+    stream.on("error", ignoreError);
+    stream.on("close", onCallClose);
+    stream.on("data", onCallData);
+    stream.on("end", onCallEnd);
+    if (this.timeoutMs !== undefined) this.deadlineTimer = setTimeout(onCallDeadline, this.timeoutMs, this);
   }
 
   get metadata(): Metadata {
@@ -164,7 +187,8 @@ class DirectCall implements UnaryCall {
     return Array.isArray(value) ? value[0] : value;
   }
 
-  private onData(chunk: Buffer): void {
+  /** @internal A chunk of the request body (onCallData). */
+  onData(chunk: Buffer): void {
     if (this.done) return;
     this.body = this.body === undefined ? chunk : Buffer.concat([this.body, chunk]);
     const body = this.body;
@@ -186,7 +210,8 @@ class DirectCall implements UnaryCall {
     }
   }
 
-  private onEnd(): void {
+  /** @internal The request body ended (onCallEnd). */
+  onEnd(): void {
     if (this.done) return;
     const message = this.firstMessage;
     if (message === undefined) {
@@ -199,8 +224,11 @@ class DirectCall implements UnaryCall {
     this.owner.serve(this);
   }
 
-  private onClose(): void {
+  /** @internal The stream closed (onCallClose). */
+  onClose(): void {
     // The client reset the stream or the session went: the handler's answer, if it comes, is dropped.
+    // The closed stream no longer leads to the call (the edge cuts the rest: releaseClosedStream).
+    (this.stream as CallStream)[CALL] = undefined;
     this.done = true;
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
   }
@@ -231,11 +259,9 @@ class DirectCall implements UnaryCall {
     frame.writeUInt32BE(message.length, 1);
     message.copy(frame, FRAME_HEADER_BYTES);
     try {
-      stream.respond(
-        { ":status": 200, "content-type": "application/grpc+proto", "grpc-accept-encoding": "identity,deflate,gzip", "grpc-encoding": "identity" },
-        { waitForTrailers: true },
-      );
-      stream.once("wantTrailers", sendOkTrailers);
+      stream.respond(OK_HEADERS, OK_RESPOND_OPTIONS);
+      // on(), not once(): 'wantTrailers' comes once per stream (see start).
+      stream.on("wantTrailers", sendOkTrailers);
       // With a callback, as grpc-js writes, so that the edge counts the queued bytes (edge.ts countedWrite).
       stream.write(frame, ignoreError);
       stream.end();
@@ -253,7 +279,8 @@ class DirectCall implements UnaryCall {
     if (!this.stream.destroyed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
   }
 
-  private fail(code: GrpcStatus, details: string): void {
+  /** @internal Also the deadline's answer (onCallDeadline). */
+  fail(code: GrpcStatus, details: string): void {
     this.sendStatus(code, details, undefined);
   }
 
@@ -291,7 +318,23 @@ class DirectCall implements UnaryCall {
 }
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
-  this.sendTrailers({ "grpc-status": GrpcStatus.OK, "grpc-message": "OK" });
+  this.sendTrailers(OK_TRAILERS);
+}
+
+function onCallData(this: CallStream, chunk: Buffer): void {
+  this[CALL]?.onData(chunk);
+}
+
+function onCallEnd(this: CallStream): void {
+  this[CALL]?.onEnd();
+}
+
+function onCallClose(this: CallStream): void {
+  this[CALL]?.onClose();
+}
+
+function onCallDeadline(call: DirectCall): void {
+  call.fail(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded");
 }
 
 function ignoreError(): void {}
