@@ -182,7 +182,7 @@ describe("fsync failure (fault)", function () {
     expect(oks.length, "some Reserves were acknowledged before the failure").to.be.above(0);
     // Causality, not timing: a call sent after the first refusal had arrived.
     const okAfterFailure = oks.filter((o) => o.answersBefore > failedAt);
-    expect(okAfterFailure.map((o) => o.id), "Reserves acknowledged after the journal failed").to.deep.equal([]);
+    expect(okAfterFailure.length, `Reserves acknowledged after the journal failed (of ${outcomes.length}), e.g. ${okAfterFailure.slice(0, 3).map((o) => o.id).join(", ")}`).to.equal(0);
     expect(outcomes[failedAt]?.reason, "reason of the failed commit's answers").to.equal(JOURNAL_FAILED);
     expect(new Set(outcomes.filter((o) => !o.ok).map((o) => GrpcStatus[o.code ?? -1])), "codes of the refused Reserves").to.deep.equal(new Set(["UNAVAILABLE"]));
     expect(healthAfterFailure, "health after the failure").to.not.equal(undefined).and.not.equal(HEALTH_SERVING);
