@@ -4,7 +4,8 @@
 # (transport and JetStream), PostgreSQL 15 and redis-server (the
 # contenders of `npm run bench:compare` and its smoke test), and promtool
 # (package prometheus: `npm run test:rules` checks and unit-tests the
-# alerting rules in deploy/prometheus/). Run by `npm test` before anything else, so a
+# alerting rules in deploy/prometheus/), and strace (test/fault/fsync_failure
+# injects EIO at the journal's fdatasync with it). Run by `npm test` before anything else, so a
 # fresh machine needs nothing but `npm ci && npm test`. A binary that cannot
 # be installed is a clear error here, never a skipped test later.
 set -euo pipefail
@@ -16,6 +17,7 @@ declare -A PACKAGES=(
   [postgres]=postgresql
   [redis-server]=redis-server
   [promtool]=prometheus
+  [strace]=strace
 )
 
 # Debian keeps PostgreSQL's server binaries off the PATH, under its version.

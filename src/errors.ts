@@ -46,6 +46,13 @@ export function isRetryable(code: ErrorCode): boolean {
 }
 
 /**
+ * Reason (ErrorInfo.reason, with code UNAVAILABLE) of every write after the
+ * embedded journal's commit failed with an I/O error: the node acknowledges
+ * nothing more and exits to recover (src/journal/lmdb_journal.ts).
+ */
+export const JOURNAL_FAILED = "JOURNAL_FAILED";
+
+/**
  * QmError metadata key: milliseconds after which the same call may succeed
  * (a rate limit's next token). status_mapping sends it as google.rpc.RetryInfo.
  */

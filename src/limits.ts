@@ -191,7 +191,8 @@ export const SCRUB_CHUNK_RECORDS = 1000;
 /**
  * After a failed journal write, less free space than this on the journal's
  * file system means the disk is full (DISK_FULL), whatever errno the write
- * got: one LMDB commit of a full batch needs about this much new pages.
+ * got except EIO, which stops the journal (JOURNAL_FAILED: it may be a failed
+ * fdatasync): one LMDB commit of a full batch needs about this much new pages.
  */
 export const JOURNAL_DISK_FREE_BYTES_MIN = 1024 * 1024;
 
@@ -212,6 +213,12 @@ export const BACKUP_PATH_BYTES_MAX = 100;
  * `npm start` forwards it too), not an operator insisting: it is ignored.
  */
 export const SIGNAL_REPEAT_IGNORE_MS = 1_000;
+/**
+ * After the embedded journal failed (an EIO at commit), the node drains its
+ * calls in flight and exits; if the drain has not ended within this long it
+ * exits anyway: it acknowledges nothing more, and its supervisor restarts it.
+ */
+export const JOURNAL_FAILED_EXIT_DEADLINE_MS = 10_000;
 /** The container health probe's one call: well under Docker's default HEALTHCHECK timeout (30 s). */
 export const HEALTH_PROBE_DEADLINE_MS = 3_000;
 // The gRPC edge: what one client, or many, may hold of the server. A client

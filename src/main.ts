@@ -3,12 +3,18 @@
 import { setLogger } from "@grpc/grpc-js";
 import { ConfigError, loadConfig } from "./config";
 import { armCrashPoints } from "./fault/crash_points";
-import { SIGNAL_REPEAT_IGNORE_MS } from "./limits";
+import { JOURNAL_FAILED_EXIT_DEADLINE_MS, SIGNAL_REPEAT_IGNORE_MS } from "./limits";
 import { startClusterNode } from "./cluster_node";
 import { type RunningNode, startNode } from "./node";
 import { createLogger } from "./observability/logger";
 import { startTracing, type Tracing } from "./observability/tracing";
 import { VERSION } from "./version";
+
+/**
+ * Exit code after the embedded journal failed (sysexits' EX_IOERR): the
+ * supervisor restarts the node, which recovers from what is on disk.
+ */
+const EXIT_JOURNAL_FAILED = 74;
 
 async function main(): Promise<void> {
   let config;
@@ -86,14 +92,30 @@ async function main(): Promise<void> {
   });
 
   node = config.cluster === undefined ? startNode(config, logger) : startClusterNode(config, config.cluster, logger);
+  let running: RunningNode;
   try {
-    await node;
+    running = await node;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     log.fatal({ err: error }, "failed to start");
     process.stderr.write(`quartermaster: cannot start: ${message}\n`);
     process.exit(1);
   }
+  // A failed journal (an fsync EIO, lmdb_journal.ts) is not survivable in
+  // process: drain what is in flight (each of those writes already failed
+  // with JOURNAL_FAILED), then exit for the supervisor to restart us into
+  // recovery, as PostgreSQL PANICs. The journal logged the reason at error.
+  void running.journalFailed?.then(() => {
+    setTimeout(() => process.exit(EXIT_JOURNAL_FAILED), JOURNAL_FAILED_EXIT_DEADLINE_MS).unref();
+    running
+      .stop()
+      .then(() => tracing.stop())
+      .catch((error: unknown) => log.error({ err: error }, "shutdown after the journal failed did not finish"))
+      .finally(() => {
+        log.fatal({ code: EXIT_JOURNAL_FAILED }, "journal failed: exiting for a restart into recovery");
+        process.exit(EXIT_JOURNAL_FAILED);
+      });
+  });
 }
 
 void main();

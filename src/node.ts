@@ -37,6 +37,12 @@ export interface RunningNode {
   readonly metricsAddress: string;
   /** Drains calls in flight, finishes running turns, closes the journal. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Settles once the embedded journal has failed (an EIO at commit): the node
+   * is already NOT_SERVING and refuses calls, and the process should stop
+   * and exit for its supervisor to restart it (main.ts). Absent in cluster mode.
+   */
+  readonly journalFailed?: Promise<QmError>;
 }
 
 export async function startNode(config: Config, logger: Logger, clock: Clock = systemClock): Promise<RunningNode> {
@@ -73,12 +79,23 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
   );
   const observer = new NodeObserver(metrics, logger);
   const journalDir = path.join(config.dataDir, "journal");
+  let journalFailed!: (error: QmError) => void;
+  const failedJournal = new Promise<QmError>((resolve) => {
+    journalFailed = resolve;
+  });
   const journal: LmdbJournal = new LmdbJournal({
     path: journalDir,
     auditRetention: { maxAgeMs: config.auditRetentionMs, maxPerActor: config.auditMaxPerSku },
     clock,
     logger: logger.child({ component: "journal" }),
     observer,
+    // NOT_SERVING at once, before the drain main.ts starts: probes and load
+    // balancers move away, and no call is answered from here any more.
+    onFailed: (error) => {
+      ready = false;
+      server.setReady(false);
+      journalFailed(error);
+    },
   });
   const backups = new DataDirBackup({
     dataDir: config.dataDir,
@@ -190,7 +207,7 @@ export async function startNode(config: Config, logger: Logger, clock: Clock = s
     },
     "quartermaster serving",
   );
-  return { grpcAddress, metricsAddress: metrics.address, stop: () => node.stop() };
+  return { grpcAddress, metricsAddress: metrics.address, stop: () => node.stop(), journalFailed: failedJournal };
 }
 
 /**

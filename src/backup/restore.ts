@@ -2,11 +2,13 @@
 // every file's size and sha256 against the manifest as it streams through.
 //
 // The target must be empty (a missing directory is created) and is locked
-// with the data-directory lock while the files are written, so neither a
-// running node nor a second restore can share it. Then the offline scrub
-// checks the result as a journal. On any failure everything the restore wrote
-// is removed again, so the directory is as empty as it was and no node can
-// start on half a backup. Every file and directory written is fsynced before
+// with the data-directory lock from the first file written to the end of the
+// scrub, so neither a node nor a second restore can share it: a node started
+// meanwhile is refused ("in use") instead of starting on files the scrub has
+// not passed yet, and making the restore fail. The offline scrub checks the
+// result as a journal under that same lock. On any failure everything the
+// restore wrote is removed again, so the directory is as empty as it was and
+// no node can start on half a backup. Every file and directory written is fsynced before
 // the restore reports success.
 
 import { createReadStream } from "node:fs";
@@ -14,7 +16,7 @@ import { mkdir, open, readdir, rm, stat, type FileHandle } from "node:fs/promise
 import path from "node:path";
 import { QmError } from "../errors";
 import { acquireDataDirLock, LOCK_FILE } from "../journal/data_dir_lock";
-import { scrubDataDir } from "../journal/scrub";
+import { scrubLocked } from "../journal/scrub";
 import { BACKUP_CHUNK_BYTES_MAX } from "../limits";
 import { type BackupManifest, type FileSink, type ManifestFile, readBackup } from "./backup_file";
 
@@ -40,7 +42,12 @@ export async function verifyBackupFile(file: string): Promise<RestoreSummary> {
   return { manifest, bytes };
 }
 
-export async function restoreBackup(from: string, dataDir: string): Promise<RestoreSummary> {
+/** For tests: runs between the last file written and the scrub, with the lock still held. */
+export interface RestoreHooks {
+  readonly beforeScrub?: () => Promise<void>;
+}
+
+export async function restoreBackup(from: string, dataDir: string, hooks: RestoreHooks = {}): Promise<RestoreSummary> {
   // Before anything is created or locked: a mistyped --from must leave no trace.
   if (!(await isFile(from))) throw new QmError("NOT_FOUND", `backup file ${from} not found (or not a regular file)`, { file: from });
   // A directory with a LOCK file may be a live node's: the lock speaks first,
@@ -63,10 +70,11 @@ export async function restoreBackup(from: string, dataDir: string): Promise<Rest
       await removeAllBut(lock.dir, LOCK_FILE);
       throw error;
     }
+    await hooks.beforeScrub?.();
+    await scrubRestoredDataDir(lock.dir);
   } finally {
     await lock.release();
   }
-  await scrubRestoredDataDir(lock.dir);
   return summary;
 }
 
@@ -74,12 +82,12 @@ export async function restoreBackup(from: string, dataDir: string): Promise<Rest
  * The sha256 of every file says the bytes are the ones backed up; the scrub
  * (identity file against the journal, the file's structure, every record's
  * checksum) says those bytes make a journal a node can serve, which catches a
- * backup taken from an already damaged directory. scrubDataDir takes the
- * data-directory lock itself, so it runs after ours is released; a directory
- * that fails it is emptied again under the lock, as a failed restore is.
+ * backup taken from an already damaged directory. The caller holds the
+ * data-directory lock throughout; a directory that fails the scrub is
+ * emptied again under it, as a failed restore is.
  */
 async function scrubRestoredDataDir(dataDir: string): Promise<void> {
-  const report = await scrubDataDir(dataDir);
+  const report = await scrubLocked(dataDir);
   if (report.clean) return;
   const problems = [
     ...report.problems,
@@ -87,12 +95,7 @@ async function scrubRestoredDataDir(dataDir: string): Promise<void> {
   ].slice(0, RESTORE_PROBLEMS_SHOWN_MAX);
   let emptied = "it was emptied again";
   try {
-    const lock = await acquireDataDirLock(dataDir);
-    try {
-      await removeAllBut(lock.dir, LOCK_FILE);
-    } finally {
-      await lock.release();
-    }
+    await removeAllBut(dataDir, LOCK_FILE);
   } catch (error) {
     emptied = `it could not be emptied (${error instanceof Error ? error.message : String(error)})`;
   }

@@ -24,6 +24,27 @@
 // internal promise unhandled when a commit fails, which would crash the
 // process on the first disk error (seen with lmdb 3.5.6).
 //
+// A failed commit with an I/O error (EIO, from the fdatasync above or from a
+// short write) stops the journal for good: that batch and everything queued
+// or appended later fail UNAVAILABLE with reason JOURNAL_FAILED, and
+// onFailed tells the node, which turns NOT_SERVING and exits (main.ts, code
+// 74) for its supervisor to restart it into recovery. Linux may drop the
+// pages of a failed fsync, or mark them clean, so a retried fsync can succeed
+// over data that never reached the disk (PostgreSQL's "fsyncgate", 2018).
+// LMDB's copy-on-write means the failed transaction's pages are unreferenced
+// (its meta page was never written), so a restart finds exactly the last
+// synced commit; but whether a later write built on the same file and page
+// cache is durable is unknowable in this process, and an EIO usually means a
+// failing device. So we stop, as PostgreSQL does (it PANICs), rather than
+// stay up read-only: reads served from memory after the failure could show
+// state that is not on disk, and a supervisor restart is what re-reads the
+// file. lmdb 3.5.6 does not stop by itself: it sets MDB_FATAL_ERROR only
+// when the meta page write fails, not on a failed data fdatasync, and the
+// next commit is acknowledged (seen under strace, test/fault/fsync_failure).
+// ENOSPC, EDQUOT and MDB_MAP_FULL stay DISK_FULL and retryable: they are
+// refused before anything is synced. EIO is never taken for a full disk,
+// even with little space free.
+//
 // Atomicity. The batch runs in a child transaction: if anything throws half
 // way, LMDB aborts the child, nothing of the batch is written, and every
 // append of the batch is rejected with UNAVAILABLE. A per-append failure that
@@ -79,7 +100,7 @@ import { open, type Database, type RootDatabase } from "lmdb";
 import { pack, Unpackr, unpack } from "msgpackr";
 import type { Clock } from "../clock";
 import type { JournalObserver } from "../observability/observer";
-import { QmError, assert } from "../errors";
+import { JOURNAL_FAILED, QmError, assert } from "../errors";
 import {
   DAMAGED_ACTORS_LOGGED_MAX,
   ID_LENGTH_MAX,
@@ -196,6 +217,12 @@ export interface LmdbJournalOptions {
    * record written, appends fail. For scrub and other offline checks.
    */
   readonly readOnly?: boolean;
+  /**
+   * Called once when a commit fails with an I/O error: the journal accepts no
+   * more appends, and the node must stop acknowledging writes and restart
+   * (see the top of the file).
+   */
+  readonly onFailed?: (error: QmError) => void;
 }
 
 interface EncodedAudit {
@@ -245,6 +272,7 @@ export class LmdbJournal implements Journal {
   private readonly logger: JournalLogger | undefined;
   private readonly observer: JournalObserver | undefined;
   private readonly readOnly: boolean;
+  private readonly onFailed: ((error: QmError) => void) | undefined;
 
   /**
    * One queue, taken from the front one batch per write transaction, and the
@@ -279,6 +307,8 @@ export class LmdbJournal implements Journal {
   private readonly damagedLogged = new Set<string>();
   /** Set while writes fail on a full disk, so it is logged once per episode. */
   private diskFull = false;
+  /** Set for good when a commit failed with an I/O error; every later append fails with it (failJournal). */
+  private failure: QmError | null = null;
 
   constructor(options: LmdbJournalOptions) {
     const { maxAgeMs, maxPerActor } = options.auditRetention;
@@ -291,6 +321,7 @@ export class LmdbJournal implements Journal {
     this.logger = options.logger;
     this.observer = options.observer;
     this.readOnly = options.readOnly === true;
+    this.onFailed = options.onFailed;
   }
 
   async open(): Promise<void> {
@@ -648,6 +679,7 @@ export class LmdbJournal implements Journal {
     if (this.state !== "open") {
       return Promise.reject(new QmError("UNAVAILABLE", `journal ${this.path} is ${this.state === "new" ? "not open" : "closed"}`));
     }
+    if (this.failure !== null) return Promise.reject(this.failedFor(request.actorId));
     if (this.queue.length >= JOURNAL_QUEUE_APPENDS_MAX) {
       return Promise.reject(new QmError("OVERLOADED", `journal queue is full (${JOURNAL_QUEUE_APPENDS_MAX} appends waiting)`));
     }
@@ -788,6 +820,12 @@ export class LmdbJournal implements Journal {
     // handled or the process dies of an unhandled rejection, and it is the
     // only place that says whether the disk is full.
     const cause = await commitCauseOf(error);
+    // Before the free-space check: an EIO on a nearly full disk may be a
+    // failed fdatasync, which must never be retried as a full disk.
+    if (this.failure !== null || isIoError(cause) || isIoError(error)) {
+      this.failJournal(batch, cause);
+      return;
+    }
     if (isDiskFull(cause) || isDiskFull(error) || (await this.diskHasNoRoom())) {
       this.diskFullWrites += batch.length;
       if (!this.diskFull) {
@@ -808,9 +846,48 @@ export class LmdbJournal implements Journal {
   }
 
   /**
-   * Some file systems report a full disk on a failed flush as EIO, not
-   * ENOSPC (the issue saw "Input/output error"); so after any failed write
-   * the free space itself is asked. Only the failure path pays for it.
+   * Stops the journal after a commit failed with an I/O error (see the top of
+   * the file): the batch, everything queued and every later append fail with
+   * UNAVAILABLE/JOURNAL_FAILED, logged once, and the node is told once.
+   */
+  private failJournal(batch: readonly PendingAppend[], cause: unknown): void {
+    const first = this.failure === null;
+    if (first) {
+      this.failure = new QmError(
+        "UNAVAILABLE",
+        `journal write failed with an I/O error (${messageOf(cause)}) at ${this.path}: nothing of it was acknowledged, and this node acknowledges no more writes until it has restarted`,
+        { reason: JOURNAL_FAILED, path: this.path },
+      );
+    }
+    const queued = this.queue.splice(0, this.queue.length);
+    for (const pending of batch) pending.reject(this.failedFor(pending.actorId));
+    for (const pending of queued) pending.reject(this.failedFor(pending.actorId));
+    if (!first) return;
+    this.logger?.error(
+      { err: cause, path: this.path, reason: JOURNAL_FAILED, appends: batch.length + queued.length },
+      `journal commit failed with an I/O error at ${this.path}: its appends were not acknowledged and the node stops writing and exits (code 74) to recover from what is on disk; check the disk (dmesg, SMART), run qmctl scrub --data-dir on the data directory, then start the node again`,
+    );
+    this.onFailed?.(this.failure as QmError);
+  }
+
+  /** The journal's failure, as the error of one append. */
+  private failedFor(actorId: ActorId): QmError {
+    const failure = this.failure as QmError;
+    return new QmError("UNAVAILABLE", failure.message, { ...failure.metadata, actorId });
+  }
+
+  /** True once a commit failed with an I/O error: the journal accepts no more appends. */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
+  /**
+   * After a failed write that is neither ENOSPC nor EIO, the free space
+   * itself is asked: an LMDB error on a full disk need not carry ENOSPC.
+   * An EIO never gets here (failJournal): on a full disk it may be LMDB's
+   * code for a short write, which would be safe to retry, but it may as well
+   * be a failed fdatasync, which is not, and the errno cannot tell them apart.
+   * Only the failure path pays for it.
    */
   private async diskHasNoRoom(): Promise<boolean> {
     try {
@@ -1226,8 +1303,20 @@ async function commitCauseOf(error: unknown): Promise<unknown> {
   }
 }
 
+const EIO = 5;
 const ENOSPC = 28;
 const EDQUOT = 122;
+
+/**
+ * EIO, as lmdb-js reports it (the numeric code of error.commitError's cause)
+ * or Node does: from the commit's fdatasync, or LMDB's own code for a short
+ * page write. Either way the commit's fate on disk is not known in-process.
+ */
+function isIoError(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const code: unknown = "code" in error ? error.code : undefined;
+  return code === EIO || code === "EIO";
+}
 
 /** ENOSPC or EDQUOT, as lmdb-js reports them (a numeric code) or Node does (a string code). */
 function isDiskFull(error: unknown): boolean {

@@ -61,7 +61,12 @@ export async function scrubDataDir(dataDir: string): Promise<ScrubReport> {
   }
 }
 
-async function scrubLocked(dataDir: string): Promise<ScrubReport> {
+/**
+ * scrubDataDir for a caller that already holds the directory's lock (restore
+ * scrubs what it wrote without letting go of it, so no node can start on the
+ * directory in between).
+ */
+export async function scrubLocked(dataDir: string): Promise<ScrubReport> {
   const collector = new Collector(dataDir);
   const journalDir = join(dataDir, "journal");
   const file = join(journalDir, LMDB_DATA_FILE);

@@ -410,16 +410,19 @@ describe("LmdbJournal", function () {
       expect((await journal.recover("sku/A")).events).to.deep.equal(["a1"]);
     });
 
-    it("rejects every append of a batch whose write fails with UNAVAILABLE, then commits the next batch", async () => {
+    it("rejects every append of a batch whose write fails with EIO as UNAVAILABLE/JOURNAL_FAILED, and every later append too", async () => {
       // A real disk error: the child runs under a 1 MB file-size limit
-      // (RLIMIT_FSIZE), so the write that grows data.mdb past it fails with EFBIG.
+      // (RLIMIT_FSIZE), so the write that grows data.mdb past it is cut
+      // short, which LMDB reports as EIO. From the errno alone that cannot be
+      // told from a failed fdatasync, so the journal stops (lmdb_journal.ts):
+      // the next batch is refused too, and nothing after "before" is written.
       const path = tempDir();
       const journalModule = resolve(__dirname, "../../src/journal/lmdb_journal.js");
       const script = `
         process.on("SIGXFSZ", () => {});
         const { LmdbJournal } = require(${JSON.stringify(journalModule)});
         const clock = { nowMs: () => Date.now(), monotonicMs: () => performance.now() };
-        const codeOf = (p) => p.then(() => "ok", (e) => e.code);
+        const codeOf = (p) => p.then(() => "ok", (e) => e.code + "/" + e.metadata.reason);
         (async () => {
           const journal = new LmdbJournal({ path: ${JSON.stringify(path)}, auditRetention: { maxAgeMs: 1e9, maxPerActor: 10 }, clock });
           await journal.open();
@@ -434,7 +437,7 @@ describe("LmdbJournal", function () {
           const { commits, appends, events } = journal.stats();
           const stats = { commits, appends, events };
           await journal.close();
-          process.stdout.write(JSON.stringify({ failedBatch, next, events: recovered.events, bigLastSeq: big.lastSeq, stats }));
+          process.stdout.write(JSON.stringify({ failedBatch, next, failed: journal.failed, events: recovered.events, bigLastSeq: big.lastSeq, stats }));
         })();`;
       const stdout = await new Promise<string>((done, fail) =>
         execFile("/bin/sh", ["-c", 'ulimit -f 2048 && exec "$0" -e "$1"', process.execPath, script], { timeout: 20_000 }, (error, out, err) =>
@@ -442,11 +445,12 @@ describe("LmdbJournal", function () {
         ),
       );
       expect(JSON.parse(stdout)).to.deep.equal({
-        failedBatch: ["UNAVAILABLE", "UNAVAILABLE"],
-        next: "ok",
-        events: ["before", "after"],
+        failedBatch: ["UNAVAILABLE/JOURNAL_FAILED", "UNAVAILABLE/JOURNAL_FAILED"],
+        next: "UNAVAILABLE/JOURNAL_FAILED",
+        failed: true,
+        events: ["before"],
         bigLastSeq: 0,
-        stats: { commits: 2, appends: 2, events: 2 },
+        stats: { commits: 1, appends: 1, events: 1 },
       });
     });
   });
