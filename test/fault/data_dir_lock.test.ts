@@ -2,58 +2,24 @@
 // directory from another network namespace or through a bind mount must
 // refuse before serving, and a node killed on a full disk must start again.
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
 import { expect } from "chai";
 import { seedSku } from "../support/fixtures";
+import { runServerToExit } from "../support/run_process";
 import {
   call,
   type Clients,
   createClients,
-  freePort,
   makeTempDir,
-  REPO_ROOT,
-  SERVER_MAIN,
   type ServerProcess,
   startServer,
 } from "../support/server_process";
 
 const IS_ROOT = process.getuid?.() === 0;
-/** How long a refused server may take to exit; one that serves instead never exits and fails the test here. */
-const REFUSAL_DEADLINE_MS = 15_000;
 /** Small enough to fill in a moment, large enough for a fresh journal. */
 const TMPFS_SIZE = "8m";
-
-interface Outcome {
-  readonly code: number | null;
-  readonly output: string;
-}
-
-/** Runs `wrapper... node main.js` on dataDir and waits for it to exit; kills it (and fails) if it is still running at the deadline. */
-async function runSecondServer(dataDir: string, wrapper: readonly string[]): Promise<Outcome> {
-  const port = await freePort();
-  const [command, ...args] = [...wrapper, process.execPath, SERVER_MAIN];
-  const child: ChildProcess = spawn(command as string, args, {
-    cwd: REPO_ROOT,
-    env: { ...process.env, QM_DATA_DIR: dataDir, QM_LISTEN: `127.0.0.1:${port}`, QM_METRICS_LISTEN: "", QM_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.setEncoding("utf8").on("data", (d: string) => (output += d));
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<"deadline">((resolve) => (timer = setTimeout(() => resolve("deadline"), REFUSAL_DEADLINE_MS)));
-  const first = await Promise.race([exited, deadline]);
-  clearTimeout(timer);
-  if (first === "deadline") {
-    child.kill("SIGTERM");
-    await exited;
-    throw new Error(`second server on ${dataDir} did not refuse within ${REFUSAL_DEADLINE_MS} ms; output:\n${output}`);
-  }
-  return { code: first, output };
-}
 
 function run(command: string, args: readonly string[]): Promise<number | null> {
   return new Promise((resolve, reject) => {
@@ -94,12 +60,12 @@ describe("data directory lock with real servers (fault, root)", function () {
     const [first, c] = await start();
     // A fresh network namespace has its loopback down; bring it up so that
     // only the lock, not the listen address, can stop the second server.
-    const outcome = await runSecondServer(first.dataDir, ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']);
+    const outcome = await runServerToExit(first.dataDir, ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']);
     expect(outcome.code, outcome.output).to.equal(1);
     expect(outcome.output).to.include(`cannot start: data directory ${first.dataDir} is in use by process ${first.pid}`);
     expect(outcome.output).not.to.include("quartermaster serving");
     // The refused server removed nothing: a third one is still told who holds the directory.
-    const third = await runSecondServer(first.dataDir, []);
+    const third = await runServerToExit(first.dataDir, []);
     expect(third.output).to.include(`data directory ${first.dataDir} is in use by process ${first.pid}`);
     await seedSku(c, "netns-1", 4);
     expect((await call(c.inventory, "getSku", { skuId: "netns-1" })).onHand).to.equal(4);
@@ -114,7 +80,7 @@ describe("data directory lock with real servers (fault, root)", function () {
       await run("umount", [mountPoint]);
       await rm(mountPoint, { recursive: true, force: true });
     });
-    const outcome = await runSecondServer(mountPoint, []);
+    const outcome = await runServerToExit(mountPoint, []);
     expect(outcome.code, outcome.output).to.equal(1);
     expect(outcome.output).to.include(`cannot start: data directory ${mountPoint} is in use by process ${first.pid}`);
     await seedSku(c, "bind-1", 2);

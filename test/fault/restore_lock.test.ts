@@ -5,55 +5,19 @@
 // when restore let go of the lock before its scrub, that node started on the
 // unchecked files and the scrub then failed with "in use".
 
-import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { expect } from "chai";
 import { restoreBackup } from "../../src/backup/restore";
 import { seedSku } from "../support/fixtures";
-import { runQmctl } from "../support/run_process";
+import { runQmctl, runServerToExit, type ServerExit } from "../support/run_process";
 import {
   call,
   type Clients,
   createClients,
-  freePort,
   makeTempDir,
-  REPO_ROOT,
-  SERVER_MAIN,
   type ServerProcess,
   startServer,
 } from "../support/server_process";
-
-/** How long a refused node may take to exit; one that serves instead never exits and fails the test here. */
-const REFUSAL_DEADLINE_MS = 15_000;
-
-interface Outcome {
-  readonly code: number | null;
-  readonly output: string;
-}
-
-/** Starts a node on dataDir and waits for it to exit; stops it (and fails) if it is still running at the deadline. */
-async function runNodeUntilExit(dataDir: string): Promise<Outcome> {
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [SERVER_MAIN], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, QM_DATA_DIR: dataDir, QM_LISTEN: `127.0.0.1:${port}`, QM_METRICS_LISTEN: "", QM_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.setEncoding("utf8").on("data", (d: string) => (output += d));
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<"deadline">((resolve) => (timer = setTimeout(() => resolve("deadline"), REFUSAL_DEADLINE_MS)));
-  const first = await Promise.race([exited, deadline]);
-  clearTimeout(timer);
-  if (first === "deadline") {
-    child.kill("SIGTERM");
-    await exited;
-    throw new Error(`a node started during the restore on ${dataDir} was not refused within ${REFUSAL_DEADLINE_MS} ms; output:\n${output}`);
-  }
-  return { code: first, output };
-}
 
 describe("restore holds the data-directory lock through its scrub (fault)", function () {
   this.timeout(120_000);
@@ -77,10 +41,10 @@ describe("restore holds the data-directory lock through its scrub (fault)", func
     expect(backup.code, backup.stderr).to.equal(0);
 
     const target = path.join(work, "restored");
-    let intruder: Outcome | undefined;
+    let intruder: ServerExit | undefined;
     const summary = await restoreBackup(file, target, {
       beforeScrub: async () => {
-        intruder = await runNodeUntilExit(target);
+        intruder = await runServerToExit(target);
       },
     });
     expect(summary.manifest.files.length).to.be.above(0);

@@ -4,11 +4,13 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { REPO_ROOT } from "./server_process";
+import { freePort, REPO_ROOT, SERVER_MAIN } from "./server_process";
 
 export const QMCTL = path.join(REPO_ROOT, "bin/qmctl.js");
 /** One run: process start, a call or two, exit. Only bounds a hang, so generous: CI machines stall. */
 export const PROCESS_RUN_DEADLINE_MS = 60_000;
+/** How long a server that must refuse to start may take to exit; one that serves instead never exits and fails here. */
+export const SERVER_REFUSAL_DEADLINE_MS = 15_000;
 /** Output kept per stream; what these programs print is far below this. */
 export const PROCESS_OUTPUT_CHARS_MAX = 1024 * 1024;
 
@@ -69,4 +71,27 @@ export function runProcess(
  */
 export function runQmctl(args: readonly string[], env: Record<string, string> = {}, command: readonly string[] = [process.execPath, QMCTL]): Promise<ProcessRun> {
   return runProcess([...command, ...args], { QM_ADDR: "", QM_TOKEN: "", ...env });
+}
+
+/** A server's exit code and its stdout then stderr, for a server expected to refuse to start. */
+export interface ServerExit {
+  readonly code: number | null;
+  readonly output: string;
+}
+
+/**
+ * Starts a server on dataDir, behind `wrapper` if any (`unshare -n ...`), and
+ * waits for it to exit: the data-directory lock's tests, where it must be
+ * refused. One that serves instead is sent SIGTERM (it drains and lets go of
+ * the directory) and fails the test at the deadline.
+ */
+export async function runServerToExit(dataDir: string, wrapper: readonly string[] = [], deadlineMs = SERVER_REFUSAL_DEADLINE_MS): Promise<ServerExit> {
+  const port = await freePort();
+  const run = await runProcess(
+    [...wrapper, process.execPath, SERVER_MAIN],
+    { QM_DATA_DIR: dataDir, QM_LISTEN: `127.0.0.1:${port}`, QM_METRICS_LISTEN: "", QM_LOG_LEVEL: "warn" },
+    deadlineMs,
+    { deadlineSignal: "SIGTERM" },
+  );
+  return { code: run.code, output: run.stdout + run.stderr };
 }
