@@ -7,24 +7,15 @@
 import http2 from "node:http2";
 import { expect } from "chai";
 import pino from "pino";
-import { credentials, Server, ServerCredentials } from "@grpc/grpc-js";
-import { loadConfig } from "../../src/config";
+import { credentials, Server } from "@grpc/grpc-js";
 import { InventoryServiceClient, Reservation, ReserveRequest } from "../../src/gen/quartermaster/v1/inventory";
 import { DirectReserve } from "../../src/grpc/direct_reserve";
-import { edgeServerOptions, GrpcEdge } from "../../src/grpc/edge";
+import { edgeServerOptions, type GrpcEdge } from "../../src/grpc/edge";
 import { exposedGc } from "../../src/observability/idle_collector";
 import { OPEN_GATE } from "../../src/security/call_gate";
+import { edgeTestConfig, pollUntil, startEdgeSeeingStreams } from "../support/edge_streams";
 
-const POLL_DEADLINE_MS = 5_000;
 const STREAM_EVENTS = ["data", "end", "close", "error"];
-
-async function pollUntil(what: string, check: () => boolean): Promise<void> {
-  const giveUpAt = Date.now() + POLL_DEADLINE_MS;
-  while (!check()) {
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 interface Held {
   request: ReserveRequest;
@@ -39,32 +30,18 @@ function answerHeld(held: Held[]): void {
 describe("direct Reserve path: a closed stream holds nothing of its call", () => {
   const streams: http2.ServerHttp2Stream[] = [];
   const held: Held[] = [];
-  const originalCreateServer = http2.createServer;
   let server: Server;
   let edge: GrpcEdge;
   let client: InventoryServiceClient;
 
   before(async () => {
-    const config = loadConfig({}).grpcEdge;
-    server = new Server(edgeServerOptions(config));
+    server = new Server(edgeServerOptions(edgeTestConfig()));
     const direct = new DirectReserve(
       { logger: pino({ level: "silent" }), observe: () => undefined, isReady: () => true, gate: OPEN_GATE },
       (request) => new Promise<Reservation>((resolve) => held.push({ request, resolve })),
     );
-    // The edge creates grpc-js's http2 server through http2.createServer; the test sees its streams the same way.
-    const mutable = http2 as unknown as { createServer: (...args: unknown[]) => http2.Http2Server };
-    mutable.createServer = (...args: unknown[]): http2.Http2Server => {
-      const created = (originalCreateServer as unknown as (...a: unknown[]) => http2.Http2Server)(...args);
-      created.on("session", (session: http2.ServerHttp2Session) => session.on("stream", (stream: http2.ServerHttp2Stream) => streams.push(stream)));
-      return created;
-    };
-    edge = new GrpcEdge({ config, logger: pino({ level: "silent" }) });
     let address: string;
-    try {
-      address = await edge.start(server, ServerCredentials.createInsecure(), "127.0.0.1:0", direct);
-    } finally {
-      mutable.createServer = originalCreateServer as unknown as (...args: unknown[]) => http2.Http2Server;
-    }
+    ({ edge, address } = await startEdgeSeeingStreams(server, (stream) => streams.push(stream), direct));
     client = new InventoryServiceClient(address, credentials.createInsecure());
   });
 

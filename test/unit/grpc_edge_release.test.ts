@@ -5,27 +5,16 @@
 
 import http2 from "node:http2";
 import { expect } from "chai";
-import pino from "pino";
-import { credentials, Metadata, Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
-import { loadConfig } from "../../src/config";
+import { credentials, Metadata, Server, type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
 import { GetSkuRequest, InventoryServiceClient, InventoryServiceService, Sku } from "../../src/gen/quartermaster/v1/inventory";
-import { edgeServerOptions, GrpcEdge } from "../../src/grpc/edge";
+import { edgeServerOptions, type GrpcEdge } from "../../src/grpc/edge";
+import { edgeTestConfig, pollUntil, startEdgeSeeingStreams } from "../support/edge_streams";
 
-const POLL_DEADLINE_MS = 5_000;
-
-async function pollUntil(what: string, check: () => boolean): Promise<void> {
-  const giveUpAt = Date.now() + POLL_DEADLINE_MS;
-  while (!check()) {
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe("gRPC edge releases closed streams", () => {
   const streams: http2.ServerHttp2Stream[] = [];
   /** Each stream's native handle, read when the stream opens (Node forgets it when the stream is destroyed). */
   const handles = new Map<http2.ServerHttp2Stream, Record<symbol, unknown>>();
-  const originalCreateServer = http2.createServer;
   let server: Server;
   let edge: GrpcEdge;
   let client: InventoryServiceClient;
@@ -33,8 +22,7 @@ describe("gRPC edge releases closed streams", () => {
   let held: sendUnaryData<Sku> | undefined;
 
   before(async () => {
-    const config = loadConfig({}).grpcEdge;
-    server = new Server(edgeServerOptions(config));
+    server = new Server(edgeServerOptions(edgeTestConfig()));
     server.addService(InventoryServiceService, {
       getSku: (call: ServerUnaryCall<GetSkuRequest, Sku>, callback: sendUnaryData<Sku>) => {
         if (call.request.skuId === "hold") {
@@ -46,25 +34,13 @@ describe("gRPC edge releases closed streams", () => {
         callback(null, Sku.fromPartial({ skuId: call.request.skuId }));
       },
     });
-    // The edge creates grpc-js's http2 server through http2.createServer; the test sees its streams the same way.
-    const mutable = http2 as unknown as { createServer: (...args: unknown[]) => http2.Http2Server };
-    mutable.createServer = (...args: unknown[]): http2.Http2Server => {
-      const created = (originalCreateServer as unknown as (...a: unknown[]) => http2.Http2Server)(...args);
-      created.on("stream", (stream: http2.ServerHttp2Stream) => {
-        streams.push(stream);
-        const key = Object.getOwnPropertySymbols(stream).find((s) => s.description === "kHandle");
-        const handle = key === undefined ? undefined : (stream as unknown as Record<symbol, unknown>)[key];
-        if (typeof handle === "object" && handle !== null) handles.set(stream, handle as Record<symbol, unknown>);
-      });
-      return created;
-    };
-    edge = new GrpcEdge({ config, logger: pino({ level: "silent" }) });
     let address: string;
-    try {
-      address = await edge.start(server, ServerCredentials.createInsecure(), "127.0.0.1:0");
-    } finally {
-      mutable.createServer = originalCreateServer as unknown as (...args: unknown[]) => http2.Http2Server;
-    }
+    ({ edge, address } = await startEdgeSeeingStreams(server, (stream) => {
+      streams.push(stream);
+      const key = Object.getOwnPropertySymbols(stream).find((s) => s.description === "kHandle");
+      const handle = key === undefined ? undefined : (stream as unknown as Record<symbol, unknown>)[key];
+      if (typeof handle === "object" && handle !== null) handles.set(stream, handle as Record<symbol, unknown>);
+    }));
     client = new InventoryServiceClient(address, credentials.createInsecure());
   });
 
