@@ -37,11 +37,11 @@
 
 import type { ClusterObserver } from "../observability/observer";
 import { annotateOwnership, ownershipEvent, traceOwnership } from "../observability/ownership_tracing";
-import type { Etcd3, IKeyValue, Lease, Watcher } from "etcd3";
+import { type Etcd3, type IKeyValue, type Lease, Range, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
-import { CLUSTER_VIEW_RESYNC_INTERVAL_MS, CLUSTER_VIEW_RETRY_MS } from "../limits";
+import { CLUSTER_VIEW_READ_PAGE_KEYS, CLUSTER_VIEW_RESYNC_INTERVAL_MS, CLUSTER_VIEW_RETRY_MS } from "../limits";
 import type { ClusterView, MemberInfo, PartitionOwnership } from "./cluster_view";
 import { ClusterKeys } from "./etcd_keys";
 import { type NodeId, partitionOf } from "./placement";
@@ -407,15 +407,32 @@ export class EtcdCluster implements ClusterView {
   private async readAndWatch(): Promise<void> {
     const old = this.detachWatcher();
     if (old !== undefined) void cancelWithin(old, CLUSTER_VIEW_RETRY_MS);
-    const members = await this.client.getAll().prefix(this.keys.membersPrefix).exec();
-    const revision = members.header.revision;
-    const [drains, partitions] = await Promise.all([
-      this.client.getAll().prefix(this.keys.drainPrefix).revision(revision).exec(),
-      this.client.getAll().prefix(this.keys.partitionsPrefix).revision(revision).exec(),
-    ]);
+    const members = await this.readPrefix(this.keys.membersPrefix, undefined);
+    const revision = members.revision;
+    const [drains, partitions] = await Promise.all([this.readPrefix(this.keys.drainPrefix, revision), this.readPrefix(this.keys.partitionsPrefix, revision)]);
     if (this.stopped) return;
     this.replaceView(Number(revision), [...members.kvs, ...drains.kvs, ...partitions.kvs]);
     this.watch(BigInt(revision) + 1n);
+  }
+
+  /**
+   * Every key under `prefix` at `revision` (undefined: the current one, which is returned), CLUSTER_VIEW_READ_PAGE_KEYS
+   * per request. Ends: each page starts past the last key of the one before, and the keys under a prefix are finite.
+   */
+  private async readPrefix(prefix: string, revision: string | undefined): Promise<{ kvs: IKeyValue[]; revision: string }> {
+    const whole = Range.prefix(prefix);
+    const kvs: IKeyValue[] = [];
+    let from = whole.start;
+    let at = revision;
+    for (;;) {
+      const request = this.client.getAll().inRange(new Range(from, whole.end)).limit(CLUSTER_VIEW_READ_PAGE_KEYS);
+      const page = await (at === undefined ? request : request.revision(at)).exec();
+      at ??= page.header.revision;
+      kvs.push(...page.kvs);
+      const last = page.kvs[page.kvs.length - 1];
+      if (!page.more || last === undefined) return { kvs, revision: at };
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+    }
   }
 
   /** The view becomes exactly `kvs` (read at `revision`), but for what this node itself claimed after that revision. */

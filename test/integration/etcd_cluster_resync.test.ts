@@ -68,7 +68,7 @@ describe("a node's view of the cluster after a lost etcd watch (integration, rea
     await proxy.stop();
   });
 
-  async function startN1(cluster: string, resyncIntervalMs?: number): Promise<EtcdCluster> {
+  async function startN1(cluster: string, resyncIntervalMs?: number, partitions = PARTITIONS): Promise<EtcdCluster> {
     node = new EtcdCluster({
       client: nodeClient,
       cluster,
@@ -76,7 +76,7 @@ describe("a node's view of the cluster after a lost etcd watch (integration, rea
       address: () => "n1.test:50051",
       version: "test",
       leaseTtlS: TTL_S,
-      partitions: PARTITIONS,
+      partitions,
       clock: systemClock,
       logger: silent,
       ...(resyncIntervalMs === undefined ? {} : { resyncIntervalMs }),
@@ -180,5 +180,26 @@ describe("a node's view of the cluster after a lost etcd watch (integration, rea
     await direct.put(`${root}drain/n4`).value("x");
     await until("n1's view to be etcd's keys", async () => (await viewIsEtcds(n1)) && nodeView(n1).draining.join() === "n4", explain(n1));
     expect(nodeView(n1).members).to.deep.equal(["n1", "n4"]);
+  });
+
+  it("starts with a view of 65,536 partitions, more keys than one etcd response may carry, and reads every owner", async () => {
+    const many = 65_536;
+    const cluster = `rs${++clusterSeq}`;
+    root = `/quartermaster/${cluster}/`;
+    await direct.put(`${root}config`).value(JSON.stringify({ partitions: many, created_at: new Date().toISOString() })).exec();
+    await putMember("n2");
+    // n1 drained: it claims nothing, so every partition key is the test's (owned by n2, a plain key).
+    await direct.put(`${root}drain/n1`).value("x").exec();
+    const owner = JSON.stringify({ node_id: "n2" });
+    // etcd takes at most 128 operations per transaction (--max-txn-ops).
+    for (let first = 0; first < many; first += 128) {
+      const puts = Array.from({ length: 128 }, (_, i) => direct.put(`${root}partitions/${first + i}`).value(owner));
+      await direct.if(`${root}config`, "Create", ">", 0).then(...puts).commit();
+    }
+    const n1 = await startN1(cluster, undefined, many);
+    const owners = n1.partitions();
+    expect(owners.length).to.equal(many);
+    expect(owners.filter((p) => p.owner === "n2").length).to.equal(many);
+    expect(nodeView(n1).draining).to.deep.equal(["n1"]);
   });
 });
