@@ -363,6 +363,22 @@ export const REVOCATION_READ_PAGE_KEYS = 256;
 export const REVOCATION_RESYNC_INTERVAL_MS = 60_000;
 /** Pause before a failed (re-)read of the revoked/ prefix is tried again; the last list read stays in force meanwhile. */
 export const REVOCATION_RETRY_MS = 1_000;
+/**
+ * How often a cluster node reads its view of the cluster (members/, drain/, partitions/) afresh and restarts its
+ * watch, whatever the watch reported: the backstop for a watch loss the client did not surface. A stale view routes
+ * asks to an owner that is gone, or misses a drain, until the next read; three range reads of a few hundred small keys
+ * per node per period cost etcd nothing. The same period as REVOCATION_RESYNC_INTERVAL_MS, for the same reason.
+ */
+export const CLUSTER_VIEW_RESYNC_INTERVAL_MS = 60_000;
+/** Pause before a failed re-read of the cluster's view is tried again; the last view read stays in use meanwhile. */
+export const CLUSTER_VIEW_RETRY_MS = 1_000;
+/**
+ * Keys per etcd range request when a node reads its view (members/, drain/, partitions/), all pages at one revision.
+ * A partition key is about 85 bytes on the wire, so the 65,536 partitions QM_PARTITIONS allows come to about 5.5 MB:
+ * past grpc-js's default 4 MiB message, which refused the one-request read (RESOURCE_EXHAUSTED) and so the node's
+ * start. 4,096 keys are about 350 KB, and 65,536 partitions 16 requests.
+ */
+export const CLUSTER_VIEW_READ_PAGE_KEYS = 4_096;
 /** A rate limit above these is a typo (a node answers about 10k calls/s), not a policy. */
 export const RATE_PER_SECOND_MAX = 1_000_000;
 export const RATE_BURST_MAX = 10_000_000;

@@ -21,13 +21,27 @@
 // before etcd can expire the lease and let another node claim them. The
 // journal's per-append compare-and-set with the epoch closes the remaining
 // window for a process paused mid-write.
+//
+// The view (members, drains, partition owners) is etcd's keys read at one
+// revision, then kept by a watch from the next. A lost watch is never trusted
+// to resume: etcd3 resumes one after a reconnection from the revision of the
+// last header it saw, which can be past events it has not delivered yet, and a
+// watch whose revision etcd compacted meanwhile is cancelled for good. So after
+// a disconnection, a cancel or an end the node reads the keys again at one
+// revision, REPLACES its view with them (a key deleted meanwhile goes too, and
+// a partition of ours that is gone or taken stops being served), watches anew
+// from the next revision, and reconciles. The same re-read runs every
+// CLUSTER_VIEW_RESYNC_INTERVAL_MS as a backstop. Stale views cost availability
+// (asks routed to an owner that is gone), never safety: fencing refuses a stale
+// owner's appends. security/cluster_revocations.ts does the same for revoked/.
 
 import type { ClusterObserver } from "../observability/observer";
 import { annotateOwnership, ownershipEvent, traceOwnership } from "../observability/ownership_tracing";
-import type { Etcd3, Lease, Watcher } from "etcd3";
+import { type Etcd3, type IKeyValue, type Lease, Range, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
+import { CLUSTER_VIEW_READ_PAGE_KEYS, CLUSTER_VIEW_RESYNC_INTERVAL_MS, CLUSTER_VIEW_RETRY_MS } from "../limits";
 import type { ClusterView, MemberInfo, PartitionOwnership } from "./cluster_view";
 import { ClusterKeys } from "./etcd_keys";
 import { type NodeId, partitionOf } from "./placement";
@@ -75,6 +89,8 @@ export interface EtcdClusterOptions {
    * unserved; its key is then released and claimed afresh.
    */
   readonly beforeServe?: (partition: number, epoch: number) => Promise<void>;
+  /** Tests shorten the periodic re-read of the view; production uses CLUSTER_VIEW_RESYNC_INTERVAL_MS. */
+  readonly resyncIntervalMs?: number;
 }
 
 interface MemberRecord {
@@ -103,6 +119,13 @@ export class EtcdCluster implements ClusterView {
   private leaseValidUntilMs = 0;
   private watcher: Watcher | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  /** The re-read of the view under way; one at a time, and a request during one runs once more after it. */
+  private resyncing: Promise<void> | undefined;
+  private resyncAgain = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Failed re-reads in a row: only the first of an outage is logged. */
+  private resyncFailures = 0;
 
   private readonly memberRecords = new Map<NodeId, MemberRecord>();
   private readonly drained = new Set<NodeId>();
@@ -135,9 +158,12 @@ export class EtcdCluster implements ClusterView {
     this.partitionTotal = await this.ensureClusterConfig();
     this.owners = new Array<OwnerRecord | undefined>(this.partitionTotal);
     await this.acquireLease();
-    await this.loadAndWatch();
+    // The first read must succeed: a node does not serve before it knows the cluster.
+    await this.readAndWatch();
     this.leaseTimer = setInterval(() => this.checkLease(), LEASE_CHECK_INTERVAL_MS);
     this.leaseTimer.unref();
+    this.resyncTimer = setInterval(() => this.resync("periodic"), this.options.resyncIntervalMs ?? CLUSTER_VIEW_RESYNC_INTERVAL_MS);
+    this.resyncTimer.unref();
     this.scheduleReconcile();
     await this.reconciling;
   }
@@ -152,6 +178,8 @@ export class EtcdCluster implements ClusterView {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.leaseTimer);
+    clearInterval(this.resyncTimer);
+    clearTimeout(this.retryTimer);
     while (this.reconciling !== null) await this.reconciling;
     try {
       await this.client.delete().key(this.keys.member(this.self));
@@ -160,7 +188,8 @@ export class EtcdCluster implements ClusterView {
       this.logger.warn({ err: error }, "graceful handoff failed; the partitions free up when the lease ends");
     }
     this.dropAll("stopping");
-    await this.watcher?.cancel().catch(() => undefined);
+    const watcher = this.detachWatcher();
+    if (watcher !== undefined) await cancelWithin(watcher, CLUSTER_VIEW_RETRY_MS);
     const lease = this.lease;
     this.lease = undefined;
     await lease?.revoke().catch((error: unknown) => this.logger.warn({ err: error }, "lease revoke failed; it expires by itself"));
@@ -338,20 +367,136 @@ export class EtcdCluster implements ClusterView {
     }
   }
 
-  private async loadAndWatch(): Promise<void> {
-    const snapshot = await this.client.getAll().prefix(this.keys.root).exec();
-    for (const kv of snapshot.kvs) this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
-    const watcher = await this.client.watch().prefix(this.keys.root).startRevision(String(Number(snapshot.header.revision) + 1)).create();
-    watcher.on("put", (kv) => {
+  // ---- The view's source: one read at one revision, then a watch from the next ------------------
+
+  /** Re-reads the view and watches anew, then reconciles; one at a time, and a request during one runs once more after it. */
+  private resync(why: string): void {
+    if (this.stopped) return;
+    if (this.resyncing !== undefined) {
+      this.resyncAgain = true;
+      return;
+    }
+    this.logger.debug({ why }, "re-reading the cluster's view from etcd");
+    this.resyncing = (async () => {
+      try {
+        do {
+          this.resyncAgain = false;
+          await this.readAndWatch();
+        } while (this.resyncAgain && !this.stopped);
+        if (this.resyncFailures > 0) this.logger.info({ failures: this.resyncFailures }, "the cluster's view is read from etcd again");
+        this.resyncFailures = 0;
+        this.scheduleReconcile();
+      } catch (error) {
+        if (this.resyncFailures++ === 0) {
+          this.logger.warn({ err: error, retryMs: CLUSTER_VIEW_RETRY_MS }, "cannot read the cluster's view from etcd: the last view read stays in use; retrying");
+        }
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.resync("retry"), CLUSTER_VIEW_RETRY_MS);
+        this.retryTimer.unref();
+      } finally {
+        this.resyncing = undefined;
+      }
+    })();
+  }
+
+  /**
+   * Drops the current watch, reads members/, drain/ and partitions/ at one revision, replaces the view with them,
+   * and watches from the next revision: no event is lost between the read and the watch, and none is applied twice.
+   * The revoked/ keys (up to 10,000 values of 8 KiB) are not read: they are not the view's.
+   */
+  private async readAndWatch(): Promise<void> {
+    const old = this.detachWatcher();
+    if (old !== undefined) void cancelWithin(old, CLUSTER_VIEW_RETRY_MS);
+    const members = await this.readPrefix(this.keys.membersPrefix, undefined);
+    const revision = members.revision;
+    const [drains, partitions] = await Promise.all([this.readPrefix(this.keys.drainPrefix, revision), this.readPrefix(this.keys.partitionsPrefix, revision)]);
+    if (this.stopped) return;
+    this.replaceView(Number(revision), [...members.kvs, ...drains.kvs, ...partitions.kvs]);
+    this.watch(BigInt(revision) + 1n);
+  }
+
+  /**
+   * Every key under `prefix` at `revision` (undefined: the current one, which is returned), CLUSTER_VIEW_READ_PAGE_KEYS
+   * per request. Ends: each page starts past the last key of the one before, and the keys under a prefix are finite.
+   */
+  private async readPrefix(prefix: string, revision: string | undefined): Promise<{ kvs: IKeyValue[]; revision: string }> {
+    const whole = Range.prefix(prefix);
+    const kvs: IKeyValue[] = [];
+    let from = whole.start;
+    let at = revision;
+    for (;;) {
+      const request = this.client.getAll().inRange(new Range(from, whole.end)).limit(CLUSTER_VIEW_READ_PAGE_KEYS);
+      const page = await (at === undefined ? request : request.revision(at)).exec();
+      at ??= page.header.revision;
+      kvs.push(...page.kvs);
+      const last = page.kvs[page.kvs.length - 1];
+      if (!page.more || last === undefined) return { kvs, revision: at };
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+  }
+
+  /** The view becomes exactly `kvs` (read at `revision`), but for what this node itself claimed after that revision. */
+  private replaceView(revision: number, kvs: readonly IKeyValue[]): void {
+    const before = this.owners;
+    this.memberRecords.clear();
+    this.drained.clear();
+    this.owners = new Array<OwnerRecord | undefined>(this.partitionTotal);
+    for (const kv of kvs) this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
+    // A claim that committed after the read is newer than it (epochs only grow); the new watch confirms or deletes it.
+    for (let p = 0; p < this.partitionTotal; p++) {
+      const known = before[p];
+      if (known !== undefined && known.epoch > revision) this.owners[p] = known;
+    }
+    // A partition we serve whose key is gone, or held by another node or under another epoch: not ours any more.
+    for (const [partition, epoch] of [...this.serving]) {
+      const held = this.owners[partition];
+      if (held?.owner !== this.self || held.epoch !== epoch) this.lose(partition, epoch, "partition key gone or taken (re-read from etcd)", "lost");
+    }
+  }
+
+  private watch(fromRevision: bigint): void {
+    // watcher() attaches at once and connects when it can; create() would wait for the connection.
+    const watcher = this.client.watch().prefix(this.keys.root).startRevision(fromRevision.toString()).watcher();
+    let disconnected = false;
+    watcher.on("put", (kv: IKeyValue) => {
       this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
       this.scheduleReconcile();
     });
-    watcher.on("delete", (kv) => {
+    watcher.on("delete", (kv: IKeyValue) => {
       this.applyDelete(kv.key.toString());
       this.scheduleReconcile();
     });
-    watcher.on("error", (error) => this.logger.warn({ err: error }, "etcd watch error; etcd3 reconnects it"));
+    watcher.on("disconnected", () => {
+      disconnected = true;
+    });
+    watcher.on("connected", () => {
+      // See the header: a resumed watch may have skipped events.
+      if (disconnected) this.resync("watch reconnected");
+    });
+    // etcd3 emits 'error' when etcd cancelled the watch (a compacted start revision): it is dead.
+    watcher.on("error", (error: Error) => {
+      if (this.watcher !== watcher) return;
+      this.logger.warn({ err: error }, "etcd cancelled the watch of the cluster's keys: re-reading them");
+      this.watcher = undefined;
+      this.resync("watch cancelled");
+    });
+    watcher.on("end", () => {
+      if (this.watcher !== watcher) return;
+      this.watcher = undefined;
+      this.resync("watch ended");
+    });
     this.watcher = watcher;
+  }
+
+  private detachWatcher(): Watcher | undefined {
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    if (watcher !== undefined) {
+      watcher.removeAllListeners();
+      // An emitter without an 'error' listener throws: a late cancel of the dropped watch must not.
+      watcher.on("error", () => undefined);
+    }
+    return watcher;
   }
 
   // ---- The view, from etcd's keys -------------------------------------------------------
@@ -562,6 +707,13 @@ function parseOwner(value: string): NodeId | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Cancels a watch, waiting at most `ms` for etcd to confirm (it may be out of reach). */
+async function cancelWithin(watcher: Watcher, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([watcher.cancel().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 function sleep(ms: number): Promise<void> {
