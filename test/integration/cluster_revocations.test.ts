@@ -5,63 +5,17 @@
 // reach again. The node's etcd client goes through a TCP proxy the test can
 // cut, while the test's own client writes directly.
 
-import { createServer, connect, type Server, type Socket } from "node:net";
 import { Writable } from "node:stream";
 import { expect } from "chai";
 import { Etcd3 } from "etcd3";
 import pino from "pino";
 import type { RevocationEntry } from "../../src/security/auth_config";
 import { ClusterRevocations } from "../../src/security/cluster_revocations";
+import { CuttableProxy } from "../support/cuttable_proxy";
 import { type EtcdProcess, startEtcd } from "../support/engines";
 
 const PREFIX = "/quartermaster/rv/revoked/";
 const APPLY_DEADLINE_MS = 10_000;
-
-/** A TCP proxy to `target` whose connections can be cut, and new ones refused, until restored. */
-class CuttableProxy {
-  private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
-  private blocked = false;
-  port = 0;
-
-  constructor(private readonly targetPort: number) {
-    this.server = createServer((client) => {
-      if (this.blocked) {
-        client.destroy();
-        return;
-      }
-      const upstream = connect({ host: "127.0.0.1", port: this.targetPort });
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    const address = this.server.address();
-    this.port = typeof address === "object" && address !== null ? address.port : 0;
-  }
-
-  cut(): void {
-    this.blocked = true;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  restore(): void {
-    this.blocked = false;
-  }
-
-  async stop(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 /** The gate's side as the test sees it: the last list handed over. */
 class RecordingSink {

@@ -1,7 +1,6 @@
 // A TCP proxy between an etcd client and a real etcd, whose connections a test
 // can cut (and new ones refuse) until it restores them: an etcd "blip" as one
 // node sees it, while the test's own client keeps writing directly.
-// (test/integration/cluster_revocations.test.ts has its own copy of this class.)
 
 import { connect, createServer, type Server, type Socket } from "node:net";
 
