@@ -31,19 +31,20 @@
 // revision, REPLACES its view with them (a key deleted meanwhile goes too, and
 // a partition of ours that is gone or taken stops being served), watches anew
 // from the next revision, and reconciles. The same re-read runs every
-// CLUSTER_VIEW_RESYNC_INTERVAL_MS as a backstop. Stale views cost availability
+// CLUSTER_VIEW_RESYNC_INTERVAL_MS as a backstop (etcd_mirror.ts). Stale views cost availability
 // (asks routed to an owner that is gone), never safety: fencing refuses a stale
 // owner's appends. security/cluster_revocations.ts does the same for revoked/.
 
 import type { ClusterObserver } from "../observability/observer";
 import { annotateOwnership, ownershipEvent, traceOwnership } from "../observability/ownership_tracing";
-import { type Etcd3, type IKeyValue, type Lease, Range, type Watcher } from "etcd3";
+import { type Etcd3, type IKeyValue, type Lease, Range } from "etcd3";
 import type { Logger } from "pino";
 import type { Clock } from "../clock";
 import { QmError } from "../errors";
 import { CLUSTER_VIEW_READ_PAGE_KEYS, CLUSTER_VIEW_RESYNC_INTERVAL_MS, CLUSTER_VIEW_RETRY_MS } from "../limits";
 import type { ClusterView, MemberInfo, PartitionOwnership } from "./cluster_view";
 import { ClusterKeys } from "./etcd_keys";
+import { EtcdMirror } from "./etcd_mirror";
 import { type NodeId, partitionOf } from "./placement";
 import { rendezvousOwner } from "./rendezvous";
 
@@ -117,15 +118,9 @@ export class EtcdCluster implements ClusterView {
   private lease: Lease | undefined;
   /** Monotonic ms until which this node may serve its partitions. */
   private leaseValidUntilMs = 0;
-  private watcher: Watcher | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
-  /** The re-read of the view under way; one at a time, and a request during one runs once more after it. */
-  private resyncing: Promise<void> | undefined;
-  private resyncAgain = false;
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  /** Failed re-reads in a row: only the first of an outage is logged. */
-  private resyncFailures = 0;
+  /** The view's source: members/, drain/ and partitions/ read at one revision, then watched (etcd_mirror.ts). */
+  private readonly mirror: EtcdMirror;
 
   private readonly memberRecords = new Map<NodeId, MemberRecord>();
   private readonly drained = new Set<NodeId>();
@@ -146,6 +141,24 @@ export class EtcdCluster implements ClusterView {
     this.logger = options.logger;
     this.startedAtMs = options.clock.nowMs();
     this.partitionTotal = options.partitions;
+    this.mirror = new EtcdMirror({
+      client: this.client,
+      prefix: this.keys.root,
+      logger: this.logger,
+      what: "the cluster's view",
+      read: () => this.readView(),
+      onPut: (kv) => {
+        this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
+        this.scheduleReconcile();
+      },
+      onDelete: (kv) => {
+        this.applyDelete(kv.key.toString());
+        this.scheduleReconcile();
+      },
+      afterResync: () => this.scheduleReconcile(),
+      retryMs: CLUSTER_VIEW_RETRY_MS,
+      resyncIntervalMs: options.resyncIntervalMs ?? CLUSTER_VIEW_RESYNC_INTERVAL_MS,
+    });
   }
 
   get partitionCount(): number {
@@ -159,11 +172,9 @@ export class EtcdCluster implements ClusterView {
     this.owners = new Array<OwnerRecord | undefined>(this.partitionTotal);
     await this.acquireLease();
     // The first read must succeed: a node does not serve before it knows the cluster.
-    await this.readAndWatch();
+    await this.mirror.start();
     this.leaseTimer = setInterval(() => this.checkLease(), LEASE_CHECK_INTERVAL_MS);
     this.leaseTimer.unref();
-    this.resyncTimer = setInterval(() => this.resync("periodic"), this.options.resyncIntervalMs ?? CLUSTER_VIEW_RESYNC_INTERVAL_MS);
-    this.resyncTimer.unref();
     this.scheduleReconcile();
     await this.reconciling;
   }
@@ -178,8 +189,8 @@ export class EtcdCluster implements ClusterView {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.leaseTimer);
-    clearInterval(this.resyncTimer);
-    clearTimeout(this.retryTimer);
+    // The watch goes on delivering during the handoff below; only re-reads stop.
+    this.mirror.stopResyncs();
     while (this.reconciling !== null) await this.reconciling;
     try {
       await this.client.delete().key(this.keys.member(this.self));
@@ -188,8 +199,7 @@ export class EtcdCluster implements ClusterView {
       this.logger.warn({ err: error }, "graceful handoff failed; the partitions free up when the lease ends");
     }
     this.dropAll("stopping");
-    const watcher = this.detachWatcher();
-    if (watcher !== undefined) await cancelWithin(watcher, CLUSTER_VIEW_RETRY_MS);
+    await this.mirror.stop();
     const lease = this.lease;
     this.lease = undefined;
     await lease?.revoke().catch((error: unknown) => this.logger.warn({ err: error }, "lease revoke failed; it expires by itself"));
@@ -369,50 +379,16 @@ export class EtcdCluster implements ClusterView {
 
   // ---- The view's source: one read at one revision, then a watch from the next ------------------
 
-  /** Re-reads the view and watches anew, then reconciles; one at a time, and a request during one runs once more after it. */
-  private resync(why: string): void {
-    if (this.stopped) return;
-    if (this.resyncing !== undefined) {
-      this.resyncAgain = true;
-      return;
-    }
-    this.logger.debug({ why }, "re-reading the cluster's view from etcd");
-    this.resyncing = (async () => {
-      try {
-        do {
-          this.resyncAgain = false;
-          await this.readAndWatch();
-        } while (this.resyncAgain && !this.stopped);
-        if (this.resyncFailures > 0) this.logger.info({ failures: this.resyncFailures }, "the cluster's view is read from etcd again");
-        this.resyncFailures = 0;
-        this.scheduleReconcile();
-      } catch (error) {
-        if (this.resyncFailures++ === 0) {
-          this.logger.warn({ err: error, retryMs: CLUSTER_VIEW_RETRY_MS }, "cannot read the cluster's view from etcd: the last view read stays in use; retrying");
-        }
-        clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.resync("retry"), CLUSTER_VIEW_RETRY_MS);
-        this.retryTimer.unref();
-      } finally {
-        this.resyncing = undefined;
-      }
-    })();
-  }
-
   /**
-   * Drops the current watch, reads members/, drain/ and partitions/ at one revision, replaces the view with them,
-   * and watches from the next revision: no event is lost between the read and the watch, and none is applied twice.
-   * The revoked/ keys (up to 10,000 values of 8 KiB) are not read: they are not the view's.
+   * Reads members/, drain/ and partitions/ at one revision and replaces the view with them (the mirror then watches
+   * from the next revision). The revoked/ keys (up to 10,000 values of 8 KiB) are not read: they are not the view's.
    */
-  private async readAndWatch(): Promise<void> {
-    const old = this.detachWatcher();
-    if (old !== undefined) void cancelWithin(old, CLUSTER_VIEW_RETRY_MS);
+  private async readView(): Promise<bigint> {
     const members = await this.readPrefix(this.keys.membersPrefix, undefined);
     const revision = members.revision;
     const [drains, partitions] = await Promise.all([this.readPrefix(this.keys.drainPrefix, revision), this.readPrefix(this.keys.partitionsPrefix, revision)]);
-    if (this.stopped) return;
-    this.replaceView(Number(revision), [...members.kvs, ...drains.kvs, ...partitions.kvs]);
-    this.watch(BigInt(revision) + 1n);
+    if (!this.stopped) this.replaceView(Number(revision), [...members.kvs, ...drains.kvs, ...partitions.kvs]);
+    return BigInt(revision);
   }
 
   /**
@@ -452,51 +428,6 @@ export class EtcdCluster implements ClusterView {
       const held = this.owners[partition];
       if (held?.owner !== this.self || held.epoch !== epoch) this.lose(partition, epoch, "partition key gone or taken (re-read from etcd)", "lost");
     }
-  }
-
-  private watch(fromRevision: bigint): void {
-    // watcher() attaches at once and connects when it can; create() would wait for the connection.
-    const watcher = this.client.watch().prefix(this.keys.root).startRevision(fromRevision.toString()).watcher();
-    let disconnected = false;
-    watcher.on("put", (kv: IKeyValue) => {
-      this.applyPut(kv.key.toString(), kv.value.toString(), Number(kv.create_revision));
-      this.scheduleReconcile();
-    });
-    watcher.on("delete", (kv: IKeyValue) => {
-      this.applyDelete(kv.key.toString());
-      this.scheduleReconcile();
-    });
-    watcher.on("disconnected", () => {
-      disconnected = true;
-    });
-    watcher.on("connected", () => {
-      // See the header: a resumed watch may have skipped events.
-      if (disconnected) this.resync("watch reconnected");
-    });
-    // etcd3 emits 'error' when etcd cancelled the watch (a compacted start revision): it is dead.
-    watcher.on("error", (error: Error) => {
-      if (this.watcher !== watcher) return;
-      this.logger.warn({ err: error }, "etcd cancelled the watch of the cluster's keys: re-reading them");
-      this.watcher = undefined;
-      this.resync("watch cancelled");
-    });
-    watcher.on("end", () => {
-      if (this.watcher !== watcher) return;
-      this.watcher = undefined;
-      this.resync("watch ended");
-    });
-    this.watcher = watcher;
-  }
-
-  private detachWatcher(): Watcher | undefined {
-    const watcher = this.watcher;
-    this.watcher = undefined;
-    if (watcher !== undefined) {
-      watcher.removeAllListeners();
-      // An emitter without an 'error' listener throws: a late cancel of the dropped watch must not.
-      watcher.on("error", () => undefined);
-    }
-    return watcher;
   }
 
   // ---- The view, from etcd's keys -------------------------------------------------------
@@ -709,12 +640,6 @@ function parseOwner(value: string): NodeId | undefined {
   }
 }
 
-/** Cancels a watch, waiting at most `ms` for etcd to confirm (it may be out of reach). */
-async function cancelWithin(watcher: Watcher, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([watcher.cancel().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

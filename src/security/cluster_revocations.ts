@@ -20,12 +20,13 @@
 //   from the next: deletions made while it was away are seen, and nothing is
 //   applied twice or out of order. The same re-read runs every
 //   REVOCATION_RESYNC_INTERVAL_MS, bounding how stale an unnoticed loss could
-//   leave the list.
+//   leave the list (cluster/etcd_mirror.ts does this for the cluster's view too).
 // - Off the call path: events update a map; the united list is rebuilt once
 //   per burst of events (setImmediate) and handed to the gate, whose per-call
 //   check stays one map lookup.
 
-import { type Etcd3, type IKeyValue, Range, type Watcher } from "etcd3";
+import { type Etcd3, type IKeyValue, Range } from "etcd3";
+import { EtcdMirror } from "../cluster/etcd_mirror";
 import type { Logger } from "pino";
 import { type Lifecycle, lifecycle } from "../lifecycle";
 import { AUTH_REVOKED_MAX, REVOCATION_KEY_NAME_LENGTH_MAX, REVOCATION_READ_PAGE_KEYS, REVOCATION_RESYNC_INTERVAL_MS, REVOCATION_RETRY_MS, REVOCATION_VALUE_BYTES_MAX } from "../limits";
@@ -57,74 +58,43 @@ export class ClusterRevocations {
   private readonly logger: Logger;
   /** Key name (after the prefix) → what it holds; at most AUTH_REVOKED_MAX keys. */
   private known = new Map<string, Known>();
-  private watcher: Watcher | undefined;
-  private resyncing: Promise<void> | undefined;
-  private resyncAgain = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private periodicTimer: NodeJS.Timeout | undefined;
+  /** The prefix read at one revision, then watched (cluster/etcd_mirror.ts). */
+  private readonly mirror: EtcdMirror;
   private applyScheduled = false;
-  /** Failed re-reads in a row: only the first of an outage is logged. */
-  private failures = 0;
-  private stopped = false;
 
   constructor(private readonly options: ClusterRevocationsOptions) {
     this.prefix = options.prefix;
     this.logger = options.logger;
+    this.mirror = new EtcdMirror({
+      client: options.client,
+      prefix: options.prefix,
+      logger: options.logger,
+      what: "the cluster's revocations",
+      read: () => this.readList(),
+      onPut: (kv) => this.onPut(kv),
+      onDelete: (kv) => this.onDelete(kv),
+      retryMs: REVOCATION_RETRY_MS,
+      resyncIntervalMs: options.resyncIntervalMs ?? REVOCATION_RESYNC_INTERVAL_MS,
+    });
   }
 
   /** Reads the prefix and starts watching it; fails (and the node's start with it) if etcd cannot be read. */
-  async start(): Promise<void> {
-    await this.readAndWatch();
-    const periodMs = this.options.resyncIntervalMs ?? REVOCATION_RESYNC_INTERVAL_MS;
-    this.periodicTimer = setInterval(() => this.resync("periodic"), periodMs);
-    this.periodicTimer.unref();
+  start(): Promise<void> {
+    return this.mirror.start();
   }
 
   /** Idempotent. The gate keeps the last list. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.periodicTimer);
-    clearTimeout(this.retryTimer);
-    const watcher = this.detachWatcher();
-    if (watcher !== undefined) await cancelWithin(watcher, REVOCATION_RETRY_MS);
+  stop(): Promise<void> {
+    return this.mirror.stop();
   }
 
   /** Re-reads the prefix and watches anew; one at a time, and a request during one runs once more after it. */
   resync(why: string): void {
-    if (this.stopped) return;
-    if (this.resyncing !== undefined) {
-      this.resyncAgain = true;
-      return;
-    }
-    this.logger.debug({ why }, "re-reading the cluster's revocations");
-    this.resyncing = (async () => {
-      try {
-        do {
-          this.resyncAgain = false;
-          await this.readAndWatch();
-        } while (this.resyncAgain && !this.stopped);
-        if (this.failures > 0) this.logger.info({ failures: this.failures }, "the cluster's revocations are read from etcd again");
-        this.failures = 0;
-      } catch (error) {
-        if (this.failures++ === 0) {
-          this.logger.warn({ err: error, retryMs: REVOCATION_RETRY_MS }, "cannot read the cluster's revocations from etcd: the last list read stays in force; retrying");
-        }
-        clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.resync("retry"), REVOCATION_RETRY_MS);
-        this.retryTimer.unref();
-      } finally {
-        this.resyncing = undefined;
-      }
-    })();
+    this.mirror.resync(why);
   }
 
-  /**
-   * Drops the current watch, reads every key at one revision, applies them as the whole list, and watches from the
-   * next revision: no event is lost between the read and the watch, and none is applied twice.
-   */
-  private async readAndWatch(): Promise<void> {
-    const old = this.detachWatcher();
-    if (old !== undefined) void cancelWithin(old, REVOCATION_RETRY_MS);
+  /** Reads every key at one revision and makes them the whole list; returns that revision. */
+  private async readList(): Promise<bigint> {
     const { kvs, revision } = await this.readAll();
     const next = new Map<string, Known>();
     for (const kv of kvs) {
@@ -134,8 +104,7 @@ export class ClusterRevocations {
     const changed = !sameKeys(this.known, next);
     this.known = next;
     if (changed) this.scheduleApply();
-    if (this.stopped) return;
-    this.watch(revision + 1n);
+    return revision;
   }
 
   /** Every key under the prefix at one revision, page by page; at most AUTH_REVOKED_MAX of them. */
@@ -161,40 +130,6 @@ export class ClusterRevocations {
       this.logger.error({ prefix: this.prefix, max: AUTH_REVOKED_MAX }, "more keys under the cluster's revoked/ prefix than revocations allowed: the keys past the limit (in key order) are ignored");
     }
     return { kvs, revision };
-  }
-
-  private watch(fromRevision: bigint): void {
-    // watcher() attaches at once and connects when it can; create() would wait for the connection.
-    const watcher = this.options.client.watch().prefix(this.prefix).startRevision(fromRevision.toString()).watcher();
-    let disconnected = false;
-    watcher.on("put", (kv: IKeyValue) => this.onPut(kv));
-    watcher.on("delete", (kv: IKeyValue) => this.onDelete(kv));
-    watcher.on("disconnected", () => {
-      disconnected = true;
-    });
-    watcher.on("connected", () => {
-      // See the header: a resumed watch may have skipped events.
-      if (disconnected) this.resync("watch reconnected");
-    });
-    // etcd3 emits 'error' only when etcd cancelled the watch (a compacted start revision): it is dead.
-    watcher.on("error", (error: Error) => {
-      if (this.watcher !== watcher) return;
-      this.logger.warn({ err: error }, "etcd cancelled the watch of the cluster's revocations: re-reading them");
-      this.watcher = undefined;
-      this.resync("watch cancelled");
-    });
-    this.watcher = watcher;
-  }
-
-  private detachWatcher(): Watcher | undefined {
-    const watcher = this.watcher;
-    this.watcher = undefined;
-    if (watcher !== undefined) {
-      watcher.removeAllListeners();
-      // An emitter without an 'error' listener throws: a late cancel of the dropped watch must not.
-      watcher.on("error", () => undefined);
-    }
-    return watcher;
   }
 
   private onPut(kv: IKeyValue): void {
@@ -273,11 +208,4 @@ function sameKeys(a: ReadonlyMap<string, Known>, b: ReadonlyMap<string, Known>):
   if (a.size !== b.size) return false;
   for (const [name, known] of a) if (b.get(name)?.modRevision !== known.modRevision) return false;
   return true;
-}
-
-/** Cancels a watch, waiting at most `ms` for etcd to confirm (it may be out of reach). */
-async function cancelWithin(watcher: Watcher, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([watcher.cancel().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }

@@ -171,7 +171,7 @@ describe("a node's view of the cluster after a lost etcd watch (integration, rea
     const n1 = await startN1(cluster, 200);
     await until("n1's view at start", () => viewIsEtcds(n1), explain(n1));
     // A client bug as the periodic re-read is there for: the watch lives on but its events reach no one.
-    const watcher = (n1 as unknown as { watcher: Watcher | undefined }).watcher;
+    const watcher = (n1 as unknown as { mirror: { watcher: Watcher | undefined } }).mirror.watcher;
     expect(watcher, "n1 watches its keys").to.not.equal(undefined);
     watcher?.removeAllListeners();
     watcher?.on("error", () => undefined);
