@@ -6,24 +6,14 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
-import { isServiceError } from "../../src/cli/rpc";
 import { ActorKind } from "../../src/gen/quartermaster/v1/cluster";
 import { AdjustmentReason, ReserveRequest } from "../../src/gen/quartermaster/v1/inventory";
 import { startCluster, type TestCluster } from "../support/cluster";
-import { call, decodeStatusDetails, makeTempDir } from "../support/server_process";
+import { grpcOutcomeOf } from "../support/grpc_outcome";
+import { call, makeTempDir } from "../support/server_process";
 import { bearer, generateTestKey, jwksText, signToken, type TestKey, writeAuthFiles } from "../support/security";
 
 const RELOAD_DEADLINE_MS = 10_000;
-
-async function codeOf(promise: Promise<unknown>): Promise<{ code: GrpcStatus; reason: string | undefined }> {
-  try {
-    await promise;
-    return { code: GrpcStatus.OK, reason: undefined };
-  } catch (error) {
-    if (!isServiceError(error)) throw error;
-    return { code: error.code, reason: decodeStatusDetails(error).errorInfo?.reason };
-  }
-}
 
 describe("authentication on cluster nodes (integration)", function () {
   this.timeout(120_000);
@@ -69,9 +59,9 @@ describe("authentication on cluster nodes (integration)", function () {
     expect(level.onHand).to.equal(4);
 
     const reader = bearer(await signToken(key, { sub: "dashboard", tenant: "acme", roles: ["reader"] }));
-    const refused = await codeOf(call(c.clients("a").inventory, "reserve", ReserveRequest.fromPartial({ skuId, reservationId: "r-1", quantity: 1 }), { metadata: reader }));
+    const refused = await grpcOutcomeOf(call(c.clients("a").inventory, "reserve", ReserveRequest.fromPartial({ skuId, reservationId: "r-1", quantity: 1 }), { metadata: reader }));
     expect(refused.code).to.equal(GrpcStatus.PERMISSION_DENIED);
-    const anonymous = await codeOf(call(c.clients("b").inventory, "getSku", { skuId }));
+    const anonymous = await grpcOutcomeOf(call(c.clients("b").inventory, "getSku", { skuId }));
     expect(anonymous).to.deep.equal({ code: GrpcStatus.UNAUTHENTICATED, reason: "TOKEN_MISSING" });
     const availability = await call(c.clients("a").inventory, "getAvailability", { skuIds: [skuId] }, { metadata: reader });
     expect(availability.items[0]).to.include({ onHand: 4, reserved: 0 });
@@ -86,14 +76,14 @@ describe("authentication on cluster nodes (integration)", function () {
     process.kill(node.pid, "SIGHUP");
     const metadata = bearer(await signToken(rotated, { sub: "dashboard", tenant: "acme", roles: ["reader"] }));
     const end = Date.now() + RELOAD_DEADLINE_MS;
-    let last = await codeOf(call(c.clients("b").cluster, "getClusterStatus", {}, { metadata }));
+    let last = await grpcOutcomeOf(call(c.clients("b").cluster, "getClusterStatus", {}, { metadata }));
     while (last.code !== GrpcStatus.PERMISSION_DENIED && Date.now() < end) {
       await new Promise((resolve) => setTimeout(resolve, 50));
-      last = await codeOf(call(c.clients("b").cluster, "getClusterStatus", {}, { metadata }));
+      last = await grpcOutcomeOf(call(c.clients("b").cluster, "getClusterStatus", {}, { metadata }));
     }
     // A reader lacks cluster.read: PERMISSION_DENIED (not UNAUTHENTICATED) proves the new key was accepted.
     expect(last.code).to.equal(GrpcStatus.PERMISSION_DENIED);
     // Node a was not signalled: it still knows only the old key.
-    expect((await codeOf(call(c.clients("a").cluster, "getClusterStatus", {}, { metadata }))).reason).to.equal("TOKEN_KEY_UNKNOWN");
+    expect((await grpcOutcomeOf(call(c.clients("a").cluster, "getClusterStatus", {}, { metadata }))).reason).to.equal("TOKEN_KEY_UNKNOWN");
   });
 });

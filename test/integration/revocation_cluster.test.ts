@@ -7,9 +7,9 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { expect } from "chai";
 import { Etcd3 } from "etcd3";
-import { isServiceError } from "../../src/cli/rpc";
 import { startCluster, type TestCluster } from "../support/cluster";
-import { call, decodeStatusDetails, makeTempDir } from "../support/server_process";
+import { type GrpcOutcome, grpcOutcomeOf } from "../support/grpc_outcome";
+import { call, makeTempDir } from "../support/server_process";
 import { bearer, generateTestKey, signToken, type TestKey, writeAuthFiles } from "../support/security";
 
 const CLUSTER = "rvk";
@@ -17,21 +17,6 @@ const PREFIX = `/quartermaster/${CLUSTER}/revoked/`;
 const NODES = ["a", "b"] as const;
 /** The README promises about a second; a shared test machine gets more. */
 const APPLY_DEADLINE_MS = 10_000;
-
-interface Outcome {
-  readonly code: GrpcStatus;
-  readonly reason: string | undefined;
-}
-
-async function outcome(promise: Promise<unknown>): Promise<Outcome> {
-  try {
-    await promise;
-    return { code: GrpcStatus.OK, reason: undefined };
-  } catch (error) {
-    if (!isServiceError(error)) throw error;
-    return { code: error.code, reason: decodeStatusDetails(error).errorInfo?.reason };
-  }
-}
 
 describe("revocation shared through etcd on a cluster (integration)", function () {
   this.timeout(120_000);
@@ -54,16 +39,16 @@ describe("revocation shared through etcd on a cluster (integration)", function (
   });
 
   /** GetClusterStatus on `node` with the token: OK for an operator, or the refusal. */
-  async function statusWith(node: string, token: string): Promise<Outcome> {
+  async function statusWith(node: string, token: string): Promise<GrpcOutcome> {
     const c = cluster;
     if (c === undefined) throw new Error("no cluster");
-    return outcome(call(c.clients(node).cluster, "getClusterStatus", {}, { metadata: bearer(token) }));
+    return grpcOutcomeOf(call(c.clients(node).cluster, "getClusterStatus", {}, { metadata: bearer(token) }));
   }
 
   /** Polls every node until each answers `expected` with the token (no sleeps beyond the poll). */
-  async function everyNode(token: string, expected: Outcome, what: string): Promise<void> {
+  async function everyNode(token: string, expected: GrpcOutcome, what: string): Promise<void> {
     const end = Date.now() + APPLY_DEADLINE_MS;
-    const last = new Map<string, Outcome>();
+    const last = new Map<string, GrpcOutcome>();
     for (;;) {
       for (const node of NODES) last.set(node, await statusWith(node, token));
       if ([...last.values()].every((o) => o.code === expected.code && o.reason === expected.reason)) return;
@@ -72,8 +57,8 @@ describe("revocation shared through etcd on a cluster (integration)", function (
     }
   }
 
-  const ACCEPTED: Outcome = { code: GrpcStatus.OK, reason: undefined };
-  const REVOKED: Outcome = { code: GrpcStatus.UNAUTHENTICATED, reason: "TOKEN_REVOKED" };
+  const ACCEPTED: GrpcOutcome = { code: GrpcStatus.OK, reason: undefined };
+  const REVOKED: GrpcOutcome = { code: GrpcStatus.UNAUTHENTICATED, reason: "TOKEN_REVOKED" };
 
   it("refuses a token on every node after an etcd put of its jti, and accepts it again after the delete", async () => {
     const leaked = await signToken(key, { sub: "oncall", tenant: "acme", roles: ["operator"], jti: "leak-1" });
